@@ -1,0 +1,214 @@
+"""Interactions: the shared currency between data, models and the engine.
+
+It holds the external <-> internal id maps, a CSR user x item matrix of summed
+event weights, and every user's time-ordered sequence of (item, event, time).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recapp.schema import (
+    DEFAULT_EVENT_WEIGHTS,
+    EVENT_COL,
+    EVENT_TYPES,
+    ITEM_COL,
+    RATING_COL,
+    TIME_COL,
+    USER_COL,
+    SchemaError,
+)
+
+EVENT_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+
+def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:
+    """Per-row implicit weight: the event's weight, or for ``rating`` the rating (1 when absent)."""
+    w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
+    unknown = set(w) - set(EVENT_TYPES)
+    if unknown:
+        raise ValueError(f"event_weights has unknown event type(s) {sorted(unknown)}; accepted: {list(EVENT_TYPES)}")
+    if col_event not in df.columns:
+        events = np.full(len(df), "rating", dtype=object)
+    else:
+        events = df[col_event].to_numpy(dtype=object)
+    out = np.ones(len(df), dtype=np.float64)
+    rating = df[col_rating].to_numpy(dtype=np.float64) if col_rating in df.columns else np.full(len(df), np.nan)
+    for name, weight in w.items():
+        mask = events == name
+        if not mask.any():
+            continue
+        if weight is None:
+            out[mask] = np.where(np.isnan(rating[mask]), 1.0, rating[mask])
+        else:
+            out[mask] = float(weight)
+    return out
+
+
+@dataclass
+class Interactions:
+    """Id maps, a CSR matrix and time-ordered sequences built from an event frame.
+
+    Build with :meth:`from_frame`. Internal indices are positions in
+    ``user_ids`` / ``item_ids``; ``matrix[u, i]`` sums the weights of all of
+    user ``u``'s events on item ``i``.
+    """
+
+    frame: pd.DataFrame           # the events, with columns uidx, iidx, weight, event_code
+    user_ids: pd.Index
+    item_ids: pd.Index
+    matrix: sp.csr_matrix
+    seq_indptr: np.ndarray        # user u's events are seq_*[seq_indptr[u]:seq_indptr[u+1]]
+    seq_items: np.ndarray
+    seq_events: np.ndarray
+    seq_times: np.ndarray
+    event_weights: dict
+
+    @classmethod
+    def from_frame(
+        cls,
+        df: pd.DataFrame,
+        *,
+        event_weights: dict | None = None,
+        user_ids: pd.Index | None = None,
+        item_ids: pd.Index | None = None,
+        col_user: str = USER_COL,
+        col_item: str = ITEM_COL,
+        col_time: str = TIME_COL,
+        col_event: str = EVENT_COL,
+        col_rating: str = RATING_COL,
+    ) -> "Interactions":
+        """Build from a DataFrame in the schema of :mod:`recapp.schema`.
+
+        ``user_ids`` / ``item_ids`` fix the id space (new ids are appended after
+        them), so a test frame can share a training frame's indices.
+        """
+        for c in (col_user, col_item):
+            if c not in df.columns:
+                raise SchemaError(f"missing column {c!r}; columns found: {list(df.columns)}")
+        if len(df) and (df[col_user].isna().any() or df[col_item].isna().any()):
+            raise SchemaError(f"columns {col_user!r} and {col_item!r} must not contain missing ids; run recapp.schema.validate first")
+        user_ids = _extend_index(user_ids, df[col_user])
+        item_ids = _extend_index(item_ids, df[col_item])
+        frame = pd.DataFrame({
+            USER_COL: df[col_user].to_numpy(),
+            ITEM_COL: df[col_item].to_numpy(),
+            TIME_COL: df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(len(df)),
+            EVENT_COL: df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(len(df), "rating", dtype=object),
+        })
+        if col_rating in df.columns:
+            frame[RATING_COL] = df[col_rating].to_numpy(dtype=np.float64)
+        unknown_events = ~pd.Series(frame[EVENT_COL]).isin(EVENT_TYPES).to_numpy()
+        if unknown_events.any():
+            bad = sorted(set(frame[EVENT_COL][unknown_events].astype(str)))[:5]
+            raise SchemaError(f"column {col_event!r} has unknown event type(s) {bad}; accepted: {list(EVENT_TYPES)}")
+        frame["uidx"] = user_ids.get_indexer(frame[USER_COL]).astype(np.int64)
+        frame["iidx"] = item_ids.get_indexer(frame[ITEM_COL]).astype(np.int64)
+        frame["weight"] = event_weights_for(frame, event_weights)
+        frame["event_code"] = frame[EVENT_COL].map(EVENT_CODES).to_numpy(dtype=np.int8)
+        return cls._assemble(frame, user_ids, item_ids, event_weights or {})
+
+    @classmethod
+    def _assemble(cls, frame: pd.DataFrame, user_ids: pd.Index, item_ids: pd.Index, event_weights: dict) -> "Interactions":
+        n_users, n_items = len(user_ids), len(item_ids)
+        matrix = sp.csr_matrix(
+            (frame["weight"].to_numpy(np.float32), (frame["uidx"].to_numpy(), frame["iidx"].to_numpy())),
+            shape=(n_users, n_items),
+        )
+        matrix.sum_duplicates()
+        order = np.lexsort((np.arange(len(frame)), frame[TIME_COL].to_numpy(), frame["uidx"].to_numpy()))
+        uidx_sorted = frame["uidx"].to_numpy()[order]
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.add.at(indptr, uidx_sorted + 1, 1)
+        indptr = np.cumsum(indptr)
+        return cls(
+            frame=frame.reset_index(drop=True),
+            user_ids=user_ids,
+            item_ids=item_ids,
+            matrix=matrix,
+            seq_indptr=indptr,
+            seq_items=frame["iidx"].to_numpy()[order],
+            seq_events=frame["event_code"].to_numpy()[order],
+            seq_times=frame[TIME_COL].to_numpy()[order],
+            event_weights=event_weights,
+        )
+
+    # ---- sizes and id maps -------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        """Number of users in the id map."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the id map."""
+        return len(self.item_ids)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def __repr__(self) -> str:
+        return f"Interactions({len(self):,} events, {self.n_users:,} users, {self.n_items:,} items, nnz={self.matrix.nnz:,})"
+
+    def user_index(self, users) -> np.ndarray:
+        """Internal indices of external user ids; -1 for unknown users."""
+        return self.user_ids.get_indexer(pd.Index(np.atleast_1d(np.asarray(users, dtype=object if self.user_ids.dtype == object else None))))
+
+    def item_index(self, items) -> np.ndarray:
+        """Internal indices of external item ids; -1 for unknown items."""
+        return self.item_ids.get_indexer(pd.Index(np.atleast_1d(np.asarray(items, dtype=object if self.item_ids.dtype == object else None))))
+
+    # ---- views ---------------------------------------------------------------
+    def binary(self) -> sp.csr_matrix:
+        """The matrix with every stored weight set to 1."""
+        b = self.matrix.copy()
+        b.data[:] = 1.0
+        return b
+
+    def sequence(self, uidx: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """User ``uidx``'s time-ordered (items, event codes, times)."""
+        a, b = self.seq_indptr[uidx], self.seq_indptr[uidx + 1]
+        return self.seq_items[a:b], self.seq_events[a:b], self.seq_times[a:b]
+
+    def sequences(self) -> list[np.ndarray]:
+        """Every user's time-ordered internal item indices."""
+        return np.split(self.seq_items, self.seq_indptr[1:-1])
+
+    def item_popularity(self) -> np.ndarray:
+        """Number of distinct users per item."""
+        return np.bincount(self.matrix.indices, minlength=self.n_items).astype(np.float64)
+
+    # ---- growth --------------------------------------------------------------
+    def append(self, df: pd.DataFrame) -> "Interactions":
+        """A new Interactions with ``df``'s events added; new users and items get new indices."""
+        new = Interactions.from_frame(df, event_weights=self.event_weights, user_ids=self.user_ids, item_ids=self.item_ids)
+        frame = pd.concat([self.frame, new.frame], ignore_index=True)
+        return Interactions._assemble(frame, new.user_ids, new.item_ids, self.event_weights)
+
+
+def _extend_index(base: pd.Index | None, values: pd.Series) -> pd.Index:
+    uniq = pd.unique(values.to_numpy())
+    if base is None:
+        try:
+            uniq = np.sort(uniq)
+        except TypeError:
+            pass
+        return pd.Index(uniq)
+    new = uniq[base.get_indexer(pd.Index(uniq)) < 0]
+    if len(new) == 0:
+        return base
+    return base.append(pd.Index(new))
+
+
+def as_interactions(data, **kwargs) -> Interactions:
+    """Accept an :class:`Interactions` or an event DataFrame and return Interactions."""
+    if isinstance(data, Interactions):
+        return data
+    if isinstance(data, pd.DataFrame):
+        if len(data) == 0:
+            raise SchemaError("cannot build Interactions from an empty DataFrame")
+        return Interactions.from_frame(data, **kwargs)
+    raise TypeError(f"expected a DataFrame or Interactions, got {type(data).__name__}")

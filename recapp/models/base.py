@@ -1,0 +1,333 @@
+"""The Recommender interface shared by every model family.
+
+A subclass stores hyperparameters in ``__init__`` (scikit-learn style), learns in
+``_fit(inter)`` and scores in ``_scores(user_rows, uidx)``. The base class does
+the rest: id mapping, vectorised top-k with seen items removed, the popularity
+fallback for unknown users, incremental ``update`` and safetensors/JSON
+persistence.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recapp.interactions import Interactions, as_interactions
+from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
+
+#: Every concrete Recommender class by name, for :func:`load`.
+REGISTRY: dict[str, type["Recommender"]] = {}
+
+FALLBACK_COL = "fallback"
+
+
+class NotFittedError(RuntimeError):
+    """A model was used before ``fit``."""
+
+
+def check_param(name: str, value, *, low=None, high=None, choices=None, integer: bool = False, low_inclusive: bool = True):
+    """Raise ``ValueError`` naming ``name`` and the accepted range unless ``value`` is valid."""
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not accepted; accepted values: {list(choices)}")
+        return value
+    if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not np.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be a finite number")
+    if low is not None and (value < low if low_inclusive else value <= low):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name}={value!r} is out of range; it must be {op} {low}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}={value!r} is out of range; it must be <= {high}")
+    return value
+
+
+class Recommender:
+    """Base class: ``fit`` / ``recommend`` / ``score`` / ``update`` / ``save``.
+
+    Subclasses implement ``_fit(inter)`` and ``_scores(user_rows, uidx)`` and list
+    their learned arrays in ``_state()`` / ``_set_state()`` for persistence.
+    """
+
+    #: whether ``_scores`` only needs the user's history row (item-to-item models):
+    #: such models serve any user who has events, new ones included, with no refit.
+    history_based: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.__name__] = cls
+
+    # ---- hyperparameters ---------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict:
+        """The constructor arguments as stored on the instance."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params) -> "Recommender":
+        """Change hyperparameters; unknown names are an error."""
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"{type(self).__name__} has no parameter {k!r}; parameters: {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _validate_params(self) -> None:
+        """Subclasses check hyperparameter ranges here (called by ``fit``)."""
+
+    # ---- fitting -------------------------------------------------------------
+    def fit(self, data, **kwargs) -> "Recommender":
+        """Learn from an event DataFrame or :class:`Interactions`; returns ``self``."""
+        self._validate_params()
+        inter = as_interactions(data)
+        self.interactions_ = inter
+        self.n_items_ = inter.n_items
+        self.n_users_fit_ = inter.n_users
+        self.item_popularity_ = inter.item_popularity()
+        self._fit(inter, **kwargs)
+        return self
+
+    def _fit(self, inter: Interactions, **kwargs) -> None:
+        raise NotImplementedError
+
+    def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:
+        """Dense scores (len(uidx), n_items_) for known users (internal indices)."""
+        raise NotImplementedError
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "interactions_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit(train) before recommend, score or update")
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether ``fit`` has run."""
+        return hasattr(self, "interactions_")
+
+    # ---- scoring -------------------------------------------------------------
+    def _dense_scores(self, uidx: np.ndarray) -> np.ndarray:
+        """Scores over the current item space; items the model has never seen score -inf."""
+        inter = self.interactions_
+        rows = inter.matrix[uidx]
+        s = np.asarray(self._scores(rows, uidx), dtype=np.float64)
+        if s.shape[1] < inter.n_items:
+            pad = np.full((s.shape[0], inter.n_items - s.shape[1]), -np.inf)
+            s = np.hstack([s, pad])
+        return s
+
+    def _fallback_scores(self, n: int) -> np.ndarray:
+        pop = self.item_popularity_
+        full = np.zeros(self.interactions_.n_items)
+        full[: len(pop)] = pop
+        return np.tile(full, (n, 1))
+
+    def _score_block(self, uidx: np.ndarray) -> np.ndarray:
+        known = uidx >= 0
+        if not self._can_score_new_users():
+            known &= uidx < self.n_users_fit_
+        scores = np.empty((len(uidx), self.interactions_.n_items))
+        if known.any():
+            scores[known] = self._dense_scores(uidx[known])
+        if (~known).any():
+            scores[~known] = self._fallback_scores(int((~known).sum()))
+        return scores, known
+
+    def _can_score_new_users(self) -> bool:
+        """Whether users added by ``update`` after fit can be scored (fold-in models say yes)."""
+        return self.history_based
+
+    def score(self, users, items=None) -> pd.DataFrame:
+        """Dense scores: one row per user, one column per item (all items when ``items`` is None).
+
+        Unknown users get the popularity fallback (the number of training users per item).
+        """
+        self._check_fitted()
+        users = np.atleast_1d(np.asarray(users))
+        scores, _ = self._score_block(self.interactions_.user_index(users))
+        if items is None:
+            cols = self.interactions_.item_ids
+        else:
+            cols = pd.Index(np.atleast_1d(np.asarray(items)))
+            idx = self.interactions_.item_index(cols)
+            if (idx < 0).any():
+                raise KeyError(f"unknown item id(s): {list(cols[idx < 0][:5])}")
+            scores = scores[:, idx]
+        return pd.DataFrame(scores, index=pd.Index(users, name=USER_COL), columns=cols)
+
+    def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, batch_size: int = 1024) -> pd.DataFrame:
+        """Top-``k`` items per user as DataFrame[user_id, item_id, score, rank, fallback].
+
+        ``users`` defaults to every known user. Unknown users (and users the model
+        cannot score) get the popularity fallback, flagged by ``fallback=True``.
+        With ``exclude_seen`` a user's training (and updated) items never appear.
+        """
+        self._check_fitted()
+        check_param("k", k, low=1, integer=True)
+        inter = self.interactions_
+        users = inter.user_ids.to_numpy() if users is None else np.atleast_1d(np.asarray(users))
+        uidx_all = inter.user_index(users)
+        k_eff = min(k, inter.n_items)
+        out_u, out_i, out_s, out_r, out_f = [], [], [], [], []
+        for start in range(0, len(users), batch_size):
+            uidx = uidx_all[start:start + batch_size]
+            scores, known = self._score_block(uidx)
+            if exclude_seen and (uidx >= 0).any():
+                seen_rows = np.flatnonzero(uidx >= 0)
+                sub = inter.matrix[uidx[seen_rows]]
+                r, c = sub.nonzero()
+                scores[seen_rows[r], c] = -np.inf
+            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+            top_scores = np.take_along_axis(scores, top, axis=1)
+            order = np.argsort(-top_scores, axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)
+            top_scores = np.take_along_axis(top_scores, order, axis=1)
+            valid = np.isfinite(top_scores)
+            n = len(uidx)
+            out_u.append(np.repeat(users[start:start + batch_size], k_eff).reshape(n, k_eff)[valid])
+            out_i.append(inter.item_ids.to_numpy()[top[valid]])
+            out_s.append(top_scores[valid])
+            out_r.append(np.tile(np.arange(1, k_eff + 1), (n, 1))[valid])
+            out_f.append(np.repeat(~known, k_eff).reshape(n, k_eff)[valid])
+        if not out_u:
+            return pd.DataFrame({USER_COL: [], ITEM_COL: [], SCORE_COL: [], RANK_COL: [], FALLBACK_COL: []})
+        return pd.DataFrame({
+            USER_COL: np.concatenate(out_u),
+            ITEM_COL: np.concatenate(out_i),
+            SCORE_COL: np.concatenate(out_s),
+            RANK_COL: np.concatenate(out_r).astype(np.int64),
+            FALLBACK_COL: np.concatenate(out_f),
+        })
+
+    # ---- incremental updates ----------------------------------------------------
+    def update(self, events: pd.DataFrame) -> "Recommender":
+        """Fold new events in without a full refit; returns ``self``.
+
+        The base version appends the events to the model's history (new users and
+        items get indices), refreshes popularity, then calls ``_update(uidx)`` with
+        the touched users so a subclass can refresh their learned state.
+        """
+        self._check_fitted()
+        if events is None or len(events) == 0:
+            return self
+        if isinstance(events, dict):
+            events = pd.DataFrame([events])
+        self.interactions_ = self.interactions_.append(events)
+        self.item_popularity_ = self.interactions_.item_popularity()
+        touched = np.unique(self.interactions_.user_index(pd.unique(events[USER_COL].to_numpy())))
+        self._update(touched)
+        return self
+
+    def _update(self, uidx: np.ndarray) -> None:
+        """Refresh learned state for users ``uidx`` after new events (default: nothing to do)."""
+
+    # ---- persistence ---------------------------------------------------------
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save (subclasses extend)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore learned arrays (subclasses extend)."""
+
+    def _extra_config(self) -> dict:
+        """JSON-serialisable learned state that is not an array."""
+        return {}
+
+    def _set_extra_config(self, extra: dict) -> None:
+        """Restore what ``_extra_config`` saved."""
+
+    def save(self, path) -> Path:
+        """Write ``config.json`` and ``state.safetensors`` into the folder ``path`` (no pickle)."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        inter = self.interactions_
+        f = inter.frame
+        arrays = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
+        arrays.update({
+            "inter.uidx": f["uidx"].to_numpy(np.int64), "inter.iidx": f["iidx"].to_numpy(np.int64),
+            "inter.time": f["timestamp"].to_numpy(np.float64), "inter.event_code": f["event_code"].to_numpy(np.int8),
+            "inter.weight": f["weight"].to_numpy(np.float64),
+            "fit.item_popularity": np.asarray(self.item_popularity_, dtype=np.float64),
+        })
+        if "rating" in f.columns:
+            arrays["inter.rating"] = f["rating"].to_numpy(np.float64)
+        config = {
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "n_items": int(self.n_items_),
+            "n_users_fit": int(self.n_users_fit_),
+            "user_ids": _ids_to_json(inter.user_ids),
+            "item_ids": _ids_to_json(inter.item_ids),
+            "event_weights": inter.event_weights,
+            "extra": self._extra_config(),
+        }
+        save_file(arrays, str(path / "state.safetensors"))
+        (path / "config.json").write_text(json.dumps(config, default=_json_default))
+        return path
+
+
+def _ids_to_json(index: pd.Index) -> dict:
+    values = index.to_numpy()
+    if np.issubdtype(values.dtype, np.integer):
+        return {"dtype": "int64", "values": [int(v) for v in values]}
+    return {"dtype": "str", "values": [str(v) for v in values]}
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
+
+
+def load(path) -> Recommender:
+    """Load a model written by :meth:`Recommender.save`."""
+    from safetensors.numpy import load_file
+
+    from recapp.interactions import EVENT_CODES
+
+    path = Path(path)
+    cfg_path, st_path = path / "config.json", path / "state.safetensors"
+    if not cfg_path.exists() or not st_path.exists():
+        raise FileNotFoundError(f"{path} is not a saved recapp model: expected config.json and state.safetensors")
+    config = json.loads(cfg_path.read_text())
+    cls = REGISTRY.get(config.get("class"))
+    if cls is None:
+        raise ValueError(f"{cfg_path}: unknown model class {config.get('class')!r}; known: {sorted(REGISTRY)}")
+    arrays = load_file(str(st_path))
+    model = cls(**config["params"])
+    user_ids = pd.Index(np.asarray(config["user_ids"]["values"], dtype=object if config["user_ids"]["dtype"] == "str" else np.int64))
+    item_ids = pd.Index(np.asarray(config["item_ids"]["values"], dtype=object if config["item_ids"]["dtype"] == "str" else np.int64))
+    codes = arrays["inter.event_code"]
+    names = np.array(list(EVENT_CODES), dtype=object)
+    frame = pd.DataFrame({
+        USER_COL: user_ids.to_numpy()[arrays["inter.uidx"]],
+        ITEM_COL: item_ids.to_numpy()[arrays["inter.iidx"]],
+        "timestamp": arrays["inter.time"],
+        "event": names[codes],
+    })
+    if "inter.rating" in arrays:
+        frame["rating"] = arrays["inter.rating"]
+    frame["uidx"], frame["iidx"] = arrays["inter.uidx"], arrays["inter.iidx"]
+    frame["weight"], frame["event_code"] = arrays["inter.weight"], codes
+    model.interactions_ = Interactions._assemble(frame, user_ids, item_ids, config.get("event_weights") or {})
+    model.n_items_ = config["n_items"]
+    model.n_users_fit_ = config["n_users_fit"]
+    model.item_popularity_ = arrays["fit.item_popularity"]
+    model._set_state({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
+    model._set_extra_config(config.get("extra", {}))
+    return model
