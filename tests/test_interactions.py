@@ -1,0 +1,68 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from recapp.interactions import Interactions, as_interactions, event_weights_for
+from recapp.schema import SchemaError
+
+
+def _events():
+    return pd.DataFrame({
+        "user_id": ["a", "a", "b", "a", "c"],
+        "item_id": [10, 11, 10, 10, 12],
+        "timestamp": [5.0, 1.0, 2.0, 9.0, 3.0],
+        "event": ["view", "click", "purchase", "cart", "rating"],
+        "rating": [np.nan, np.nan, np.nan, np.nan, 4.0],
+    })
+
+
+def test_weights_default_and_rating():
+    w = event_weights_for(_events())
+    assert w.tolist() == [1.0, 2.0, 5.0, 3.0, 4.0]
+
+
+def test_weights_configurable_and_unknown_rejected():
+    assert event_weights_for(_events(), {"view": 0.5})[0] == 0.5
+    with pytest.raises(ValueError, match="unknown event type"):
+        event_weights_for(_events(), {"wishlist": 1.0})
+
+
+def test_matrix_sums_weights_per_user_item():
+    inter = Interactions.from_frame(_events())
+    a, i10 = inter.user_index(["a"])[0], inter.item_index([10])[0]
+    assert inter.matrix[a, i10] == pytest.approx(1.0 + 3.0)  # view + cart
+    assert inter.matrix.shape == (3, 3)
+    assert inter.matrix.nnz == 4
+
+
+def test_sequences_are_time_ordered():
+    inter = Interactions.from_frame(_events())
+    items, events, times = inter.sequence(inter.user_index(["a"])[0])
+    assert list(times) == [1.0, 5.0, 9.0]
+    assert list(inter.item_ids[items]) == [11, 10, 10]
+    assert len(inter.sequences()) == inter.n_users
+
+
+def test_unknown_ids_map_to_minus_one():
+    inter = Interactions.from_frame(_events())
+    assert inter.user_index(["zzz", "a"]).tolist()[0] == -1
+    assert inter.item_index([999]).tolist() == [-1]
+
+
+def test_fixed_index_shares_id_space_and_append_grows():
+    inter = Interactions.from_frame(_events())
+    more = pd.DataFrame({"user_id": ["d"], "item_id": [13], "timestamp": [10.0], "event": ["view"]})
+    grown = inter.append(more)
+    assert grown.n_users == 4 and grown.n_items == 4
+    assert list(grown.user_ids[:3]) == list(inter.user_ids)
+    assert grown.matrix[3, 3] == 1.0
+
+
+def test_bad_input_is_an_error():
+    with pytest.raises(SchemaError):
+        as_interactions(pd.DataFrame())
+    bad = _events().assign(event=["view", "like", "view", "view", "view"])
+    with pytest.raises(SchemaError, match="like"):
+        Interactions.from_frame(bad)
+    with pytest.raises(TypeError):
+        as_interactions([1, 2, 3])
