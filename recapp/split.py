@@ -1,0 +1,252 @@
+"""Train/test splitters for interaction logs.
+
+Random, stratified and chronological splits follow Microsoft Recommenders'
+``python_random_split``, ``python_stratified_split`` and ``python_chrono_split``
+(``recommenders/datasets/python_splitters.py``) row for row, so numbers measured
+here can be compared with numbers published there. ``temporal_split`` (one global
+time cutoff) and ``leave_last_out`` (each user's last events) are the two
+protocols that sequence and session recommenders are usually judged by.
+
+Every splitter is deterministic: the same frame and ``random_state`` give the
+same split. A float ``ratio`` returns ``(train, test)``; a list of ratios
+returns a list of frames, one per ratio. Frames keep the input's index and
+columns.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
+
+FILTER_BY = ("user", "item")
+
+
+# ---- argument checks ---------------------------------------------------------
+def _check_ratio(ratio) -> tuple[bool, list[float]]:
+    """Return ``(multi, ratios)`` with ratios summing to 1, or raise ValueError."""
+    if isinstance(ratio, Real) and not isinstance(ratio, bool):
+        r = float(ratio)
+        if not 0.0 < r < 1.0:
+            raise ValueError(
+                f"ratio={ratio!r} is out of range; accepted: a float strictly between 0 and 1 "
+                "(the train share) or a list of floats in (0, 1) that sums to 1"
+            )
+        return False, [r, 1.0 - r]
+    if isinstance(ratio, (list, tuple, np.ndarray)):
+        ratios = list(ratio)
+        ok = len(ratios) >= 2 and all(isinstance(x, Real) and not isinstance(x, bool) and 0.0 < float(x) < 1.0 for x in ratios)
+        # Unlike recommenders we do not silently renormalise: a list that does not sum
+        # to 1 is more often a typo than an intent.
+        if not ok or not math.isclose(math.fsum(ratios), 1.0, rel_tol=0.0, abs_tol=1e-9):
+            raise ValueError(
+                f"ratio={ratio!r} is not a valid list of split ratios; accepted: two or more floats, "
+                "each strictly between 0 and 1, summing to 1 (e.g. [0.7, 0.1, 0.2])"
+            )
+        return True, [float(x) for x in ratios]
+    raise ValueError(
+        f"ratio must be a float in (0, 1) or a list of floats summing to 1; got {type(ratio).__name__} {ratio!r}"
+    )
+
+
+def _check_columns(df: pd.DataFrame, *cols: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise SchemaError(f"missing column(s) {missing}; columns found: {list(df.columns)}")
+
+
+def _split_column(filter_by: str, col_user: str, col_item: str) -> str:
+    if filter_by == "user":
+        return col_user
+    if filter_by == "item":
+        return col_item
+    raise ValueError(f"filter_by={filter_by!r} is not supported; accepted: {list(FILTER_BY)}")
+
+
+def _check_min_rating(min_rating) -> int:
+    if isinstance(min_rating, bool) or not isinstance(min_rating, (int, np.integer)) or min_rating < 1:
+        raise ValueError(f"min_rating={min_rating!r} is invalid; accepted: an integer >= 1")
+    return int(min_rating)
+
+
+def _result(splits: list[pd.DataFrame], multi: bool):
+    return splits if multi else (splits[0], splits[1])
+
+
+# ---- random --------------------------------------------------------------------
+def random_split(df: pd.DataFrame, ratio=0.75, random_state: int = 42):
+    """Split rows uniformly at random; ``ratio`` is the train share.
+
+    Same rows as recommenders' ``python_random_split``: a float ratio uses
+    scikit-learn's ``train_test_split(train_size=ratio)``; a list shuffles with
+    ``df.sample(frac=1)`` and cuts at ``round(cumsum(ratio) * len(df))``.
+    Returns ``(train, test)``, or a list of frames for a list of ratios.
+    """
+    multi, ratios = _check_ratio(ratio)
+    _check_columns(df)
+    if not multi:
+        train, test = train_test_split(df, test_size=None, train_size=ratios[0], random_state=random_state)
+        return train, test
+    shuffled = df.sample(frac=1, random_state=random_state)
+    cuts = [0] + [round(x * len(shuffled)) for x in np.cumsum(ratios).tolist()[:-1]] + [len(shuffled)]
+    return [shuffled.iloc[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+# ---- stratified / chronological (recommenders' _do_stratification) ------------
+def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, random_state):
+    multi, ratios = _check_ratio(ratio)
+    split_col = _split_column(filter_by, col_user, col_item)
+    min_rating = _check_min_rating(min_rating)
+    _check_columns(df, col_user, col_item, *([] if order_by is None else [order_by]))
+
+    data = df
+    if min_rating > 1:
+        data = data.groupby(split_col).filter(lambda g: len(g) >= min_rating)
+    # Work on a copy: recommenders writes its helper columns into the caller's frame.
+    data = data.copy()
+    key = "__order__"
+    while key in data.columns:
+        key += "_"
+    if order_by is None:
+        # np.random.seed(seed); np.random.rand(n) draws the same stream as this
+        # RandomState, without touching numpy's global state.
+        data[key] = np.random.RandomState(random_state).rand(data.shape[0])
+    else:
+        data[key] = data[order_by]
+    # pandas sorts on several keys with a stable lexsort, so equal timestamps keep
+    # their input order, exactly as in recommenders.
+    data = data.sort_values([split_col, key])
+    groups = data.groupby(split_col)
+    rank = (groups.cumcount() + 1) / groups[split_col].transform("count")
+    data = data.drop(columns=key)
+
+    thresholds = np.cumsum(ratios)
+    # The last share must catch every row even when the ratios' float sum is 0.999...
+    thresholds[-1] = np.inf
+    splits, prev = [], None
+    for t in thresholds:
+        cond = rank <= t
+        if prev is not None:
+            cond &= rank > prev
+        splits.append(data[cond.to_numpy()])
+        prev = t
+    return _result(splits, multi)
+
+
+def stratified_split(
+    df: pd.DataFrame,
+    ratio=0.75,
+    *,
+    filter_by: str = "user",
+    min_rating: int = 1,
+    random_state: int = 42,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+):
+    """Split each user's (or item's) rows at random in the proportions ``ratio``.
+
+    Recommenders' ``python_stratified_split`` exactly: drop groups with fewer than
+    ``min_rating`` rows, draw ``np.random.RandomState(random_state).rand(n)``, sort
+    by (group, draw), give each row the rank ``position / group size`` (position
+    1-based) and put it in the first split whose cumulative ratio is >= that rank.
+    A group of ``n`` rows thus puts ``floor(ratio * n)`` rows in train; a group
+    with a single row goes wholly to test. Frames come back sorted by group.
+    """
+    return _stratify(df, ratio, min_rating, filter_by, None, col_user, col_item, random_state)
+
+
+def chrono_split(
+    df: pd.DataFrame,
+    ratio=0.75,
+    *,
+    filter_by: str = "user",
+    min_rating: int = 1,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_timestamp: str = TIME_COL,
+):
+    """Split each user's (or item's) rows by time: the earliest ``ratio`` share is train.
+
+    Recommenders' ``python_chrono_split`` exactly (the stratified rule with rows
+    ordered by timestamp instead of at random; equal timestamps keep input order).
+    Every train event of a group precedes or equals in time its test events.
+    """
+    return _stratify(df, ratio, min_rating, filter_by, col_timestamp, col_user, col_item, None)
+
+
+# ---- global time cutoff ----------------------------------------------------------
+def _as_epoch(cutoff, column: pd.Series):
+    """A str/datetime cutoff against a numeric (UTC seconds) column becomes UTC seconds."""
+    if isinstance(cutoff, (str, _dt.datetime, _dt.date, np.datetime64)) and pd.api.types.is_numeric_dtype(column):
+        ts = pd.Timestamp(cutoff)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        return ts.timestamp()
+    return cutoff
+
+
+def temporal_split(
+    df: pd.DataFrame,
+    cutoff=None,
+    quantile: float = 0.8,
+    *,
+    col_timestamp: str = TIME_COL,
+):
+    """Split at one global time: events with timestamp < ``cutoff`` train, the rest test.
+
+    ``cutoff`` defaults to the ``quantile`` of the timestamps (so roughly that share
+    of events trains); it may be UTC seconds, or a date string / datetime, which is
+    read as UTC. Users and items of test may be absent from train: this is the
+    cold-start reality of a live shop, so nothing is filtered here.
+    Returns ``(train, test)`` in input row order.
+    """
+    _check_columns(df, col_timestamp)
+    ts = df[col_timestamp]
+    if cutoff is None:
+        if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
+            raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
+        cutoff = ts.quantile(float(quantile))
+    else:
+        cutoff = _as_epoch(cutoff, ts)
+    train_mask = (ts < cutoff).to_numpy(dtype=bool)
+    return df[train_mask], df[~train_mask]
+
+
+def leave_last_out(
+    df: pd.DataFrame,
+    n: int = 1,
+    *,
+    col_user: str = USER_COL,
+    col_timestamp: str = TIME_COL,
+):
+    """Each user's last ``n`` events by timestamp go to test, the rest to train.
+
+    Among equal timestamps the later row counts as later. Users with ``n`` events
+    or fewer stay wholly in train, so every test user has history to condition on.
+    Returns ``(train, test)`` in input row order.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n={n!r} is invalid; accepted: an integer >= 1 (events held out per user)")
+    _check_columns(df, col_user, col_timestamp)
+    m = len(df)
+    users = pd.factorize(df[col_user], use_na_sentinel=False)[0]
+    times = df[col_timestamp].to_numpy()
+    # lexsort: last key is primary, so rows sort by user, then time, then row position.
+    order = np.lexsort((np.arange(m), times, users))
+    sorted_users = users[order]
+    counts = np.bincount(users)
+    # position of each sorted row counted from its user's end (0 = the last event)
+    from_end = pd.Series(sorted_users).groupby(sorted_users).cumcount(ascending=False).to_numpy()
+    test_sorted = (from_end < n) & (counts[sorted_users] > n)
+    test_mask = np.zeros(m, dtype=bool)
+    test_mask[order] = test_sorted
+    return df[~test_mask], df[test_mask]
+
+
+__all__ = ["random_split", "stratified_split", "chrono_split", "temporal_split", "leave_last_out"]
