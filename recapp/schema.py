@@ -6,6 +6,7 @@ columns are named differently only needs renaming once, here or in
 """
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,26 +97,50 @@ def _quote_rows(df: pd.DataFrame, mask: np.ndarray, column: str, limit: int = 5)
     return shown + more
 
 
+def _is_text_dtype(values: pd.Series) -> bool:
+    # pandas 3 reads text as the ``str`` dtype, not ``object``; both may hold strings.
+    return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
+
+
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Convert epoch seconds, epoch milliseconds or ISO strings to float UTC seconds.
 
-    Values that cannot be parsed become NaN; the caller decides what that means.
+    Values that cannot be parsed (or are not finite) become NaN; the caller
+    decides what that means.
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = pd.to_datetime(values, utc=True)
         return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     numeric = pd.to_numeric(values, errors="coerce")
-    is_string = values.map(lambda v: isinstance(v, str)).to_numpy() if values.dtype == object else np.zeros(len(values), bool)
-    out = numeric.astype("float64")
+    if _is_text_dtype(values):
+        is_text = values.map(lambda v: isinstance(v, (str, datetime.datetime, np.datetime64))).to_numpy(dtype=bool)
+    else:
+        is_text = np.zeros(len(values), bool)
+    out = pd.Series(numeric.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+    out = out.where(np.isfinite(out.to_numpy()))
     # Epochs in milliseconds exceed ~1e11 (year 5138 in seconds), so the scale is unambiguous.
-    finite = out.abs()
-    out = out.where(~(finite > 1e11), out / 1000.0)
-    need_text = out.isna().to_numpy() & is_string
+    out = out.where(~(out.abs() > 1e11), out / 1000.0)
+    need_text = out.isna().to_numpy() & is_text
     if need_text.any():
-        parsed = pd.to_datetime(values[need_text], utc=True, errors="coerce", format="mixed")
+        parsed = pd.to_datetime(values[need_text].astype(object), utc=True, errors="coerce", format="mixed")
         secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        out.loc[need_text] = secs.to_numpy()
+        out.loc[need_text] = secs.to_numpy(dtype="float64", na_value=np.nan)
     return out
+
+
+def _normalise_events(values: pd.Series) -> np.ndarray:
+    """Canonical event names as an object array; None where the value is not a known event."""
+    # Normalise each distinct value once: logs have millions of rows but a handful of event names.
+    # (Working on plain Python strings also sidesteps Arrow-backed string dtypes whose all-missing
+    # slices refuse to be compared with a list of strings.)
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    names = []
+    for v in uniques:
+        key = v.strip().lower() if isinstance(v, str) else None
+        key = EVENT_ALIASES.get(key, key)
+        names.append(key if key in EVENT_TYPES else None)
+    lookup = np.array(names + [None], dtype=object)  # the last slot serves the NA code -1
+    return lookup[codes]
 
 
 def validate(
@@ -141,7 +166,11 @@ def validate(
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
         raise SchemaError("the event log is empty: no rows to validate")
-    mapping = {**COLUMN_ALIASES, **(aliases or {})}
+    dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if dupes:
+        raise SchemaError(f"duplicate column name(s) {dupes}; columns found: {list(df.columns)}")
+    # Column names are matched case-insensitively, so user aliases are too.
+    mapping = {**COLUMN_ALIASES, **{str(k).strip().lower(): v for k, v in (aliases or {}).items()}}
     renamed = {}
     rename = {}
     present = set(df.columns)
@@ -165,8 +194,8 @@ def validate(
 
     missing_id = out[col_user].isna().to_numpy() | out[col_item].isna().to_numpy()
     for col in (col_user, col_item):
-        if out[col].dtype == object:
-            missing_id |= out[col].map(lambda v: isinstance(v, str) and v.strip() == "").to_numpy()
+        if _is_text_dtype(out[col]):
+            missing_id |= out[col].map(lambda v: isinstance(v, str) and v.strip() == "").to_numpy(dtype=bool)
     if missing_id.any():
         dropped.append(pd.DataFrame({"line": out["__line__"][missing_id], "reason": "missing user or item id"}))
         out = out.loc[~missing_id]
@@ -180,15 +209,14 @@ def validate(
         )
     out[col_time] = ts.to_numpy()
 
-    ev = out[col_event].astype("string").str.strip().str.lower()
-    ev = ev.map(lambda v: EVENT_ALIASES.get(v, v) if isinstance(v, str) else v)
-    bad_ev = ~ev.isin(EVENT_TYPES).fillna(False).to_numpy(dtype=bool)
+    ev = _normalise_events(out[col_event])
+    bad_ev = pd.isna(ev)
     if bad_ev.any():
         raise SchemaError(
             f"column {col_event!r}: {int(bad_ev.sum()):,} unknown event type(s): {_quote_rows(out, bad_ev, col_event)}. "
             f"Accepted: {list(EVENT_TYPES)}"
         )
-    out[col_event] = ev.astype(object).to_numpy()
+    out[col_event] = ev
 
     for col in (RATING_COL, VALUE_COL):
         if col in out.columns:
