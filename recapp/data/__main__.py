@@ -9,19 +9,15 @@ from recapp.data.cache import DataSourceError, data_dir
 
 def fetch() -> int:
     """Fetch MovieLens-100K and the Open Bandit samples into the cache; print what came from where."""
-    from recapp.data.movielens import load_movielens
-    from recapp.data.openbandit import load_open_bandit
+    from recapp.data import fetch_all
 
     try:
-        ml = load_movielens("100k")
-        print(f"MovieLens-100K: {len(ml.interactions):,} ratings from {ml.source}")
-        for policy in ("random", "bts"):
-            for campaign in ("all", "men", "women"):
-                ob = load_open_bandit(policy=policy, campaign=campaign)
-                print(f"Open Bandit {policy}/{campaign}: {len(ob.rounds):,} rounds from {ob.source}")
+        sources = fetch_all()
     except DataSourceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    for dataset, source in sources.items():
+        print(f"{dataset}: {source}")
     print(f"cache: {data_dir()}")
     return 0
 
