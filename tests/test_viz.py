@@ -152,3 +152,16 @@ def test_loss_curves():
     assert len(valid) == 1 and list(valid[0].y) == [0.1, 0.2] and list(valid[0].x) == [2, 3]
     absolute = viz.loss_curves({"VAE": [10.0, 5.0]}, relative=False)
     assert list(absolute.data[0].y) == [10.0, 5.0] and len(absolute.data) == 1
+
+
+def test_per_user_by_history(events):
+    from recapp.models import Popularity
+
+    train = events[events["user_id"] != 4]
+    test = pd.DataFrame({"user_id": [1, 4], "item_id": [11, 10], "timestamp": [0.0, 0.0], "event": ["view", "view"]})
+    out = viz.per_user_by_history({"pop": Popularity().fit(train)}, train, test, k=2, bins=(0, 1, np.inf))
+    assert out["model"].tolist() == ["pop", "pop"]
+    assert out.set_index("user_id")["history"].astype(str).to_dict() == {1: "1+", 4: "cold (0)"}
+    assert out.set_index("user_id")["hit_rate_at_k"].to_dict() == {1: 1.0, 4: 1.0}
+    with pytest.raises(ValueError, match="empty"):
+        viz.per_user_by_history({}, train, test)
