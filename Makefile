@@ -22,7 +22,7 @@ data: install
 	$(PY) -m recapp.data fetch
 
 test: install data
-	$(PY) -m pytest -q
+	RECAPP_PROFILE=ci $(PY) -m pytest -q tests --nbval-lax notebooks/0*.ipynb
 
 bench: install data
 	$(PY) benchmarks/accuracy.py
