@@ -1,0 +1,343 @@
+"""A/B tests with sound statistics: assignment, sample-ratio checks, per-user metrics and tests.
+
+The randomisation unit is the shopper, so every metric is first aggregated per
+user and every test treats users, not events, as the independent draws:
+
+* conversion (share of users who bought) is a proportion: ``statsmodels``
+  ``test_proportions_2indep`` / ``confint_proportions_2indep``;
+* revenue per user is a mean: Welch's t-test and interval from
+  ``statsmodels.stats.weightstats``;
+* click-through rate (clicks / views over all users of an arm) is a ratio of
+  two per-user sums, whose variance the delta method gives (Deng, Knoblich
+  and Lu, "Applying the Delta Method in Metric Analytics", KDD 2018). Testing
+  it as if every view were independent understates the variance;
+  :func:`calibration` shows the inflated false-positive rate that causes.
+
+Several arms or metrics are corrected with ``statsmodels`` ``multipletests``;
+power and sample size come from ``NormalIndPower``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize, test_proportions_2indep
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
+
+from recapp.schema import EVENT_COL, USER_COL, VALUE_COL
+
+ARM_COL = "arm"
+METRICS = ("ctr", "conversion", "revenue_per_user")
+#: Fabijan et al. (2019) flag a sample-ratio mismatch at p < 0.0005-0.001; a real SRM gives p ~ 1e-10.
+SRM_THRESHOLD = 0.001
+
+
+# ---- assignment ---------------------------------------------------------------
+def hash_unit(users, salt: str = "recapp") -> np.ndarray:
+    """A stable pseudo-uniform number in [0, 1) per user id: sha256 of ``"{salt}:{user}"``.
+
+    The same id and salt give the same number on every machine and Python
+    version (unlike ``hash()``), so assignment needs no stored table; a new
+    salt per experiment makes experiments independent of each other.
+    """
+    users = np.atleast_1d(np.asarray(users, dtype=object))
+    out = np.empty(len(users), dtype=np.float64)
+    for n, u in enumerate(users.tolist()):
+        digest = hashlib.sha256(f"{salt}:{u}".encode()).digest()
+        out[n] = int.from_bytes(digest[:8], "big") / 2.0**64
+    return out
+
+
+def assign(users, arms=("control", "treatment"), weights=None, salt: str = "recapp") -> pd.Series:
+    """Stable user-level assignment: ``Series(arm, index=user_id)``.
+
+    ``weights`` are the arms' shares (equal when None). A user's arm depends
+    only on their id, the salt and the weights, never on arrival order.
+    """
+    arms = list(arms)
+    if len(arms) < 1 or len(set(arms)) != len(arms):
+        raise ValueError(f"arms must be distinct labels, got {arms!r}")
+    w = np.full(len(arms), 1.0) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(arms),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(arms)} non-negative numbers with a positive sum, got {weights!r}")
+    edges = np.cumsum(w / w.sum())
+    users = np.atleast_1d(np.asarray(users))
+    idx = np.minimum(np.searchsorted(edges, hash_unit(users, salt), side="right"), len(arms) - 1)
+    return pd.Series(np.asarray(arms, dtype=object)[idx], index=pd.Index(users, name=USER_COL), name=ARM_COL)
+
+
+@dataclass
+class SRMResult:
+    """Outcome of the sample-ratio-mismatch check."""
+
+    counts: pd.Series
+    expected: pd.Series
+    statistic: float
+    pvalue: float
+    threshold: float
+
+    @property
+    def mismatch(self) -> bool:
+        """True when the observed split is too unlikely under the designed one: do not trust the test."""
+        return bool(self.pvalue < self.threshold)
+
+    def __str__(self) -> str:
+        flag = "MISMATCH: the analysis is not trustworthy" if self.mismatch else "ok"
+        return f"SRM chi-square = {self.statistic:.2f}, p = {self.pvalue:.3g} ({flag}); counts {self.counts.to_dict()}"
+
+
+def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMResult:
+    """Chi-square goodness-of-fit test of the users per arm against the designed split.
+
+    ``observed`` is an assignment Series (one row per user), or counts per arm
+    (dict or Series). A p-value below ``threshold`` means the randomisation or
+    the logging is broken (bots, redirects, lost events), whatever the metrics say.
+    """
+    if isinstance(observed, pd.Series) and not pd.api.types.is_numeric_dtype(observed):
+        counts = observed.value_counts().sort_index()
+    else:
+        counts = pd.Series(observed, dtype="float64").sort_index()
+    if len(counts) < 2:
+        raise ValueError(f"srm_check needs at least two arms, got {counts.to_dict()}")
+    if weights is None:
+        w = pd.Series(1.0, index=counts.index)
+    else:
+        w = pd.Series(weights, dtype="float64")
+        if set(w.index) != set(counts.index):
+            raise ValueError(f"weights must name the arms {sorted(counts.index)}, got {sorted(w.index)}")
+        w = w.reindex(counts.index)
+    expected = w / w.sum() * counts.sum()
+    res = stats.chisquare(counts.to_numpy(dtype=np.float64), expected.to_numpy())
+    return SRMResult(counts.astype("int64"), expected, float(res.statistic), float(res.pvalue), threshold)
+
+
+# ---- per-user metrics ---------------------------------------------------------------
+def user_metrics(events: pd.DataFrame, assignment: pd.Series | None = None, *, col_user: str = USER_COL,
+                 col_event: str = EVENT_COL, col_value: str = VALUE_COL, col_arm: str = ARM_COL) -> pd.DataFrame:
+    """One row per user: arm, views, clicks, carts, purchases, revenue, converted, ctr.
+
+    ``events`` is a schema event log in which ``view`` is an impression (as the
+    simulator writes it) and ``value`` on purchases is the revenue. The arm
+    comes from ``assignment`` (index user_id) or from an ``arm`` column. Users
+    assigned but without events get zeros: dropping them would bias every metric.
+    """
+    if assignment is None and col_arm not in events.columns:
+        raise ValueError(f"pass an assignment Series or an {col_arm!r} column in events")
+    ev = events[col_event].to_numpy(dtype=object)
+    frame = pd.DataFrame({
+        col_user: events[col_user].to_numpy(),
+        "views": ev == "view", "clicks": ev == "click", "carts": ev == "cart", "purchases": ev == "purchase",
+        "revenue": np.where(ev == "purchase", events[col_value].to_numpy(dtype=np.float64) if col_value in events.columns else 0.0, 0.0),
+    })
+    per_user = frame.groupby(col_user, sort=True).sum()
+    per_user[["views", "clicks", "carts", "purchases"]] = per_user[["views", "clicks", "carts", "purchases"]].astype("int64")
+    if assignment is None:
+        arms = events.groupby(col_user, sort=True)[col_arm].first()
+    else:
+        arms = assignment.rename(col_arm)
+        per_user = per_user.reindex(arms.index, fill_value=0)
+    per_user.insert(0, col_arm, arms.reindex(per_user.index).to_numpy())
+    per_user["converted"] = (per_user["purchases"] > 0).astype("int64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_user["ctr"] = per_user["clicks"] / per_user["views"].where(per_user["views"] > 0)
+    per_user.index.name = col_user
+    return per_user
+
+
+# ---- tests -------------------------------------------------------------------------
+def delta_ratio(num, den, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ratio of sums ``sum(num) / sum(den)`` and its delta-method variance, along ``axis``.
+
+    With per-user pairs (x_u, y_u), n users, means mx, my, variances sxx, syy
+    and covariance sxy (Deng et al. 2018, eq. 2)::
+
+        Var(mx / my) ~= (sxx / my**2 - 2 * mx * sxy / my**3 + mx**2 * syy / my**4) / n
+
+    Vectorised: 2-D input gives one ratio per column (one experiment per column).
+    """
+    x = np.asarray(num, dtype=np.float64)
+    y = np.asarray(den, dtype=np.float64)
+    n = x.shape[axis]
+    mx, my = x.mean(axis=axis), y.mean(axis=axis)
+    dx, dy = x - np.expand_dims(mx, axis), y - np.expand_dims(my, axis)
+    sxx = (dx * dx).sum(axis=axis) / (n - 1)
+    syy = (dy * dy).sum(axis=axis) / (n - 1)
+    sxy = (dx * dy).sum(axis=axis) / (n - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = mx / my
+        var = (sxx / my**2 - 2.0 * mx * sxy / my**3 + mx**2 * syy / my**4) / n
+    return ratio, var
+
+
+def compare_ratio(num_c, den_c, num_t, den_t, alpha: float = 0.05, axis: int = 0) -> dict:
+    """Two-sided z-test and interval for ``ratio_t - ratio_c`` with delta-method variances.
+
+    Inputs are per-user numerators and denominators (clicks and views) of the
+    control and treatment arms. Returns a dict of arrays (scalars for 1-D input):
+    control, treatment, diff, se, statistic, pvalue, ci_low, ci_high.
+    """
+    rc, vc = delta_ratio(num_c, den_c, axis)
+    rt, vt = delta_ratio(num_t, den_t, axis)
+    diff, se = rt - rc, np.sqrt(vc + vt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = diff / se
+    # The arms are independent, so the difference is asymptotically normal with the summed variances.
+    zcrit = stats.norm.ppf(1 - alpha / 2)
+    return {"control": rc, "treatment": rt, "diff": diff, "se": se, "statistic": z,
+            "pvalue": 2 * stats.norm.sf(np.abs(z)), "ci_low": diff - zcrit * se, "ci_high": diff + zcrit * se}
+
+
+def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, method: str = "wald") -> dict:
+    """Test and interval for ``p_t - p_c`` with statsmodels (vectorised over arrays).
+
+    ``method`` is passed to ``test_proportions_2indep`` ("wald", "agresti-caffo",
+    "score") and, for the interval, to ``confint_proportions_2indep`` ("wald",
+    "agresti-caffo", "newcomb", "score").
+    """
+    count_c, nobs_c, count_t, nobs_t = (np.asarray(v, dtype=np.float64) for v in (count_c, nobs_c, count_t, nobs_t))
+    res = test_proportions_2indep(count_t, nobs_t, count_c, nobs_c, compare="diff", method=method)
+    low, high = confint_proportions_2indep(count_t, nobs_t, count_c, nobs_c, compare="diff", method=method, alpha=alpha)
+    pc, pt = count_c / nobs_c, count_t / nobs_t
+    return {"control": pc, "treatment": pt, "diff": pt - pc, "statistic": np.asarray(res.statistic),
+            "pvalue": np.asarray(res.pvalue), "ci_low": np.asarray(low), "ci_high": np.asarray(high)}
+
+
+def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:
+    """Welch's t-test and interval for ``mean_t - mean_c`` (statsmodels; 2-D input: one test per column)."""
+    x_c, x_t = np.asarray(x_c, dtype=np.float64), np.asarray(x_t, dtype=np.float64)
+    stat, pvalue, _ = ttest_ind(x_t, x_c, usevar="unequal")
+    low, high = CompareMeans(DescrStatsW(x_t), DescrStatsW(x_c)).tconfint_diff(alpha=alpha, usevar="unequal")
+    mc, mt = x_c.mean(axis=0), x_t.mean(axis=0)
+    return {"control": mc, "treatment": mt, "diff": mt - mc, "statistic": stat, "pvalue": pvalue, "ci_low": low, "ci_high": high}
+
+
+def _compare_metric(metric: str, c: pd.DataFrame, t: pd.DataFrame, alpha: float) -> dict:
+    if metric == "ctr":
+        return compare_ratio(c["clicks"], c["views"], t["clicks"], t["views"], alpha)
+    if metric == "conversion":
+        return compare_proportions(c["converted"].sum(), len(c), t["converted"].sum(), len(t), alpha)
+    if metric == "revenue_per_user":
+        return compare_means(c["revenue"], t["revenue"], alpha)
+    if metric in c.columns:
+        return compare_means(c[metric], t[metric], alpha)
+    raise ValueError(f"unknown metric {metric!r}; accepted: {list(METRICS)} or a numeric column of the per-user frame")
+
+
+def analyze(per_user: pd.DataFrame, control: str = "control", metrics=METRICS, alpha: float = 0.05,
+            correction: str = "holm", col_arm: str = ARM_COL) -> pd.DataFrame:
+    """Compare every arm with ``control`` on every metric; one tidy row per (arm, metric).
+
+    ``per_user`` comes from :func:`user_metrics`. Columns: arm, metric, users,
+    control, treatment, diff, lift (relative), ci_low, ci_high, pvalue,
+    pvalue_adj and significant (after ``correction``, any ``multipletests``
+    method, over all rows; "none" skips it). Unadjusted intervals are at level
+    ``1 - alpha``.
+    """
+    if col_arm not in per_user.columns:
+        raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
+    arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
+    if control not in set(per_user[col_arm]) or not arms:
+        raise ValueError(f"need the control arm {control!r} and at least one other arm; found {sorted(map(str, set(per_user[col_arm])))}")
+    c = per_user[per_user[col_arm] == control]
+    rows = []
+    for arm in sorted(arms, key=str):
+        t = per_user[per_user[col_arm] == arm]
+        for metric in metrics:
+            r = {k: float(v) for k, v in _compare_metric(metric, c, t, alpha).items()}
+            rows.append({"arm": arm, "metric": metric, "users": len(t), "control": r["control"], "treatment": r["treatment"],
+                         "diff": r["diff"], "lift": r["diff"] / r["control"] if r["control"] else np.nan,
+                         "ci_low": r["ci_low"], "ci_high": r["ci_high"], "pvalue": r["pvalue"]})
+    out = pd.DataFrame(rows)
+    if correction == "none":
+        out["pvalue_adj"] = out["pvalue"]
+    else:
+        out["pvalue_adj"] = multipletests(out["pvalue"].fillna(1.0).to_numpy(), alpha=alpha, method=correction)[1]
+    out["significant"] = out["pvalue_adj"] < alpha
+    return out
+
+
+# ---- power -------------------------------------------------------------------------
+def sample_size(baseline: float, mde: float, alpha: float = 0.05, power: float = 0.8, ratio: float = 1.0,
+                relative: bool = True) -> int:
+    """Users per control arm to detect a conversion change with ``NormalIndPower``.
+
+    ``mde`` is the minimum detectable effect: relative (0.05 = +5%) or absolute.
+    The effect size is Cohen's h (``proportion_effectsize``); the treatment arm
+    gets ``ratio`` times as many users.
+    """
+    target = baseline * (1 + mde) if relative else baseline + mde
+    if not (0 < baseline < 1 and 0 < target < 1):
+        raise ValueError(f"baseline={baseline!r} and the target rate {target!r} must lie in (0, 1)")
+    h = proportion_effectsize(target, baseline)
+    n = NormalIndPower().solve_power(effect_size=h, alpha=alpha, power=power, ratio=ratio, alternative="two-sided")
+    return int(np.ceil(n))
+
+
+def predicted_power(baseline: float, target: float, nobs: int, alpha: float = 0.05, ratio: float = 1.0) -> float:
+    """Power of a two-sided two-proportion test with ``nobs`` control users (``NormalIndPower``)."""
+    h = proportion_effectsize(target, baseline)
+    return float(NormalIndPower().power(effect_size=h, nobs1=nobs, alpha=alpha, ratio=ratio, alternative="two-sided"))
+
+
+# ---- calibration -----------------------------------------------------------------------
+def simulate_users(n_experiments: int, n_users: int, *, conversion: float = 0.1, ctr: float = 0.05,
+                   views_mean: float = 8.0, ctr_concentration: float = 5.0, order_value: float = 40.0,
+                   lift: float = 0.0, random_state=0) -> dict:
+    """Per-user outcomes of one arm for many experiments at once (arrays of shape (n_users, n_experiments)).
+
+    Shoppers differ: views are 1 + Poisson, each shopper's click probability is
+    Beta with mean ``ctr`` (``ctr_concentration`` sets how much they differ),
+    conversion is Bernoulli and a buyer's revenue is log-normal around
+    ``order_value``. ``lift`` multiplies ctr, conversion and order value.
+    Returns views, clicks, converted and revenue.
+    """
+    rng = np.random.default_rng(random_state)
+    shape = (n_users, n_experiments)
+    views = 1 + rng.poisson(views_mean - 1, shape)
+    p = ctr * (1 + lift)
+    a, b = p * ctr_concentration, (1 - p) * ctr_concentration
+    clicks = rng.binomial(views, rng.beta(a, b, shape))
+    converted = rng.random(shape) < conversion * (1 + lift)
+    revenue = np.where(converted, rng.lognormal(np.log(order_value * (1 + lift)) - 0.5, 1.0, shape), 0.0)
+    return {"views": views, "clicks": clicks, "converted": converted.astype(np.int64), "revenue": revenue}
+
+
+def calibration(n_experiments: int = 1000, n_users: int = 2000, lift: float = 0.0, alpha: float = 0.05,
+                random_state=0, **user_kwargs) -> pd.DataFrame:
+    """Rejection rates of each test over simulated experiments: the false-positive rate when ``lift=0``, power otherwise.
+
+    Both arms of each experiment draw ``n_users`` shoppers from
+    :func:`simulate_users`; the treatment arm's rates are multiplied by ``1 + lift``.
+    Rows: conversion (two-proportion Wald test), revenue_per_user (Welch),
+    ctr_delta (delta method over users) and ctr_naive (every view treated as
+    an independent Bernoulli trial, the mistake the delta method avoids).
+    Columns: metric, test, experiments, rejection_rate, ci_low, ci_high (a
+    Wilson interval for the rate), predicted_power (``NormalIndPower`` for
+    conversion; NaN elsewhere).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    seeds = np.random.SeedSequence(random_state).spawn(2)
+    c = simulate_users(n_experiments, n_users, random_state=seeds[0], **user_kwargs)
+    t = simulate_users(n_experiments, n_users, lift=lift, random_state=seeds[1], **user_kwargs)
+    conv = compare_proportions(c["converted"].sum(0), n_users, t["converted"].sum(0), n_users, alpha)
+    rev = compare_means(c["revenue"], t["revenue"], alpha)
+    ctr = compare_ratio(c["clicks"], c["views"], t["clicks"], t["views"], alpha)
+    naive = compare_proportions(c["clicks"].sum(0), c["views"].sum(0), t["clicks"].sum(0), t["views"].sum(0), alpha)
+    base = user_kwargs.get("conversion", 0.1)
+    power = predicted_power(base, base * (1 + lift), n_users, alpha) if lift else alpha
+    rows = []
+    for metric, test, res, pred in (("conversion", "two-proportion z (statsmodels)", conv, power),
+                                    ("revenue_per_user", "Welch t (statsmodels)", rev, np.nan),
+                                    ("ctr_delta", "delta-method z over users", ctr, np.nan),
+                                    ("ctr_naive", "two-proportion z over views (wrong unit)", naive, np.nan)):
+        k = int((np.asarray(res["pvalue"]) < alpha).sum())
+        low, high = proportion_confint(k, n_experiments, alpha=0.05, method="wilson")
+        rows.append({"metric": metric, "test": test, "experiments": n_experiments, "rejection_rate": k / n_experiments,
+                     "ci_low": low, "ci_high": high, "predicted_power": pred})
+    return pd.DataFrame(rows)
