@@ -1,0 +1,708 @@
+"""Simulated shoppers with known preferences, for A/B tests and bandits before anything ships.
+
+The ground truth is a utility for every (shopper, item): the latent tastes of
+:func:`recapp.data.synthetic_shop`, or the scores of a model fitted on all of a
+real log (say EASE on MovieLens-100K) standing in for the truth. Utilities are
+standardised over all pairs, so the knobs below read the same for any truth.
+
+Choice model. A shown slate of ``k`` items is a multinomial logit with a
+no-click option and position bias (examination ``v_j = j ** -position_decay``)::
+
+    P(click the item at position j) = v_j a_j / (w0 + sum_l v_l a_l),   a = exp(choice_scale * z)
+    P(no click)                     = w0 / (w0 + sum_l v_l a_l)
+
+``w0`` is set so that a random slate is clicked with probability ``target_ctr``.
+A click leads to the cart with ``sigmoid(logit(cart_rate) + funnel_slope * z -
+price_sensitivity * log(price / median price))`` and a cart to a purchase with
+``purchase_rate``, at the item's price: so revenue is measured.
+
+Time runs in steps. In each step ``sessions_per_step`` shoppers arrive, drawn
+by their activity (so active shoppers return often); a session shows about
+``session_length`` slates and the policy sees the feedback of each slate
+before the next. With ``drift > 0`` every shopper's tastes take a random-walk
+step each step. Everything is deterministic by ``random_state``, and arrivals
+and outcome draws are shared between runs, so two policies meet the same
+shoppers (common random numbers make comparisons sharper).
+
+Policies: any :class:`~recapp.models.base.Recommender` (``recommend(users, k)``
+returns a DataFrame), the real-time engine (``recommend(user_id, k)`` and
+``ingest(event)``), or a :class:`Policy` such as the bandits of
+:mod:`recapp.experiment.bandits`. :func:`as_policy` wraps the first two.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import EVENT_COL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+
+ARM_COL = "arm"
+FEEDBACK_EVENTS = ("click", "cart", "purchase")
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(p: float) -> float:
+    if not 0 < p < 1:
+        raise ValueError(f"expected a probability in (0, 1), got {p!r}")
+    return float(np.log(p / (1 - p)))
+
+
+# ---- what a policy may know ------------------------------------------------------
+@dataclass
+class Environment:
+    """What the simulator tells a policy before a run: the catalogue, the shoppers and their observable context.
+
+    ``context(user_ids)`` returns the features a shop would know about a shopper
+    (a segment, a history embedding), never the true tastes.
+    """
+
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    prices: np.ndarray
+    k: int
+    context: Callable[[np.ndarray], np.ndarray]
+    n_context: int
+    item_features: np.ndarray | None = None
+
+    def item_index(self, items) -> np.ndarray:
+        """Positions of item ids in ``item_ids``; -1 for unknown ids."""
+        return pd.Index(self.item_ids).get_indexer(pd.Index(np.asarray(items)))
+
+
+class Policy:
+    """A slate policy the simulator can run: ``reset(env)``, ``slates(users, k)``, ``observe(feedback)``.
+
+    ``feedback`` is one row per shown item with columns request (row of the
+    ``slates`` call), user_id, item_id, position (1-based), click, cart,
+    purchase, revenue and timestamp. ``end_step()`` is called once per step.
+    """
+
+    name: str = "policy"
+
+    def reset(self, env: Environment) -> None:
+        """Prepare for a new run in ``env``."""
+        self.env_ = env
+
+    def slates(self, users: np.ndarray, k: int) -> np.ndarray:
+        """Item ids to show, shape (len(users), k), best first."""
+        raise NotImplementedError
+
+    def observe(self, feedback: pd.DataFrame) -> None:
+        """Learn from the outcome of the last ``slates`` call (default: nothing)."""
+
+    def end_step(self) -> None:
+        """Called after each simulated step (default: nothing)."""
+
+
+def fill_slates(slates: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    """Replace -1 entries of an (n, k) index array with random items not already in the row.
+
+    A recommender may return fewer than k items (everything else seen or
+    unknown); the shop still fills the shelf, so the simulator pads at random.
+    """
+    out = slates.copy()
+    for r in np.flatnonzero((out < 0).any(axis=1)):
+        row = out[r]
+        free = np.setdiff1d(np.arange(n_items), row[row >= 0])
+        miss = np.flatnonzero(row < 0)
+        out[r, miss] = rng.choice(free, size=min(len(miss), len(free)), replace=False) if len(free) >= len(miss) else -1
+    return out
+
+
+class RecommenderPolicy(Policy):
+    """Serve a fitted :class:`~recapp.models.base.Recommender` and fold feedback in with ``update``.
+
+    Only clicks, carts and purchases are fed back (``feedback_events``):
+    an impression without a click is not a positive signal. ``update`` is
+    "slate" (after every slate: real time), "step" (once per step, cheaper) or
+    None (the model stays as fitted).
+    """
+
+    def __init__(self, model, update: str | None = "step", exclude_seen: bool = True,
+                 feedback_events=FEEDBACK_EVENTS, name: str | None = None, random_state=0):
+        if update not in ("slate", "step", None):
+            raise ValueError(f"update={update!r} is not accepted; accepted values: ['slate', 'step', None]")
+        self.model = model
+        self.update = update
+        self.exclude_seen = exclude_seen
+        self.feedback_events = tuple(feedback_events)
+        self.name = name or type(model).__name__
+        self.random_state = random_state
+
+    def reset(self, env: Environment) -> None:
+        """Keep the environment, a seeded rng for padding, and an empty feedback buffer."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+        self.buffer_ = []
+
+    def slates(self, users, k):
+        """Top-k per user from ``model.recommend``, padded at random to k catalogue items."""
+        uniq, inv = np.unique(np.asarray(users), return_inverse=True)
+        recs = self.model.recommend(uniq, k=k, exclude_seen=self.exclude_seen)
+        return self.env_.item_ids[self._slate_matrix(recs, uniq, k)[inv]]
+
+    def _slate_matrix(self, recs: pd.DataFrame, uniq: np.ndarray, k: int) -> np.ndarray:
+        out = np.full((len(uniq), k), -1, dtype=np.int64)
+        if len(recs):
+            row = pd.Index(uniq).get_indexer(recs[USER_COL].to_numpy())
+            col = recs["rank"].to_numpy(dtype=np.int64) - 1
+            item = self.env_.item_index(recs[ITEM_COL].to_numpy())
+            ok = (row >= 0) & (col < k) & (item >= 0)
+            out[row[ok], col[ok]] = item[ok]
+        return fill_slates(out, len(self.env_.item_ids), self.rng_)
+
+    def observe(self, feedback):
+        """Buffer the clicks, carts and purchases; update now when ``update="slate"``."""
+        if self.update is None:
+            return
+        ev = feedback_to_events(feedback, self.feedback_events)
+        if len(ev):
+            self.buffer_.append(ev)
+        if self.update == "slate":
+            self._flush()
+
+    def end_step(self):
+        """Apply buffered feedback once per step when ``update="step"``."""
+        if self.update == "step":
+            self._flush()
+
+    def _flush(self):
+        if self.buffer_:
+            self.model.update(pd.concat(self.buffer_, ignore_index=True))
+            self.buffer_ = []
+
+
+class EnginePolicy(Policy):
+    """Serve a real-time engine: ``recommend(user_id, k)`` per shopper and ``ingest(event)`` per event.
+
+    ``recommend`` may return a DataFrame with an item_id column, a list of ids,
+    or a list of (item_id, ...) tuples or dicts. Events are schema dicts
+    (user_id, item_id, timestamp, event, value); impressions are passed too
+    (as ``view``) when ``ingest_views`` is set, since an engine may track them.
+    """
+
+    def __init__(self, engine, ingest_views: bool = False, name: str | None = None, random_state=0):
+        self.engine = engine
+        self.ingest_views = ingest_views
+        self.name = name or type(engine).__name__
+        self.random_state = random_state
+
+    def reset(self, env):
+        """Keep the environment and a seeded rng for padding."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+
+    def slates(self, users, k):
+        """One ``engine.recommend(user_id, k)`` call per distinct shopper, padded to k items."""
+        uniq, inv = np.unique(np.asarray(users), return_inverse=True)
+        out = np.full((len(uniq), k), -1, dtype=np.int64)
+        for r, u in enumerate(uniq.tolist()):
+            ids = _item_ids_from(self.engine.recommend(u, k))[:k]
+            idx = self.env_.item_index(ids) if len(ids) else np.empty(0, dtype=np.int64)
+            idx = idx[idx >= 0]
+            out[r, : len(idx)] = idx
+        return self.env_.item_ids[fill_slates(out, len(self.env_.item_ids), self.rng_)[inv]]
+
+    def observe(self, feedback):
+        """Ingest every click, cart and purchase (and views when asked) as an event dict."""
+        events = feedback_to_events(feedback, ("view",) + FEEDBACK_EVENTS if self.ingest_views else FEEDBACK_EVENTS)
+        for ev in events.to_dict("records"):
+            self.engine.ingest(ev)
+
+
+def _item_ids_from(recs) -> list:
+    if recs is None:
+        return []
+    if isinstance(recs, pd.DataFrame):
+        return recs[ITEM_COL].tolist()
+    out = []
+    for r in recs:
+        if isinstance(r, dict):
+            out.append(r[ITEM_COL])
+        elif isinstance(r, (tuple, list)):
+            out.append(r[0])
+        else:
+            out.append(r)
+    return out
+
+
+def as_policy(obj, **kwargs) -> Policy:
+    """Wrap a Recommender or an engine as a :class:`Policy`; policies pass through.
+
+    An object with ``slates`` is already a policy. One with ``ingest`` and a
+    ``recommend`` whose first parameter is a single ``user_id`` is an engine;
+    any other ``recommend(users, k)`` is a Recommender.
+    """
+    if isinstance(obj, Policy) or hasattr(obj, "slates"):
+        return obj
+    if not hasattr(obj, "recommend"):
+        raise TypeError(f"{type(obj).__name__} is not a policy: it needs slates(users, k) or recommend(...)")
+    params = list(inspect.signature(obj.recommend).parameters)
+    if hasattr(obj, "ingest") and params and params[0] in ("user_id", "user"):
+        return EnginePolicy(obj, **kwargs)
+    return RecommenderPolicy(obj, **kwargs)
+
+
+def feedback_to_events(feedback: pd.DataFrame, events=FEEDBACK_EVENTS) -> pd.DataFrame:
+    """Schema events (user_id, item_id, timestamp, event, value) from impression-level feedback.
+
+    A shown item is a ``view``; a click adds ``click``, and so on down the
+    funnel; a purchase carries the revenue as ``value``. Rows are time-ordered.
+    """
+    parts = []
+    flags = {"view": None, "click": "click", "cart": "cart", "purchase": "purchase"}
+    for offset, ev in enumerate(("view", "click", "cart", "purchase")):
+        if ev not in events:
+            continue
+        m = np.ones(len(feedback), bool) if flags[ev] is None else feedback[flags[ev]].to_numpy(bool)
+        if not m.any():
+            continue
+        sub = feedback.loc[m]
+        part = pd.DataFrame({
+            USER_COL: sub[USER_COL].to_numpy(), ITEM_COL: sub[ITEM_COL].to_numpy(),
+            # Funnel stages follow each other by a few seconds, so a time-ordered log keeps their order.
+            TIME_COL: sub[TIME_COL].to_numpy(dtype=np.float64) + 5.0 * offset,
+            EVENT_COL: ev, VALUE_COL: sub["revenue"].to_numpy(dtype=np.float64) if ev == "purchase" else 0.0,
+        })
+        if ARM_COL in sub.columns:
+            part[ARM_COL] = sub[ARM_COL].to_numpy()
+        parts.append(part)
+    if not parts:
+        cols = [USER_COL, ITEM_COL, TIME_COL, EVENT_COL, VALUE_COL] + ([ARM_COL] if ARM_COL in feedback.columns else [])
+        return pd.DataFrame({c: [] for c in cols})
+    return pd.concat(parts, ignore_index=True).sort_values(TIME_COL, kind="stable", ignore_index=True)
+
+
+# ---- results -------------------------------------------------------------------------
+@dataclass
+class SimulationResult:
+    """What a run produced: impressions, slates (with regret), schema events and the assignment."""
+
+    impressions: pd.DataFrame
+    slates: pd.DataFrame
+    events: pd.DataFrame
+    assignment: pd.Series
+    params: dict = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        """Per arm: users, sessions, slates, impressions, clicks, ctr, carts, purchases, conversion, revenue, regret."""
+        imp = self.impressions.groupby(ARM_COL, sort=False)
+        sl = self.slates.groupby(ARM_COL, sort=False)
+        out = pd.DataFrame({
+            "users": sl[USER_COL].nunique(),
+            "sessions": sl["session"].nunique(),
+            "slates": sl.size(),
+            "returning_share": sl["returning"].mean(),
+            "impressions": imp.size(),
+            "clicks": imp["click"].sum(),
+            "carts": imp["cart"].sum(),
+            "purchases": imp["purchase"].sum(),
+            "revenue": imp["revenue"].sum(),
+            "expected_clicks": sl["expected_clicks"].sum(),
+            "regret": sl["regret"].sum(),
+        })
+        out["ctr"] = out["clicks"] / out["impressions"]
+        out["slate_ctr"] = out["clicks"] / out["slates"]
+        buyers = self.impressions[self.impressions["purchase"] > 0].groupby(ARM_COL)[USER_COL].nunique()
+        out["conversion"] = buyers.reindex(out.index, fill_value=0) / out["users"]
+        out["revenue_per_user"] = out["revenue"] / out["users"]
+        out.index.name = ARM_COL
+        return out.reset_index()
+
+    def funnel(self) -> pd.DataFrame:
+        """Long table arm, stage (view/click/cart/purchase), count: for a funnel chart."""
+        g = self.impressions.groupby(ARM_COL, sort=False)
+        wide = pd.DataFrame({"view": g.size(), "click": g["click"].sum(), "cart": g["cart"].sum(), "purchase": g["purchase"].sum()})
+        wide.index.name = ARM_COL
+        return wide.reset_index().melt(id_vars=ARM_COL, var_name="stage", value_name="count")
+
+    def regret_curve(self, points: int | None = 200) -> pd.DataFrame:
+        """Cumulative expected reward and regret against the oracle, per arm, as slates accrue.
+
+        Columns arm, slates, cumulative_reward (expected clicks), cumulative_oracle,
+        cumulative_regret, clicks (realised, cumulative). ``points`` thins each
+        curve to about that many rows for plotting (None keeps all).
+        """
+        parts = []
+        for arm, g in self.slates.groupby(ARM_COL, sort=False):
+            n = np.arange(1, len(g) + 1)
+            frame = pd.DataFrame({ARM_COL: arm, "slates": n, "cumulative_reward": g["expected_clicks"].cumsum().to_numpy(),
+                                  "cumulative_oracle": g["oracle_clicks"].cumsum().to_numpy(),
+                                  "cumulative_regret": g["regret"].cumsum().to_numpy(), "clicks": g["clicks"].cumsum().to_numpy()})
+            if points and len(frame) > points:
+                keep = np.unique(np.r_[np.linspace(0, len(frame) - 1, points).round().astype(int), len(frame) - 1])
+                frame = frame.iloc[keep]
+            parts.append(frame)
+        return pd.concat(parts, ignore_index=True)
+
+    def user_metrics(self) -> pd.DataFrame:
+        """Per-user A/B metrics of :func:`recapp.experiment.abtest.user_metrics` over every assigned shopper who arrived."""
+        from recapp.experiment.abtest import user_metrics
+
+        arrived = self.assignment[self.assignment.index.isin(self.slates[USER_COL].unique())]
+        return user_metrics(self.events, arrived)
+
+
+# ---- the simulator -------------------------------------------------------------------
+class ShopperSimulator:
+    """Shoppers with ground-truth utilities who view, click, cart and buy from shown slates.
+
+    Build with :meth:`from_synthetic` or :meth:`from_model`, or directly from a
+    dense ``utility`` matrix (users x items) or from ``user_factors``,
+    ``item_factors`` and ``item_bias`` (utility = U V' + b). See the module
+    docstring for the choice model and every knob.
+    """
+
+    def __init__(self, utility=None, *, user_factors=None, item_factors=None, item_bias=None, user_ids=None,
+                 item_ids=None, prices=None, user_context=None, activity=None, k: int = 10, choice_scale: float = 1.0,
+                 target_ctr: float = 0.1, position_decay: float = 1.0, cart_rate: float = 0.3,
+                 purchase_rate: float = 0.5, funnel_slope: float = 0.5, price_sensitivity: float = 0.3,
+                 session_length: float = 3.0, drift: float = 0.0, drift_dim: int = 8, step_seconds: float = 3600.0,
+                 start: float = 1_700_000_000.0, random_state=0):
+        if utility is None and (user_factors is None or item_factors is None):
+            raise ValueError("pass a utility matrix, or user_factors and item_factors")
+        if utility is not None:
+            self.utility_ = np.asarray(utility, dtype=np.float64)
+            n_users, n_items = self.utility_.shape
+            self.user_factors_ = self.item_factors_ = None
+            self.item_bias_ = np.zeros(n_items)
+        else:
+            self.utility_ = None
+            self.user_factors_ = np.asarray(user_factors, dtype=np.float64)
+            self.item_factors_ = np.asarray(item_factors, dtype=np.float64)
+            n_users, n_items = len(self.user_factors_), len(self.item_factors_)
+            self.item_bias_ = np.zeros(n_items) if item_bias is None else np.asarray(item_bias, dtype=np.float64)
+        for name, value, low in (("k", k, 1), ("session_length", session_length, 1)):
+            if value < low:
+                raise ValueError(f"{name}={value!r} must be >= {low}")
+        if k > n_items:
+            raise ValueError(f"k={k} exceeds the catalogue of {n_items} items")
+        if not 0 < target_ctr < 1:
+            raise ValueError(f"target_ctr={target_ctr!r} must lie in (0, 1)")
+        self.user_ids = np.arange(n_users) if user_ids is None else np.asarray(user_ids)
+        self.item_ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
+        if len(self.user_ids) != n_users or len(self.item_ids) != n_items:
+            raise ValueError("user_ids / item_ids must match the truth's shape")
+        rng = np.random.default_rng(np.random.SeedSequence([int(random_state or 0), 7]))
+        self.prices = (np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None
+                       else np.asarray(prices, dtype=np.float64))
+        self.activity = (rng.lognormal(0.0, 1.0, n_users) if activity is None else np.asarray(activity, dtype=np.float64))
+        self.activity = self.activity / self.activity.sum()
+        self.user_context_ = (np.ones((n_users, 1)) if user_context is None else np.asarray(user_context, dtype=np.float64))
+        self.k = int(k)
+        self.choice_scale = choice_scale
+        self.target_ctr = target_ctr
+        self.position_decay = position_decay
+        self.cart_rate = cart_rate
+        self.purchase_rate = purchase_rate
+        self.funnel_slope = funnel_slope
+        self.price_sensitivity = price_sensitivity
+        self.session_length = session_length
+        self.drift = drift
+        self.step_seconds = step_seconds
+        self.start = start
+        self.random_state = random_state
+        self._user_pos = pd.Index(self.user_ids)
+        # Standardise the truth over (a sample of) all pairs, so knobs mean the same for any scale.
+        su = rng.integers(0, n_users, 20_000)
+        si = rng.integers(0, n_items, 20_000)
+        raw = self._raw(su[:, None], si[:, None]).ravel()
+        self.mu_, self.sd_ = float(raw.mean()), max(float(raw.std()), 1e-12)
+        # Drift moves tastes along fixed random item directions (unit variance per step at drift=1).
+        self.drift_dirs_ = rng.standard_normal((drift_dim, n_items)) / np.sqrt(drift_dim)
+        self.examination_ = np.arange(1, self.k + 1, dtype=np.float64) ** -position_decay
+        self.log_price_ratio_ = np.log(self.prices / np.median(self.prices))
+        # w0 so that a random slate is clicked with probability target_ctr (on average over shoppers).
+        ru = rng.integers(0, n_users, 4000)
+        ri = np.stack([rng.choice(n_items, self.k, replace=False) for _ in range(200)])
+        ri = ri[rng.integers(0, len(ri), len(ru))]
+        s = (self.examination_ * np.exp(choice_scale * self._z(ru[:, None], ri))).sum(axis=1)
+        self.no_click_weight_ = float(np.mean(s) * (1 - target_ctr) / target_ctr)
+
+    # ---- constructors --------------------------------------------------------------
+    @classmethod
+    def from_synthetic(cls, shop, context: str = "segment", context_noise: float = 1.0, **kwargs) -> "ShopperSimulator":
+        """Shoppers of a :class:`~recapp.data.synthetic.SyntheticShop`: its latent tastes, prices and activity.
+
+        ``context`` is what a policy may observe about a shopper: "segment"
+        (one-hot favourite category plus an intercept), "factors" (the true
+        tastes plus Gaussian noise of std ``context_noise``, standardised) or "both".
+        """
+        users = shop.users
+        if context not in ("segment", "factors", "both"):
+            raise ValueError(f"context={context!r} is not accepted; accepted values: ['segment', 'factors', 'both']")
+        parts = [np.ones((len(users), 1))]
+        if context in ("segment", "both"):
+            parts.append(pd.get_dummies(users["favorite_category"]).to_numpy(dtype=np.float64))
+        if context in ("factors", "both"):
+            noise_rng = np.random.default_rng(np.random.SeedSequence([int(kwargs.get("random_state", 0) or 0), 11]))
+            f = shop.user_factors + context_noise * shop.user_factors.std() * noise_rng.standard_normal(shop.user_factors.shape)
+            parts.append((f - f.mean(0)) / f.std(0))
+        kwargs.setdefault("activity", users["activity"].to_numpy() if "activity" in users.columns else None)
+        return cls(user_factors=shop.user_factors, item_factors=shop.item_factors, item_bias=shop.item_bias,
+                   user_ids=users[USER_COL].to_numpy(), item_ids=shop.items[ITEM_COL].to_numpy(),
+                   prices=shop.items["price"].to_numpy(), user_context=np.hstack(parts), **kwargs)
+
+    @classmethod
+    def from_model(cls, model, prices=None, n_context: int = 8, **kwargs) -> "ShopperSimulator":
+        """Shoppers whose truth is a Recommender fitted on all of a real log (e.g. EASE on MovieLens-100K).
+
+        The model's scores for every known (user, item) are the utilities.
+        ``prices`` is an array or a Series indexed by item_id (random
+        log-normal prices when None). The observable context is a rank-``n_context``
+        SVD embedding of each shopper's history in the log, and activity is
+        proportional to the history length. A policy of the same family as the
+        truth model is favoured; prefer another family or a held-out fit.
+        """
+        from scipy.sparse.linalg import svds
+
+        inter = model.interactions_
+        users = inter.user_ids.to_numpy()[: model.n_users_fit_]
+        scores = model.score(users)
+        item_ids = scores.columns.to_numpy()
+        if isinstance(prices, pd.Series):
+            prices = prices.reindex(item_ids).to_numpy(dtype=np.float64)
+        X = inter.binary()[: len(users)].astype(np.float64)
+        d = max(1, min(n_context, min(X.shape) - 1))
+        u, s, _ = svds(X, k=d, random_state=0)
+        emb = u * s
+        emb = (emb - emb.mean(0)) / np.maximum(emb.std(0), 1e-12)
+        kwargs.setdefault("activity", np.asarray(X.sum(axis=1)).ravel() + 1.0)
+        return cls(scores.to_numpy(dtype=np.float64), user_ids=users, item_ids=item_ids, prices=prices,
+                   user_context=np.hstack([np.ones((len(users), 1)), emb]), **kwargs)
+
+    # ---- truth -------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        """Number of shoppers."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items in the catalogue."""
+        return len(self.item_ids)
+
+    def _raw(self, uidx, iidx):
+        if self.utility_ is not None:
+            return self.utility_[uidx, iidx]
+        return np.einsum("...f,...f->...", self.user_factors_[uidx], self.item_factors_[iidx]) + self.item_bias_[iidx]
+
+    def _z(self, uidx, iidx, drift_state=None):
+        z = (self._raw(uidx, iidx) - self.mu_) / self.sd_
+        if drift_state is not None:
+            dirs = self.drift_dirs_[:, iidx]                    # (d, n, k)
+            z = z + np.einsum("nd,dnk->nk", drift_state[uidx[:, 0]], dirs)
+        return z
+
+    def utilities(self, users=None, drift_state=None) -> np.ndarray:
+        """Standardised true utilities, shape (users, n_items) (all users when None)."""
+        uidx = np.arange(self.n_users) if users is None else self.user_index(users)
+        if self.utility_ is not None:
+            z = (self.utility_[uidx] - self.mu_) / self.sd_
+        else:
+            z = (self.user_factors_[uidx] @ self.item_factors_.T + self.item_bias_ - self.mu_) / self.sd_
+        if drift_state is not None:
+            z = z + drift_state[uidx] @ self.drift_dirs_
+        return z
+
+    def user_index(self, users) -> np.ndarray:
+        """Row positions of user ids; raises KeyError for unknown ids."""
+        idx = self._user_pos.get_indexer(pd.Index(np.atleast_1d(np.asarray(users))))
+        if (idx < 0).any():
+            raise KeyError(f"unknown user id(s): {list(np.atleast_1d(users)[idx < 0][:5])}")
+        return idx
+
+    def click_probabilities(self, users, slates, drift_state=None) -> np.ndarray:
+        """P(click) of each position of each slate under the choice model, shape (n, k)."""
+        uidx = self.user_index(users)
+        iidx = np.asarray(slates)
+        a = self.examination_[: iidx.shape[1]] * np.exp(self.choice_scale * self._z(uidx[:, None], iidx, drift_state))
+        return a / (self.no_click_weight_ + a.sum(axis=1, keepdims=True))
+
+    def oracle_slates(self, users, k: int | None = None, drift_state=None) -> np.ndarray:
+        """The slate that maximises expected clicks: the k most attractive items, best at the top (item indices).
+
+        With position weights decreasing, sum_j v_j a_j is largest when the
+        largest attractions meet the largest weights (rearrangement inequality),
+        and P(click) increases with that sum.
+        """
+        k = self.k if k is None else k
+        z = self.utilities(users, drift_state)
+        top = np.argpartition(-z, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(z, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1)
+
+    def environment(self) -> Environment:
+        """What policies may know: catalogue, prices, shoppers and their observable context."""
+        ctx = self.user_context_
+        pos = self._user_pos
+        return Environment(item_ids=self.item_ids, user_ids=self.user_ids, prices=self.prices, k=self.k,
+                           context=lambda users: ctx[pos.get_indexer(pd.Index(np.asarray(users)))], n_context=ctx.shape[1])
+
+    def oracle(self) -> "OraclePolicy":
+        """A policy that knows the truth (without drift): the upper bound for regret."""
+        return OraclePolicy(self)
+
+    # ---- running -----------------------------------------------------------------------
+    def run(self, policy, n_steps: int = 20, sessions_per_step: int = 100, name: str | None = None,
+            progress: bool = False) -> SimulationResult:
+        """Run one policy; every arriving shopper is served by it. See :meth:`run_ab`."""
+        pol = as_policy(policy)
+        label = name or getattr(pol, "name", type(pol).__name__)
+        return self.run_ab({label: pol}, n_steps=n_steps, sessions_per_step=sessions_per_step, progress=progress)
+
+    def run_ab(self, policies: dict, n_steps: int = 20, sessions_per_step: int = 100, weights=None,
+               salt: str = "recapp-sim", progress: bool = False) -> SimulationResult:
+        """Run several policies side by side, each shopper assigned to one arm by a salted hash.
+
+        ``policies`` maps arm names to policies (Recommenders and engines are
+        wrapped by :func:`as_policy`); ``weights`` are the arms' traffic shares.
+        Returns a :class:`SimulationResult`.
+        """
+        from recapp.experiment.abtest import assign
+
+        if not policies:
+            raise ValueError("policies must name at least one arm")
+        pols = {arm: as_policy(p) for arm, p in policies.items()}
+        arms = list(pols)
+        if len(arms) == 1:
+            assignment = pd.Series(arms[0], index=pd.Index(self.user_ids, name=USER_COL), name=ARM_COL, dtype=object)
+        else:
+            assignment = assign(self.user_ids, arms, weights, salt=salt)
+        arm_code = pd.Index(arms).get_indexer(assignment.to_numpy())
+        env = self.environment()
+        for p in pols.values():
+            # reset, observe and end_step are optional for duck-typed policies that only have slates.
+            if hasattr(p, "reset"):
+                p.reset(env)
+        seeds = np.random.SeedSequence([int(self.random_state or 0), 1]).spawn(3)
+        rng_arrive, rng_out, rng_drift = (np.random.default_rng(s) for s in seeds)
+        drift_state = np.zeros((self.n_users, self.drift_dirs_.shape[0])) if self.drift > 0 else None
+        imp_parts, slate_parts = [], []
+        session_counter = 0
+        visits = np.zeros(self.n_users, dtype=np.int64)
+        steps = range(n_steps)
+        if progress:
+            from tqdm.auto import tqdm
+            steps = tqdm(steps, desc="simulating")
+        for step in steps:
+            users = rng_arrive.choice(self.n_users, sessions_per_step, p=self.activity)
+            lengths = rng_arrive.geometric(1.0 / self.session_length, sessions_per_step)
+            sessions = session_counter + np.arange(sessions_per_step)
+            session_counter += sessions_per_step
+            returning = visits[users] > 0
+            np.add.at(visits, users, 1)
+            for j in range(int(lengths.max())):
+                live = np.flatnonzero(lengths > j)
+                u_all = users[live]
+                # Draw outcomes for every live session before asking policies, so draws do not depend on the policy.
+                draws = rng_out.random((len(live), 3))
+                t = self.start + step * self.step_seconds + j * 60.0 + np.arange(len(live)) * 1e-3
+                for a, arm in enumerate(arms):
+                    sel = np.flatnonzero(arm_code[u_all] == a)
+                    if len(sel) == 0:
+                        continue
+                    imp, sl, fb = self._serve(pols[arm], arm, u_all[sel], draws[sel], t[sel], step, j,
+                                              sessions[live[sel]], returning[live[sel]], drift_state)
+                    imp_parts.append(imp)
+                    slate_parts.append(sl)
+                    if hasattr(pols[arm], "observe"):
+                        pols[arm].observe(fb)
+            for p in pols.values():
+                if hasattr(p, "end_step"):
+                    p.end_step()
+            if drift_state is not None:
+                drift_state += self.drift * rng_drift.standard_normal(drift_state.shape)
+        impressions = pd.concat(imp_parts, ignore_index=True)
+        slates = pd.concat(slate_parts, ignore_index=True)
+        events = feedback_to_events(impressions, ("view",) + FEEDBACK_EVENTS)
+        params = {"n_steps": n_steps, "sessions_per_step": sessions_per_step, "k": self.k, "arms": arms, "salt": salt}
+        return SimulationResult(impressions, slates, events, assignment, params)
+
+    def _serve(self, policy, arm, uidx, draws, t, step, j, sessions, returning, drift_state):
+        """Show one slate to each shopper in ``uidx`` and sample their response."""
+        k, n = self.k, len(uidx)
+        user_ids = self.user_ids[uidx]
+        shown = np.asarray(policy.slates(user_ids, k))
+        if shown.shape != (n, k):
+            raise ValueError(f"policy {getattr(policy, 'name', policy)!r} returned slates of shape {shown.shape}; expected {(n, k)}")
+        iidx = pd.Index(self.item_ids).get_indexer(pd.Index(shown.ravel())).reshape(n, k)
+        if (iidx < 0).any():
+            raise ValueError(f"policy {getattr(policy, 'name', policy)!r} showed item id(s) outside the catalogue: {shown[iidx < 0][:5].tolist()}")
+        z = self._z(uidx[:, None], iidx, drift_state)
+        att = self.examination_ * np.exp(self.choice_scale * z)
+        total = att.sum(axis=1)
+        p_click = att / (self.no_click_weight_ + total)[:, None]
+        # Position j is chosen when the uniform draw falls in its slice of [0, 1); past the last slice: no click.
+        cum = np.cumsum(p_click, axis=1)
+        choice = (draws[:, :1] > cum).sum(axis=1)           # k means no click
+        clicked = choice < k
+        click = np.zeros((n, k), dtype=np.int64)
+        click[np.flatnonzero(clicked), choice[clicked]] = 1
+        ci = np.where(clicked, iidx[np.arange(n), np.minimum(choice, k - 1)], 0)
+        zc = z[np.arange(n), np.minimum(choice, k - 1)]
+        p_cart = _sigmoid(_logit(self.cart_rate) + self.funnel_slope * zc - self.price_sensitivity * self.log_price_ratio_[ci])
+        carted = clicked & (draws[:, 1] < p_cart)
+        bought = carted & (draws[:, 2] < self.purchase_rate)
+        cart = np.zeros_like(click)
+        buy = np.zeros_like(click)
+        cart[np.flatnonzero(carted), choice[carted]] = 1
+        buy[np.flatnonzero(bought), choice[bought]] = 1
+        price = self.prices[iidx]
+        revenue = buy * price
+        expected = total / (self.no_click_weight_ + total)
+        best = self.oracle_slates(user_ids, k, drift_state)
+        att_best = (self.examination_ * np.exp(self.choice_scale * self._z(uidx[:, None], best, drift_state))).sum(axis=1)
+        oracle = att_best / (self.no_click_weight_ + att_best)
+        imp = pd.DataFrame({
+            "request": np.repeat(np.arange(n), k), "step": step, "slate": j, "session": np.repeat(sessions, k),
+            TIME_COL: np.repeat(t, k), USER_COL: np.repeat(user_ids, k), ARM_COL: arm, ITEM_COL: shown.ravel(),
+            "position": np.tile(np.arange(1, k + 1), n), "price": price.ravel(), "click": click.ravel(),
+            "cart": cart.ravel(), "purchase": buy.ravel(), "revenue": revenue.ravel(),
+        })
+        sl = pd.DataFrame({
+            "step": step, "slate": j, "session": sessions, TIME_COL: t, USER_COL: user_ids, ARM_COL: arm,
+            "returning": returning, "clicks": clicked.astype(np.int64), "purchases": bought.astype(np.int64),
+            "revenue": revenue.sum(axis=1), "expected_clicks": expected, "oracle_clicks": oracle, "regret": oracle - expected,
+        })
+        return imp, sl, imp
+
+
+class OraclePolicy(Policy):
+    """Shows each shopper the slate with the highest expected clicks under the (drift-free) truth."""
+
+    name = "oracle"
+
+    def __init__(self, simulator: ShopperSimulator):
+        self.simulator = simulator
+
+    def slates(self, users, k):
+        """The k most attractive items per shopper."""
+        return self.simulator.item_ids[self.simulator.oracle_slates(users, k)]
+
+
+class RandomPolicy(Policy):
+    """Uniformly random slates: the floor every policy must beat."""
+
+    name = "random"
+
+    def __init__(self, random_state=0):
+        self.random_state = random_state
+
+    def reset(self, env):
+        """Keep the environment and a fresh seeded rng."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+
+    def slates(self, users, k):
+        """k distinct random items per shopper."""
+        n_items = len(self.env_.item_ids)
+        idx = np.argsort(self.rng_.random((len(users), n_items)), axis=1)[:, :k]
+        return self.env_.item_ids[idx]

@@ -1,0 +1,176 @@
+"""The shopper simulator: determinism, the choice model, the funnel, policies (Recommender and engine), drift, A/B runs."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from recapp.data import synthetic_shop
+from recapp.experiment import abtest
+from recapp.experiment.simulator import (
+    EnginePolicy,
+    RandomPolicy,
+    RecommenderPolicy,
+    ShopperSimulator,
+    as_policy,
+    feedback_to_events,
+)
+from recapp.models import EASE, Popularity
+from recapp.schema import validate
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return synthetic_shop(n_users=400, n_items=200, n_events=20_000, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def sim(shop):
+    return ShopperSimulator.from_synthetic(shop, k=5, target_ctr=0.1, random_state=0)
+
+
+def test_runs_are_deterministic_and_share_arrivals(sim):
+    a = sim.run(RandomPolicy(random_state=1), n_steps=5, sessions_per_step=40)
+    b = sim.run(RandomPolicy(random_state=1), n_steps=5, sessions_per_step=40)
+    pd.testing.assert_frame_equal(a.impressions, b.impressions)
+    # Another policy meets the same shoppers in the same order (common random numbers)...
+    c = sim.run(RandomPolicy(random_state=2), n_steps=5, sessions_per_step=40)
+    assert (a.slates["user_id"].to_numpy() == c.slates["user_id"].to_numpy()).all()
+    assert not (a.impressions["item_id"].to_numpy() == c.impressions["item_id"].to_numpy()).all()
+    # ...and another simulator seed meets other shoppers.
+    other = ShopperSimulator.from_synthetic(synthetic_shop(n_users=400, n_items=200, n_events=20_000, random_state=0), k=5, random_state=9)
+    d = other.run(RandomPolicy(random_state=1), n_steps=5, sessions_per_step=40)
+    assert not (len(a.slates) == len(d.slates) and (a.slates["user_id"].to_numpy() == d.slates["user_id"].to_numpy()).all())
+
+
+def test_choice_model_has_position_bias_and_a_no_click_option(sim):
+    users = sim.user_ids[:50]
+    same = np.tile(np.full(sim.k, 7), (50, 1))              # the same item in every slot
+    p = sim.click_probabilities(users, same)
+    assert (np.diff(p, axis=1) < 0).all()                   # lower slots are examined less
+    assert (p.sum(axis=1) < 1).all()                        # room for "no click"
+    # A random slate is clicked at about target_ctr; the oracle's slate much more often.
+    res = sim.run(RandomPolicy(), n_steps=20, sessions_per_step=100)
+    assert res.summary()["slate_ctr"].iloc[0] == pytest.approx(0.1, abs=0.025)
+    best = sim.run(sim.oracle(), n_steps=20, sessions_per_step=100).summary().iloc[0]
+    assert best["slate_ctr"] > 2.5 * res.summary()["slate_ctr"].iloc[0]
+    assert best["regret"] == pytest.approx(0.0, abs=1e-9)
+    assert (res.slates["regret"] >= -1e-12).all()
+
+
+def test_funnel_revenue_sessions_and_event_log(sim, shop):
+    res = sim.run(RandomPolicy(), n_steps=10, sessions_per_step=100)
+    imp = res.impressions
+    assert (imp["cart"] <= imp["click"]).all() and (imp["purchase"] <= imp["cart"]).all()
+    assert imp.groupby("request").ngroups > 0
+    bought = imp[imp["purchase"] == 1]
+    assert len(bought) > 0
+    price = shop.items.set_index("item_id")["price"]
+    assert np.allclose(bought["revenue"], price.loc[bought["item_id"]].to_numpy())
+    # At most one click per slate (a multinomial choice).
+    assert imp.groupby(["step", "session", "slate"])["click"].sum().max() <= 1
+    # Sessions hold several slates and shoppers come back.
+    s = res.summary().iloc[0]
+    assert s["slates"] > s["sessions"] and s["returning_share"] > 0.2
+    # The event log is a valid schema log whose funnel matches the impressions.
+    clean, report = validate(res.events.drop(columns="arm"), drop_duplicates=False)
+    assert report.n_dropped == 0
+    counts = clean["event"].value_counts()
+    assert counts["view"] == len(imp) and counts["click"] == imp["click"].sum() and counts["purchase"] == imp["purchase"].sum()
+    f = res.funnel().set_index("stage")["count"]
+    assert f["view"] >= f["click"] >= f["cart"] >= f["purchase"]
+
+
+def test_recommenders_are_policies_and_better_models_earn_more(sim, shop):
+    ease = as_policy(EASE(l2=200.0).fit(shop.events))
+    assert isinstance(ease, RecommenderPolicy)
+    pop = RecommenderPolicy(Popularity().fit(shop.events), update=None)
+    kw = dict(n_steps=10, sessions_per_step=60)
+    r_ease = sim.run(ease, **kw).summary().iloc[0]
+    r_pop = sim.run(pop, **kw).summary().iloc[0]
+    r_rand = sim.run(RandomPolicy(), **kw).summary().iloc[0]
+    assert r_ease["expected_clicks"] > r_pop["expected_clicks"] > r_rand["expected_clicks"]
+    assert r_ease["regret"] < r_rand["regret"]
+
+
+def test_recommender_policy_learns_from_feedback(shop):
+    sim = ShopperSimulator.from_synthetic(shop, k=5, random_state=1)
+    model = EASE(l2=200.0).fit(shop.events)
+    n_before = len(model.interactions_)
+    res = sim.run(RecommenderPolicy(model, update="slate"), n_steps=3, sessions_per_step=30)
+    fed = res.impressions[["click", "cart", "purchase"]].to_numpy().sum()
+    assert len(model.interactions_) == n_before + fed
+    # A clicked item is in the shopper's history now, so exclude_seen keeps it off their next slate.
+    clicked = res.impressions[res.impressions["click"] == 1].iloc[0]
+    again = model.recommend([clicked["user_id"]], k=5)
+    assert clicked["item_id"] not in set(again["item_id"])
+
+
+class FakeEngine:
+    """Stands in for recapp.realtime.Engine: recommend(user_id, k) and ingest(event)."""
+
+    def __init__(self, items):
+        self.items = list(items)
+        self.ingested = []
+
+    def recommend(self, user_id, k=10):
+        clicked = {e["item_id"] for e in self.ingested if e["user_id"] == user_id}
+        return [{"item_id": i, "score": 1.0} for i in self.items if i not in clicked][:k]
+
+    def ingest(self, event):
+        self.ingested.append(event)
+
+
+def test_engine_adapter(sim):
+    engine = FakeEngine(sim.item_ids[:20])
+    pol = as_policy(engine)
+    assert isinstance(pol, EnginePolicy)
+    res = sim.run(pol, n_steps=4, sessions_per_step=30)
+    assert len(engine.ingested) == res.impressions[["click", "cart", "purchase"]].to_numpy().sum() > 0
+    assert {"user_id", "item_id", "timestamp", "event", "value"} <= set(engine.ingested[0])
+    assert set(res.impressions["item_id"]) <= set(sim.item_ids[:20].tolist())
+
+
+def test_drift_moves_tastes_away_from_a_fixed_oracle(shop):
+    still = ShopperSimulator.from_synthetic(shop, k=5, random_state=0)
+    moving = ShopperSimulator.from_synthetic(shop, k=5, drift=0.15, random_state=0)
+    r_still = still.run(still.oracle(), n_steps=15, sessions_per_step=40).slates
+    r_move = moving.run(moving.oracle(), n_steps=15, sessions_per_step=40).slates
+    assert r_still["regret"].abs().max() < 1e-9
+    late = r_move[r_move["step"] >= 10]["regret"].mean()
+    early = r_move[r_move["step"] < 3]["regret"].mean()
+    assert late > early and late > 0.01
+
+
+def test_truth_from_a_model_fitted_on_a_log(shop):
+    truth = EASE(l2=300.0).fit(shop.events)
+    sim = ShopperSimulator.from_model(truth, prices=shop.items.set_index("item_id")["price"], k=5, random_state=0)
+    n_users, n_items = shop.events["user_id"].nunique(), shop.events["item_id"].nunique()
+    assert sim.utility_.shape == (n_users, n_items) and sim.user_context_.shape[1] == 9
+    res = sim.run(RandomPolicy(), n_steps=5, sessions_per_step=50)
+    assert res.summary()["revenue"].iloc[0] > 0
+    assert sim.run(sim.oracle(), n_steps=5, sessions_per_step=50).summary()["slate_ctr"].iloc[0] > res.summary()["slate_ctr"].iloc[0]
+
+
+def test_ab_run_end_to_end(sim, shop):
+    policies = {"control": RandomPolicy(random_state=3),
+                "treatment": RecommenderPolicy(EASE(l2=200.0).fit(shop.events), update=None)}
+    res = sim.run_ab(policies, n_steps=12, sessions_per_step=100, salt="exp-7")
+    # Assignment is the hashed one: every shopper's arm in the log is their assigned arm.
+    expected = abtest.assign(sim.user_ids, ["control", "treatment"], salt="exp-7")
+    seen = res.slates.groupby("user_id")["arm"].first()
+    assert (seen == expected.loc[seen.index]).all()
+    per_user = res.user_metrics()
+    assert not abtest.srm_check(per_user["arm"]).mismatch
+    table = abtest.analyze(per_user, control="control").set_index("metric")
+    assert table.loc["ctr", "significant"] and table.loc["ctr", "diff"] > 0
+
+
+def test_bad_policies_are_reported(sim):
+    class Short:
+        def slates(self, users, k):
+            return np.zeros((len(users), k - 1), dtype=int)
+    with pytest.raises(ValueError, match="shape"):
+        sim.run(Short(), n_steps=1, sessions_per_step=5)
+    with pytest.raises(TypeError, match="not a policy"):
+        as_policy(object())
+    assert feedback_to_events(pd.DataFrame({"user_id": [], "item_id": [], "timestamp": [], "click": [], "cart": [],
+                                            "purchase": [], "revenue": []})).empty
