@@ -149,6 +149,26 @@ class Recommender:
         """Whether users added by ``update`` after fit can be scored (fold-in models say yes)."""
         return self.history_based
 
+    def score_history(self, items, weights=None) -> np.ndarray:
+        """Scores over the fitted items for one user whose history is ``items`` (internal indices).
+
+        ``weights`` (default 1 each) are the summed event weights per item. Lets a
+        caller such as the real-time engine score a history that is not in
+        ``interactions_`` without ``update``. ``history_based`` models support it
+        through ``_scores``; other models raise NotImplementedError unless they
+        override it (a fold-in model can).
+        """
+        self._check_fitted()
+        if not self.history_based:
+            raise NotImplementedError(f"{type(self).__name__} cannot score an arbitrary history; it is not history_based")
+        items = np.asarray(items, dtype=np.int64).ravel()
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        n = self.interactions_.n_items
+        ok = (items >= 0) & (items < n)
+        row = sp.csr_matrix((w[ok], (np.zeros(int(ok.sum()), dtype=np.int64), items[ok])), shape=(1, n))
+        row.sum_duplicates()
+        return np.asarray(self._scores(row, np.array([-1])), dtype=np.float64).ravel()
+
     def score(self, users, items=None) -> pd.DataFrame:
         """Dense scores: one row per user, one column per item (all items when ``items`` is None).
 

@@ -1,0 +1,343 @@
+"""The event store: an embedded DuckDB file, append-only, one transaction per batch.
+
+Every batch is validated row by row; valid rows go to the ``events`` table and
+rows that fail go to ``quarantine`` with the reason and the row as JSON, in
+the same transaction, so nothing is dropped silently and a batch is either
+wholly committed or not at all. DuckDB writes its log before a commit returns,
+so a process killed mid-stream loses no committed batch.
+
+>>> store = EventStore("shop.duckdb")
+>>> store.append(events_frame)                        # AppendResult(batch_id, n_written, n_quarantined)
+>>> store.sql("SELECT event, count(*) FROM events GROUP BY 1")
+>>> engine = Engine.from_store(model, store)          # replay into a fresh engine
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time as _time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import (
+    EVENT_ALIASES, EVENT_COL, EVENT_TYPES, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, parse_timestamps,
+)
+
+STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
+
+
+def normalise_event(value) -> str | None:
+    """An event name in the schema (aliases such as ``addtocart`` mapped), or None if unknown."""
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower()
+    v = EVENT_ALIASES.get(v, v)
+    return v if v in EVENT_TYPES else None
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    miss = values.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+        miss |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    return miss
+
+
+def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Validate an event frame row by row: returns ``(clean, rejected)``.
+
+    ``clean`` has the store's columns (user_id, item_id, timestamp in UTC seconds,
+    event normalised to the schema's names, rating, value) for the rows that
+    pass. ``rejected`` has one row per failing input row: ``row`` (the input as a
+    dict) and ``reason`` (the first problem found: a missing id, an unparseable
+    timestamp, an unknown event type, a non-numeric rating or value, or a
+    missing required column). Unlike :func:`recapp.schema.validate` it never
+    raises for bad rows, because a live stream must go on.
+    """
+    n = len(df)
+    reason = np.full(n, None, dtype=object)
+    out = pd.DataFrame(index=df.index)
+
+    def flag(mask, why):
+        m = np.asarray(mask, dtype=bool) & pd.isna(reason)
+        reason[m] = why
+
+    for col in (USER_COL, ITEM_COL, EVENT_COL, TIME_COL):
+        if col not in df.columns:
+            flag(np.ones(n, bool), f"missing required column {col!r}")
+    if USER_COL in df.columns:
+        flag(_blank(df[USER_COL]), f"missing {USER_COL}")
+    if ITEM_COL in df.columns:
+        flag(_blank(df[ITEM_COL]), f"missing {ITEM_COL}")
+    if TIME_COL in df.columns:
+        ts = parse_timestamps(df[TIME_COL]) if n else pd.Series(dtype=np.float64)
+        bad = ts.isna().to_numpy(dtype=bool)
+        for i in np.flatnonzero(bad & pd.isna(reason)):
+            reason[i] = f"unparseable {TIME_COL} {df[TIME_COL].iloc[i]!r}"
+        out[TIME_COL] = ts.to_numpy(dtype=np.float64)
+    if EVENT_COL in df.columns:
+        ev = df[EVENT_COL].map(normalise_event)
+        bad = ev.isna().to_numpy(dtype=bool)
+        for i in np.flatnonzero(bad & pd.isna(reason)):
+            reason[i] = f"unknown {EVENT_COL} {df[EVENT_COL].iloc[i]!r}; accepted: {list(EVENT_TYPES)}"
+        out[EVENT_COL] = ev.to_numpy(dtype=object)
+    for col in (RATING_COL, VALUE_COL):
+        if col in df.columns:
+            num = pd.to_numeric(df[col], errors="coerce")
+            bad = num.isna().to_numpy(dtype=bool) & ~_blank(df[col])
+            for i in np.flatnonzero(bad & pd.isna(reason)):
+                reason[i] = f"non-numeric {col} {df[col].iloc[i]!r}"
+            out[col] = num.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            out[col] = np.nan
+    ok = pd.isna(reason)
+    clean = pd.DataFrame({
+        USER_COL: df[USER_COL].to_numpy()[ok] if USER_COL in df.columns else [],
+        ITEM_COL: df[ITEM_COL].to_numpy()[ok] if ITEM_COL in df.columns else [],
+        TIME_COL: out[TIME_COL].to_numpy()[ok] if TIME_COL in out.columns else [],
+        EVENT_COL: out[EVENT_COL].to_numpy()[ok] if EVENT_COL in out.columns else [],
+        RATING_COL: out[RATING_COL].to_numpy()[ok],
+        VALUE_COL: out[VALUE_COL].to_numpy()[ok],
+    })
+    bad_rows = np.flatnonzero(~ok)
+    records = df.iloc[bad_rows].to_dict(orient="records") if len(bad_rows) else []
+    rejected = pd.DataFrame({"row": records, "reason": list(reason[bad_rows])}, columns=["row", "reason"])
+    return clean, rejected
+
+
+@dataclass
+class AppendResult:
+    """One committed batch: its id, the rows written to ``events`` and those quarantined."""
+
+    batch_id: int
+    n_written: int
+    n_quarantined: int
+    events: pd.DataFrame       # the clean rows written, in the store's columns
+    rejected: pd.DataFrame     # row, reason
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (pd.Timestamp,)):
+        return o.isoformat()
+    if o is pd.NA or o is pd.NaT:
+        return None
+    return str(o)
+
+
+def _id_kind(values: pd.Series) -> str:
+    """'BIGINT' when every id is an integer, else 'VARCHAR'."""
+    if pd.api.types.is_integer_dtype(values):
+        return "BIGINT"
+    if pd.api.types.is_object_dtype(values) and len(values) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        return "BIGINT"
+    return "VARCHAR"
+
+
+class EventStore:
+    """An append-only event log in an embedded DuckDB database file.
+
+    ``path`` is a file (created if needed; ``":memory:"`` for a throw-away store).
+    Tables: ``events`` (seq, batch_id, user_id, item_id, timestamp, event,
+    rating, value, ingested_at), ``quarantine`` (batch_id, reason, row as JSON,
+    received_at) and ``batches`` (batch_id, n_rows, n_quarantined, committed_at).
+    Id columns are BIGINT when the first batch's ids are integers, else VARCHAR;
+    a later id that does not fit is quarantined, not coerced.
+    """
+
+    def __init__(self, path: str | Path = "events.duckdb", *, read_only: bool = False):
+        import duckdb
+
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self.con = duckdb.connect(self.path, read_only=read_only)
+        self._lock = threading.Lock()
+        if not read_only:
+            self.con.execute("""
+                CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
+                                                    committed_at DOUBLE);
+                CREATE TABLE IF NOT EXISTS quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
+            """)
+
+    # ---- schema -------------------------------------------------------------------------
+    def _tables(self) -> set:
+        return {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+
+    def _id_types(self) -> dict | None:
+        if "events" not in self._tables():
+            return None
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'").fetchall()
+        return {c: t for c, t in rows}
+
+    def _create_events(self, clean: pd.DataFrame) -> None:
+        ut, it = _id_kind(clean[USER_COL]), _id_kind(clean[ITEM_COL])
+        self.con.execute(f"""
+            CREATE TABLE IF NOT EXISTS events (
+                seq BIGINT, batch_id BIGINT, {USER_COL} {ut} NOT NULL, {ITEM_COL} {it} NOT NULL,
+                {TIME_COL} DOUBLE NOT NULL, {EVENT_COL} VARCHAR NOT NULL, {RATING_COL} DOUBLE, {VALUE_COL} DOUBLE,
+                ingested_at DOUBLE)
+        """)
+
+    @staticmethod
+    def _fits(values: pd.Series, kind: str) -> np.ndarray:
+        if kind != "BIGINT":
+            return np.ones(len(values), dtype=bool)
+        return values.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).to_numpy(dtype=bool)
+
+    # ---- writing --------------------------------------------------------------------------
+    def append(self, events) -> AppendResult:
+        """Validate and commit one batch (a dict, a list of dicts or a DataFrame) in one transaction.
+
+        Returns an :class:`AppendResult` whose ``events`` are the rows written and
+        ``rejected`` those quarantined with their reason. When it returns, the batch is durable.
+        """
+        if self.read_only:
+            raise PermissionError(f"the store {self.path} was opened read_only")
+        if isinstance(events, Mapping):
+            frame = pd.DataFrame([dict(events)])
+        elif isinstance(events, pd.DataFrame):
+            frame = events
+        else:
+            frame = pd.DataFrame(list(events))
+        if TIME_COL not in frame.columns and len(frame):
+            frame = frame.assign(**{TIME_COL: _time.time()})
+        frame = frame.reset_index(drop=True)
+        clean, rejected = check_events(frame)
+        with self._lock:
+            types = self._id_types()
+            if types is None and len(clean):
+                self._create_events(clean)
+                types = self._id_types()
+            if types is not None and len(clean):
+                bad = np.zeros(len(clean), dtype=bool)
+                for col in (USER_COL, ITEM_COL):
+                    fits = self._fits(clean[col], types[col])
+                    for i in np.flatnonzero(~fits & ~bad):
+                        rejected.loc[len(rejected)] = [clean.iloc[i].to_dict(), f"{col} {clean[col].iloc[i]!r} is not an integer like the store's ids"]
+                    bad |= ~fits
+                clean = clean.loc[~bad].reset_index(drop=True)
+            now = _time.time()
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                batch_id = int(self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()[0])
+                if len(clean):
+                    start = int(self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+                    ins = clean.copy()
+                    ins.insert(0, "batch_id", batch_id)
+                    ins.insert(0, "seq", np.arange(start + 1, start + 1 + len(ins), dtype=np.int64))
+                    ins["ingested_at"] = now
+                    if types[USER_COL] == "VARCHAR":
+                        ins[USER_COL] = ins[USER_COL].astype(str)
+                    if types[ITEM_COL] == "VARCHAR":
+                        ins[ITEM_COL] = ins[ITEM_COL].astype(str)
+                    ins[USER_COL] = ins[USER_COL].to_numpy(dtype=object if types[USER_COL] == "VARCHAR" else np.int64)
+                    ins[ITEM_COL] = ins[ITEM_COL].to_numpy(dtype=object if types[ITEM_COL] == "VARCHAR" else np.int64)
+                    self.con.register("_batch", ins)
+                    try:
+                        self.con.execute(
+                            f"INSERT INTO events SELECT seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, "
+                            f"{RATING_COL}, {VALUE_COL}, ingested_at FROM _batch")
+                    finally:
+                        self.con.unregister("_batch")
+                if len(rejected):
+                    q = pd.DataFrame({
+                        "batch_id": batch_id,
+                        "reason": rejected["reason"].astype(str).to_numpy(dtype=object),
+                        "row_json": [json.dumps(r, default=_json_default) for r in rejected["row"]],
+                        "received_at": now,
+                    })
+                    self.con.register("_quar", q)
+                    try:
+                        self.con.execute("INSERT INTO quarantine SELECT batch_id, reason, row_json, received_at FROM _quar")
+                    finally:
+                        self.con.unregister("_quar")
+                self.con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", [batch_id, len(clean), len(rejected), now])
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+        return AppendResult(batch_id, len(clean), len(rejected), clean, rejected.reset_index(drop=True))
+
+    # ---- reading -----------------------------------------------------------------------------
+    def sql(self, query: str, params=None) -> pd.DataFrame:
+        """Run SQL against the store (tables ``events``, ``quarantine``, ``batches``) and return a DataFrame."""
+        with self._lock:
+            return self.con.execute(query, params or []).df()
+
+    def __len__(self) -> int:
+        if "events" not in self._tables():
+            return 0
+        with self._lock:
+            return int(self.con.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def events(self, *, since: float | None = None, until: float | None = None, users=None) -> pd.DataFrame:
+        """Stored events in timestamp order (then arrival order), optionally a time window or some users."""
+        if "events" not in self._tables():
+            return pd.DataFrame(columns=list(STORE_COLUMNS))
+        where, params = [], []
+        if since is not None:
+            where.append(f"{TIME_COL} >= ?")
+            params.append(float(since))
+        if until is not None:
+            where.append(f"{TIME_COL} < ?")
+            params.append(float(until))
+        if users is not None:
+            users = list(np.atleast_1d(np.asarray(users, dtype=object)))
+            where.append(f"{USER_COL} IN ({', '.join('?' for _ in users)})")
+            params.extend(_plain(u) for u in users)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        cols = ", ".join(STORE_COLUMNS)
+        return self.sql(f"SELECT {cols} FROM events{clause} ORDER BY {TIME_COL}, seq", params)
+
+    def quarantine(self) -> pd.DataFrame:
+        """Rejected rows: batch_id, reason, row_json (the input row), received_at."""
+        return self.sql("SELECT batch_id, reason, row_json, received_at FROM quarantine ORDER BY batch_id")
+
+    def batches(self) -> pd.DataFrame:
+        """Committed batches: batch_id, n_rows, n_quarantined, committed_at."""
+        return self.sql("SELECT * FROM batches ORDER BY batch_id")
+
+    def iter_batches(self, batch_size: int = 10_000):
+        """Stored events in timestamp order as DataFrames of at most ``batch_size`` rows (for replay)."""
+        if "events" not in self._tables():
+            return
+        cols = ", ".join(STORE_COLUMNS)
+        total = len(self)
+        for offset in range(0, total, batch_size):
+            yield self.sql(f"SELECT {cols} FROM events ORDER BY {TIME_COL}, seq LIMIT {int(batch_size)} OFFSET {int(offset)}")
+
+    def replay(self, engine, batch_size: int = 10_000):
+        """Ingest every stored event, in timestamp order, into ``engine`` (which should not write back here)."""
+        if getattr(engine, "store", None) is self:
+            raise ValueError("replaying a store into an engine attached to the same store would duplicate every event")
+        for batch in self.iter_batches(batch_size):
+            engine.ingest(batch)
+        return engine
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.con.close()
+
+    def __enter__(self) -> "EventStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.path!r}, events={len(self):,})"
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+__all__ = ["EventStore", "AppendResult", "check_events", "normalise_event", "STORE_COLUMNS"]

@@ -1,0 +1,248 @@
+"""Event sources for the engine: a replayed real log, and simulated shoppers who react to what they see.
+
+Both are plain iterators of event dicts in the schema of :mod:`recapp.schema`,
+so a notebook, the dashboard and a test drive them the same way::
+
+    stream = replay_movielens(speed=3600)        # one hour of log time per second
+    engine = Engine(EASE().fit(stream.history))
+    for event in stream:
+        engine.ingest(event)
+
+    sim = ShopperSimulator(synthetic_shop(), recommender=engine)
+    for event in itertools.islice(sim, 1000):   # each slate sees the events before it
+        engine.ingest(event)
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time as _time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL
+
+
+class Replay:
+    """Replay an event log in timestamp order, as fast as possible or at ``speed`` times real time.
+
+    ``speed=None`` (or 0) never waits; ``speed=60`` plays one minute of log time
+    per second of wall time (gaps longer than ``max_gap`` seconds of wall time are
+    cut to it, so a quiet night does not stall a demo). ``batch_size=1`` yields
+    dicts; larger values yield DataFrames of up to that many rows. ``history``
+    holds the events before the replayed part (the training data), when known.
+    """
+
+    def __init__(self, events: pd.DataFrame, *, speed: float | None = None, batch_size: int = 1,
+                 history: pd.DataFrame | None = None, max_gap: float = 1.0,
+                 clock: Callable[[], float] = _time.monotonic, sleep: Callable[[float], None] = _time.sleep):
+        if TIME_COL not in events.columns:
+            raise KeyError(f"events need a {TIME_COL!r} column to be replayed in order; columns: {list(events.columns)}")
+        if speed is not None and speed < 0:
+            raise ValueError(f"speed={speed!r} must be >= 0 (0 or None: as fast as possible)")
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
+        self.events = events.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
+        self.speed = speed or None
+        self.batch_size = int(batch_size)
+        self.history = history
+        self.max_gap = float(max_gap)
+        self._clock, self._sleep = clock, sleep
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    @property
+    def remaining(self) -> int:
+        """Events not yet yielded."""
+        return len(self.events) - self.position
+
+    def __iter__(self) -> Iterator:
+        records = self.events.to_dict(orient="records")
+        t_log0 = t_wall0 = None
+        while self.position < len(records):
+            start = self.position
+            stop = min(start + self.batch_size, len(records))
+            t_log = records[start][TIME_COL]
+            if self.speed is not None:
+                now = self._clock()
+                if t_log0 is None:
+                    t_log0, t_wall0 = t_log, now
+                due = t_wall0 + (t_log - t_log0) / self.speed
+                wait = due - now
+                if wait > self.max_gap:
+                    # Shift the schedule instead of sleeping through a long quiet spell.
+                    t_wall0 -= wait - self.max_gap
+                    wait = self.max_gap
+                if wait > 0:
+                    self._sleep(wait)
+            self.position = stop
+            if self.batch_size == 1:
+                yield _clean_record(records[start])
+            else:
+                yield self.events.iloc[start:stop].reset_index(drop=True)
+
+    def take(self, n: int) -> list:
+        """The next ``n`` items (dicts or frames) as a list; the replay remembers where it stopped."""
+        return list(itertools.islice(iter(self), n))
+
+
+def _clean_record(rec: dict) -> dict:
+    # NaN ratings / values from a frame become absent keys, as a live event would have them.
+    return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()
+            if not (isinstance(v, float) and math.isnan(v))}
+
+
+def replay_movielens(quantile: float = 0.8, *, speed: float | None = None, batch_size: int = 1, limit: int | None = None) -> Replay:
+    """Replay the last ``1 - quantile`` of MovieLens-100K by time (default the last 20%).
+
+    ``replay.history`` is the first part, to train a model on. ``limit`` keeps
+    only the first ``limit`` replayed events.
+    """
+    from recapp.data.movielens import load_movielens
+    from recapp.split import temporal_split
+
+    train, test = temporal_split(load_movielens().interactions, quantile=quantile)
+    test = test.sort_values(TIME_COL, kind="stable")
+    if limit is not None:
+        test = test.iloc[:limit]
+    return Replay(test, speed=speed, batch_size=batch_size, history=train)
+
+
+class ShopperSimulator:
+    """Shoppers of a :func:`~recapp.data.synthetic.synthetic_shop` who react to the recommendations they see.
+
+    Each visit: a shopper arrives (in proportion to their activity), is shown
+    the top-``k`` of ``recommender`` (an :class:`~recapp.realtime.Engine`, or any
+    ``callable(user_id, k) -> item ids``; None shows nothing), examines the slate
+    top-down with position bias ``1 / log2(rank + 1)`` and views a shown item
+    with probability ``sigmoid(click_bias + affinity_slope * z)``, where ``z`` is
+    the item's standardised true utility for that shopper. Without a click they
+    browse on their own (an item drawn by ``exp(utility)`` among
+    ``n_candidates`` popularity-sampled candidates). A view goes on to click,
+    cart and purchase with the shop's funnel rates moved by utility, as in the
+    generator. Events are dicts with the schema columns plus ``source``
+    ("recommendation" or "organic") and ``slate_rank`` (1-based, 0 when organic),
+    and ``value`` (the price) on purchases.
+    """
+
+    def __init__(self, shop=None, recommender=None, *, k: int = 10, visit_length: float = 3.0,
+                 click_bias: float = -1.5, affinity_slope: float = 1.0, funnel_rates=(0.2, 0.25, 0.35),
+                 n_candidates: int = 16, start_time: float | None = None, seconds_between_visits: float = 20.0,
+                 random_state: int | None = 0):
+        if shop is None:
+            from recapp.data.synthetic import synthetic_shop
+
+            shop = synthetic_shop(random_state=random_state)
+        self.shop = shop
+        self.recommender = recommender
+        self.k = int(k)
+        self.visit_length = float(visit_length)
+        self.click_bias = float(click_bias)
+        self.affinity_slope = float(affinity_slope)
+        self.funnel_rates = tuple(funnel_rates)
+        self.n_candidates = int(n_candidates)
+        self.rng = np.random.default_rng(random_state)
+        ev = shop.events
+        self.now = float(start_time if start_time is not None else (ev[TIME_COL].max() + 1.0 if len(ev) else 0.0))
+        self.seconds_between_visits = float(seconds_between_visits)
+        self.activity = shop.users["activity"].to_numpy(dtype=np.float64) if "activity" in shop.users else np.ones(len(shop.users))
+        self.activity = self.activity / self.activity.sum()
+        u = shop.user_factors @ shop.item_factors.T + shop.item_bias
+        # Standardise utility once, as the generator does, so the funnel rates mean the same here.
+        self._mu, self._sd = float(u.mean()), max(float(u.std()), 1e-12)
+        self._pop = np.exp(shop.item_bias - shop.item_bias.max())
+        self._pop_cdf = np.cumsum(self._pop / self._pop.sum())
+        self.price = shop.items["price"].to_numpy(dtype=np.float64) if "price" in shop.items else np.zeros(len(shop.items))
+        self.n_shown = 0
+        self.n_clicked_recs = 0
+
+    # ---- the shopper's behaviour ---------------------------------------------------------
+    def _z(self, user: int, items: np.ndarray) -> np.ndarray:
+        s = self.shop
+        return (s.user_factors[user] @ s.item_factors[items].T + s.item_bias[items] - self._mu) / self._sd
+
+    def _slate(self, user: int) -> list:
+        rec = self.recommender
+        if rec is None:
+            return []
+        if hasattr(rec, "recommend"):
+            out = rec.recommend(user, self.k)
+            return list(out[ITEM_COL]) if isinstance(out, pd.DataFrame) else list(out)
+        return list(rec(user, self.k))
+
+    def _organic(self, user: int) -> int:
+        cands = np.minimum(np.searchsorted(self._pop_cdf, self.rng.random(self.n_candidates)), len(self._pop) - 1)
+        z = self._z(user, cands) * self._sd   # back to the utility scale for the Gumbel choice
+        return int(cands[np.argmax(z + self.rng.gumbel(size=len(cands)))])
+
+    def _funnel(self, user: int, item: int, source: str, slate_rank: int) -> list[dict]:
+        z = float(self._z(user, np.array([item]))[0])
+        events = []
+        t = self.now
+        for depth, name in enumerate(FUNNEL):
+            if depth > 0:
+                rate = self.funnel_rates[depth - 1]
+                p = 1.0 / (1.0 + math.exp(-(math.log(rate / (1 - rate)) + self.affinity_slope * z)))
+                if self.rng.random() >= p:
+                    break
+                t += float(self.rng.exponential(30.0)) + 1.0
+            ev = {USER_COL: user, ITEM_COL: item, TIME_COL: t, EVENT_COL: name, "source": source, "slate_rank": slate_rank}
+            if name == "purchase":
+                ev[VALUE_COL] = float(self.price[item])
+            events.append(ev)
+        return events
+
+    def visit(self, user: int | None = None) -> list[dict]:
+        """One shopper visit (several views, each maybe continuing down the funnel) as a list of events.
+
+        Every slate of the visit is asked for before any of its events is returned;
+        iterate over the simulator instead to let an engine react within a visit.
+        """
+        return list(self._visit(user))
+
+    def _visit(self, user: int | None = None) -> Iterator[dict]:
+        if user is None:
+            user = int(self.rng.choice(len(self.activity), p=self.activity))
+        n_views = int(self.rng.geometric(1.0 / self.visit_length))
+        for _ in range(max(1, n_views)):
+            self.now += float(self.rng.exponential(self.seconds_between_visits / max(n_views, 1))) + 1.0
+            slate = self._slate(user)
+            chosen, rank = None, 0
+            if slate:
+                self.n_shown += 1
+                items = np.asarray([i for i in slate if isinstance(i, (int, np.integer)) and 0 <= i < len(self._pop)], dtype=np.int64)
+                if len(items):
+                    z = self._z(user, items)
+                    p = 1.0 / (1.0 + np.exp(-(self.click_bias + self.affinity_slope * z)))
+                    p *= 1.0 / np.log2(np.arange(2, len(items) + 2))
+                    clicked = np.flatnonzero(self.rng.random(len(items)) < p)
+                    if len(clicked):
+                        chosen, rank = int(items[clicked[0]]), int(clicked[0]) + 1
+                        self.n_clicked_recs += 1
+            if chosen is None:
+                chosen = self._organic(user)
+            evs = self._funnel(user, chosen, "recommendation" if rank else "organic", rank)
+            self.now = max(self.now, evs[-1][TIME_COL])
+            # A generator: the caller ingests these before the next slate is asked for.
+            yield from evs
+
+    def __iter__(self) -> Iterator[dict]:
+        """Endless events; a caller that ingests each one before the next sees the shoppers react to it."""
+        while True:
+            yield from self._visit()
+
+    def take(self, n: int) -> list[dict]:
+        """The next ``n`` events as a list."""
+        return list(itertools.islice(iter(self), n))
+
+    @property
+    def click_through_rate(self) -> float:
+        """Share of shown slates in which the shopper picked a recommended item."""
+        return self.n_clicked_recs / self.n_shown if self.n_shown else float("nan")
+
+
+__all__ = ["Replay", "replay_movielens", "ShopperSimulator"]

@@ -1,0 +1,201 @@
+"""Re-ranking: exclusion, business filters, MMR diversity, explanations and rank changes.
+
+Plain functions on numpy arrays of scores indexed by internal item index, so
+the real-time engine, notebooks and tests share them. A score of ``-inf``
+means "never recommend"; every function here keeps that convention.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import ITEM_COL
+
+#: Explanation of an item that comes from the popularity fallback.
+POPULAR_NOW = "popular now"
+
+
+def exclude(scores: np.ndarray, items) -> np.ndarray:
+    """Set ``scores[items] = -inf`` in place (items are internal indices) and return ``scores``.
+
+    Indices outside ``scores`` are ignored, so a caller may pass a history that
+    mentions items the scorer does not cover.
+    """
+    idx = np.fromiter(items, dtype=np.int64) if not isinstance(items, np.ndarray) else items.astype(np.int64, copy=False)
+    idx = idx[(idx >= 0) & (idx < len(scores))]
+    scores[idx] = -np.inf
+    return scores
+
+
+def _condition(values: pd.Series, cond) -> np.ndarray:
+    """Boolean mask for one column: a callable, a (low, high) range, a collection or one value."""
+    if callable(cond):
+        return np.asarray(cond(values), dtype=bool)
+    if isinstance(cond, tuple) and len(cond) == 2 and not isinstance(values.dtype, pd.CategoricalDtype) and pd.api.types.is_numeric_dtype(values):
+        low, high = cond
+        v = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        ok = ~np.isnan(v)
+        if low is not None:
+            ok &= v >= low
+        if high is not None:
+            ok &= v <= high
+        return ok
+    if isinstance(cond, (list, set, frozenset, tuple, np.ndarray, pd.Index)):
+        return values.isin(list(cond)).to_numpy(dtype=bool)
+    return (values == cond).fillna(False).to_numpy(dtype=bool)
+
+
+def filter_mask(items: pd.DataFrame | None, filters, item_ids: Sequence | np.ndarray, *, col_item: str = ITEM_COL) -> np.ndarray | None:
+    """Which items pass the business ``filters``: a boolean array aligned with ``item_ids``.
+
+    ``filters`` is None (no filter), a callable ``items_frame -> bool mask``, or a
+    mapping ``{column: condition}`` combined with AND, where a condition is one
+    value (``{"category": "shoes"}``), a list/set of values, a ``(low, high)``
+    range for a numeric column (either end may be None; both ends inclusive, e.g.
+    ``{"price": (10, 50)}``) or a callable ``column -> bool mask``. Items missing
+    from ``items`` (for example items first seen in the stream) fail every filter.
+    Raises ``KeyError`` naming an unknown column.
+    """
+    if filters is None or (isinstance(filters, Mapping) and not filters):
+        return None
+    ids = np.asarray(item_ids)
+    if items is None:
+        raise ValueError("filters need an items table: pass items=... (a DataFrame with an item_id column) to the engine")
+    table = items.set_index(col_item) if col_item in items.columns else items
+    # Align the table to the item space once; unknown items become all-NaN rows that fail.
+    aligned = table.reindex(pd.Index(ids))
+    if callable(filters) and not isinstance(filters, Mapping):
+        mask = np.asarray(filters(aligned.reset_index(names=col_item)), dtype=bool)
+    else:
+        mask = np.ones(len(ids), dtype=bool)
+        for col, cond in filters.items():
+            if col not in aligned.columns:
+                raise KeyError(f"filter column {col!r} is not in the items table; columns: {list(aligned.columns)}")
+            mask &= _condition(aligned[col], cond)
+    known = table.index.get_indexer(pd.Index(ids)) >= 0
+    return mask & known
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest finite scores, best first (ties by lower index)."""
+    finite = np.isfinite(scores)
+    n_finite = int(finite.sum())
+    k = min(k, n_finite)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    part = part[np.isfinite(scores[part])]
+    order = np.lexsort((part, -scores[part]))
+    return part[order][:k].astype(np.int64)
+
+
+def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k: int, lam: float = 0.7) -> np.ndarray:
+    """Maximal marginal relevance (Carbonell and Goldstein 1998): pick ``k`` of ``candidates``.
+
+    Each step takes the candidate maximising ``lam * rel - (1 - lam) * max_sim``,
+    with relevance min-max scaled to [0, 1] over the candidates and ``max_sim`` its
+    largest similarity (``similarity`` is a candidates x candidates matrix) to the
+    items already chosen. ``lam=1`` keeps the relevance order; smaller values trade
+    relevance for diversity. Returns the chosen candidates in pick order.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam={lam!r} is out of range; it must be in [0, 1] (1 = relevance only)")
+    candidates = np.asarray(candidates)
+    n = len(candidates)
+    k = min(k, n)
+    if k == 0:
+        return candidates[:0]
+    rel = np.asarray(relevance, dtype=np.float64)
+    span = rel.max() - rel.min()
+    rel = (rel - rel.min()) / span if span > 0 else np.ones(n)
+    if lam >= 1.0:
+        return candidates[np.lexsort((np.arange(n), -rel))[:k]]
+    sim = np.asarray(similarity, dtype=np.float64)
+    chosen = [int(np.argmax(rel))]
+    max_sim = sim[chosen[0]].copy()
+    available = np.ones(n, dtype=bool)
+    available[chosen[0]] = False
+    for _ in range(k - 1):
+        gain = lam * rel - (1.0 - lam) * max_sim
+        gain[~available] = -np.inf
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        available[j] = False
+        np.maximum(max_sim, sim[j], out=max_sim)
+    return candidates[np.asarray(chosen)]
+
+
+def cosine_similarity_matrix(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of a small (n x d) array, for :func:`mmr`."""
+    v = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    v = v / np.where(norms > 0, norms, 1.0)
+    return v @ v.T
+
+
+def explanation(contributors: Sequence, *, names: Callable | Mapping | None = None, max_items: int = 3) -> str:
+    """A short reason: ``"because of A, B"`` from the history items that contributed most.
+
+    ``contributors`` are item ids, most important first; ``names`` maps an id
+    to a display name (a title). No contributors gives :data:`POPULAR_NOW`.
+    """
+    shown = list(contributors)[:max_items]
+    if not shown:
+        return POPULAR_NOW
+    if names is None:
+        label = [str(i) for i in shown]
+    elif callable(names):
+        label = [str(names(i)) for i in shown]
+    else:
+        label = [str(names.get(i, i)) for i in shown]
+    return "because of " + ", ".join(label)
+
+
+def top_contributors(contrib: np.ndarray, history: np.ndarray, max_items: int = 3) -> list[list]:
+    """For a (history x recommended) contribution matrix, each column's top history items.
+
+    Only positive contributions count, so an item that lowered a score is never
+    given as its reason. Returns one list per recommended item, best first.
+    """
+    contrib = np.asarray(contrib, dtype=np.float64)
+    if contrib.ndim != 2 or contrib.shape[1] == 0:
+        return []
+    m = min(max_items, contrib.shape[0])
+    if m == 0:
+        return [[] for _ in range(contrib.shape[1])]
+    part = np.argpartition(-contrib, m - 1, axis=0)[:m] if m < contrib.shape[0] else np.tile(np.arange(contrib.shape[0])[:, None], (1, contrib.shape[1]))
+    vals = np.take_along_axis(contrib, part, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    part = np.take_along_axis(part, order, axis=0)
+    vals = np.take_along_axis(vals, order, axis=0)
+    history = np.asarray(history, dtype=object)
+    return [history[part[vals[:, c] > 0, c]].tolist() for c in range(contrib.shape[1])]
+
+
+def rank_changes(items: Sequence, previous: Mapping | None) -> pd.arrays.IntegerArray:
+    """Rank change of each item in ``items`` (best first) against the ``previous`` {item: rank}.
+
+    Positive means the item moved up (``previous_rank - rank``), 0 unchanged, and
+    ``<NA>`` new in this list (or no previous list). Returns a nullable Int64 array.
+    """
+    n = len(items)
+    values = np.zeros(n, dtype=np.int64)
+    missing = np.ones(n, dtype=bool)
+    if previous:
+        for pos, item in enumerate(items):
+            before = previous.get(item)
+            if before is not None:
+                values[pos] = int(before) - (pos + 1)
+                missing[pos] = False
+    return pd.arrays.IntegerArray(values, missing)
+
+
+__all__ = [
+    "POPULAR_NOW", "exclude", "filter_mask", "top_k", "mmr", "cosine_similarity_matrix",
+    "explanation", "top_contributors", "rank_changes",
+]
