@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8866
 export RECAPP_DATA ?= $(HOME)/.cache/recapp
 
-.PHONY: install data test bench dashboard lab clean
+.PHONY: install data test bench dashboard lab clean browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,11 +21,22 @@ install: $(VENV)/.installed
 data: install
 	$(PY) -m recapp.data fetch
 
-test: install data
+test: install data browser
 	RECAPP_PROFILE=ci $(PY) -m pytest -q tests --nbval-lax notebooks/0*.ipynb
 
 bench: install data
 	$(PY) benchmarks/accuracy.py
+
+# Fetch the data, train and cache the default model (under $(RECAPP_DATA)/models), then serve the dashboard.
+dashboard: install data
+	$(PY) -m recapp.dashboard --prepare
+	@echo "recapp dashboard: http://localhost:$(PORT)/  (Ctrl-C stops it)"
+	$(VENV)/bin/voila notebooks/dashboard.ipynb --port=$(PORT) --no-browser
+
+# The browser test drives Debian's chromium (playwright's own browser download is not used).
+browser:
+	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 lab: install data
 	$(VENV)/bin/jupyter lab notebooks/
