@@ -205,6 +205,52 @@ def bandit_summary(rounds: pd.DataFrame, *, col_action: str = ITEM_COL, col_rewa
     return pd.Series(out, name="value", dtype=object)
 
 
+
+def replay_latencies(engine, events: pd.DataFrame, *, k: int = 10, col_user: str = USER_COL,
+                     col_item: str = ITEM_COL) -> pd.DataFrame:
+    """Feed ``events`` to a real-time ``engine`` one at a time, timing each ``ingest`` and the user's next top-``k``.
+
+    Events are replayed in timestamp order through
+    :class:`recapp.realtime.stream.Replay`. Returns one row per event:
+    user_id, item_id, ``ingest_s``, ``recommend_s`` and ``total_s`` (seconds of
+    wall time), the numbers behind ``recapp.realtime.plots.latency_histogram``.
+    The engine keeps the events (it is changed, as in production).
+    """
+    import time
+
+    from recapp.realtime.stream import Replay
+
+    _check_columns(events, "events", col_user, col_item, TIME_COL)
+    users, items, t_ingest, t_rec = [], [], [], []
+    for event in Replay(events):
+        t0 = time.perf_counter()
+        engine.ingest(event)
+        t1 = time.perf_counter()
+        engine.recommend(event[col_user], k)
+        t2 = time.perf_counter()
+        users.append(event[col_user])
+        items.append(event[col_item])
+        t_ingest.append(t1 - t0)
+        t_rec.append(t2 - t1)
+    ingest, rec = np.asarray(t_ingest, dtype=np.float64), np.asarray(t_rec, dtype=np.float64)
+    return pd.DataFrame({col_user: users, col_item: items, "ingest_s": ingest, "recommend_s": rec, "total_s": ingest + rec})
+
+
+def latency_percentiles(latencies: Mapping[str, Sequence[float]], *, unit: str = "ms",
+                        percentiles: Sequence[float] = (50, 95, 99)) -> pd.DataFrame:
+    """Percentiles and maximum of each latency series (``{name: seconds}``), in ``unit`` ("ms" or "us")."""
+    scale = {"ms": 1e3, "us": 1e6}.get(unit)
+    if scale is None:
+        raise ValueError(f"unit={unit!r} is not accepted; accepted values: ['ms', 'us']")
+    rows = {}
+    for name, values in latencies.items():
+        v = np.asarray(values, dtype=np.float64) * scale
+        row = {f"p{q:g}": float(np.percentile(v, q)) if len(v) else np.nan for q in percentiles}
+        row["max"] = float(v.max()) if len(v) else np.nan
+        row["events"] = int(len(v))
+        rows[str(name)] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"latency ({unit})")
+
 # ---- data figures ---------------------------------------------------------------------
 def long_tail(df: pd.DataFrame, by: str = "item", *, head: float = 0.2, col_user: str = USER_COL,
               col_item: str = ITEM_COL, title: str | None = None) -> go.Figure:
@@ -457,7 +503,7 @@ def loss_curves(logs: Mapping, *, relative: bool = True, valid_label: str = "val
 __all__ = [
     "TEMPLATE", "EVENT_COLORS",
     "dataset_summary", "activity_counts", "head_share", "funnel_counts", "by_history", "per_user_by_history",
-    "bandit_summary",
+    "bandit_summary", "replay_latencies", "latency_percentiles",
     "long_tail", "rating_histogram", "event_funnel", "time_patterns", "bandit_click_rates",
     "benchmark_bars", "accuracy_vs_beyond", "metric_by_group", "loss_curves",
 ]

@@ -165,3 +165,22 @@ def test_per_user_by_history(events):
     assert out.set_index("user_id")["hit_rate_at_k"].to_dict() == {1: 1.0, 4: 1.0}
     with pytest.raises(ValueError, match="empty"):
         viz.per_user_by_history({}, train, test)
+
+
+def test_replay_latencies_and_percentiles(events):
+    from recapp.models import Popularity
+    from recapp.realtime import Engine
+
+    engine = Engine(Popularity().fit(events), k=2)
+    new = pd.DataFrame({"user_id": [9, 9, 1], "item_id": [12, 11, 12], "timestamp": [3.0, 1.0, 2.0],
+                        "event": ["view", "view", "click"]})
+    lat = viz.replay_latencies(engine, new, k=2)
+    assert lat["user_id"].tolist() == [9, 1, 9] and lat["item_id"].tolist() == [11, 12, 12]   # time order
+    assert (lat[["ingest_s", "recommend_s"]] > 0).all().all()
+    assert np.allclose(lat["total_s"], lat["ingest_s"] + lat["recommend_s"])
+    assert engine.stats()["events_ingested"] == 3
+    table = viz.latency_percentiles({"a": [0.001, 0.002, 0.003], "b": []})
+    assert table.loc["a", "p50"] == pytest.approx(2.0) and table.loc["a", "max"] == pytest.approx(3.0)
+    assert table.loc["a", "events"] == 3 and np.isnan(table.loc["b", "p99"])
+    with pytest.raises(ValueError, match="unit"):
+        viz.latency_percentiles({"a": [1.0]}, unit="s")
