@@ -99,8 +99,14 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             assert page.locator(STDERR).count() == 0, f"the notebook failed in Voilà:\n{page.inner_text(STDERR)}"
             page.wait_for_selector(".js-plotly-plot", timeout=30_000)
 
-            # Pick a user by typing into the searchable box, as an analyst would.
+            # An unknown user is a message in the page, not a traceback.
             user_input = page.locator(".recapp-user input")
+            user_input.fill("99999")
+            user_input.press("Enter")
+            page.wait_for_function("() => document.querySelector('.recapp-message').innerText.includes('Unknown user')",
+                                   timeout=30_000)
+
+            # Pick a user by typing into the searchable box, as an analyst would.
             user_input.fill("393")
             user_input.press("Enter")
             page.wait_for_function("() => document.querySelector('.recapp-profile').innerText.includes('User 393')",
