@@ -1,0 +1,385 @@
+"""Shared PyTorch plumbing for recapp's learned recommenders.
+
+Every model trained with torch (ALS, BPR, RatingMF, NeuMF, MultVAE, LightGCN,
+and the sequential models) needs the same few things, and they live here so
+each model file only says what is particular to it:
+
+* :func:`resolve_device` turns ``device="auto"`` into CUDA when a GPU is
+  present, else the CPU, and rejects names torch cannot use.
+* :func:`seed_everything` makes a run repeatable from ``random_state``.
+* :func:`holdout_mask` / :func:`subset` carve a validation split out of the
+  *training* Interactions (a share of each user's items, at random or the most
+  recent ones), so early stopping never looks at a test split.
+* :func:`ndcg_from_scores` is the NDCG@k used on that validation split.
+* :func:`fit_epochs` is the training loop: a tqdm bar over epochs that shows the
+  loss (and the validation score) in its postfix, early stopping with patience,
+  and the best epoch's state restored at the end.
+* :class:`TorchMixin` gives a :class:`~recapp.models.base.Recommender` device
+  and seed set-up, hyperparameter checks for the common arguments, and saving
+  of an ``nn.Module``'s ``state_dict`` through the base class's safetensors
+  mechanism (``_state`` / ``_set_state`` / ``_extra_config``); no pickle.
+
+A model using the mixin subclasses ``(TorchMixin, Recommender)``, builds its
+network in ``_build_net(**net_config)`` and stores it as ``self.net_`` with the
+sizes it was built with in ``self.net_config_``; ``save``/``load`` then work
+without further code.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from recapp.interactions import Interactions
+from recapp.models.base import check_param
+
+HOLDOUT_MODES = ("random", "last")
+
+
+# ---- device and seeds ------------------------------------------------------------
+def resolve_device(device="auto") -> torch.device:
+    """``"auto"`` -> ``cuda`` when a GPU is available, else ``cpu``; other names are checked.
+
+    Accepts ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if not isinstance(device, str):
+        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    return dev
+
+
+def seed_everything(random_state) -> np.random.Generator:
+    """Seed torch (CPU and CUDA) from ``random_state`` and return a numpy Generator from the same seed.
+
+    ``None`` draws a fresh seed, so runs differ. With a seed, CPU training is
+    bit-for-bit repeatable; on a GPU some kernels are not deterministic.
+    """
+    seed = int(np.random.SeedSequence().entropy % (2**31)) if random_state is None else int(random_state)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+# ---- validation split carved from the training data -----------------------------
+def holdout_mask(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
+                 rng: np.random.Generator | None = None, min_events: int = 3) -> np.ndarray:
+    """Boolean mask over ``inter.frame`` rows that form a validation split.
+
+    ``mode="random"`` holds out about ``fraction`` of each user's distinct items
+    (every event on a held-out item goes with it, so no item is both in train and
+    validation); ``mode="last"`` holds out the user's most recent ``fraction`` of
+    events (at least one), the protocol sequential models are judged by. Users
+    with fewer than ``min_events`` distinct items (events for ``"last"``) keep
+    everything in train, so nobody loses their whole history.
+    """
+    check_param("fraction", fraction, low=0, high=1, low_inclusive=False)
+    check_param("mode", mode, choices=HOLDOUT_MODES)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    f = inter.frame
+    u = f["uidx"].to_numpy()
+    mask = np.zeros(len(f), dtype=bool)
+    if mode == "last":
+        indptr = inter.seq_indptr
+        counts = np.diff(indptr)
+        n_out = np.where(counts >= min_events, np.maximum(1, np.floor(fraction * counts)).astype(np.int64), 0)
+        # Sequence positions -> frame rows: rebuild the same stable order the sequences use.
+        order = np.lexsort((np.arange(len(f)), f["timestamp"].to_numpy(), u))
+        pos = np.arange(len(f)) - indptr[u[order]]
+        keep_len = counts[u[order]] - n_out[u[order]]
+        mask[order[pos >= keep_len]] = True
+        return mask
+    pairs = u.astype(np.int64) * inter.n_items + f["iidx"].to_numpy()
+    upairs, inverse = np.unique(pairs, return_inverse=True)
+    pu = upairs // inter.n_items
+    counts = np.bincount(pu, minlength=inter.n_users)
+    # A random key per pair, ranked within its user: the lowest ranks are held out.
+    key = rng.random(len(upairs))
+    order = np.lexsort((key, pu))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(upairs), dtype=np.int64)
+    rank[order] = np.arange(len(upairs)) - starts[pu[order]]
+    n_out = np.where(counts >= min_events, np.maximum(1, np.round(fraction * counts)).astype(np.int64), 0)
+    out_pair = rank < n_out[pu]
+    return out_pair[inverse]
+
+
+def subset(inter: Interactions, mask: np.ndarray) -> Interactions:
+    """The events of ``inter`` where ``mask`` is True, keeping the same id maps (indices line up)."""
+    frame = inter.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+    return Interactions._assemble(frame, inter.user_ids, inter.item_ids, inter.event_weights)
+
+
+def validation_split(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
+                     rng: np.random.Generator | None = None, min_events: int = 3) -> tuple[Interactions, Interactions]:
+    """``(train, valid)`` Interactions carved from ``inter`` with :func:`holdout_mask`."""
+    mask = holdout_mask(inter, fraction, mode=mode, rng=rng, min_events=min_events)
+    return subset(inter, ~mask), subset(inter, mask)
+
+
+def ndcg_from_scores(scores, train_rows: sp.csr_matrix, valid_rows: sp.csr_matrix, k: int = 10) -> float:
+    """Mean NDCG@k (binary relevance) of dense ``scores`` against ``valid_rows``, train items excluded.
+
+    ``scores`` is an (n_users, n_items) numpy array or tensor aligned with the
+    rows of both matrices; users with no validation items are skipped. Range [0, 1].
+    """
+    s = torch.as_tensor(scores).detach().float().cpu().clone()
+    n_items = s.shape[1]
+    tr = train_rows[:, :n_items].tocoo()
+    s[torch.as_tensor(tr.row, dtype=torch.long), torch.as_tensor(tr.col, dtype=torch.long)] = -float("inf")
+    va = valid_rows[:, :n_items].tocsr()
+    n_rel = np.diff(va.indptr)
+    users = np.flatnonzero(n_rel > 0)
+    if len(users) == 0:
+        return 0.0
+    kk = min(k, n_items)
+    top = torch.topk(s[torch.as_tensor(users)], kk, dim=1).indices.numpy()
+    # Hits: is the top item in the user's validation row?
+    rows = np.repeat(np.arange(len(users)), kk)
+    hits = np.asarray(va[users][rows, top.ravel()]).reshape(len(users), kk) != 0
+    disc = 1.0 / np.log2(np.arange(2, kk + 2))
+    dcg = (hits * disc).sum(axis=1)
+    idcg = np.cumsum(disc)[np.minimum(n_rel[users], kk) - 1]
+    return float(np.mean(dcg / idcg))
+
+
+# ---- the training loop ----------------------------------------------------------------
+@dataclass
+class TrainLog:
+    """What :func:`fit_epochs` did: per-epoch loss and validation score, and the epoch kept."""
+
+    losses: list = field(default_factory=list)
+    valid: list = field(default_factory=list)
+    best_epoch: int = -1
+    best_valid: float = float("nan")
+    stopped_early: bool = False
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per epoch: epoch, loss, valid (NaN where not validated)."""
+        v = self.valid + [float("nan")] * (len(self.losses) - len(self.valid))
+        return pd.DataFrame({"epoch": np.arange(1, len(self.losses) + 1), "loss": self.losses, "valid": v})
+
+
+def module_snapshot(module: torch.nn.Module) -> Callable[[], dict]:
+    """A callable returning a detached copy of ``module``'s state_dict (for best-epoch restore)."""
+    return lambda: {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def fit_epochs(run_epoch: Callable[[int], float], n_epochs: int, *, validate: Callable[[], float] | None = None,
+               snapshot: Callable[[], object] | None = None, restore: Callable[[object], None] | None = None,
+               patience: int = 5, eval_every: int = 1, desc: str = "training", verbose: bool = True) -> TrainLog:
+    """Run ``run_epoch(epoch) -> loss`` up to ``n_epochs`` times under a tqdm bar showing the loss.
+
+    With ``validate() -> score`` (higher is better) the score is checked every
+    ``eval_every`` epochs; training stops after ``patience`` checks without a new
+    best, and ``restore(state)`` puts back the best ``snapshot()`` (when both are
+    given). Without ``validate`` every epoch runs and the last state is kept.
+    """
+    log = TrainLog()
+    best_state = None
+    bad = 0
+    bar = tqdm(range(n_epochs), desc=desc, disable=not verbose, leave=False, unit="epoch")
+    for epoch in bar:
+        loss = float(run_epoch(epoch))
+        log.losses.append(loss)
+        postfix = {"loss": f"{loss:.4g}"}
+        if validate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == n_epochs):
+            score = float(validate())
+            log.valid.extend([float("nan")] * (len(log.losses) - 1 - len(log.valid)))
+            log.valid.append(score)
+            if not (score <= log.best_valid):  # also true for the first (NaN) comparison
+                log.best_valid, log.best_epoch, bad = score, epoch, 0
+                if snapshot is not None:
+                    best_state = snapshot()
+            else:
+                bad += 1
+            postfix.update(val=f"{score:.4f}", best=f"{log.best_valid:.4f}")
+            if bad >= patience:
+                log.stopped_early = True
+                bar.set_postfix(postfix)
+                break
+        bar.set_postfix(postfix)
+    bar.close()
+    if validate is None:
+        log.best_epoch = len(log.losses) - 1
+    elif best_state is not None and restore is not None:
+        restore(best_state)
+    return log
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None = None):
+    """Index arrays covering ``range(n)`` in chunks of ``batch_size`` (shuffled when ``rng`` is given)."""
+    idx = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield idx[start:start + batch_size]
+
+
+def sample_negatives(rng: np.random.Generator, users: np.ndarray, positives: sp.csr_matrix, n_items: int,
+                     n: int = 1, retries: int = 3) -> np.ndarray:
+    """Items drawn uniformly for each user in ``users`` (shape (len(users), n)), redrawn if the user has them.
+
+    After ``retries`` redraws a remaining collision is kept (rare on sparse data;
+    it only adds a little noise to the loss).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    neg = rng.integers(0, n_items, size=(len(users), n))
+    pos = positives.tocsr()
+    if pos.nnz == 0:
+        return neg
+    n_rows = pos.shape[0]
+    if n_rows * n_items <= 2**25:
+        # A dense membership table is the fastest test while it stays small (<= 32 MB).
+        table = np.zeros(n_rows * n_items, dtype=bool)
+        table[np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(pos.indptr)) * n_items + pos.indices] = True
+
+        def clashes(q):
+            return table[q]
+    else:
+        keys = np.sort(np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(pos.indptr)) * n_items + pos.indices)
+
+        def clashes(q):
+            at = np.searchsorted(keys, q).clip(max=len(keys) - 1)
+            return keys[at] == q
+    for _ in range(retries + 1):
+        clash = clashes(users[:, None] * n_items + neg)
+        if not clash.any():
+            break
+        neg[clash] = rng.integers(0, n_items, size=int(clash.sum()))
+    return neg
+
+
+# ---- the mixin ---------------------------------------------------------------------------
+class TorchMixin:
+    """Device, seeding, common checks and state_dict persistence for torch recommenders.
+
+    Use as ``class MyModel(TorchMixin, Recommender)``. The subclass sets
+    ``self.net_`` (an ``nn.Module``) and ``self.net_config_`` (the JSON-able
+    keyword arguments of ``self._build_net``) in ``_fit``. Extra learned arrays
+    go in ``_extra_state()`` / ``_set_extra_state()``. Loading rebuilds the
+    network from ``net_config_`` and loads its weights on ``device``.
+
+    Common hyperparameters (checked by :meth:`_check_torch_params` when the
+    subclass has them): ``device``, ``random_state``, ``verbose``,
+    ``early_stopping``, ``validation_fraction``, ``patience``.
+    """
+
+    net_ = None
+
+    def _check_torch_params(self) -> None:
+        """Range checks for the common torch hyperparameters a subclass defines."""
+        resolve_device(getattr(self, "device", "auto"))
+        rs = getattr(self, "random_state", None)
+        if rs is not None:
+            check_param("random_state", rs, low=0, integer=True)
+        if hasattr(self, "verbose"):
+            check_param("verbose", self.verbose, choices=(True, False))
+        if hasattr(self, "early_stopping"):
+            check_param("early_stopping", self.early_stopping, choices=(True, False))
+        if hasattr(self, "validation_fraction"):
+            check_param("validation_fraction", self.validation_fraction, low=0, high=0.5, low_inclusive=False)
+        if hasattr(self, "patience"):
+            check_param("patience", self.patience, low=1, integer=True)
+
+    def _setup_torch(self) -> np.random.Generator:
+        """Resolve ``self.device`` into ``self.device_`` and seed; returns the numpy Generator to use."""
+        self.device_ = resolve_device(getattr(self, "device", "auto"))
+        return seed_everything(getattr(self, "random_state", None))
+
+    def _split_for_early_stopping(self, inter: Interactions, rng: np.random.Generator, mode: str = "random"):
+        """``(train, valid)`` when ``self.early_stopping`` is on, else ``(inter, None)``."""
+        if not getattr(self, "early_stopping", False):
+            return inter, None
+        return validation_split(inter, self.validation_fraction, mode=mode, rng=rng)
+
+    def _train_loop(self, run_epoch, n_epochs: int, validate=None, *, desc: str | None = None) -> TrainLog:
+        """:func:`fit_epochs` with this model's verbosity and patience, restoring ``self.net_``'s best state."""
+        net = self.net_
+        log = fit_epochs(
+            run_epoch, n_epochs, validate=validate,
+            snapshot=module_snapshot(net) if (validate is not None and net is not None) else None,
+            restore=(lambda st: net.load_state_dict(st)) if net is not None else None,
+            patience=getattr(self, "patience", 5), desc=desc or type(self).__name__,
+            verbose=getattr(self, "verbose", True),
+        )
+        self.train_log_ = log
+        return log
+
+    # ---- persistence through the base class's safetensors file -------------------------
+    def _build_net(self, **config) -> torch.nn.Module:
+        """Build the (untrained) network from ``net_config_``; subclasses with a net override this."""
+        raise NotImplementedError
+
+    def _extra_state(self) -> dict[str, np.ndarray]:
+        """Learned arrays other than the network's weights (subclasses extend)."""
+        return {}
+
+    def _set_extra_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore what ``_extra_state`` saved."""
+
+    def _extra_json(self) -> dict:
+        """JSON-able learned values other than ``net_config_`` (subclasses extend)."""
+        return {}
+
+    def _set_extra_json(self, extra: dict) -> None:
+        """Restore what ``_extra_json`` saved."""
+
+    def _state(self) -> dict[str, np.ndarray]:
+        out = {f"extra.{k}": np.asarray(v) for k, v in self._extra_state().items()}
+        if self.net_ is not None:
+            out.update({f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()})
+        return out
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        # The base loader restores arrays before the JSON config, and the network's
+        # shape lives in the config: keep the weights until _set_extra_config.
+        self._pending_net_state = {k[4:]: v for k, v in arrays.items() if k.startswith("net.")}
+        self._set_extra_state({k[6:]: v for k, v in arrays.items() if k.startswith("extra.")})
+
+    def _extra_config(self) -> dict:
+        # A model that dropped its network after fit (e.g. kept only final embeddings) saves none.
+        net_config = getattr(self, "net_config_", None) if self.net_ is not None else None
+        return {"net_config": net_config, "extra": self._extra_json()}
+
+    def _set_extra_config(self, extra: dict) -> None:
+        self._set_extra_json(extra.get("extra") or {})
+        self.device_ = resolve_device(getattr(self, "device", "auto"))
+        cfg = extra.get("net_config")
+        pending = getattr(self, "_pending_net_state", None) or {}
+        if cfg is not None:
+            self.net_config_ = cfg
+            net = self._build_net(**cfg)
+            net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in pending.items()})
+            self.net_ = net.to(self.device_).eval()
+        self._pending_net_state = None
+
+
+def to_tensor(a, device, dtype=torch.float32) -> torch.Tensor:
+    """A numpy array (or scipy sparse matrix, densified) as a tensor on ``device``."""
+    if sp.issparse(a):
+        a = a.toarray()
+    return torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+
+def sparse_tensor(m: sp.spmatrix, device, dtype=torch.float32) -> torch.Tensor:
+    """A scipy sparse matrix as a torch sparse CSR tensor on ``device``."""
+    m = m.tocsr()
+    return torch.sparse_csr_tensor(
+        torch.as_tensor(m.indptr, dtype=torch.int64), torch.as_tensor(m.indices, dtype=torch.int64),
+        torch.as_tensor(m.data, dtype=dtype), size=m.shape,
+    ).to(device)
+
