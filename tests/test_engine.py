@@ -181,8 +181,7 @@ def test_popularity_model_is_live(shop):
 
 
 def test_als_fold_in_matches_model(shop):
-    from recapp.models.als import ALS
-
+    ALS = pytest.importorskip("recapp.models.als").ALS
     model = ALS(factors=8, iterations=3, verbose=False, device="cpu").fit(shop.events)
     engine = Engine(model, explain=True)
     events = [_ev("fresh", 3, 2e9, "view"), _ev("fresh", 8, 2e9 + 1, "purchase"), _ev("fresh", 11, 2e9 + 2, "click")]
@@ -199,7 +198,7 @@ def test_als_fold_in_matches_model(shop):
 
 def test_ann_search_agrees_with_exact(shop):
     pytest.importorskip("faiss")
-    from recapp.models.als import ALS
+    ALS = pytest.importorskip("recapp.models.als").ALS
 
     model = ALS(factors=16, iterations=3, verbose=False, device="cpu").fit(shop.events)
     exact = Engine(model, explain=False)

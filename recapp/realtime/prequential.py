@@ -62,8 +62,8 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     ``live=False`` never ingests (static). The test frame is replayed in
     timestamp order (stable, so equal times keep their input order). Returns a
     DataFrame with model, mode, position, timestamp, user_id, item_id, rank, hit,
-    ndcg (1 / log2(rank + 1), 0 for a miss) and new_user (no events before, in
-    training or in the stream so far).
+    ndcg (1 / log2(rank + 1), 0 for a miss) and new_user (the user's first event:
+    none in training, none earlier in the stream; the same rows in both modes).
     """
     test = test.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
     users = test[USER_COL].tolist()
@@ -91,7 +91,7 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
             if r is not None and not (isinstance(r, float) and math.isnan(r)):
                 ev[RATING_COL] = r
             engine.ingest(ev)
-            seen_users.add(u)
+        seen_users.add(u)
     hit = ranks > 0
     return pd.DataFrame({
         "model": label, "mode": mode, "position": np.arange(len(test)), TIME_COL: times,

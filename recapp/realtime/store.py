@@ -41,7 +41,7 @@ def normalise_event(value) -> str | None:
 
 
 def _blank(values: pd.Series) -> np.ndarray:
-    miss = values.isna().to_numpy(dtype=bool)
+    miss = values.isna().to_numpy(dtype=bool).copy()
     if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
         miss |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
     return miss
@@ -160,11 +160,15 @@ class EventStore:
         self.con = duckdb.connect(self.path, read_only=read_only)
         self._lock = threading.Lock()
         if not read_only:
-            self.con.execute("""
+            self._exec("""
                 CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
                                                     committed_at DOUBLE);
                 CREATE TABLE IF NOT EXISTS quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
             """)
+
+    def _exec(self, query: str, params=None) -> None:
+        # DuckDB wants every result consumed before the next statement on the connection.
+        self.con.execute(query, params or []).fetchall()
 
     # ---- schema -------------------------------------------------------------------------
     def _tables(self) -> set:
@@ -179,7 +183,7 @@ class EventStore:
 
     def _create_events(self, clean: pd.DataFrame) -> None:
         ut, it = _id_kind(clean[USER_COL]), _id_kind(clean[ITEM_COL])
-        self.con.execute(f"""
+        self._exec(f"""
             CREATE TABLE IF NOT EXISTS events (
                 seq BIGINT, batch_id BIGINT, {USER_COL} {ut} NOT NULL, {ITEM_COL} {it} NOT NULL,
                 {TIME_COL} DOUBLE NOT NULL, {EVENT_COL} VARCHAR NOT NULL, {RATING_COL} DOUBLE, {VALUE_COL} DOUBLE,
@@ -218,18 +222,22 @@ class EventStore:
                 types = self._id_types()
             if types is not None and len(clean):
                 bad = np.zeros(len(clean), dtype=bool)
+                extra = []
                 for col in (USER_COL, ITEM_COL):
                     fits = self._fits(clean[col], types[col])
                     for i in np.flatnonzero(~fits & ~bad):
-                        rejected.loc[len(rejected)] = [clean.iloc[i].to_dict(), f"{col} {clean[col].iloc[i]!r} is not an integer like the store's ids"]
+                        extra.append((clean.iloc[i].to_dict(), f"{col} {clean[col].iloc[i]!r} is not an integer like the store's ids"))
                     bad |= ~fits
+                if extra:
+                    more = pd.DataFrame({"row": [r for r, _ in extra], "reason": [w for _, w in extra]})
+                    rejected = pd.concat([rejected.astype(object), more.astype(object)], ignore_index=True) if len(rejected) else more
                 clean = clean.loc[~bad].reset_index(drop=True)
             now = _time.time()
-            self.con.execute("BEGIN TRANSACTION")
+            self.con.begin()
             try:
-                batch_id = int(self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchone()[0])
+                batch_id = int(self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchall()[0][0])
                 if len(clean):
-                    start = int(self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+                    start = int(self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0])
                     ins = clean.copy()
                     ins.insert(0, "batch_id", batch_id)
                     ins.insert(0, "seq", np.arange(start + 1, start + 1 + len(ins), dtype=np.int64))
@@ -242,7 +250,7 @@ class EventStore:
                     ins[ITEM_COL] = ins[ITEM_COL].to_numpy(dtype=object if types[ITEM_COL] == "VARCHAR" else np.int64)
                     self.con.register("_batch", ins)
                     try:
-                        self.con.execute(
+                        self._exec(
                             f"INSERT INTO events SELECT seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, "
                             f"{RATING_COL}, {VALUE_COL}, ingested_at FROM _batch")
                     finally:
@@ -256,13 +264,13 @@ class EventStore:
                     })
                     self.con.register("_quar", q)
                     try:
-                        self.con.execute("INSERT INTO quarantine SELECT batch_id, reason, row_json, received_at FROM _quar")
+                        self._exec("INSERT INTO quarantine SELECT batch_id, reason, row_json, received_at FROM _quar")
                     finally:
                         self.con.unregister("_quar")
-                self.con.execute("INSERT INTO batches VALUES (?, ?, ?, ?)", [batch_id, len(clean), len(rejected), now])
-                self.con.execute("COMMIT")
+                self._exec("INSERT INTO batches VALUES (?, ?, ?, ?)", [batch_id, len(clean), len(rejected), now])
+                self.con.commit()
             except BaseException:
-                self.con.execute("ROLLBACK")
+                self.con.rollback()
                 raise
         return AppendResult(batch_id, len(clean), len(rejected), clean, rejected.reset_index(drop=True))
 
@@ -276,7 +284,7 @@ class EventStore:
         if "events" not in self._tables():
             return 0
         with self._lock:
-            return int(self.con.execute("SELECT count(*) FROM events").fetchone()[0])
+            return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
     def events(self, *, since: float | None = None, until: float | None = None, users=None) -> pd.DataFrame:
         """Stored events in timestamp order (then arrival order), optionally a time window or some users."""
