@@ -173,8 +173,8 @@ def top_contributors(contrib: np.ndarray, history: np.ndarray, max_items: int = 
     order = np.argsort(-vals, axis=0, kind="stable")
     part = np.take_along_axis(part, order, axis=0)
     vals = np.take_along_axis(vals, order, axis=0)
-    history = np.asarray(history, dtype=object)
-    return [history[part[vals[:, c] > 0, c]].tolist() for c in range(contrib.shape[1])]
+    history = list(history)
+    return [[history[h] for h in part[vals[:, c] > 0, c].tolist()] for c in range(contrib.shape[1])]
 
 
 def rank_changes(items: Sequence, previous: Mapping | None) -> pd.arrays.IntegerArray:

@@ -226,3 +226,12 @@ def test_bad_arguments(ease):
         Engine(ease, recency=0.0)
     with pytest.raises(ValueError, match="k="):
         Engine(ease).recommend(1, k=0)
+
+
+def test_sparse_and_dense_contributions_agree(knn):
+    from recapp.realtime.engine import UserState, _ItemItemScorer
+
+    S = knn.similarity_
+    sparse, dense = _ItemItemScorer(None, S, True), _ItemItemScorer(None, S.toarray(), True)
+    hist, recs, w = np.array([5, 1, 40, 7]), np.array([3, 9, 40, 77]), np.array([1.0, 0.5, 0.25, 2.0])
+    np.testing.assert_allclose(sparse.contributions(UserState(), hist, w, recs), dense.contributions(UserState(), hist, w, recs), rtol=1e-6)

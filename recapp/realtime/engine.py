@@ -67,17 +67,29 @@ class UserState:
     aux: object = None                             # scorer-specific state (ALS normal equations)
 
 
-@dataclass
 class IngestResult:
-    """What :meth:`Engine.ingest` did: events applied, and every rejected row with its reason."""
+    """What :meth:`Engine.ingest` did: ``n_ingested`` events applied, and ``rejected`` rows with their reason."""
 
-    n_ingested: int
-    rejected: pd.DataFrame
+    __slots__ = ("n_ingested", "_rejected")
+
+    def __init__(self, n_ingested: int, rejected=None):
+        self.n_ingested = int(n_ingested)
+        self._rejected = rejected            # a DataFrame, a list of (row, reason), or None
+
+    @property
+    def rejected(self) -> pd.DataFrame:
+        """DataFrame[row, reason]: every input row that failed validation (built on first access)."""
+        if not isinstance(self._rejected, pd.DataFrame):
+            self._rejected = _rejected_frame(self._rejected or [])
+        return self._rejected
 
     @property
     def n_rejected(self) -> int:
         """Number of rows that failed validation."""
-        return int(len(self.rejected))
+        return int(len(self._rejected)) if self._rejected is not None else 0
+
+    def __repr__(self) -> str:
+        return f"IngestResult(n_ingested={self.n_ingested}, n_rejected={self.n_rejected})"
 
 
 # ---- scorers: one adapter per family of model -----------------------------------------------
@@ -155,9 +167,21 @@ class _ItemItemScorer(_Scorer):
         return st.scale
 
     def contributions(self, st, hist, w, recs):
-        if self.sparse:
-            return w[:, None] * self.M[hist][:, recs].toarray()
-        return w[:, None] * self.M[np.ix_(hist, recs)]
+        if not self.sparse:
+            return w[:, None] * self.M[np.ix_(hist, recs)]
+        if getattr(self, "_csc", None) is None:
+            self._csc = self.M.tocsc()
+        C = self._csc
+        out = np.zeros((len(hist), len(recs)))
+        order = np.argsort(hist, kind="stable")
+        hs = hist[order]
+        # Column j of M holds the few neighbours of item j: match them against the sorted history.
+        for c, j in enumerate(recs.tolist()):
+            rows, vals = C.indices[C.indptr[j]:C.indptr[j + 1]], C.data[C.indptr[j]:C.indptr[j + 1]]
+            pos = np.minimum(np.searchsorted(hs, rows), len(hs) - 1)
+            hit = hs[pos] == rows
+            out[order[pos[hit]], c] = vals[hit]
+        return w[:, None] * out
 
     def similarity(self, idx):
         if self.sparse:
@@ -739,7 +763,7 @@ class Engine:
             elif isinstance(events, Mapping):
                 row, reason = self._check_one(events)
                 rows = [row] if row is not None else []
-                rejected = _rejected_frame([] if row is not None else [(dict(events), reason)])
+                rejected = None if row is not None else [(dict(events), reason)]
             else:
                 frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame(list(events))
                 if TIME_COL not in frame.columns and len(frame):
@@ -750,11 +774,12 @@ class Engine:
                 rows = self._rows_from_frame(clean)
             for row in rows:
                 self._apply(*row)
+            result = IngestResult(len(rows), rejected)
             self.n_ingested_ += len(rows)
-            self.n_rejected_ += len(rejected)
-            if len(rejected):
-                log.warning("engine rejected %d event(s): %s", len(rejected), rejected["reason"].iloc[0])
-            return IngestResult(len(rows), rejected)
+            if result.n_rejected:
+                self.n_rejected_ += result.n_rejected
+                log.warning("engine rejected %d event(s): %s", result.n_rejected, result.rejected["reason"].iloc[0])
+            return result
 
     def _check_one(self, e: Mapping):
         """Validate one event dict; returns ((user, item, t, event, rating), None) or (None, reason)."""
@@ -1002,8 +1027,7 @@ class Engine:
         names = None
         if self._names is not None:
             names = self._names
-        ids = np.asarray(self._item_ids, dtype=object)
-        tops = rerank.top_contributors(contrib, ids[hist], self.n_explain)
+        tops = rerank.top_contributors(contrib, [self._item_ids[h] for h in hist.tolist()], self.n_explain)
         return [rerank.explanation(t, names=names, max_items=self.n_explain) if t else "recommended for you" for t in tops]
 
     # ---- inspection -------------------------------------------------------------------------
@@ -1099,7 +1123,8 @@ def _result_frame(ids, scores, expl, changes) -> pd.DataFrame:
         ITEM_COL: ids,
         SCORE_COL: scores,
         RANK_COL: np.arange(1, len(ids) + 1, dtype=np.int64),
-        EXPLANATION_COL: pd.array(expl, dtype="str") if len(expl) else pd.array([], dtype="str"),
+        # Object dtype: building a pandas 3 "str" (Arrow) column costs more than the rest of the frame.
+        EXPLANATION_COL: pd.Series(expl, dtype=object),
         RANK_CHANGE_COL: changes.copy(),
     })
 
