@@ -1,0 +1,42 @@
+"""Experiments before anything ships: simulated shoppers, A/B tests, sequential monitoring, bandits, off-policy evaluation.
+
+Modules: :mod:`~recapp.experiment.simulator` (shoppers with known tastes),
+:mod:`~recapp.experiment.abtest` (assignment, SRM, per-user tests, power),
+:mod:`~recapp.experiment.sequential` (alpha spending, mSPRT, peeking),
+:mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB,
+REINFORCE), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
+and :mod:`~recapp.experiment.plots` (plotly figures). Bandits (torch) and
+plots (plotly) are imported on first use, so ``import recapp.experiment`` stays light.
+"""
+from recapp.experiment.abtest import (
+    analyze,
+    assign,
+    calibration,
+    compare_means,
+    compare_proportions,
+    compare_ratio,
+    delta_ratio,
+    predicted_power,
+    sample_size,
+    srm_check,
+    user_metrics,
+)
+from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
+from recapp.experiment.sequential import alpha_spent, monitor, msprt_statistic, peeking_simulation, spending_boundaries
+from recapp.experiment.simulator import (
+    EnginePolicy,
+    Policy,
+    RandomPolicy,
+    RecommenderPolicy,
+    ShopperSimulator,
+    SimulationResult,
+    as_policy,
+)
+
+__all__ = [
+    "analyze", "assign", "calibration", "compare_means", "compare_proportions", "compare_ratio", "delta_ratio",
+    "predicted_power", "sample_size", "srm_check", "user_metrics",
+    "LoggedFeedback", "estimate", "evaluate", "from_open_bandit", "learned_policy_study", "random_policy_study",
+    "alpha_spent", "monitor", "msprt_statistic", "peeking_simulation", "spending_boundaries",
+    "EnginePolicy", "Policy", "RandomPolicy", "RecommenderPolicy", "ShopperSimulator", "SimulationResult", "as_policy",
+]
