@@ -165,3 +165,21 @@ def test_msprt_statistic_is_one_without_data_and_grows_with_evidence():
     assert sequential.msprt_statistic(0.0, 0.18, 0, tau=0.01) == pytest.approx(1.0)
     lam = sequential.msprt_statistic(0.02, 0.18, np.array([100, 1000, 10_000]), tau=0.01)
     assert lam[0] < lam[1] < lam[2] and lam[2] > 20
+
+
+def test_figures_for_the_notebooks():
+    from recapp.experiment import plots
+
+    table, z, bounds = sequential.peeking_simulation(n_experiments=200, n_per_arm=2000, n_looks=5, return_paths=True)
+    fig = plots.sequential_plot(z, bounds, max_paths=20)
+    assert len(fig.data) == 20 + 4                       # paths, then +/- boundary and +/- 1.96
+    assert np.allclose(fig.data[20].y, bounds["z_boundary"])
+    assert plots.peeking_plot(table).data[0].type == "bar"
+    cal = abtest.calibration(n_experiments=100, n_users=200)
+    assert len(plots.calibration_plot(cal).data[0].x) == 4
+    rng = np.random.default_rng(0)
+    per_user = pd.DataFrame({"arm": np.repeat(["control", "treatment"], 500), "views": 5,
+                             "clicks": rng.binomial(5, 0.1, 1000), "converted": rng.binomial(1, 0.1, 1000),
+                             "revenue": rng.exponential(10, 1000)})
+    fig = plots.ab_plot(abtest.analyze(per_user))
+    assert len(fig.data[0].y) == 3

@@ -174,3 +174,23 @@ def test_bad_policies_are_reported(sim):
         as_policy(object())
     assert feedback_to_events(pd.DataFrame({"user_id": [], "item_id": [], "timestamp": [], "click": [], "cart": [],
                                             "purchase": [], "revenue": []})).empty
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_the_realtime_engine_runs_in_the_simulator(sim, shop, batch):
+    engine_mod = pytest.importorskip("recapp.realtime.engine")
+    engine = engine_mod.Engine(EASE(l2=200.0).fit(shop.events), k=5, explain=False)
+    pol = as_policy(engine, batch=batch)
+    assert isinstance(pol, EnginePolicy)
+    res = sim.run(pol, n_steps=4, sessions_per_step=30)
+    fed = int(res.impressions[["click", "cart", "purchase"]].to_numpy().sum())
+    assert fed > 0 and engine.n_ingested_ == fed
+    assert res.summary()["slate_ctr"].iloc[0] > 0.1
+
+
+def test_funnel_figure(sim):
+    from recapp.experiment import plots
+
+    res = sim.run_ab({"a": RandomPolicy(1), "b": RandomPolicy(2)}, n_steps=3, sessions_per_step=30)
+    fig = plots.funnel_plot(res.funnel())
+    assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[0].y) == ["view", "click", "cart", "purchase"]

@@ -186,11 +186,14 @@ class EnginePolicy(Policy):
     or a list of (item_id, ...) tuples or dicts. Events are schema dicts
     (user_id, item_id, timestamp, event, value); impressions are passed too
     (as ``view``) when ``ingest_views`` is set, since an engine may track them.
+    With ``batch=True`` each slate's events go to ``ingest`` as one DataFrame
+    (recapp's Engine accepts both).
     """
 
-    def __init__(self, engine, ingest_views: bool = False, name: str | None = None, random_state=0):
+    def __init__(self, engine, ingest_views: bool = False, batch: bool = False, name: str | None = None, random_state=0):
         self.engine = engine
         self.ingest_views = ingest_views
+        self.batch = batch
         self.name = name or type(engine).__name__
         self.random_state = random_state
 
@@ -213,7 +216,11 @@ class EnginePolicy(Policy):
     def observe(self, feedback):
         """Ingest every click, cart and purchase (and views when asked) as an event dict."""
         events = feedback_to_events(feedback, ("view",) + FEEDBACK_EVENTS if self.ingest_views else FEEDBACK_EVENTS)
-        for ev in events.to_dict("records"):
+        if self.batch:
+            if len(events):
+                self.engine.ingest(events.drop(columns=ARM_COL, errors="ignore"))
+            return
+        for ev in events.drop(columns=ARM_COL, errors="ignore").to_dict("records"):
             self.engine.ingest(ev)
 
 
