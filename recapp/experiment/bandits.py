@@ -1,0 +1,398 @@
+"""Bandit and reinforcement-learning slate policies, run in the shopper simulator.
+
+Every policy here is a :class:`~recapp.experiment.simulator.Policy`: it fills a
+slate of ``k`` items per shopper and learns from the clicks. Arms are items,
+either the whole catalogue or, with ``candidates=<fitted Recommender>``, each
+shopper's top ``n_candidates`` from that model, so a bandit re-ranks a
+recommender's shortlist.
+
+* :class:`EpsilonGreedy`, :class:`UCB1` (Auer et al. 2002) and
+  :class:`ThompsonSampling` (Bernoulli, Beta posteriors) learn one click rate
+  per item, shared by all shoppers;
+* :class:`LinUCB` (Li et al., WWW 2010, disjoint model) learns a linear click
+  model per item over the shopper's observable context;
+* :class:`ReinforceReRanker` is a policy-gradient (REINFORCE, Williams 1992)
+  Plackett-Luce slate policy in PyTorch over context and item embeddings.
+
+Each impression counts as one Bernoulli trial of its item (click or not),
+ignoring position: simple, slightly pessimistic for lower slots, and what
+the classic algorithms assume. :func:`compare_policies` runs several policies
+against the same simulated shoppers and reports cumulative reward and regret
+against the oracle; :func:`bandit_simulator` builds the documented setting.
+
+Documented setting: ``bandit_simulator(random_state=seed)`` (1,000 shoppers,
+50 items, slates of 3, random-slate CTR 5%, segment context) run for
+``DOCUMENTED_SETTING`` (60,000 one-slate sessions). Regret per 1,000 slates
+against the oracle (expected clicks), seeds 0 / 1 / 2 / 3:
+
+=========================  =====  =====  =====  =====
+policy                       0      1      2      3
+=========================  =====  =====  =====  =====
+LinUCB (alpha 0.3)          43.6   32.4   36.3   40.6
+Thompson sampling          106.5   46.5  108.5   94.0
+REINFORCE (all items)      112.8   57.4  140.2   80.5
+epsilon-greedy (0.1)       121.8   49.9  128.8   94.2
+UCB1                       147.5   92.6  160.2  136.4
+uniform random             165.6  139.0  172.4  164.4
+=========================  =====  =====  =====  =====
+
+Thompson sampling and LinUCB beat random and epsilon-greedy on every seed,
+Thompson only narrowly on seeds 1 and 3: a non-contextual policy's floor is
+the best single slate for everyone, and a tuned epsilon-greedy that finds it
+early pays only its 10% exploration. UCB1's bonus is scaled for rewards in
+[0, 1] and over-explores at click rates of a few percent. As a re-ranker of
+EASE's top 10, REINFORCE starts from EASE's order and ends level with it
+(57.3 / 33.2 / 46.5 / 36.1 against EASE's 54.9 / 31.0 / 53.8 / 31.0).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recapp.experiment.simulator import Environment, OraclePolicy, Policy, RandomPolicy, ShopperSimulator
+from recapp.schema import ITEM_COL, USER_COL
+
+REWARDS = ("click", "cart", "purchase")
+#: The run of the documented comparison: 1,200 steps of 50 one-slate sessions = 60,000 slates.
+DOCUMENTED_SETTING = {"n_steps": 1200, "sessions_per_step": 50}
+
+__all__ = ["DOCUMENTED_SETTING", "BanditPolicy", "EpsilonGreedy", "UCB1", "ThompsonSampling", "LinUCB", "ReinforceReRanker",
+           "RandomPolicy", "OraclePolicy", "compare_policies", "bandit_simulator"]
+
+
+class BanditPolicy(Policy):
+    """Shared machinery: candidate sets, top-k selection from per-candidate scores, click counts per item.
+
+    Subclasses implement ``_scores(users, cand)`` returning one score per
+    (shopper, candidate) and may extend ``_learn(feedback, item_idx)``.
+    """
+
+    def __init__(self, candidates=None, n_candidates: int = 50, reward: str = "click", random_state=0,
+                 name: str | None = None):
+        if reward not in REWARDS:
+            raise ValueError(f"reward={reward!r} is not accepted; accepted values: {list(REWARDS)}")
+        self.candidates = candidates
+        self.n_candidates = n_candidates
+        self.reward = reward
+        self.random_state = random_state
+        self.name = name or type(self).__name__
+
+    def reset(self, env: Environment) -> None:
+        """Forget everything learned and start a run in ``env``."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+        n = len(env.item_ids)
+        self.shows_ = np.zeros(n)
+        self.rewards_ = np.zeros(n)
+        self.t_ = 0
+
+    def _candidate_matrix(self, users: np.ndarray) -> np.ndarray:
+        n_items = len(self.env_.item_ids)
+        if self.candidates is None:
+            return np.broadcast_to(np.arange(n_items), (len(users), n_items))
+        uniq, inv = np.unique(users, return_inverse=True)
+        m = min(self.n_candidates, n_items)
+        recs = self.candidates.recommend(uniq, k=m, exclude_seen=False)
+        out = np.full((len(uniq), m), -1, dtype=np.int64)
+        row = pd.Index(uniq).get_indexer(recs[USER_COL].to_numpy())
+        col = recs["rank"].to_numpy(dtype=np.int64) - 1
+        item = self.env_.item_index(recs[ITEM_COL].to_numpy())
+        ok = (row >= 0) & (item >= 0) & (col < m)
+        out[row[ok], col[ok]] = item[ok]
+        from recapp.experiment.simulator import fill_slates
+        return fill_slates(out, n_items, self.rng_)[inv]
+
+    def _scores(self, users: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def slates(self, users, k):
+        """The k highest-scoring candidates per shopper (ties broken at random)."""
+        users = np.asarray(users)
+        cand = self._candidate_matrix(users)
+        s = np.asarray(self._scores(users, cand), dtype=np.float64)
+        s = s + 1e-9 * self.rng_.random(s.shape)       # random tie-breaking among equal scores
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
+        chosen = np.take_along_axis(cand, np.take_along_axis(top, order, axis=1), axis=1)
+        self.last_ = (users, cand, chosen)
+        return self.env_.item_ids[chosen]
+
+    def observe(self, feedback):
+        """Count one trial per impression and its reward, then call ``_learn``."""
+        idx = self.env_.item_index(feedback[ITEM_COL].to_numpy())
+        r = feedback[self.reward].to_numpy(dtype=np.float64)
+        np.add.at(self.shows_, idx, 1.0)
+        np.add.at(self.rewards_, idx, r)
+        self.t_ += len(feedback)
+        self._learn(feedback, idx, r)
+
+    def _learn(self, feedback, idx, r) -> None:
+        """Extra learning beyond the per-item counts (default: nothing)."""
+
+    def item_estimates(self) -> pd.DataFrame:
+        """Per item: shows, rewards and the empirical rate, for inspection."""
+        with np.errstate(invalid="ignore"):
+            rate = self.rewards_ / self.shows_
+        return pd.DataFrame({ITEM_COL: self.env_.item_ids, "shows": self.shows_, "rewards": self.rewards_, "rate": rate})
+
+
+class EpsilonGreedy(BanditPolicy):
+    """Greedy on empirical click rates; with probability ``epsilon`` a slate is random instead.
+
+    Items never shown score +inf, so each is tried once before the greedy phase.
+    """
+
+    def __init__(self, epsilon: float = 0.1, **kwargs):
+        if not 0 <= epsilon <= 1:
+            raise ValueError(f"epsilon={epsilon!r} must lie in [0, 1]")
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def _scores(self, users, cand):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(self.shows_ > 0, self.rewards_ / np.maximum(self.shows_, 1), np.inf)
+        s = mean[cand].astype(np.float64)
+        explore = self.rng_.random(len(users)) < self.epsilon
+        s[explore] = self.rng_.random((int(explore.sum()), cand.shape[1]))
+        return s
+
+
+class UCB1(BanditPolicy):
+    """Empirical rate plus ``sqrt(c * ln(t) / n_i)`` (Auer, Cesa-Bianchi and Fischer 2002; c = 2 is UCB1).
+
+    The bonus is scaled for rewards in [0, 1]; with click rates of a few percent
+    it keeps exploring for a long time, which is UCB1's known weakness here.
+    """
+
+    def __init__(self, c: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.c = c
+
+    def _scores(self, users, cand):
+        n = self.shows_
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ucb = self.rewards_ / n + np.sqrt(self.c * np.log(max(self.t_, 1)) / n)
+        return np.where(n > 0, ucb, np.inf)[cand]
+
+
+class ThompsonSampling(BanditPolicy):
+    """Bernoulli Thompson sampling: score = a draw from Beta(prior_a + clicks, prior_b + misses) per shopper and item.
+
+    A weak prior towards a low click rate (``prior_b > prior_a``) suits
+    e-commerce, where most impressions are not clicked.
+    """
+
+    def __init__(self, prior_a: float = 1.0, prior_b: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.prior_a = prior_a
+        self.prior_b = prior_b
+
+    def _scores(self, users, cand):
+        a = self.prior_a + self.rewards_[cand]
+        b = self.prior_b + (self.shows_ - self.rewards_)[cand]
+        return self.rng_.beta(a, b)
+
+
+class LinUCB(BanditPolicy):
+    """Disjoint LinUCB (Li, Chu, Langford and Schapire 2010, Algorithm 1) over the shopper context.
+
+    Item i keeps ``A_i = l2 I + sum x x'`` and ``b_i = sum r x``; its score for
+    context x is ``x' A_i^-1 b_i + alpha sqrt(x' A_i^-1 x)``. Contexts come from
+    ``env.context`` (for the synthetic shop: the shopper's segment), so
+    different shoppers get different slates.
+    """
+
+    def __init__(self, alpha: float = 1.0, l2: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.alpha = alpha
+        self.l2 = l2
+
+    def reset(self, env):
+        """Start every item at A = l2 I, b = 0."""
+        super().reset(env)
+        d, n = env.n_context, len(env.item_ids)
+        self.A_ = np.tile(self.l2 * np.eye(d), (n, 1, 1))
+        self.A_inv_ = np.tile(np.eye(d) / self.l2, (n, 1, 1))
+        self.b_ = np.zeros((n, d))
+
+    def _scores(self, users, cand):
+        x = self.env_.context(users)                               # (n, d)
+        theta = np.einsum("ide,ie->id", self.A_inv_, self.b_)     # (items, d)
+        mean = np.einsum("nd,nmd->nm", x, theta[cand])
+        var = np.einsum("nd,nmde,ne->nm", x, self.A_inv_[cand], x)
+        return mean + self.alpha * np.sqrt(np.maximum(var, 0.0))
+
+    def _learn(self, feedback, idx, r):
+        x = self.env_.context(feedback[USER_COL].to_numpy())
+        np.add.at(self.A_, idx, np.einsum("nd,ne->nde", x, x))
+        np.add.at(self.b_, idx, r[:, None] * x)
+        touched = np.unique(idx)
+        # Re-inverting the touched items' small matrices is exact and cheaper than sequential Sherman-Morrison in Python.
+        self.A_inv_[touched] = np.linalg.inv(self.A_[touched])
+
+
+class _OneThread:
+    """Run torch on one thread inside the block, then restore the caller's setting.
+
+    The networks here are tiny: on a busy machine, spreading each small matmul
+    over several threads costs far more than it saves.
+    """
+
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.get_num_threads()
+        if self.saved != 1:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        if self.saved != 1:
+            torch.set_num_threads(self.saved)
+
+
+class ReinforceReRanker(BanditPolicy):
+    """A Plackett-Luce slate policy trained online with REINFORCE (PyTorch).
+
+    The logit of candidate i for a shopper with context x is
+    ``w_rank * -log(rank_i) + mlp(x) . e_i + b_i``: ``rank_i`` is the item's
+    rank in the base Recommender's candidate list (all 1 without one), ``e_i``
+    a learned item embedding. ``w_rank`` starts at ``rank_prior``, so the
+    policy begins close to the base model's order and learns corrections. A
+    slate is sampled without replacement in proportion to ``exp(logit)``
+    (Gumbel top-k); after each batch of feedback the policy takes one
+    ``optimizer`` step on ``-(reward - baseline) * log P(slate)`` with a
+    moving-average baseline, minus a small entropy bonus.
+    """
+
+    def __init__(self, hidden: int = 16, lr: float = 0.01, optimizer: str = "sgd", entropy: float = 0.0,
+                 baseline_decay: float = 0.95, rank_prior: float = 2.0, device: str = "cpu", **kwargs):
+        if optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer={optimizer!r} is not accepted; accepted values: ['sgd', 'adam']")
+        super().__init__(**kwargs)
+        self.hidden = hidden
+        self.lr = lr
+        self.optimizer = optimizer
+        self.entropy = entropy
+        self.baseline_decay = baseline_decay
+        self.rank_prior = rank_prior
+        self.device = device
+
+    def reset(self, env):
+        """Build a fresh network and optimiser (seeded)."""
+        import torch
+
+        super().reset(env)
+        gen = torch.Generator().manual_seed(int(self.random_state or 0))
+        d, n, h = env.n_context, len(env.item_ids), self.hidden
+        self.net_ = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.Tanh(), torch.nn.Linear(h, h))
+        with torch.no_grad():
+            for p in self.net_.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+        self.net_.to(self.device)
+        self.item_emb_ = torch.nn.Parameter((torch.randn(n, h, generator=gen) * 0.3).to(self.device))
+        self.item_bias_ = torch.nn.Parameter(torch.zeros(n, device=self.device))
+        self.rank_weight_ = torch.nn.Parameter(torch.tensor(float(self.rank_prior), device=self.device))
+        params = list(self.net_.parameters()) + [self.item_emb_, self.item_bias_, self.rank_weight_]
+        # Plain SGD by default: Adam rescales every gradient to unit size, which turns
+        # the noise of sparse click rewards into a random walk of the logits.
+        self.opt_ = (torch.optim.SGD(params, lr=self.lr) if self.optimizer == "sgd" else torch.optim.Adam(params, lr=self.lr))
+        self.baseline_ = None
+
+    def _logits(self, users, cand):
+        import torch
+
+        x = torch.as_tensor(self.env_.context(users), dtype=torch.float32, device=self.device)
+        c = torch.as_tensor(np.ascontiguousarray(cand), device=self.device)
+        # Candidate columns are in the base model's rank order (all items: no order, so no prior).
+        neg_log_rank = (-torch.log(torch.arange(1, cand.shape[1] + 1, dtype=torch.float32, device=self.device))
+                        if self.candidates is not None else torch.zeros(cand.shape[1], device=self.device))
+        return (torch.einsum("nh,nmh->nm", self.net_(x), self.item_emb_[c]) + self.item_bias_[c]
+                + self.rank_weight_ * neg_log_rank[None, :])
+
+    def _scores(self, users, cand):
+        import torch
+
+        with torch.no_grad(), _OneThread():
+            logits = self._logits(users, cand).cpu().numpy()
+        # Gumbel-perturbed logits: their top-k is a Plackett-Luce sample without replacement.
+        return logits + self.rng_.gumbel(size=logits.shape)
+
+    def _learn(self, feedback, idx, r):
+        with _OneThread():
+            self._step(feedback, r)
+
+    def _step(self, feedback, r):
+        import torch
+
+        users, cand, chosen = self.last_
+        n, k = chosen.shape
+        reward = np.zeros(n)
+        np.add.at(reward, feedback["request"].to_numpy(), r)
+        logits = self._logits(users, cand)                         # (n, m)
+        # Column of each chosen item inside its candidate row.
+        pos = np.argmax(cand[:, None, :] == chosen[:, :, None], axis=2)
+        pos_t = torch.as_tensor(pos, device=self.device)
+        chosen_logits = torch.gather(logits, 1, pos_t)             # (n, k)
+        mask = torch.zeros_like(logits, dtype=torch.bool)
+        logp = torch.zeros(n, device=self.device)
+        for j in range(k):
+            masked = logits.masked_fill(mask, float("-inf"))
+            logp = logp + chosen_logits[:, j] - torch.logsumexp(masked, dim=1)
+            mask = mask.scatter(1, pos_t[:, j:j + 1], True)
+        mean_r = float(reward.mean())
+        self.baseline_ = mean_r if self.baseline_ is None else self.baseline_decay * self.baseline_ + (1 - self.baseline_decay) * mean_r
+        adv = torch.as_tensor(reward - self.baseline_, dtype=torch.float32, device=self.device)
+        # Summed over the batch (not averaged) so the step size does not shrink with the batch.
+        loss = -(adv * logp).sum()
+        if self.entropy:
+            probs = torch.softmax(logits, dim=1)
+            loss = loss + self.entropy * (probs * torch.log(probs + 1e-12)).sum()
+        self.opt_.zero_grad()
+        loss.backward()
+        self.opt_.step()
+
+
+# ---- running them --------------------------------------------------------------------
+def bandit_simulator(random_state: int = 0, n_users: int = 1000, n_items: int = 50, k: int = 3,
+                     target_ctr: float = 0.05, return_shop: bool = False, **kwargs):
+    """The documented bandit setting: a synthetic shop, slates of 3, one slate per session.
+
+    ``synthetic_shop(n_users=1000, n_items=50, n_events=20_000, random_state)``
+    supplies the truth; the simulator shows ``k=3`` items (like the Open
+    Bandit Dataset's three slots), a random slate is clicked 5% of the time,
+    a shopper's observable context is their favourite-category segment, and
+    each session is one slate, so every round is a fresh arrival. With
+    ``return_shop`` returns ``(simulator, shop)``, so a Recommender can be
+    fitted on the shop's log to supply candidates.
+    """
+    from recapp.data.synthetic import synthetic_shop
+
+    shop = synthetic_shop(n_users=n_users, n_items=n_items, n_events=20_000, random_state=random_state)
+    kwargs.setdefault("session_length", 1.0)
+    sim = ShopperSimulator.from_synthetic(shop, k=k, target_ctr=target_ctr, random_state=random_state, **kwargs)
+    return (sim, shop) if return_shop else sim
+
+
+def compare_policies(simulator: ShopperSimulator, policies: dict, n_steps: int = 100, sessions_per_step: int = 50,
+                     points: int | None = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run each policy alone against the same shoppers; return ``(summary, curves)``.
+
+    ``summary`` has one row per policy (slates, expected and realised clicks,
+    cumulative regret against the oracle, regret per 1,000 slates, revenue),
+    sorted by regret. ``curves`` is :meth:`SimulationResult.regret_curve` for
+    every policy, for :func:`recapp.experiment.plots.regret_curves`.
+    Arrivals and outcome draws are shared, so differences are the policies'.
+    """
+    rows, curves = [], []
+    for name, pol in policies.items():
+        res = simulator.run(pol, n_steps=n_steps, sessions_per_step=sessions_per_step, name=name)
+        s = res.summary().iloc[0]
+        rows.append({"policy": name, "slates": int(s["slates"]), "expected_clicks": float(s["expected_clicks"]),
+                     "clicks": int(s["clicks"]), "regret": float(s["regret"]),
+                     "regret_per_1000": 1000 * float(s["regret"]) / float(s["slates"]),
+                     "slate_ctr": float(s["slate_ctr"]), "revenue": float(s["revenue"])})
+        curves.append(res.regret_curve(points))
+    summary = pd.DataFrame(rows).sort_values("regret", ignore_index=True)
+    return summary, pd.concat(curves, ignore_index=True)
