@@ -1,0 +1,438 @@
+"""Off-policy evaluation: what would a new policy have earned, judged from another policy's logs?
+
+Estimators of the value ``V(pi_e) = E_x sum_a pi_e(a | x) q(x, a)`` from rounds
+(x_i, a_i, r_i) logged by a policy that chose a_i with probability ``p_i``
+(the propensity), with importance weight ``w_i = pi_e(a_i | x_i) / p_i``:
+
+* IPW (Horvitz and Thompson 1952): ``mean(w r)``, unbiased when the
+  propensities are right, high variance when weights are large;
+* SNIPW, self-normalised: ``sum(w r) / sum(w)``, slightly biased, less variance;
+* DM, the direct method: ``mean(sum_a pi_e(a | x) q_hat(x, a))`` with a
+  reward model q_hat, biased when the model is;
+* DR, doubly robust (Dudik, Langford and Li 2011): ``DM + mean(w (r - q_hat(x, a_i)))``,
+  unbiased when either the propensities or the model are right.
+
+Confidence intervals are percentile bootstraps over rounds. When the reward
+model was fitted on the same logs, :func:`evaluate` refits it inside every
+resample, so DM and DR intervals include the model's own uncertainty.
+
+For the Open Bandit Dataset (Saito et al., NeurIPS 2021 datasets track) each
+round is one item shown in one of three slots and ``propensity_score`` is the
+logging policy's probability of that item in that slot; an evaluation policy
+gives a distribution over items for the round's slot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import ITEM_COL
+
+ESTIMATORS = ("IPW", "SNIPW", "DM", "DR")
+MODEL_ESTIMATORS = ("DM", "DR")
+#: Full-data click-through rates on the "all" campaign (Saito et al. 2021, Table 2).
+PUBLISHED_CTR = {"random": 0.0035, "bts": 0.0050}
+
+
+# ---- logged data ---------------------------------------------------------------------
+@dataclass
+class LoggedFeedback:
+    """Logged bandit rounds as arrays: action (index into ``action_ids``), position (0-based), reward, pscore.
+
+    ``context`` holds categorical user features (one column each) and
+    ``affinity`` an optional (rounds x actions) user-item feature.
+    """
+
+    action: np.ndarray
+    position: np.ndarray
+    reward: np.ndarray
+    pscore: np.ndarray
+    action_ids: np.ndarray
+    n_positions: int
+    context: pd.DataFrame | None = None
+    affinity: np.ndarray | None = None
+    source: str = ""
+
+    @property
+    def n_rounds(self) -> int:
+        """Number of logged rounds."""
+        return len(self.action)
+
+    @property
+    def n_actions(self) -> int:
+        """Number of actions (items)."""
+        return len(self.action_ids)
+
+    def subset(self, idx, features: bool = True) -> "LoggedFeedback":
+        """The rounds ``idx`` (a bootstrap resample or a split); ``features=False`` drops context and affinity (faster)."""
+        keep = features and self.context is not None
+        return LoggedFeedback(self.action[idx], self.position[idx], self.reward[idx], self.pscore[idx], self.action_ids,
+                              self.n_positions, self.context.iloc[idx].reset_index(drop=True) if keep else None,
+                              self.affinity[idx] if features and self.affinity is not None else None, self.source)
+
+
+def from_open_bandit(ob, action_ids=None) -> LoggedFeedback:
+    """Arrays from :func:`recapp.data.load_open_bandit` rounds: click is the reward, slot 1..3 becomes 0..2.
+
+    ``action_ids`` fixes the action space (default: the item context's items),
+    so logs of two policies share indices.
+    """
+    r = ob.rounds
+    ids = np.sort(ob.item_context[ITEM_COL].unique()) if action_ids is None else np.asarray(action_ids)
+    action = pd.Index(ids).get_indexer(r[ITEM_COL].to_numpy())
+    if (action < 0).any():
+        raise ValueError(f"{int((action < 0).sum())} logged item id(s) are not in action_ids, e.g. {r[ITEM_COL].to_numpy()[action < 0][:5].tolist()}")
+    user_cols = [c for c in r.columns if c.startswith("user_feature_")]
+    aff_cols = [f"user-item_affinity_{i}" for i in ids]
+    affinity = r[aff_cols].to_numpy(np.float64) if all(c in r.columns for c in aff_cols) else None
+    return LoggedFeedback(action=action.astype(np.int64), position=r["position"].to_numpy(np.int64) - 1,
+                          reward=r["click"].to_numpy(np.float64), pscore=r["propensity_score"].to_numpy(np.float64),
+                          action_ids=ids, n_positions=int(r["position"].max()),
+                          context=r[user_cols].reset_index(drop=True) if user_cols else None, affinity=affinity,
+                          source=f"Open Bandit {ob.policy}/{ob.campaign} ({ob.source})")
+
+
+# ---- reward models --------------------------------------------------------------------
+class ItemPositionModel:
+    """q_hat(a, position): each item-slot click rate shrunk towards its slot's rate (empirical Bayes).
+
+    ``q = (clicks + m * slot_rate) / (shows + m)`` with prior strength ``m``
+    rounds; an item never shown gets its slot's rate. It ignores the context,
+    which is honest for tens of clicks.
+    """
+
+    #: it reads only actions, slots and rewards, so bootstrap resamples skip copying the features
+    uses_features = False
+
+    def __init__(self, prior_strength: float = 200.0):
+        self.prior_strength = prior_strength
+
+    def fit(self, logged: LoggedFeedback) -> "ItemPositionModel":
+        """Count clicks and shows per (item, slot)."""
+        P, A = logged.n_positions, logged.n_actions
+        key = logged.action * P + logged.position
+        shows = np.bincount(key, minlength=A * P).reshape(A, P)
+        clicks = np.bincount(key, weights=logged.reward, minlength=A * P).reshape(A, P)
+        slot_rate = clicks.sum(0) / np.maximum(shows.sum(0), 1)
+        self.table_ = (clicks + self.prior_strength * slot_rate) / (shows + self.prior_strength)
+        return self
+
+    def predict(self, logged: LoggedFeedback) -> np.ndarray:
+        """q_hat for every action at each round's own slot, shape (rounds, actions)."""
+        return self.table_[:, logged.position].T
+
+
+class LogisticRewardModel:
+    """A contextual click model: L2-regularised logistic regression (scikit-learn).
+
+    Linear predictor: item + slot + every user feature level + (segment x item),
+    where the segment is one user feature (``segment``), + ``affinity`` weight
+    times the user-item affinity when the logs have it. Predictions for all
+    (round, item) pairs are assembled from the coefficients, never from a
+    rounds x items design matrix.
+    """
+
+    def __init__(self, C: float = 0.1, segment: str = "user_feature_0", max_iter: int = 500):
+        self.C = C
+        self.segment = segment
+        self.max_iter = max_iter
+
+    def _blocks(self, logged: LoggedFeedback):
+        ctx = logged.context if logged.context is not None else pd.DataFrame(index=range(logged.n_rounds))
+        levels = [(c, self.levels_[c]) for c in self.levels_]
+        user = np.hstack([(ctx[c].astype(str).to_numpy()[:, None] == np.asarray(lv)[None, :]).astype(np.float64)
+                          for c, lv in levels]) if levels else np.zeros((logged.n_rounds, 0))
+        seg = (pd.Index(self.segment_levels_).get_indexer(ctx[self.segment].astype(str).to_numpy())
+               if self.segment_levels_ is not None else np.zeros(logged.n_rounds, dtype=np.int64))
+        return user, seg
+
+    def fit(self, logged: LoggedFeedback) -> "LogisticRewardModel":
+        """Fit on the logged (round, chosen action) pairs."""
+        import scipy.sparse as sp
+        from sklearn.linear_model import LogisticRegression
+
+        ctx = logged.context
+        self.levels_ = {} if ctx is None else {c: sorted(ctx[c].astype(str).unique()) for c in ctx.columns}
+        self.segment_levels_ = self.levels_.get(self.segment) if ctx is not None and self.segment in ctx.columns else None
+        user, seg = self._blocks(logged)
+        n, A, P = logged.n_rounds, logged.n_actions, logged.n_positions
+        S = 1 if self.segment_levels_ is None else len(self.segment_levels_)
+        rows = np.arange(n)
+        item = sp.csr_matrix((np.ones(n), (rows, logged.action)), shape=(n, A))
+        slot = sp.csr_matrix((np.ones(n), (rows, logged.position)), shape=(n, P))
+        inter = sp.csr_matrix((np.ones(n), (rows, np.maximum(seg, 0) * A + logged.action)), shape=(n, S * A))
+        aff = logged.affinity[rows, logged.action][:, None] if logged.affinity is not None else np.zeros((n, 1))
+        X = sp.hstack([item, slot, sp.csr_matrix(user), inter, sp.csr_matrix(aff)]).tocsr()
+        y = logged.reward > 0
+        if y.all() or not y.any():
+            raise ValueError("the logs need both clicks and non-clicks to fit a click model")
+        m = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(X, y)
+        w = m.coef_.ravel()
+        self.intercept_ = float(m.intercept_[0])
+        self.item_, w = w[:A], w[A:]
+        self.slot_, w = w[:P], w[P:]
+        self.user_, w = w[:user.shape[1]], w[user.shape[1]:]
+        self.inter_, w = w[:S * A].reshape(S, A), w[S * A:]
+        self.aff_ = float(w[0])
+        return self
+
+    def predict(self, logged: LoggedFeedback) -> np.ndarray:
+        """Click probability for every action at each round's slot, shape (rounds, actions)."""
+        user, seg = self._blocks(logged)
+        eta = (self.intercept_ + self.item_[None, :] + self.slot_[logged.position][:, None] + (user @ self.user_)[:, None]
+               + np.where(seg[:, None] >= 0, self.inter_[np.maximum(seg, 0)], 0.0))
+        if logged.affinity is not None:
+            eta = eta + self.aff_ * logged.affinity
+        return 1.0 / (1.0 + np.exp(-eta))
+
+
+REWARD_MODELS = {"item_position": ItemPositionModel, "logistic": LogisticRewardModel}
+
+
+def make_reward_model(model) -> object:
+    """A reward model from a name in ``REWARD_MODELS`` or an object with ``fit(logged)`` / ``predict(logged)``."""
+    if isinstance(model, str):
+        if model not in REWARD_MODELS:
+            raise ValueError(f"reward_model={model!r} is not accepted; accepted values: {list(REWARD_MODELS)} or a model object")
+        return REWARD_MODELS[model]()
+    if not (hasattr(model, "fit") and hasattr(model, "predict")):
+        raise TypeError(f"a reward model needs fit(logged) and predict(logged); got {type(model).__name__}")
+    return model
+
+
+# ---- estimators ----------------------------------------------------------------------
+def _point(est: str, r, w, q_logged, q_expected, axis=-1):
+    if est == "IPW":
+        return (w * r).mean(axis)
+    if est == "SNIPW":
+        return (w * r).sum(axis) / np.maximum(w.sum(axis), 1e-300)
+    if est == "DM":
+        return q_expected.mean(axis)
+    if est == "DR":
+        return (q_expected + w * (r - q_logged)).mean(axis)
+    raise ValueError(f"unknown estimator {est!r}; accepted: {list(ESTIMATORS)}")
+
+
+def _check_estimators(estimators, have_model: bool):
+    estimators = tuple(estimators)
+    bad = [e for e in estimators if e not in ESTIMATORS]
+    if bad:
+        raise ValueError(f"unknown estimator(s) {bad}; accepted: {list(ESTIMATORS)}")
+    if not have_model and any(e in MODEL_ESTIMATORS for e in estimators):
+        raise ValueError("DM and DR need reward-model predictions (q_logged and q_expected, or a reward_model)")
+    return estimators
+
+
+def _table(estimators, point, boots, alpha, n, w):
+    ess = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
+    rows = []
+    for e in estimators:
+        b = np.asarray(boots[e])
+        rows.append({"estimator": e, "estimate": float(point[e]),
+                     "ci_low": float(np.quantile(b, alpha / 2)), "ci_high": float(np.quantile(b, 1 - alpha / 2)),
+                     "se": float(b.std(ddof=1)), "n_rounds": n, "ess": n if e == "DM" else ess})
+    return pd.DataFrame(rows)
+
+
+def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estimators=ESTIMATORS, alpha: float = 0.05,
+             n_bootstrap: int = 1000, random_state=0) -> pd.DataFrame:
+    """Policy-value estimates with percentile-bootstrap intervals, from per-round arrays.
+
+    ``target_prob`` is pi_e(a_i | x_i) for each logged action, ``q_logged``
+    the reward model at the logged action and ``q_expected`` its expectation
+    under pi_e (``sum_a pi_e(a | x_i) q_hat(x_i, a)``), both needed only for DM
+    and DR. The model is held fixed across resamples. Returns estimator,
+    estimate, ci_low, ci_high, se (bootstrap), n_rounds and ess (the effective
+    sample size ``(sum w)^2 / sum w^2`` of the weights).
+    """
+    r = np.asarray(reward, dtype=np.float64)
+    w = np.asarray(target_prob, dtype=np.float64) / np.asarray(pscore, dtype=np.float64)
+    have = q_logged is not None and q_expected is not None
+    estimators = _check_estimators(estimators, have)
+    ql = np.asarray(q_logged, dtype=np.float64) if have else np.zeros_like(r)
+    qe = np.asarray(q_expected, dtype=np.float64) if have else np.zeros_like(r)
+    n = len(r)
+    point = {e: _point(e, r, w, ql, qe) for e in estimators}
+    rng = np.random.default_rng(random_state)
+    boots = {e: [] for e in estimators}
+    chunk = max(1, min(n_bootstrap, 2_000_000 // max(n, 1)))
+    done = 0
+    while done < n_bootstrap:
+        m = min(chunk, n_bootstrap - done)
+        idx = rng.integers(0, n, (m, n))
+        for e in estimators:
+            boots[e].append(_point(e, r[idx], w[idx], ql[idx], qe[idx], axis=1))
+        done += m
+    return _table(estimators, point, {e: np.concatenate(v) for e, v in boots.items()}, alpha, n, w)
+
+
+def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", estimators=ESTIMATORS,
+             alpha: float = 0.05, n_bootstrap: int = 500, refit: bool = True, random_state=0) -> pd.DataFrame:
+    """Estimate the value of a policy on logged rounds with every estimator.
+
+    ``action_dist`` is the evaluation policy's distribution over actions for
+    each round's slot, shape (rounds, actions) (or (actions,) when it does not
+    depend on the round). ``reward_model`` (a name or an object with
+    fit/predict) is fitted on ``logged``; with ``refit`` it is refitted in
+    every bootstrap resample, so DM and DR intervals reflect its uncertainty.
+    Columns as in :func:`estimate`.
+    """
+    dist = np.asarray(action_dist, dtype=np.float64)
+    if dist.ndim == 1:
+        dist = np.broadcast_to(dist, (logged.n_rounds, logged.n_actions))
+    if dist.shape != (logged.n_rounds, logged.n_actions):
+        raise ValueError(f"action_dist has shape {dist.shape}; expected ({logged.n_rounds}, {logged.n_actions})")
+    if not np.allclose(dist.sum(axis=1), 1.0, atol=1e-6):
+        raise ValueError("action_dist rows must sum to 1")
+    use_model = any(e in MODEL_ESTIMATORS for e in estimators)
+    estimators = _check_estimators(estimators, use_model or reward_model is not None)
+    rows = np.arange(logged.n_rounds)
+    target = dist[rows, logged.action]
+    if not use_model:
+        return estimate(logged.reward, logged.pscore, target, estimators=estimators, alpha=alpha,
+                        n_bootstrap=n_bootstrap, random_state=random_state)
+    model = make_reward_model(reward_model).fit(logged)
+    q = model.predict(logged)
+    ql, qe = q[rows, logged.action], np.einsum("na,na->n", dist, q)
+    if not refit:
+        return estimate(logged.reward, logged.pscore, target, ql, qe, estimators, alpha, n_bootstrap, random_state)
+    w = target / logged.pscore
+    point = {e: _point(e, logged.reward, w, ql, qe) for e in estimators}
+    rng = np.random.default_rng(random_state)
+    boots = {e: np.empty(n_bootstrap) for e in estimators}
+    for b in range(n_bootstrap):
+        idx = rng.integers(0, logged.n_rounds, logged.n_rounds)
+        sub = logged.subset(idx, features=getattr(model, "uses_features", True))
+        fresh = make_reward_model(reward_model) if isinstance(reward_model, str) else model
+        qb = fresh.fit(sub).predict(sub)
+        sb = np.arange(len(idx))
+        qlb, qeb = qb[sb, sub.action], np.einsum("na,na->n", dist[idx], qb)
+        for e in estimators:
+            boots[e][b] = _point(e, sub.reward, w[idx], qlb, qeb)
+    if not isinstance(reward_model, str):
+        model.fit(logged)       # leave the caller's model fitted on the full logs
+    return _table(estimators, point, boots, alpha, logged.n_rounds, w)
+
+
+# ---- policies to evaluate -------------------------------------------------------------------
+def uniform_policy(logged: LoggedFeedback) -> np.ndarray:
+    """The uniform-random policy: 1 / n_actions for every item in every slot (shape (actions,))."""
+    return np.full(logged.n_actions, 1.0 / logged.n_actions)
+
+
+def policy_from_scores(scores, top_k: int | None = None, temperature: float | None = None,
+                       epsilon: float = 0.0) -> np.ndarray:
+    """Turn (rounds, actions) scores into an action distribution.
+
+    ``top_k``: uniform over each round's k best items; ``temperature``:
+    softmax of scores / temperature; neither: greedy (ties share). ``epsilon``
+    mixes in the uniform policy, which keeps importance weights bounded.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    n, A = s.shape
+    if temperature is not None:
+        z = (s - s.max(axis=1, keepdims=True)) / temperature
+        dist = np.exp(z)
+    else:
+        k = 1 if top_k is None else top_k
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        dist = np.zeros_like(s)
+        np.put_along_axis(dist, top, 1.0, axis=1)
+    dist /= dist.sum(axis=1, keepdims=True)
+    return (1 - epsilon) * dist + epsilon / A
+
+
+# ---- the Open Bandit studies ------------------------------------------------------------------
+def random_policy_study(campaign: str = "all", estimators=ESTIMATORS, reward_model="item_position",
+                        n_bootstrap: int = 500, alpha: float = 0.05, random_state=0, data_path=None) -> pd.DataFrame:
+    """Estimate the uniform-random policy's CTR from the Bernoulli TS logs and check it against the random logs.
+
+    The truth is the click rate measured in the random policy's own logs,
+    with a Wilson interval (statsmodels). One row per estimator with estimate,
+    ci_low, ci_high, se, ess, truth, truth_ci_low, truth_ci_high,
+    relative_error (|estimate - truth| / truth), covers_truth (the truth inside
+    the interval), published_random (Saito et al. 2021, full data, "all"),
+    logged_ctr (the BTS policy's own CTR in these logs) and clicks (in the BTS logs).
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    from recapp.data.openbandit import load_open_bandit
+
+    bts = load_open_bandit("bts", campaign, data_path)
+    rnd = load_open_bandit("random", campaign, data_path)
+    logged = from_open_bandit(bts)
+    truth_clicks, truth_n = int(rnd.rounds["click"].sum()), len(rnd.rounds)
+    truth = truth_clicks / truth_n
+    low, high = proportion_confint(truth_clicks, truth_n, alpha=alpha, method="wilson")
+    out = evaluate(logged, uniform_policy(logged), reward_model, estimators, alpha, n_bootstrap, True, random_state)
+    out["truth"], out["truth_ci_low"], out["truth_ci_high"] = truth, low, high
+    out["relative_error"] = (out["estimate"] - truth).abs() / truth
+    out["covers_truth"] = (out["ci_low"] <= truth) & (truth <= out["ci_high"])
+    out["published_random"] = PUBLISHED_CTR["random"] if campaign == "all" else np.nan
+    out["logged_ctr"] = float(logged.reward.mean())
+    out["clicks"] = int(logged.reward.sum())
+    return out
+
+
+def learned_policy_study(campaign: str = "all", top_k: int = 10, epsilon: float = 0.0, C: float = 0.1,
+                         estimators=ESTIMATORS, n_bootstrap: int = 500, alpha: float = 0.05, random_state=0,
+                         data_path=None) -> pd.DataFrame:
+    """Learn a contextual click model on the BTS logs and evaluate its policy offline on the random logs.
+
+    The policy shows, for each round, one of the ``top_k`` items that
+    :class:`LogisticRewardModel` (user features, segment x item, affinity)
+    rates highest, uniformly (mixed with ``epsilon`` uniform). The random logs
+    have known propensities (1 / n_items), so IPW is exact in expectation; DM
+    and DR use an :class:`ItemPositionModel` fitted on the random logs. Rows
+    per estimator, plus random_ctr (the random logs' CTR, the baseline to beat),
+    lift (estimate / random_ctr - 1) and bts_ctr (the BTS logs' CTR).
+    """
+    from recapp.data.openbandit import load_open_bandit
+
+    bts = load_open_bandit("bts", campaign, data_path)
+    rnd = load_open_bandit("random", campaign, data_path)
+    train = from_open_bandit(bts)
+    test = from_open_bandit(rnd, action_ids=train.action_ids)
+    scores = LogisticRewardModel(C=C).fit(train).predict(test)
+    dist = policy_from_scores(scores, top_k=top_k, epsilon=epsilon)
+    out = evaluate(test, dist, "item_position", estimators, alpha, n_bootstrap, True, random_state)
+    out.insert(0, "policy", f"logistic top-{top_k}" + (f" + {epsilon:g} uniform" if epsilon else ""))
+    out["random_ctr"] = float(test.reward.mean())
+    out["lift"] = out["estimate"] / out["random_ctr"] - 1
+    out["bts_ctr"] = float(train.reward.mean())
+    return out
+
+
+# ---- synthetic logs with a known truth --------------------------------------------------------
+def synthetic_logged(n_rounds: int = 2000, n_actions: int = 5, n_contexts: int = 200, dim: int = 3,
+                     logging_temperature: float = 2.0, target_temperature: float = 1.0, random_state=0,
+                     problem_seed: int = 12345) -> dict:
+    """Logged rounds from a known problem, with the evaluation policy's exact value.
+
+    Contexts are drawn uniformly from a fixed pool (``problem_seed`` fixes the
+    pool, the true click model and both policies), so the true value
+    ``mean_x sum_a pi_e(a | x) q(x, a)`` is exact. ``random_state`` draws the
+    rounds. Returns a dict with reward, pscore, target_prob (pi_e of the logged
+    action), action, context (pool index), q_true (pool x actions), target_dist
+    (pool x actions) and truth.
+    """
+    prob = np.random.default_rng(problem_seed)
+    X = prob.standard_normal((n_contexts, dim))
+    theta = prob.standard_normal((dim, n_actions))
+    bias = prob.normal(-1.0, 0.5, n_actions)
+    q = 1.0 / (1.0 + np.exp(-(X @ theta + bias)))
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    logging = softmax(X @ prob.standard_normal((dim, n_actions)) / logging_temperature)
+    target = softmax(X @ theta / target_temperature)        # a policy that knows something about q
+    truth = float((target * q).sum(axis=1).mean())
+    rng = np.random.default_rng(random_state)
+    ctx = rng.integers(0, n_contexts, n_rounds)
+    cum = np.cumsum(logging[ctx], axis=1)
+    action = np.minimum((rng.random(n_rounds)[:, None] > cum).sum(axis=1), n_actions - 1)
+    reward = (rng.random(n_rounds) < q[ctx, action]).astype(np.float64)
+    return {"reward": reward, "pscore": logging[ctx, action], "target_prob": target[ctx, action], "action": action,
+            "context": ctx, "q_true": q, "target_dist": target, "truth": truth}
