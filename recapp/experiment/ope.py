@@ -327,7 +327,7 @@ def policy_from_scores(scores, top_k: int | None = None, temperature: float | No
     """Turn (rounds, actions) scores into an action distribution.
 
     ``top_k``: uniform over each round's k best items; ``temperature``:
-    softmax of scores / temperature; neither: greedy (ties share). ``epsilon``
+    softmax of scores / temperature; neither: greedy (one best item per round). ``epsilon``
     mixes in the uniform policy, which keeps importance weights bounded.
     """
     s = np.asarray(scores, dtype=np.float64)
@@ -423,11 +423,11 @@ def synthetic_logged(n_rounds: int = 2000, n_actions: int = 5, n_contexts: int =
     theta = prob.standard_normal((dim, n_actions))
     bias = prob.normal(-1.0, 0.5, n_actions)
     q = 1.0 / (1.0 + np.exp(-(X @ theta + bias)))
-    def softmax(z):
+    def _softmax(z):
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
-    logging = softmax(X @ prob.standard_normal((dim, n_actions)) / logging_temperature)
-    target = softmax(X @ theta / target_temperature)        # a policy that knows something about q
+    logging = _softmax(X @ prob.standard_normal((dim, n_actions)) / logging_temperature)
+    target = _softmax(X @ theta / target_temperature)        # a policy that knows something about q
     truth = float((target * q).sum(axis=1).mean())
     rng = np.random.default_rng(random_state)
     ctx = rng.integers(0, n_contexts, n_rounds)

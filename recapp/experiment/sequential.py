@@ -70,15 +70,15 @@ def spending_boundaries(information, alpha: float = 0.05, spending: str = "obrie
         wts[[0, -1]] /= 2
         mass = dens * wts
 
-        def crossing(c, mass=mass, x=x, sd=sd, k=k):
+        def _crossing(c, mass=mass, x=x, sd=sd, k=k):
             edge = c * np.sqrt(t[k])
             return float((mass * (stats.norm.cdf((-edge - x) / sd) + stats.norm.sf((edge - x) / sd))).sum())
 
         target = inc[k]
-        if target <= crossing(40.0):
+        if target <= _crossing(40.0):
             bounds[k] = np.inf
         else:
-            bounds[k] = optimize.brentq(lambda c: crossing(c) - target, 0.0, 40.0, xtol=1e-10)
+            bounds[k] = optimize.brentq(lambda c: _crossing(c) - target, 0.0, 40.0, xtol=1e-10)
         edge = bounds[k] * np.sqrt(t[k]) if np.isfinite(bounds[k]) else 12 * np.sqrt(t[k])
         y = np.linspace(-edge, edge, grid_points)
         dens = (stats.norm.pdf((y[:, None] - x[None, :]) / sd) / sd) @ mass
