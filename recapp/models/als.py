@@ -35,10 +35,16 @@ class ALS(TorchMixin, Recommender):
     against the user factors, which gives never-seen items a factor too.
 
     Defaults were tuned for MovieLens-100K with :func:`recapp.tune.grid_search`
-    on a validation split carved from the training data (25% of each item's
-    training ratings, ``stratified`` by item, seed 0), NDCG@10, grid
-    factors {32, 64, 128} x regularization {0.1, 1, 10, 30} x alpha {1, 3, 10, 30}
-    x binary {True, False} x iterations {10, 15, 30}; see the README's tuning section.
+    on a validation split carved from the training data only
+    (``recapp.tune.validation_split(train, 0.75, filter_by="item", random_state=0)``),
+    NDCG@10, in three rounds: factors {32, 64, 128} x regularization {3, 10, 30}
+    x alpha {0.5, 1, 3} x binary {True, False}; then regularization
+    {30, 100, 300} x alpha {0.1, 0.3, 0.5, 1}; then binary=False, factors
+    {32, 64} x regularization {20, 30, 50} x alpha {0.3, 0.5, 0.7} x iterations
+    {15, 30}. Selected: factors=32, regularization=30, alpha=0.5,
+    binary=False (rating-weighted confidence), iterations=15 (validation NDCG@10
+    0.284). ``regularization`` scales with the data: on much smaller logs use
+    less (around 1).
     """
 
     def __init__(self, factors: int = 32, regularization: float = 30.0, alpha: float = 0.5, iterations: int = 15,
@@ -164,9 +170,10 @@ class ALS(TorchMixin, Recommender):
 
     def fold_in_item(self, iidx: int) -> np.ndarray:
         """Re-solve item ``iidx``'s factor from its current users against the user factors."""
-        if not hasattr(self, "_csc") or self._csc_nnz != self.interactions_.matrix.nnz:
+        # update() replaces interactions_ with a new object, so identity says when to rebuild.
+        if getattr(self, "_csc_of", None) is not self.interactions_:
             self._csc = self.interactions_.matrix.tocsc()
-            self._csc_nnz = self.interactions_.matrix.nnz
+            self._csc_of = self.interactions_
         m = self._csc
         if iidx >= m.shape[1]:
             return np.zeros(self.factors, dtype=np.float32)

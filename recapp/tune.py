@@ -1,0 +1,161 @@
+"""Small hyperparameter searches on a validation split carved from the training data only.
+
+The test split is never seen: :func:`validation_split` cuts the *training*
+frame again (by default the same item-stratified 75/25 protocol the
+benchmarks use), :func:`grid_search` fits every candidate on the inner train
+part and scores it on the validation part, and the caller refits the winner
+on the whole training frame.
+
+    >>> from recapp.tune import grid_search
+    >>> res = grid_search(ALS, {"factors": [32, 64], "regularization": [1.0, 10.0]}, train)
+    >>> res.best_params, res.results.head()
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import ITEM_COL, PREDICTION_COL, USER_COL
+
+METRICS = ("ndcg", "recall", "precision", "rmse", "mae")
+#: metrics where lower is better
+LOWER_IS_BETTER = ("rmse", "mae")
+
+
+def validation_split(train: pd.DataFrame, ratio: float = 0.75, *, filter_by: str | None = "item",
+                     random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(inner_train, valid)`` cut from a *training* frame.
+
+    ``filter_by="item"`` or ``"user"`` stratifies like the benchmark protocol
+    (:func:`recapp.split.stratified_split`); ``None`` cuts rows at random
+    (:func:`recapp.split.random_split`, the protocol for rating prediction).
+    """
+    from recapp import split
+
+    if filter_by is None:
+        return split.random_split(train, ratio, random_state=random_state)
+    return split.stratified_split(train, ratio, filter_by=filter_by, random_state=random_state)
+
+
+def evaluate(model, valid: pd.DataFrame, *, k: int = 10, metric: str = "ndcg") -> float:
+    """Score a fitted model on ``valid`` with :mod:`recapp.metrics` (training items excluded from rankings).
+
+    Ranking metrics (``ndcg``, ``recall``, ``precision`` at ``k``) rank every
+    validation user's unseen items; ``rmse`` / ``mae`` compare ``model.predict``
+    with ``valid``'s ratings (models that predict ratings, e.g. RatingMF).
+    """
+    from recapp import metrics
+
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not accepted; accepted values: {list(METRICS)}")
+    if metric in LOWER_IS_BETTER:
+        if not hasattr(model, "predict"):
+            raise ValueError(f"metric={metric!r} needs a model with predict(); {type(model).__name__} ranks only")
+        pred = valid[[USER_COL, ITEM_COL]].copy()
+        pred[PREDICTION_COL] = model.predict(valid)
+        return float(getattr(metrics, metric)(valid, pred))
+    recs = model.recommend(pd.unique(valid[USER_COL].to_numpy()), k=k, exclude_seen=True)
+    return float(getattr(metrics, f"{metric}_at_k")(valid, recs, k=k))
+
+
+@dataclass
+class TuneResult:
+    """A search's outcome: the best parameters, their validation score, and every candidate's row."""
+
+    best_params: dict
+    best_score: float
+    results: pd.DataFrame
+    metric: str
+
+    def __repr__(self) -> str:
+        return f"TuneResult(best_params={self.best_params}, best_{self.metric}={self.best_score:.4f}, candidates={len(self.results)})"
+
+
+def _candidates(param_grid) -> list[dict]:
+    if isinstance(param_grid, dict):
+        grids = [param_grid]
+    else:
+        grids = list(param_grid)
+    out = []
+    for g in grids:
+        if not isinstance(g, dict):
+            raise ValueError("param_grid must be a dict of lists (or a list of such dicts)")
+        keys = list(g)
+        for k in keys:
+            if isinstance(g[k], (str, bytes)) or not hasattr(g[k], "__iter__"):
+                raise ValueError(f"param_grid[{k!r}] must be a list of values, got {g[k]!r}")
+        out.extend(dict(zip(keys, vals)) for vals in itertools.product(*(list(g[k]) for k in keys)))
+    return out
+
+
+def _fit_kwargs(model, kwargs: dict) -> dict:
+    # Only pass what this model's fit accepts (e.g. items= for content models).
+    sig = inspect.signature(model.fit).parameters
+    return {k: v for k, v in kwargs.items() if k in sig}
+
+
+def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame | None = None,
+                ratio: float = 0.75, filter_by: str | None = "item", k: int = 10, metric: str = "ndcg",
+                random_state: int = 0, fit_kwargs: dict | None = None, verbose: bool = True,
+                callback: Callable[[dict], None] | None = None) -> TuneResult:
+    """Fit ``model`` with every combination in ``param_grid`` and score each on a validation split.
+
+    ``model`` is a Recommender class or instance (an instance's other
+    parameters are kept). ``valid`` defaults to :func:`validation_split` of
+    ``train`` (``ratio``, ``filter_by``, ``random_state``), so only training data
+    is used. ``fit_kwargs`` (e.g. ``items=``) are passed to models whose ``fit``
+    takes them. Returns a :class:`TuneResult` whose ``results`` has one row per
+    candidate (parameters, score, fit seconds), best first.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not accepted; accepted values: {list(METRICS)}")
+    base = model() if isinstance(model, type) else model
+    base_params = base.get_params()
+    if valid is None:
+        inner, valid = validation_split(train, ratio, filter_by=filter_by, random_state=random_state)
+    else:
+        inner = train
+    rows = []
+    cands = _candidates(param_grid)
+    if not cands:
+        raise ValueError("param_grid has no candidates")
+    for params in cands:
+        m = type(base)(**{**base_params, **params})
+        t0 = time.perf_counter()
+        m.fit(inner, **_fit_kwargs(m, fit_kwargs or {}))
+        fit_s = time.perf_counter() - t0
+        score = evaluate(m, valid, k=k, metric=metric)
+        row = {**params, metric: score, "fit_s": fit_s}
+        rows.append(row)
+        if callback is not None:
+            callback(row)
+        if verbose:
+            print(f"{type(base).__name__} {params}: {metric}={score:.4f} ({fit_s:.1f}s)", flush=True)
+    results = pd.DataFrame(rows)
+    results = results.sort_values(metric, ascending=metric in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
+    scores = np.array([r[metric] for r in rows])
+    best_i = int(np.argmin(scores) if metric in LOWER_IS_BETTER else np.argmax(scores))
+    best = {k_: _plain(v) for k_, v in cands[best_i].items()}
+    return TuneResult(best_params=best, best_score=float(results.iloc[0][metric]), results=results, metric=metric)
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def tune(model, param_grid, train: pd.DataFrame, **kwargs):
+    """Grid-search on a validation split of ``train``, then refit the best candidate on all of ``train``.
+
+    Returns ``(fitted_model, TuneResult)``. Keyword arguments go to :func:`grid_search`.
+    """
+    res = grid_search(model, param_grid, train, **kwargs)
+    base = model() if isinstance(model, type) else model
+    best = type(base)(**{**base.get_params(), **res.best_params})
+    best.fit(train, **_fit_kwargs(best, kwargs.get("fit_kwargs") or {}))
+    return best, res
