@@ -14,7 +14,8 @@ class Popularity(Recommender):
     With ``half_life`` (seconds) each event counts ``0.5 ** (age / half_life)``
     relative to the newest event, so recent activity dominates ("trending").
     ``weighted=True`` sums event weights (a purchase counts more than a view)
-    instead of counting users.
+    instead of counting users. Counting users (the default) scored higher on
+    validation splits of ML-100K (``benchmarks/tune_baselines.py``).
     """
 
     def __init__(self, half_life: float | None = None, weighted: bool = False):
