@@ -2,10 +2,13 @@
 
 Every figure function is pure: it takes plain data (an event DataFrame in the
 schema of :mod:`recapp.schema`, a benchmark table, training logs) and returns
-a new ``plotly.graph_objects.Figure``; nothing is shown or written. The few
-table helpers beside them (:func:`dataset_summary`, :func:`funnel_counts`,
-:func:`activity_counts`, :func:`by_history`) compute what a figure draws, so a
-notebook can print the numbers behind a chart and a test can check them.
+a new ``plotly.graph_objects.Figure``; nothing is shown or written. The table
+helpers beside them compute what a figure draws, so a notebook can print the
+numbers behind a chart and a test can check them: :func:`dataset_summary`,
+:func:`activity_counts`, :func:`funnel_counts` and :func:`bandit_summary` for
+data; :func:`by_history` and :func:`per_user_by_history` for cold against warm
+users; :func:`replay_latencies` and :func:`latency_percentiles` for the cost of
+real-time updates.
 
 Figures of the real-time engine and of experiments live beside their code, in
 ``recapp.realtime.plots`` and ``recapp.experiment.plots``.
