@@ -51,6 +51,7 @@ class Replay:
         self.max_gap = float(max_gap)
         self._clock, self._sleep = clock, sleep
         self.position = 0
+        self._records = None
 
     def __len__(self) -> int:
         return len(self.events)
@@ -61,7 +62,10 @@ class Replay:
         return len(self.events) - self.position
 
     def __iter__(self) -> Iterator:
-        records = self.events.to_dict(orient="records")
+        if self._records is None:
+            # Converted once, so take(1) in a loop stays O(1) per event.
+            self._records = self.events.to_dict(orient="records")
+        records = self._records
         t_log0 = t_wall0 = None
         while self.position < len(records):
             start = self.position
