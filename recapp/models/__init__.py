@@ -3,6 +3,15 @@ from recapp.models.base import REGISTRY, NotFittedError, Recommender, load
 from recapp.models.ease import EASE
 from recapp.models.knn import ItemKNN, UserKNN
 from recapp.models.popularity import Popularity
+from recapp.models.als import ALS
+from recapp.models.bpr import BPR
+from recapp.models.ratingmf import RatingMF
+from recapp.models.neumf import NeuMF
+from recapp.models.multvae import MultVAE
+from recapp.models.lightgcn import LightGCN
+from recapp.models.content import TfidfContent
+from recapp.models.hybrid import Hybrid
 from recapp.models.sequential import GRU4Rec, SASRec
 
-__all__ = ["GRU4Rec", "SASRec", "Recommender", "NotFittedError", "REGISTRY", "load", "Popularity", "ItemKNN", "UserKNN", "EASE"]
+__all__ = ["GRU4Rec", "SASRec", "Recommender", "NotFittedError", "REGISTRY", "load", "Popularity", "ItemKNN", "UserKNN", "EASE",
+           "ALS", "BPR", "RatingMF", "NeuMF", "MultVAE", "LightGCN", "TfidfContent", "Hybrid"]
