@@ -77,6 +77,9 @@ def test_early_stopping_and_progress_log():
     log = model.train_log_.to_frame()
     assert log["valid"].notna().any() and len(log) <= 30
     assert model.train_log_.best_valid > 0.5
+    # refit (the default) trains again on every event for the chosen number of epochs
+    assert model.refit_epochs_ == model.train_log_.best_epoch + 1
+    assert int(np.argmax(model.score_history(np.array([2, 3])))) == 4
 
 
 @pytest.mark.parametrize("cls", [GRU4Rec, SASRec])
