@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8866
 export RECAPP_DATA ?= $(HOME)/.cache/recapp
 
-.PHONY: install data test bench dashboard lab clean browser
+.PHONY: install data test bench dashboard lab clean browser screenshots
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ dashboard: install data
 browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# Refresh the README's screenshots (docs/screenshots/) from the browser test.
+screenshots: install data browser
+	RECAPP_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser.py
 
 lab: install data
 	$(VENV)/bin/jupyter lab notebooks/

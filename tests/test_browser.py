@@ -2,7 +2,9 @@
 
 `make test` installs Debian's chromium (the `browser` target) and the playwright
 package, so this test runs there; it only skips where chromium is absent, and
-says so. It saves the screenshots the README shows (docs/screenshots/).
+says so. It saves screenshots under pytest's tmp folder; with
+RECAPP_UPDATE_SCREENSHOTS=1 (`make screenshots`) it also refreshes the ones the
+README shows (docs/screenshots/), so an ordinary test run never rewrites tracked files.
 """
 from __future__ import annotations
 
@@ -22,8 +24,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("RECAPP_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("RECAPP_UPDATE_SCREENSHOTS") == "1"
 ERROR_TEXT = re.compile(r"Traceback|\b[A-Z][A-Za-z]*Error\b|\bException\b|There was an error")
 STDERR = "[data-mime-type='application/vnd.jupyter.stderr']"
+
+def _publish(shot: Path) -> None:
+    """Copy a screenshot to docs/screenshots/ when asked to refresh the README's pictures."""
+    print(f"screenshot: {shot}")
+    if UPDATE_SCREENSHOTS:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, SCREENSHOTS / shot.name)
+
 
 pytestmark = [
     pytest.mark.browser,
@@ -136,10 +147,9 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             assert page.locator(STDERR).count() == 0
             assert not page_errors, f"page errors: {page_errors}"
 
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
-            shutil.copyfile(shot, SCREENSHOTS / "dashboard.png")
+            _publish(shot)
 
             # The A/B tab: two policies on simulated traffic, CTR with bands.
             page.get_by_text("A/B test", exact=True).click()
@@ -151,7 +161,7 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             page.wait_for_timeout(500)
             ab_shot = tmp_path / "ab_test.png"
             page.screenshot(path=str(ab_shot), full_page=True)
-            shutil.copyfile(ab_shot, SCREENSHOTS / "ab_test.png")
+            _publish(ab_shot)
 
             # A simulated shopper who reacts to the list: the CTR panel fills in.
             page.get_by_text("Live", exact=True).click()
@@ -167,7 +177,7 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             page.wait_for_timeout(500)
             sim_shot = tmp_path / "simulated.png"
             page.screenshot(path=str(sim_shot), full_page=True)
-            shutil.copyfile(sim_shot, SCREENSHOTS / "simulated.png")
+            _publish(sim_shot)
 
             text = page.inner_text("body")
             assert not ERROR_TEXT.search(text), f"error text in the page: {ERROR_TEXT.search(text).group(0)}"
