@@ -27,7 +27,7 @@ MARK_BEGIN, MARK_END = "<!-- accuracy-table:begin -->", "<!-- accuracy-table:end
 
 def to_markdown(table: pd.DataFrame) -> str:
     """A GitHub-flavoured markdown table of the benchmark."""
-    cols = ["model", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage", "novelty", "train_s"]
+    cols = ["model", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage", "diversity", "novelty", "train_s"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
     for _, r in table[cols].iterrows():
         cells = [str(r["model"])] + [f"{r[c]:.3f}" for c in cols[1:-2]] + [f"{r['novelty']:.2f}", f"{r['train_s']:.1f}"]

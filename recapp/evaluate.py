@@ -61,6 +61,7 @@ def evaluate_recommendations(recs: pd.DataFrame, test: pd.DataFrame, train: pd.D
     n_items = n_items or pd.concat([train[ITEM_COL], test[ITEM_COL]]).nunique()
     out["coverage"] = float(metrics.catalog_coverage(recs, n_items=n_items))
     out["novelty"] = float(metrics.novelty(train, recs))
+    out["diversity"] = float(metrics.intra_list_diversity(train, recs))
     return out
 
 
