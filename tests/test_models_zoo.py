@@ -17,7 +17,6 @@ from recapp.interactions import Interactions
 from recapp.models import (
     ALS, BPR, EASE, Hybrid, LightGCN, MultVAE, NeuMF, NotFittedError, Popularity, RatingMF, TfidfContent, load,
 )
-from recapp.models import torch_base
 from recapp.models.torch_base import fit_epochs, holdout_mask, ndcg_from_scores, resolve_device, validation_split
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.torch_base import TorchMixin, ndcg_from_scores
+from recapp.models.torch_base import TorchMixin, fit_epochs, ndcg_from_scores, torch_threads
 from recapp.schema import ITEM_COL
 
 CONFIDENCES = ("linear", "log")
@@ -113,12 +113,11 @@ class ALS(TorchMixin, Recommender):
                 return ndcg_from_scores(self._X @ self._Y.T, train.matrix, valid.matrix)
 
         self.net_ = None
-        from recapp.models.torch_base import fit_epochs
-
-        log = fit_epochs(run_epoch, self.iterations, validate=validate,
-                         snapshot=lambda: (self._X.clone(), self._Y.clone()),
-                         restore=lambda st: (self._X.copy_(st[0]), self._Y.copy_(st[1])),
-                         patience=self.patience, desc="ALS", verbose=self.verbose)
+        with torch_threads(self.train_threads if dev.type == "cpu" else None):
+            log = fit_epochs(run_epoch, self.iterations, validate=validate,
+                             snapshot=lambda: (self._X.clone(), self._Y.clone()),
+                             restore=lambda st: (self._X.copy_(st[0]), self._Y.copy_(st[1])),
+                             patience=self.patience, desc="ALS", verbose=self.verbose)
         self.train_log_ = log
         self.user_factors_ = self._X.cpu().numpy().astype(np.float32)
         self.item_factors_ = self._Y.cpu().numpy().astype(np.float32)

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import REGISTRY, Recommender, check_param
 from recapp.models.content import TfidfContent, extend_catalog
-from recapp.schema import ITEM_COL, USER_COL
+from recapp.schema import ITEM_COL
 
 NORMALIZATIONS = ("minmax", "zscore")
 COLD_MODELS = ("auto", "content", "popularity")
