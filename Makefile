@@ -26,6 +26,8 @@ test: install data browser
 
 bench: install data
 	$(PY) benchmarks/accuracy.py
+	$(PY) benchmarks/training.py
+	$(PY) benchmarks/realtime.py
 
 # Fetch the data, train and cache the default model (under $(RECAPP_DATA)/models), then serve the dashboard.
 dashboard: install data
