@@ -90,6 +90,7 @@ class Scenario:
     replay: pd.DataFrame | None = None     # held-out events in time order (replay scenarios)
     shop: object | None = None             # SyntheticShop (simulated scenarios)
     item_tags: pd.Series | None = None     # item_id -> genres / category, for profiles
+    history_verb: str = "viewed"           # what the shopper did: "rated" for rating logs
     _train_by_user: dict = field(default_factory=dict, repr=False)
 
     def title(self, item_id) -> str:
@@ -157,7 +158,7 @@ def movielens_scenario(quantile: float = 0.8) -> Scenario:
     titles = ml.items.set_index(ITEM_COL)["title"]
     tags = ml.items.set_index(ITEM_COL)["genres"]
     return Scenario("movielens", "MovieLens-100K films", f"ml100k-q{quantile:g}", train, titles,
-                    ml.items[[ITEM_COL, "title", "genres"]], users, replay=test, item_tags=tags)
+                    ml.items[[ITEM_COL, "title", "genres"]], users, replay=test, item_tags=tags, history_verb="rated")
 
 
 def shop_scenario(n_users: int = 500, n_items: int = 300, n_events: int = 30_000, random_state: int = 0) -> Scenario:
@@ -239,10 +240,10 @@ def make_engine(model, scenario: Scenario, k: int = K):
     return Engine(model, k=k, items=scenario.items, n_explain=1)
 
 
-def display_explanation(text: str) -> str:
-    """The engine's reason in the dashboard's words: "because of X" reads "because you viewed X"."""
+def display_explanation(text: str, verb: str = "viewed") -> str:
+    """The engine's reason in the dashboard's words: "because of X" reads "because you <verb> X"."""
     text = str(text)
-    return "because you viewed " + text[len("because of "):] if text.startswith("because of ") else text
+    return f"because you {verb} " + text[len("because of "):] if text.startswith("because of ") else text
 
 
 class EventSource:
@@ -823,7 +824,7 @@ class Dashboard:
                 delta = "<span class='same'>=</span>"
             rows.append(f"<tr><td>{int(getattr(r, RANK_COL))}</td><td>{_esc(self.scenario.title(getattr(r, ITEM_COL)))}</td>"
                         f"<td>{float(getattr(r, SCORE_COL)):.3g}</td><td>{delta}</td>"
-                        f"<td class='why'>{_esc(display_explanation(getattr(r, EXPLANATION_COL)))}</td></tr>")
+                        f"<td class='why'>{_esc(display_explanation(getattr(r, EXPLANATION_COL), self.scenario.history_verb))}</td></tr>")
         self.recs.value = ("<table class='recapp-t'><tr><th>#</th><th>title</th><th>score</th><th>Δ</th><th>why</th></tr>"
                            + "".join(rows) + "</table>")
 

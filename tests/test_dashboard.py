@@ -81,7 +81,7 @@ def test_play_updates_feed_list_and_panels(cache, capsys):
     assert app.recs.value != before, "the top-10 list did not change as events arrived"
     assert _rows(app.feed.value) == dash.FEED_ROWS
     assert _rows(app.recs.value) == 10
-    assert "because you viewed" in app.recs.value
+    assert "because you rated" in app.recs.value
     assert re.search(r"class='(up|down|new)'", app.recs.value), "no rank change shown"
     hit = app.fig.data[0]
     assert len(hit.x) == 30 and all(0 <= y <= 1 for y in hit.y)
@@ -256,3 +256,4 @@ def test_prepare_caches_the_model(tmp_path):
 def test_explanations_read_as_the_issue_asks():
     assert dash.display_explanation("because of Toy Story, Heat") == "because you viewed Toy Story, Heat"
     assert dash.display_explanation("popular now") == "popular now"
+    assert dash.display_explanation("because of Heat", "rated") == "because you rated Heat"
