@@ -296,7 +296,7 @@ class GRU4Rec(_Sequential):
     choose the number of epochs; with ``refit`` (default) the model is then trained
     again on all events for that many epochs, because those last events are the
     transitions closest to what comes next (on MovieLens-100K leave-last-out this
-    moves HR@10 from about 0.167 to 0.20). Defaults were chosen on that protocol.
+    moves HR@10 from about 0.17 to 0.18-0.20, depending on the seed). Defaults were chosen on that protocol.
     """
 
     _net_cls = _GRUNet
@@ -304,7 +304,7 @@ class GRU4Rec(_Sequential):
     def __init__(self, embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.2, max_len: int = 200,
                  epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
                  n_negatives: int | None = None, use_events: bool = True, early_stopping: bool = True,
-                 refit: bool = True, patience: int = 5, random_state: int | None = 42,
+                 refit: bool = True, patience: int = 8, random_state: int | None = 42,
                  device: str = "auto", verbose: bool = True):
         self.embedding_dim = embedding_dim
         self.n_layers = n_layers
