@@ -14,7 +14,6 @@ so a process killed mid-stream loses no committed batch.
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time as _time
 from collections.abc import Mapping

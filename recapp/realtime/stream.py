@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
 
 
 class Replay:
