@@ -111,7 +111,7 @@ def _ml_models(names, quick):
 
             cls = SASRec if name == "SASRec" else GRU4Rec
             # Latency does not depend on how long the weights trained; a few epochs keep the run short.
-            out[name] = cls(epochs=2 if quick else 5, early_stopping=False, verbose=False, device="cpu")
+            out[name] = cls(n_epochs=2 if quick else 5, early_stopping=False, verbose=False, device="cpu")
         else:
             raise SystemExit(f"unknown model {name!r}; accepted: ItemKNN, EASE, ALS, SASRec, GRU4Rec")
     return out
@@ -162,7 +162,7 @@ def large_catalogue(args) -> list[dict]:
     except ImportError:
         from recapp.models.sequential import SASRec
 
-        model = SASRec(epochs=1, n_negatives=100, early_stopping=False, verbose=False, device="cpu")
+        model = SASRec(n_epochs=1, n_negatives=100, early_stopping=False, verbose=False, device="cpu")
         name = "SASRec"
     t0 = time.perf_counter()
     model.fit(train)

@@ -44,7 +44,7 @@ def _event_driven(n_users=80, seed=1):
     return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "event"])
 
 
-SMALL = dict(embedding_dim=16, max_len=10, epochs=40, batch_size=32, learning_rate=1e-2, dropout=0.0,
+SMALL = dict(embedding_dim=16, max_len=10, n_epochs=40, batch_size=32, learning_rate=1e-2, dropout=0.0,
              early_stopping=False, verbose=False, device="auto", random_state=0)
 
 
@@ -73,7 +73,7 @@ def test_event_type_is_an_input(cls):
 
 
 def test_early_stopping_and_progress_log():
-    model = SASRec(**{**SMALL, "early_stopping": True, "epochs": 30, "patience": 2}).fit(_cycles())
+    model = SASRec(**{**SMALL, "early_stopping": True, "n_epochs": 30, "patience": 2}).fit(_cycles())
     log = model.train_log_.to_frame()
     assert log["valid"].notna().any() and len(log) <= 30
     assert model.train_log_.best_valid > 0.5
@@ -84,7 +84,7 @@ def test_early_stopping_and_progress_log():
 
 @pytest.mark.parametrize("cls", [GRU4Rec, SASRec])
 def test_save_load_roundtrip(tmp_path, cls):
-    model = cls(**{**SMALL, "epochs": 3}).fit(_cycles())
+    model = cls(**{**SMALL, "n_epochs": 3}).fit(_cycles())
     model.save(tmp_path / "m")
     again = load(tmp_path / "m")
     assert type(again) is cls
@@ -92,7 +92,7 @@ def test_save_load_roundtrip(tmp_path, cls):
 
 
 def test_sampled_softmax_runs():
-    model = GRU4Rec(**{**SMALL, "n_negatives": 5, "epochs": 30}).fit(_cycles())
+    model = GRU4Rec(**{**SMALL, "n_negatives": 5, "n_epochs": 30}).fit(_cycles())
     assert int(np.argmax(model.score_history(np.array([7, 8])))) == 9
 
 

@@ -91,7 +91,7 @@ class _Sequential(TorchMixin, Recommender):
         check_param("embedding_dim", self.embedding_dim, low=1, integer=True)
         check_param("n_layers", self.n_layers, low=1, integer=True)
         check_param("dropout", self.dropout, low=0, high=1, low_inclusive=True)
-        check_param("epochs", self.epochs, low=1, integer=True)
+        check_param("n_epochs", self.n_epochs, low=1, integer=True)
         check_param("batch_size", self.batch_size, low=1, integer=True)
         check_param("learning_rate", self.learning_rate, low=0, low_inclusive=False)
         check_param("weight_decay", self.weight_decay, low=0)
@@ -203,7 +203,7 @@ class _Sequential(TorchMixin, Recommender):
                     self.interactions_ = inter
                 return ndcg_from_scores(scores, train.matrix[valid_users], valid_rows[valid_users], k=10)
 
-        log = self._train_loop(run_epoch, self.epochs, validate, desc=type(self).__name__)
+        log = self._train_loop(run_epoch, self.n_epochs, validate, desc=type(self).__name__)
         if valid_rows is not None and self.refit:
             # The held-out events are every user's most recent transitions, the closest to what comes next:
             # train again on all events for the number of epochs early stopping chose.
@@ -302,7 +302,7 @@ class GRU4Rec(_Sequential):
     _net_cls = _GRUNet
 
     def __init__(self, embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.2, max_len: int = 200,
-                 epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
+                 n_epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
                  n_negatives: int | None = None, use_events: bool = True, early_stopping: bool = True,
                  refit: bool = True, patience: int = 8, random_state: int | None = 42,
                  device: str = "auto", verbose: bool = True):
@@ -310,7 +310,7 @@ class GRU4Rec(_Sequential):
         self.n_layers = n_layers
         self.dropout = dropout
         self.max_len = max_len
-        self.epochs = epochs
+        self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -338,7 +338,7 @@ class SASRec(_Sequential):
     _net_cls = _SASNet
 
     def __init__(self, embedding_dim: int = 64, n_layers: int = 2, dropout: float = 0.2, max_len: int = 200,
-                 epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
+                 n_epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
                  n_negatives: int | None = None, use_events: bool = True, early_stopping: bool = True,
                  refit: bool = True, patience: int = 5, random_state: int | None = 42,
                  device: str = "auto", verbose: bool = True):
@@ -346,7 +346,7 @@ class SASRec(_Sequential):
         self.n_layers = n_layers
         self.dropout = dropout
         self.max_len = max_len
-        self.epochs = epochs
+        self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
