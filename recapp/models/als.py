@@ -78,8 +78,11 @@ class ALS(TorchMixin, Recommender):
         self._check_torch_params()
 
     # ---- confidence ----------------------------------------------------------------
-    def _conf_minus_one(self, w: np.ndarray) -> np.ndarray:
-        """alpha * transformed weight: the confidence above the baseline 1 of every cell."""
+    def confidence_weight(self, w: np.ndarray) -> np.ndarray:
+        """alpha * transformed weight: the confidence above the baseline 1 of every cell.
+
+        Public so that the real-time engine's incremental fold-in uses the same formula.
+        """
         if self.binary:
             w = np.ones_like(w)
         elif self.confidence == "log":
@@ -92,7 +95,7 @@ class ALS(TorchMixin, Recommender):
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
         C = train.matrix.tocsr().astype(np.float32)
-        C.data = self._conf_minus_one(C.data)
+        C.data = self.confidence_weight(C.data)
         user_side = _CGSide(C, dev)
         item_side = _CGSide(C.T.tocsr(), dev)
         f = self.factors
@@ -147,7 +150,7 @@ class ALS(TorchMixin, Recommender):
         ok = row_idx < len(other)
         row_idx, row_w = row_idx[ok], row_w[ok]
         V = other[row_idx].astype(np.float64)
-        cw = self._conf_minus_one(row_w).astype(np.float64)
+        cw = self.confidence_weight(row_w).astype(np.float64)
         A = gram + (V.T * cw) @ V
         A[np.diag_indices_from(A)] += self.regularization
         b = V.T @ (1.0 + cw)

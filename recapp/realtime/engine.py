@@ -208,12 +208,7 @@ class _FoldInScorer(_Scorer):
         self.base = np.asarray(model.YtY_, dtype=np.float64) + float(model.regularization) * np.eye(Y.shape[1])
 
     def _conf(self, w: float) -> float:
-        m = self.model
-        if m.binary:
-            w = 1.0
-        elif getattr(m, "confidence", "linear") == "log":
-            w = math.log1p(w)
-        return float(m.alpha) * w
+        return float(self.model.confidence_weight(np.array([w], dtype=np.float64))[0])
 
     def _aux(self, st):
         if st.aux is None:
