@@ -20,6 +20,7 @@ from recapp.schema import (
     TIME_COL,
     USER_COL,
     SchemaError,
+    require_columns,
 )
 
 EVENT_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
@@ -86,9 +87,7 @@ class Interactions:
         ``user_ids`` / ``item_ids`` fix the id space (new ids are appended after
         them), so a test frame can share a training frame's indices.
         """
-        for c in (col_user, col_item):
-            if c not in df.columns:
-                raise SchemaError(f"missing column {c!r}; columns found: {list(df.columns)}")
+        require_columns(df, "the event frame", col_user, col_item)
         if len(df) and (df[col_user].isna().any() or df[col_item].isna().any()):
             raise SchemaError(f"columns {col_user!r} and {col_item!r} must not contain missing ids; run recapp.schema.validate first")
         user_ids = _extend_index(user_ids, df[col_user])

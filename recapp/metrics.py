@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.metrics import roc_auc_score
 
-from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError
+from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError, require_columns
 
 DEFAULT_K = 10
 
@@ -42,14 +42,6 @@ _ALIASES = {name[: -len("_at_k")]: name for name in RANKING_METRICS}
 
 
 # ---- checks ----------------------------------------------------------------------
-def _check_columns(df, name: str, *cols: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(df.columns)}")
-
-
 def _check_id_kinds(a: pd.DataFrame, a_name: str, b: pd.DataFrame, b_name: str, *cols: str) -> None:
     # Integer ids in one frame and string ids in the other never match; say so
     # instead of returning a silent 0.
@@ -85,8 +77,8 @@ def per_user_ranking_metrics(
     in [0, 1]; the averages of its columns are what the ``*_at_k`` functions return.
     """
     k = _check_k(k)
-    _check_columns(rating_true, "rating_true", col_user, col_item)
-    _check_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    require_columns(rating_true, "rating_true", col_user, col_item)
+    require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
 
     true_pairs = rating_true[[col_user, col_item]].drop_duplicates()
@@ -246,8 +238,8 @@ def auc(
     averages each user's AUC (ties count one half) over users having both a
     relevant and an irrelevant candidate ("group AUC").
     """
-    _check_columns(rating_true, "rating_true", col_user, col_item)
-    _check_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    require_columns(rating_true, "rating_true", col_user, col_item)
+    require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
     common = rating_pred[col_user].isin(rating_true[col_user])
     pred = rating_pred[common.to_numpy()]
@@ -277,8 +269,8 @@ def auc(
 
 # ---- rating error ----------------------------------------------------------------
 def _aligned(rating_true, rating_pred, col_user, col_item, col_rating, col_prediction):
-    _check_columns(rating_true, "rating_true", col_user, col_item, col_rating)
-    _check_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    require_columns(rating_true, "rating_true", col_user, col_item, col_rating)
+    require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
     t = rating_true[[col_user, col_item, col_rating]].rename(columns={col_rating: "__true__"})
     p = rating_pred[[col_user, col_item, col_prediction]].rename(columns={col_prediction: "__pred__"})
@@ -314,13 +306,13 @@ def catalog_coverage(reco_df: pd.DataFrame, catalog=None, *, n_items: int | None
     Note the order: recommendations first, unlike recommenders' ``(train_df, reco_df)``. The numerator is the number of distinct recommended items, as in
     recommenders, so the value exceeds 1 only if items outside the catalog are recommended.
     """
-    _check_columns(reco_df, "reco_df", col_item)
+    require_columns(reco_df, "reco_df", col_item)
     if (catalog is None) == (n_items is None):
         raise ValueError("catalog_coverage needs exactly one of catalog (items, DataFrame or ids) and n_items")
     if n_items is not None:
         catalog = n_items
     if isinstance(catalog, pd.DataFrame):
-        _check_columns(catalog, "catalog", col_item)
+        require_columns(catalog, "catalog", col_item)
         n_items = catalog[col_item].nunique()
     elif isinstance(catalog, Integral) and not isinstance(catalog, bool):
         n_items = int(catalog)
@@ -343,7 +335,7 @@ def distributional_coverage(reco_df: pd.DataFrame, *, col_item: str = ITEM_COL) 
     -sum p(i) log2 p(i) (recommenders' ``distributional_coverage``, Shani &
     Gunawardana eq. 21). 0 means everyone gets the same item; higher is more even.
     """
-    _check_columns(reco_df, "reco_df", col_item)
+    require_columns(reco_df, "reco_df", col_item)
     if len(reco_df) == 0:
         return 0.0
     p = reco_df[col_item].value_counts().to_numpy(np.float64) / len(reco_df)
@@ -377,7 +369,7 @@ def _item_vectors(train_df, item_features, col_user, col_item):
         return pd.Index(feats.index), mat
     if train_df is None:
         raise ValueError("item similarity needs train_df (co-occurrence cosine) or item_features (feature cosine)")
-    _check_columns(train_df, "train_df", col_user, col_item)
+    require_columns(train_df, "train_df", col_user, col_item)
     pairs = _unique_pairs(train_df, col_user, col_item)
     icode, items = pd.factorize(pairs[col_item])
     ucode, _ = pd.factorize(pairs[col_user])
@@ -426,7 +418,7 @@ def intra_list_diversity(
     no information have similarity 0, and users with fewer than two recommended
     items are skipped (recommenders' ``diversity``).
     """
-    _check_columns(reco_df, "reco_df", col_user, col_item)
+    require_columns(reco_df, "reco_df", col_user, col_item)
     index, vec = _item_vectors(train_df, item_features, col_user, col_item)
     vec = _with_zero_row(vec)
     reco = _unique_pairs(reco_df, col_user, col_item)
@@ -465,8 +457,8 @@ def serendipity(
     else ``reco_df[col_relevance]``; else 1 for every item, as recommenders
     defaults. Recommendations for users with no train history are skipped.
     """
-    _check_columns(reco_df, "reco_df", col_user, col_item, *([col_relevance] if col_relevance else []))
-    _check_columns(train_df, "train_df", col_user, col_item)
+    require_columns(reco_df, "reco_df", col_user, col_item, *([col_relevance] if col_relevance else []))
+    require_columns(train_df, "train_df", col_user, col_item)
     index, vec = _item_vectors(train_df, item_features, col_user, col_item)
     vec = _with_zero_row(vec)
     zero = vec.shape[0] - 1
@@ -474,7 +466,7 @@ def serendipity(
     cols = [col_user, col_item] + ([col_relevance] if col_relevance and rating_true is None else [])
     reco = reco_df[cols].drop_duplicates([col_user, col_item])
     if rating_true is not None:
-        _check_columns(rating_true, "rating_true", col_user, col_item)
+        require_columns(rating_true, "rating_true", col_user, col_item)
         rel = pd.MultiIndex.from_frame(reco[[col_user, col_item]]).isin(
             pd.MultiIndex.from_frame(_unique_pairs(rating_true, col_user, col_item))
         ).astype(np.float64)
@@ -532,8 +524,8 @@ def novelty(
     """
     if relative_to not in ("interactions", "users"):
         raise ValueError(f"relative_to={relative_to!r} is not supported; accepted: ['interactions', 'users']")
-    _check_columns(reco_df, "reco_df", col_item)
-    _check_columns(train_df, "train_df", col_user, col_item)
+    require_columns(reco_df, "reco_df", col_item)
+    require_columns(train_df, "train_df", col_user, col_item)
     if len(reco_df) == 0:
         return 0.0
     pairs = _unique_pairs(train_df, col_user, col_item)
@@ -558,8 +550,8 @@ def popularity_bias(
     items; the value is the mean over users. Higher means recommendations lean on
     the head of the catalog.
     """
-    _check_columns(reco_df, "reco_df", col_user, col_item)
-    _check_columns(train_df, "train_df", col_user, col_item)
+    require_columns(reco_df, "reco_df", col_user, col_item)
+    require_columns(train_df, "train_df", col_user, col_item)
     if len(reco_df) == 0:
         return 0.0
     pairs = _unique_pairs(train_df, col_user, col_item)

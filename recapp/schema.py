@@ -57,6 +57,15 @@ class SchemaError(ValueError):
     """An event log that cannot be used as it is; the message says what and where."""
 
 
+def require_columns(df, name: str, *cols: str) -> None:
+    """Raise unless ``df`` is a DataFrame with every column in ``cols``; the error names ``name``."""
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(df.columns)}")
+
+
 @dataclass
 class ValidationReport:
     """What :func:`validate` did: rows in, rows out, and every dropped row with its reason."""

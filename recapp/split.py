@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, require_columns
 
 FILTER_BY = ("user", "item")
 
@@ -54,14 +54,6 @@ def _check_ratio(ratio) -> tuple[bool, list[float]]:
     )
 
 
-def _check_columns(df: pd.DataFrame, *cols: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise SchemaError(f"missing column(s) {missing}; columns found: {list(df.columns)}")
-
-
 def _split_column(filter_by: str, col_user: str, col_item: str) -> str:
     if filter_by == "user":
         return col_user
@@ -90,7 +82,7 @@ def random_split(df: pd.DataFrame, ratio=0.75, random_state: int = 42):
     Returns ``(train, test)``, or a list of frames for a list of ratios.
     """
     multi, ratios = _check_ratio(ratio)
-    _check_columns(df)
+    require_columns(df, "df")
     if not multi:
         train, test = train_test_split(df, test_size=None, train_size=ratios[0], random_state=random_state)
         return train, test
@@ -104,7 +96,7 @@ def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, ra
     multi, ratios = _check_ratio(ratio)
     split_col = _split_column(filter_by, col_user, col_item)
     min_rating = _check_min_rating(min_rating)
-    _check_columns(df, col_user, col_item, *([] if order_by is None else [order_by]))
+    require_columns(df, "df", col_user, col_item, *([] if order_by is None else [order_by]))
 
     data = df
     if min_rating > 1:
@@ -206,7 +198,7 @@ def temporal_split(
     cold-start reality of a live shop, so nothing is filtered here.
     Returns ``(train, test)`` in input row order.
     """
-    _check_columns(df, col_timestamp)
+    require_columns(df, "df", col_timestamp)
     ts = df[col_timestamp]
     if cutoff is None:
         if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
@@ -233,7 +225,7 @@ def leave_last_out(
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r} is invalid; accepted: an integer >= 1 (events held out per user)")
-    _check_columns(df, col_user, col_timestamp)
+    require_columns(df, "df", col_user, col_timestamp)
     m = len(df)
     users = pd.factorize(df[col_user], use_na_sentinel=False)[0]
     times = df[col_timestamp].to_numpy()

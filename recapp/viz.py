@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
+from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, require_columns
 
 TEMPLATE = "plotly_white"
 #: One colour per event type, used by every figure that splits by event.
@@ -30,14 +30,6 @@ EVENT_COLORS = {"view": "#9ecae1", "click": "#4292c6", "cart": "#fd8d3c", "purch
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 BY = ("item", "user")
 _FREQ_NAMES = {"h": "hour", "D": "day", "W": "week", "MS": "month", "M": "month"}
-
-
-def _check_columns(df, name: str, *cols: str) -> None:
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"{name} must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} is missing column(s) {missing}; columns found: {list(df.columns)}")
 
 
 def _layout(fig: go.Figure, title: str | None, height: int = 420, **kwargs) -> go.Figure:
@@ -53,7 +45,7 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
     Numbers are rounded (density to 4 significant digits, ratings to 3
     decimals) so that the printed Series is stable across machines.
     """
-    _check_columns(df, "df", col_user, col_item)
+    require_columns(df, "df", col_user, col_item)
     n_users, n_items = int(df[col_user].nunique()), int(df[col_item].nunique())
     pairs = len(df[[col_user, col_item]].drop_duplicates())
     per_user = df.groupby(col_user).size()
@@ -88,7 +80,7 @@ def activity_counts(df: pd.DataFrame, by: str = "item", *, col_user: str = USER_
     if by not in BY:
         raise ValueError(f"by={by!r} is not supported; accepted values: {list(BY)}")
     col = col_item if by == "item" else col_user
-    _check_columns(df, "df", col)
+    require_columns(df, "df", col)
     counts = df[col].value_counts()
     return counts.rename("events").sort_values(ascending=False, kind="stable")
 
@@ -112,7 +104,7 @@ def funnel_counts(df: pd.DataFrame, *, stages: Sequence[str] = FUNNEL, col_event
     (events / previous stage's events) and ``overall_rate`` (events / first
     stage's events), the rates rounded to 4 decimals.
     """
-    _check_columns(df, "df", col_event, col_user)
+    require_columns(df, "df", col_event, col_user)
     ev = df[col_event]
     events = np.array([int((ev == s).sum()) for s in stages], dtype=np.int64)
     users = np.array([int(df.loc[ev == s, col_user].nunique()) for s in stages], dtype=np.int64)
@@ -133,8 +125,8 @@ def by_history(per_user: pd.DataFrame, train: pd.DataFrame, bins: Sequence[float
     ``"a+"``. The column is an ordered categorical, so groups sort by history.
     Also adds ``n_train`` (the count itself).
     """
-    _check_columns(per_user, "per_user", col_user)
-    _check_columns(train, "train", col_user)
+    require_columns(per_user, "per_user", col_user)
+    require_columns(train, "train", col_user)
     edges = [float(b) for b in bins]
     if len(edges) < 2 or any(b >= a for a, b in zip(edges[1:], edges[:-1])):
         raise ValueError(f"bins must be at least two increasing edges, got {list(bins)!r}")
@@ -168,7 +160,7 @@ def per_user_by_history(models: Mapping, train: pd.DataFrame, test: pd.DataFrame
     """
     from recapp.metrics import per_user_ranking_metrics
 
-    _check_columns(test, "test", col_user)
+    require_columns(test, "test", col_user)
     users = pd.unique(test[col_user].to_numpy())
     parts = []
     for name, model in models.items():
@@ -189,7 +181,7 @@ def bandit_summary(rounds: pd.DataFrame, *, col_action: str = ITEM_COL, col_rewa
     Rounds, actions, positions, total reward, the mean reward (click-through
     rate) and the logging propensities' range, rounded so the print is stable.
     """
-    _check_columns(rounds, "rounds", col_action, col_reward, col_propensity)
+    require_columns(rounds, "rounds", col_action, col_reward, col_propensity)
     p = rounds[col_propensity].to_numpy(dtype=np.float64)
     out = {
         "rounds": int(len(rounds)),
@@ -223,7 +215,7 @@ def replay_latencies(engine, events: pd.DataFrame, *, k: int = 10, col_user: str
 
     from recapp.realtime.stream import Replay
 
-    _check_columns(events, "events", col_user, col_item, TIME_COL)
+    require_columns(events, "events", col_user, col_item, TIME_COL)
     users, items, t_ingest, t_rec = [], [], [], []
     for event in Replay(events):
         t0 = time.perf_counter()
@@ -286,7 +278,7 @@ def long_tail(df: pd.DataFrame, by: str = "item", *, head: float = 0.2, col_user
 
 def rating_histogram(df: pd.DataFrame, *, col_rating: str = RATING_COL, title: str | None = None) -> go.Figure:
     """How often each rating value occurs (a histogram when ratings are not on a small discrete scale)."""
-    _check_columns(df, "df", col_rating)
+    require_columns(df, "df", col_rating)
     r = df[col_rating].dropna()
     fig = go.Figure()
     if r.nunique() <= 20:
@@ -325,7 +317,7 @@ def time_patterns(df: pd.DataFrame, *, freq: str = "D", col_time: str = TIME_COL
 
     ``freq`` is a pandas period alias: ``"h"``, ``"D"`` (default), ``"W"``, ``"M"``...
     """
-    _check_columns(df, "df", col_time)
+    require_columns(df, "df", col_time)
     t = pd.to_datetime(df[col_time], unit="s", utc=True)
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=(f"events per {_FREQ_NAMES.get(freq, freq)}", "weekday x hour of day (UTC)"))
@@ -357,7 +349,7 @@ def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str 
     logs = {"rounds": logs} if isinstance(logs, pd.DataFrame) else dict(logs)
     fig = go.Figure()
     for name, r in logs.items():
-        _check_columns(r, f"logs[{name!r}]", by, col_reward)
+        require_columns(r, f"logs[{name!r}]", by, col_reward)
         g = r.groupby(by, observed=True)[col_reward].agg(["mean", "size", "sum"]).sort_index()
         se = np.sqrt(g["mean"] * (1 - g["mean"]) / g["size"].clip(lower=1))
         fig.add_trace(go.Bar(x=g.index.astype(str), y=g["mean"], name=str(name), error_y=dict(type="data", array=se),
@@ -380,9 +372,9 @@ def benchmark_bars(table: pd.DataFrame, metrics: Sequence[str] | None = None, *,
 
     ``metrics`` defaults to every column whose name has an ``@`` (``ndcg@10``, ...).
     """
-    _check_columns(table, "table", model_col)
+    require_columns(table, "table", model_col)
     metrics = list(metrics) if metrics is not None else _metric_columns(table)
-    _check_columns(table, "table", *metrics)
+    require_columns(table, "table", *metrics)
     if not metrics:
         raise ValueError(f"no metric columns to plot; columns found: {list(table.columns)}")
     t = table.sort_values(metrics[0], ascending=False, kind="stable")
@@ -404,13 +396,13 @@ def accuracy_vs_beyond(table: pd.DataFrame, accuracy: str | None = None,
     ``accuracy`` defaults to the first ``ndcg@`` column; beyond-accuracy
     columns missing from ``table`` are skipped (at least one must be present).
     """
-    _check_columns(table, "table", model_col)
+    require_columns(table, "table", model_col)
     if accuracy is None:
         cands = [c for c in table.columns if str(c).startswith("ndcg@")] or _metric_columns(table)
         if not cands:
             raise ValueError(f"no accuracy column found; pass accuracy=... (columns: {list(table.columns)})")
         accuracy = cands[0]
-    _check_columns(table, "table", accuracy)
+    require_columns(table, "table", accuracy)
     present = [b for b in beyond if b in table.columns]
     if not present:
         raise ValueError(f"none of the beyond-accuracy columns {list(beyond)} is in the table; columns: {list(table.columns)}")
@@ -437,7 +429,7 @@ def metric_by_group(frame: pd.DataFrame, metric: str = "ndcg_at_k", group: str =
     Built for :func:`by_history` output (cold against warm users), but any
     per-user frame with a group column works. Hover shows the number of users.
     """
-    _check_columns(frame, "frame", metric, group, *([color] if color else []))
+    require_columns(frame, "frame", metric, group, *([color] if color else []))
     keys = [group] + ([color] if color else [])
     agg = (frame.groupby(keys, observed=True)[metric]
            .agg(mean="mean", sem=lambda s: s.std(ddof=1) / np.sqrt(len(s)) if len(s) > 1 else 0.0, users="size")
@@ -462,7 +454,7 @@ def _log_frame(log) -> pd.DataFrame:
     if hasattr(log, "to_frame") and not isinstance(log, (pd.DataFrame, pd.Series)):
         return log.to_frame()
     if isinstance(log, pd.DataFrame):
-        _check_columns(log, "log", "loss")
+        require_columns(log, "log", "loss")
         out = log.copy()
         if "epoch" not in out.columns:
             out["epoch"] = np.arange(1, len(out) + 1)
