@@ -919,10 +919,10 @@ class Engine:
             chosen = rerank.mmr(np.arange(len(cand)), rel, sim, k, diversity)
         else:
             chosen = np.arange(min(k, len(cand)))
-        pos = set(range(len(model_idx)))
         recs = cand[chosen]
         scores = np.concatenate([model_scores, pop_scores])[chosen]
-        from_model = np.array([c in pos for c in chosen.tolist()], dtype=bool) if sc.uses_history else np.zeros(len(chosen), bool)
+        # Candidates are model items first, then the popular backfill.
+        from_model = (chosen < len(model_idx)) if sc.uses_history else np.zeros(len(chosen), bool)
 
         expl = [rerank.POPULAR_NOW] * len(recs)
         if self.explain and from_model.any() and st is not None:
