@@ -67,6 +67,11 @@ class Interactions:
     seq_events: np.ndarray
     seq_times: np.ndarray
     event_weights: dict
+    seq_order: np.ndarray | None = None  # frame row positions in seq_* order: seq_items == frame["iidx"][seq_order]
+
+    def __post_init__(self):
+        if self.seq_order is None:
+            self.seq_order = _user_time_order(self.frame)
 
     @classmethod
     def from_frame(
@@ -118,7 +123,7 @@ class Interactions:
             shape=(n_users, n_items),
         )
         matrix.sum_duplicates()
-        order = np.lexsort((np.arange(len(frame)), frame[TIME_COL].to_numpy(), frame["uidx"].to_numpy()))
+        order = _user_time_order(frame)
         uidx_sorted = frame["uidx"].to_numpy()[order]
         indptr = np.zeros(n_users + 1, dtype=np.int64)
         np.add.at(indptr, uidx_sorted + 1, 1)
@@ -133,6 +138,7 @@ class Interactions:
             seq_events=frame["event_code"].to_numpy()[order],
             seq_times=frame[TIME_COL].to_numpy()[order],
             event_weights=event_weights,
+            seq_order=order,
         )
 
     # ---- sizes and id maps -------------------------------------------------
@@ -172,6 +178,10 @@ class Interactions:
         a, b = self.seq_indptr[uidx], self.seq_indptr[uidx + 1]
         return self.seq_items[a:b], self.seq_events[a:b], self.seq_times[a:b]
 
+    def user_events(self, uidx: int) -> pd.DataFrame:
+        """User ``uidx``'s rows of :attr:`frame`, oldest first (equal times in row order)."""
+        return self.frame.iloc[self.seq_order[self.seq_indptr[uidx]:self.seq_indptr[uidx + 1]]]
+
     def sequences(self) -> list[np.ndarray]:
         """Every user's time-ordered internal item indices."""
         return np.split(self.seq_items, self.seq_indptr[1:-1])
@@ -186,6 +196,12 @@ class Interactions:
         new = Interactions.from_frame(df, event_weights=self.event_weights, user_ids=self.user_ids, item_ids=self.item_ids)
         frame = pd.concat([self.frame, new.frame], ignore_index=True)
         return Interactions._assemble(frame, new.user_ids, new.item_ids, self.event_weights)
+
+
+def _user_time_order(frame: pd.DataFrame) -> np.ndarray:
+    """Row positions of ``frame`` by user, then time, then row (each user's events in time order)."""
+    # lexsort: the last key is primary.
+    return np.lexsort((np.arange(len(frame)), frame[TIME_COL].to_numpy(), frame["uidx"].to_numpy()))
 
 
 def _extend_index(base: pd.Index | None, values: pd.Series) -> pd.Index:

@@ -1,12 +1,19 @@
-"""Column names, event types and weights, and validation of event logs.
+"""Column names, event types and weights, and the one check of event rows.
 
 Every other module takes these constants as keyword defaults, so a log whose
 columns are named differently only needs renaming once, here or in
-:func:`validate` through ``aliases``.
+:func:`validate` through ``aliases``. One set of per-cell rules (missing ids,
+timestamps, event names and aliases, numbers) serves three callers: :func:`validate`
+for a whole log (raises, reports dropped rows), :func:`check_events` for a batch of
+live rows and :func:`check_event` for one live event (both never raise).
 """
 from __future__ import annotations
 
 import datetime
+import decimal
+import math
+import time as _time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,6 +118,77 @@ def _is_text_dtype(values: pd.Series) -> bool:
     return pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)
 
 
+# ---- the per-cell rules, each as a scalar (one live event) and a column (a batch) -----------------
+# A cell is missing when it is None, NaN, NA, NaT or a blank string. A number is an int, float or
+# Decimal (never a bool) or text that reads as one; anything else is not a number.
+_NUMBER_TYPES = (int, float, np.integer, np.floating, decimal.Decimal)
+_EPOCH = pd.Timestamp(0, tz="UTC")
+
+
+def _missing(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return not v.strip()
+    if isinstance(v, (float, np.floating)):
+        return v != v
+    if isinstance(v, (np.datetime64, np.timedelta64)):
+        return bool(np.isnat(v))
+    if isinstance(v, decimal.Decimal):
+        return v.is_nan()
+    return v is pd.NA or v is pd.NaT
+
+
+def _blank(values: pd.Series) -> np.ndarray:
+    """:func:`_missing` for a column."""
+    miss = values.isna().to_numpy(dtype=bool).copy()
+    if _is_text_dtype(values):
+        miss |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    return miss
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, _NUMBER_TYPES) and not isinstance(v, (bool, np.bool_))
+
+
+def _number(v) -> float:
+    """``v`` as a float, or NaN when it is not a number."""
+    try:
+        if _is_number(v):
+            return float(v)
+        # float() also reads '1_000' and non-ASCII digits, which pandas does not.
+        if isinstance(v, str) and v.isascii() and "_" not in v:
+            return float(v)
+    except (ValueError, OverflowError):
+        pass
+    return math.nan
+
+
+def _numeric(values: pd.Series) -> np.ndarray:
+    """:func:`_number` for a column."""
+    out = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan).copy()
+    if pd.api.types.is_bool_dtype(values):
+        out[:] = np.nan
+    elif pd.api.types.infer_dtype(values, skipna=True) not in ("string", "integer", "floating", "mixed-integer-float", "decimal", "empty"):
+        out[values.map(lambda v: not (isinstance(v, str) or _is_number(v))).to_numpy(dtype=bool)] = np.nan
+    return out
+
+
+def _scalar_timestamp(value) -> float:
+    """:func:`parse_timestamps` for one value."""
+    v = _number(value)
+    if math.isfinite(v):
+        # Same rule as the column: beyond 1e11 the epoch is in milliseconds.
+        return v / 1000.0 if abs(v) > 1e11 else v
+    if isinstance(value, (str, datetime.datetime, np.datetime64)):
+        try:
+            ts = pd.to_datetime(value, utc=True, format="mixed")
+            return math.nan if ts is pd.NaT else (ts - _EPOCH).total_seconds()
+        except (ValueError, TypeError, OverflowError):
+            pass
+    return math.nan
+
+
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Convert epoch seconds, epoch milliseconds or ISO strings to float UTC seconds.
 
@@ -120,12 +198,11 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(values):
         ts = pd.to_datetime(values, utc=True)
         return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    numeric = pd.to_numeric(values, errors="coerce")
     if _is_text_dtype(values):
         is_text = values.map(lambda v: isinstance(v, (str, datetime.datetime, np.datetime64))).to_numpy(dtype=bool)
     else:
         is_text = np.zeros(len(values), bool)
-    out = pd.Series(numeric.to_numpy(dtype="float64", na_value=np.nan), index=values.index)
+    out = pd.Series(_numeric(values), index=values.index)
     out = out.where(np.isfinite(out.to_numpy()))
     # Epochs in milliseconds exceed ~1e11 (year 5138 in seconds), so the scale is unambiguous.
     out = out.where(~(out.abs() > 1e11), out / 1000.0)
@@ -137,18 +214,22 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     return out
 
 
+def normalise_event(value) -> str | None:
+    """An event name in the schema (aliases such as ``addtocart`` mapped), or None if unknown."""
+    if not isinstance(value, str):
+        return None
+    v = value.strip().lower()
+    v = EVENT_ALIASES.get(v, v)
+    return v if v in EVENT_TYPES else None
+
+
 def _normalise_events(values: pd.Series) -> np.ndarray:
-    """Canonical event names as an object array; None where the value is not a known event."""
+    """:func:`normalise_event` for a column, as an object array."""
     # Normalise each distinct value once: logs have millions of rows but a handful of event names.
     # (Working on plain Python strings also sidesteps Arrow-backed string dtypes whose all-missing
     # slices refuse to be compared with a list of strings.)
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
-    names = []
-    for v in uniques:
-        key = v.strip().lower() if isinstance(v, str) else None
-        key = EVENT_ALIASES.get(key, key)
-        names.append(key if key in EVENT_TYPES else None)
-    lookup = np.array(names + [None], dtype=object)  # the last slot serves the NA code -1
+    lookup = np.array([normalise_event(v) for v in uniques] + [None], dtype=object)  # the last slot serves the NA code -1
     return lookup[codes]
 
 
@@ -201,10 +282,7 @@ def validate(
     out["__line__"] = np.arange(1, len(out) + 1)
     dropped = []
 
-    missing_id = out[col_user].isna().to_numpy() | out[col_item].isna().to_numpy()
-    for col in (col_user, col_item):
-        if _is_text_dtype(out[col]):
-            missing_id |= out[col].map(lambda v: isinstance(v, str) and v.strip() == "").to_numpy(dtype=bool)
+    missing_id = _blank(out[col_user]) | _blank(out[col_item])
     if missing_id.any():
         dropped.append(pd.DataFrame({"line": out["__line__"][missing_id], "reason": "missing user or item id"}))
         out = out.loc[~missing_id]
@@ -229,11 +307,11 @@ def validate(
 
     for col in (RATING_COL, VALUE_COL):
         if col in out.columns:
-            num = pd.to_numeric(out[col], errors="coerce")
-            bad = num.isna().to_numpy() & out[col].notna().to_numpy()
+            num = _numeric(out[col])
+            bad = np.isnan(num) & ~_blank(out[col])
             if bad.any():
                 raise SchemaError(f"column {col!r}: {int(bad.sum()):,} non-numeric value(s): {_quote_rows(out, bad, col)}")
-            out[col] = num.astype("float64")
+            out[col] = num
 
     if drop_duplicates:
         data_cols = [c for c in out.columns if c != "__line__"]
@@ -249,3 +327,98 @@ def validate(
     if len(out) == 0:
         raise SchemaError(f"no valid rows left after validation: {ValidationReport(len(df), 0, dropped_df, renamed).summary()}")
     return out, ValidationReport(n_input=len(df), n_output=len(out), dropped=dropped_df, renamed=renamed)
+
+
+# ---- the row check for live events: never raises, a reason for every row it refuses ------------------
+def _plain(v):
+    """numpy scalars as Python values, so ids, keys and messages stay simple."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
+    """Check one event dict; returns ``((user, item, t, event, rating), None)`` or ``(None, reason)``.
+
+    The fast path of :func:`check_events` for a live stream, with the same rules and
+    reasons: a missing timestamp means now, numpy scalars come back as Python
+    values, ``t`` is UTC seconds and ``rating`` is None when absent. A key that is
+    absent counts as a missing value (a frame without the column at all is
+    refused by :func:`check_events` as a missing required column instead).
+    """
+    user, item, raw_t, raw_ev = (event.get(c) for c in (USER_COL, ITEM_COL, TIME_COL, EVENT_COL))
+    if _missing(user):
+        return None, f"missing {USER_COL}"
+    if _missing(item):
+        return None, f"missing {ITEM_COL}"
+    t = _time.time() if _missing(raw_t) else _scalar_timestamp(raw_t)
+    if math.isnan(t):
+        return None, f"unparseable {TIME_COL} {_plain(raw_t)!r}"
+    if _missing(raw_ev):
+        return None, f"missing {EVENT_COL}"
+    ev = normalise_event(raw_ev)
+    if ev is None:
+        return None, f"unknown {EVENT_COL} {_plain(raw_ev)!r}; accepted: {list(EVENT_TYPES)}"
+    rating = None
+    for col in (RATING_COL, VALUE_COL):
+        v = event.get(col)
+        if not _missing(v):
+            x = _number(v)
+            if math.isnan(x):
+                return None, f"non-numeric {col} {_plain(v)!r}"
+            rating = x if col == RATING_COL else rating
+    return (_plain(user), _plain(item), t, ev, rating), None
+
+
+def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Check an event frame row by row: returns ``(clean, rejected)``; never raises for bad rows.
+
+    ``clean`` has the store's columns (user_id, item_id, timestamp in UTC seconds,
+    event normalised to the schema's names, rating, value) for the rows that pass,
+    under their input index labels; a missing timestamp (cell or column) means now.
+    ``rejected`` has one row per failing input row: ``row`` (the input as a dict)
+    and ``reason`` (the first problem found: a missing required column, a missing
+    id, an unparseable timestamp, a missing or unknown event type, a non-numeric
+    rating or value).
+    Unlike :func:`validate` it never raises, because a live stream must go on;
+    :func:`check_event` is the same check for one dict.
+    """
+    n = len(df)
+    reason = np.full(n, None, dtype=object)
+
+    def flag(mask, why, col=None, suffix=""):
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool) & pd.isna(reason)):
+            reason[i] = why if col is None else f"{why} {_plain(df[col].iloc[i])!r}{suffix}"
+
+    for col in (USER_COL, ITEM_COL, EVENT_COL):
+        if col not in df.columns:
+            flag(np.ones(n, bool), f"missing required column {col!r}")
+    for col in (USER_COL, ITEM_COL):
+        if col in df.columns:
+            flag(_blank(df[col]), f"missing {col}")
+    times = np.full(n, _time.time())
+    if TIME_COL in df.columns and n:
+        given = ~_blank(df[TIME_COL])
+        parsed = parse_timestamps(df[TIME_COL]).to_numpy(dtype=np.float64)
+        times[given] = parsed[given]
+        flag(np.isnan(times), f"unparseable {TIME_COL}", TIME_COL)
+    events = np.full(n, None, dtype=object)
+    if EVENT_COL in df.columns and n:
+        absent = _blank(df[EVENT_COL])
+        flag(absent, f"missing {EVENT_COL}")
+        events = _normalise_events(df[EVENT_COL])
+        flag(pd.isna(events), f"unknown {EVENT_COL}", EVENT_COL, f"; accepted: {list(EVENT_TYPES)}")
+    numbers = {}
+    for col in (RATING_COL, VALUE_COL):
+        numbers[col] = np.full(n, np.nan)
+        if col in df.columns and n:
+            numbers[col] = _numeric(df[col])
+            flag(np.isnan(numbers[col]) & ~_blank(df[col]), f"non-numeric {col}", col)
+    ok = pd.isna(reason)
+    clean = pd.DataFrame({
+        USER_COL: df[USER_COL].to_numpy()[ok] if USER_COL in df.columns else [],
+        ITEM_COL: df[ITEM_COL].to_numpy()[ok] if ITEM_COL in df.columns else [],
+        TIME_COL: times[ok], EVENT_COL: events[ok], RATING_COL: numbers[RATING_COL][ok], VALUE_COL: numbers[VALUE_COL][ok],
+    }, index=df.index[ok])
+    bad_rows = np.flatnonzero(~ok)
+    records = df.iloc[bad_rows].to_dict(orient="records") if len(bad_rows) else []
+    rejected = pd.DataFrame({"row": records, "reason": list(reason[bad_rows])}, columns=["row", "reason"])
+    return clean, rejected

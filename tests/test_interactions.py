@@ -43,6 +43,21 @@ def test_sequences_are_time_ordered():
     assert len(inter.sequences()) == inter.n_users
 
 
+def test_seq_order_maps_sequences_to_frame_rows():
+    df = pd.concat([_events(), _events().assign(item_id=[12, 12, 11, 11, 10])], ignore_index=True)  # equal times
+    inter = Interactions.from_frame(df)
+    f = inter.frame
+    assert (f["iidx"].to_numpy()[inter.seq_order] == inter.seq_items).all()
+    assert (f["timestamp"].to_numpy()[inter.seq_order] == inter.seq_times).all()
+    a = inter.user_index(["a"])[0]
+    hist = inter.user_events(a)
+    assert hist["timestamp"].tolist() == [1.0, 1.0, 5.0, 5.0, 9.0, 9.0]
+    assert hist.index.tolist() == [1, 6, 0, 5, 3, 8]                     # equal times keep row order
+    grown = inter.append(pd.DataFrame({"user_id": ["a"], "item_id": [13], "timestamp": [0.5], "event": ["view"]}))
+    assert grown.user_events(a)["item_id"].iloc[0] == 13
+    assert (grown.frame["iidx"].to_numpy()[grown.seq_order] == grown.seq_items).all()
+
+
 def test_unknown_ids_map_to_minus_one():
     inter = Interactions.from_frame(_events())
     assert inter.user_index(["zzz", "a"]).tolist()[0] == -1

@@ -62,6 +62,8 @@ def test_save_load_roundtrip(cls, train, tmp_path):
     assert not list((tmp_path / "m").glob("*.pkl"))
     m2 = models.load(tmp_path / "m")
     assert type(m2) is cls and m2.get_params() == m.get_params()
+    np.testing.assert_array_equal(m2.interactions_.seq_order, m.interactions_.seq_order)
+    np.testing.assert_array_equal(m2.interactions_.seq_items, m.interactions_.seq_items)
     users = train.user_id.unique()[:7]
     pd.testing.assert_frame_equal(m.recommend(users, k=5), m2.recommend(users, k=5))
 

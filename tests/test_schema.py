@@ -1,5 +1,7 @@
-"""recapp.schema.validate on hand-made logs, and property tests with malformed ones."""
+"""recapp.schema.validate on hand-made logs, and property tests with malformed ones; check_event(s) agree."""
 import datetime as dt
+import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,9 @@ from recapp.schema import (
     USER_COL,
     SchemaError,
     ValidationReport,
+    check_event,
+    check_events,
+    normalise_event,
     parse_timestamps,
     validate,
 )
@@ -290,3 +295,106 @@ def test_messy_frames_give_a_valid_frame_or_a_schema_error(df):
 @given(nearly_valid_frames())
 def test_nearly_valid_frames_give_a_valid_frame_or_a_schema_error(df):
     check_contract(df)
+
+
+# --- check_event (one live dict) and check_events (a batch) are one rule ---------------------------
+
+def ev(user=1, item=2, t=T0, event="view", **kw):
+    return {"user_id": user, "item_id": item, "timestamp": t, "event": event, **kw}
+
+
+ACCEPTED = "; accepted: ['view', 'click', 'cart', 'purchase', 'rating']"
+ROWS = [  # (row, the reason it is refused or None)
+    (ev(), None),
+    (ev(t=T0 * 1000, event=" AddToCart "), None),
+    (ev(t="2023-11-14T23:13:20+01:00", event="buy", value=9.99), None),
+    (ev(t=dt.datetime(2023, 11, 14, 22, 13, 20)), None),
+    (ev(np.int64(7), np.int64(8), np.float64(T0), "PV"), None),
+    (ev(t=str(T0), event="rating", rating="4.5"), None),
+    (ev(t=None), None),                                               # a missing timestamp means now
+    (ev(t=" "), None),
+    (ev(user=None), "missing user_id"),
+    (ev(user=np.nan), "missing user_id"),
+    (ev(item=""), "missing item_id"),
+    (ev(item="  ", t="garbage"), "missing item_id"),                  # the first problem wins
+    (ev(t="yesterday-ish"), "unparseable timestamp 'yesterday-ish'"),
+    (ev(t=math.inf), "unparseable timestamp inf"),
+    (ev(t=True), "unparseable timestamp True"),
+    (ev(t="1_000"), "unparseable timestamp '1_000'"),
+    (ev(event=None), "missing event"),
+    (ev(event="teleport"), "unknown event 'teleport'" + ACCEPTED),
+    (ev(event=5), "unknown event 5" + ACCEPTED),
+    (ev(event="rating", rating="five"), "non-numeric rating 'five'"),
+    (ev(event="rating", rating=True), "non-numeric rating True"),
+    (ev(event="purchase", value="free"), "non-numeric value 'free'"),
+]
+
+
+def _same(a, b):
+    nan_a = a is None or (isinstance(a, float) and math.isnan(a))
+    nan_b = b is None or (isinstance(b, float) and math.isnan(b))
+    return nan_a and nan_b or a == b
+
+
+def assert_agree(rows):
+    """check_events on a frame of ``rows`` gives, row by row, what check_event gives each dict."""
+    before = time.time()
+    cols = list(dict.fromkeys([*REQUIRED_COLUMNS, *(c for r in rows for c in r)]))  # an absent key reads as missing
+    clean, rejected = check_events(pd.DataFrame({c: pd.Series([r.get(c) for r in rows], dtype=object) for c in cols}))
+    singles = [check_event(r) for r in rows]
+    assert rejected["reason"].tolist() == [why for row, why in singles if row is None]
+    assert rejected["row"].tolist() == [{c: r.get(c) for c in cols} for r, (row, _) in zip(rows, singles) if row is None]
+    accepted = [(r, row) for r, (row, _) in zip(rows, singles) if row is not None]
+    assert len(clean) == len(accepted)
+    for (raw, (user, item, t, event, rating)), c in zip(accepted, clean.itertuples(index=False)):
+        assert (c.user_id, c.item_id, c.event) == (user, item, event)
+        assert _same(c.rating, rating)
+        if raw.get("timestamp") is None or (isinstance(raw.get("timestamp"), str) and not raw["timestamp"].strip()):
+            assert before <= t <= time.time() and before <= c.timestamp <= time.time()
+        else:
+            assert c.timestamp == pytest.approx(t, abs=1e-6)
+    return singles
+
+
+def test_check_event_and_check_events_agree_on_good_and_bad_rows():
+    singles = assert_agree([r for r, _ in ROWS])
+    assert [why for _, why in singles] == [why for _, why in ROWS]
+
+
+def test_check_event_returns_plain_values_in_utc_seconds():
+    row, why = check_event(ev(np.int64(7), np.int64(8), np.float64(T0 * 1000), "AddToCart"))
+    assert why is None and row == (7, 8, float(T0), "cart", None)
+    assert all(type(v) in (int, float, str) for v in row[:4])
+    assert check_event(ev(t="2023-11-14T23:13:20+01:00", event="rating", rating=np.float32(4)))[0][2:] == (T0, "rating", 4.0)
+    assert check_event({"user_id": "u", "item_id": "i", "event": "view"})[0][2] == pytest.approx(time.time(), abs=60)
+    assert check_event({"item_id": 1, "event": "view"}) == (None, "missing user_id")
+
+
+def test_check_events_keeps_its_frame_contract():
+    clean, rejected = check_events(pd.DataFrame([ev(), ev(event="nope")]))
+    assert list(clean.columns) == ["user_id", "item_id", "timestamp", "event", "rating", "value"]
+    assert list(rejected.columns) == ["row", "reason"] and rejected["row"].iloc[0]["event"] == "nope"
+    clean, _ = check_events(pd.DataFrame([ev(), ev(event="nope"), ev(item=3)], index=[10, 11, 12]))
+    assert clean.index.tolist() == [10, 12]                                       # input labels kept
+    _, missing = check_events(pd.DataFrame({"user_id": [1], "item_id": [2], "timestamp": [1.0]}))
+    assert missing["reason"].tolist() == ["missing required column 'event'"]
+    clean, _ = check_events(pd.DataFrame({"user_id": [1], "item_id": [2], "event": ["view"]}))
+    assert clean["timestamp"].iloc[0] == pytest.approx(time.time(), abs=60)      # no timestamp column: now
+    empty, none = check_events(pd.DataFrame(columns=["user_id", "item_id", "timestamp", "event"]))
+    assert len(empty) == len(none) == 0
+
+
+def test_one_alias_table_and_one_check_for_every_caller():
+    import recapp.realtime.store as store
+
+    assert store.check_events is check_events and store.normalise_event is normalise_event
+    assert [normalise_event(v) for v in ("PV", " Add_To_Cart ", "bogus", None, 3)] == ["view", "cart", None, None, None]
+    out, _ = validate(log(event=["PV", "clicked", " Add_To_Cart ", "Buy"]))
+    assert out["event"].tolist() == ["view", "click", "cart", "purchase"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.dictionaries(st.sampled_from(["user_id", "item_id", "timestamp", "event", "rating", "value"]), SCALARS),
+                min_size=1, max_size=6))
+def test_check_event_and_check_events_agree_on_messy_rows(rows):
+    assert_agree(rows)

@@ -98,8 +98,7 @@ def holdout_mask(inter: Interactions, fraction: float = 0.1, *, mode: str = "ran
         indptr = inter.seq_indptr
         counts = np.diff(indptr)
         n_out = np.where(counts >= min_events, np.maximum(1, np.floor(fraction * counts)).astype(np.int64), 0)
-        # Sequence positions -> frame rows: rebuild the same stable order the sequences use.
-        order = np.lexsort((np.arange(len(f)), f["timestamp"].to_numpy(), u))
+        order = inter.seq_order  # sequence positions -> frame rows
         pos = np.arange(len(f)) - indptr[u[order]]
         keep_len = counts[u[order]] - n_out[u[order]]
         mask[order[pos >= keep_len]] = True

@@ -23,89 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recapp.schema import (
-    EVENT_ALIASES, EVENT_COL, EVENT_TYPES, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, parse_timestamps,
+# The row check lives in recapp.schema (one definition for validate, the store and the engine);
+# its names stay importable from here.
+from recapp.schema import (  # noqa: F401
+    EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
 )
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
-
-
-def normalise_event(value) -> str | None:
-    """An event name in the schema (aliases such as ``addtocart`` mapped), or None if unknown."""
-    if not isinstance(value, str):
-        return None
-    v = value.strip().lower()
-    v = EVENT_ALIASES.get(v, v)
-    return v if v in EVENT_TYPES else None
-
-
-def _blank(values: pd.Series) -> np.ndarray:
-    miss = values.isna().to_numpy(dtype=bool).copy()
-    if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
-        miss |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
-    return miss
-
-
-def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Validate an event frame row by row: returns ``(clean, rejected)``.
-
-    ``clean`` has the store's columns (user_id, item_id, timestamp in UTC seconds,
-    event normalised to the schema's names, rating, value) for the rows that
-    pass. ``rejected`` has one row per failing input row: ``row`` (the input as a
-    dict) and ``reason`` (the first problem found: a missing id, an unparseable
-    timestamp, an unknown event type, a non-numeric rating or value, or a
-    missing required column). Unlike :func:`recapp.schema.validate` it never
-    raises for bad rows, because a live stream must go on.
-    """
-    n = len(df)
-    reason = np.full(n, None, dtype=object)
-    out = pd.DataFrame(index=df.index)
-
-    def flag(mask, why):
-        m = np.asarray(mask, dtype=bool) & pd.isna(reason)
-        reason[m] = why
-
-    for col in (USER_COL, ITEM_COL, EVENT_COL, TIME_COL):
-        if col not in df.columns:
-            flag(np.ones(n, bool), f"missing required column {col!r}")
-    if USER_COL in df.columns:
-        flag(_blank(df[USER_COL]), f"missing {USER_COL}")
-    if ITEM_COL in df.columns:
-        flag(_blank(df[ITEM_COL]), f"missing {ITEM_COL}")
-    if TIME_COL in df.columns:
-        ts = parse_timestamps(df[TIME_COL]) if n else pd.Series(dtype=np.float64)
-        bad = ts.isna().to_numpy(dtype=bool)
-        for i in np.flatnonzero(bad & pd.isna(reason)):
-            reason[i] = f"unparseable {TIME_COL} {df[TIME_COL].iloc[i]!r}"
-        out[TIME_COL] = ts.to_numpy(dtype=np.float64)
-    if EVENT_COL in df.columns:
-        ev = df[EVENT_COL].map(normalise_event)
-        bad = ev.isna().to_numpy(dtype=bool)
-        for i in np.flatnonzero(bad & pd.isna(reason)):
-            reason[i] = f"unknown {EVENT_COL} {df[EVENT_COL].iloc[i]!r}; accepted: {list(EVENT_TYPES)}"
-        out[EVENT_COL] = ev.to_numpy(dtype=object)
-    for col in (RATING_COL, VALUE_COL):
-        if col in df.columns:
-            num = pd.to_numeric(df[col], errors="coerce")
-            bad = num.isna().to_numpy(dtype=bool) & ~_blank(df[col])
-            for i in np.flatnonzero(bad & pd.isna(reason)):
-                reason[i] = f"non-numeric {col} {df[col].iloc[i]!r}"
-            out[col] = num.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            out[col] = np.nan
-    ok = pd.isna(reason)
-    clean = pd.DataFrame({
-        USER_COL: df[USER_COL].to_numpy()[ok] if USER_COL in df.columns else [],
-        ITEM_COL: df[ITEM_COL].to_numpy()[ok] if ITEM_COL in df.columns else [],
-        TIME_COL: out[TIME_COL].to_numpy()[ok] if TIME_COL in out.columns else [],
-        EVENT_COL: out[EVENT_COL].to_numpy()[ok] if EVENT_COL in out.columns else [],
-        RATING_COL: out[RATING_COL].to_numpy()[ok],
-        VALUE_COL: out[VALUE_COL].to_numpy()[ok],
-    })
-    bad_rows = np.flatnonzero(~ok)
-    records = df.iloc[bad_rows].to_dict(orient="records") if len(bad_rows) else []
-    rejected = pd.DataFrame({"row": records, "reason": list(reason[bad_rows])}, columns=["row", "reason"])
-    return clean, rejected
 
 
 @dataclass
