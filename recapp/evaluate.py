@@ -9,7 +9,6 @@ import inspect
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from recapp import metrics

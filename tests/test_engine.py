@@ -153,13 +153,13 @@ def test_cache_hits_and_invalidation(ease):
     engine = Engine(ease, explain=False)
     a = engine.recommend(2)
     engine.recommend(2)
-    assert engine.cache_hits_ == 1
+    assert engine.stats()["cache_hits"] == 1
     a.loc[0, "score"] = -1.0                     # editing a result does not touch the cache
     assert engine.recommend(2)["score"].iloc[0] != -1.0
     engine.ingest(_ev(2, int(a["item_id"].iloc[0]), 2e9, "purchase"))
     b = engine.recommend(2)
     assert int(a["item_id"].iloc[0]) not in b["item_id"].tolist()
-    assert engine.cache_misses_ == 2
+    assert engine.stats()["cache_misses"] == 2
 
 
 def test_rejected_events_change_nothing(ease):
@@ -173,8 +173,9 @@ def test_rejected_events_change_nothing(ease):
 
 
 def test_popularity_model_is_live(shop):
-    pop = Popularity().fit(shop.events)
-    engine = Engine(pop, half_life=60.0)
+    # The model's own half-life decides its live counts (the engine's is for "popular now" backfill).
+    pop = Popularity(half_life=60.0).fit(shop.events)
+    engine = Engine(pop)
     for i in range(5):
         engine.ingest(_ev(f"u{i}", 77, 3e9 + i, "view"))
     assert engine.recommend("anyone")["item_id"].iloc[0] == 77
@@ -229,9 +230,10 @@ def test_bad_arguments(ease):
 
 
 def test_sparse_and_dense_contributions_agree(knn):
-    from recapp.realtime.engine import UserState, _ItemItemScorer
+    from recapp.models.live import ItemItemScorer, LiveHistory
 
     S = knn.similarity_
-    sparse, dense = _ItemItemScorer(None, S, True), _ItemItemScorer(None, S.toarray(), True)
+    sparse, dense = ItemItemScorer(knn, S), ItemItemScorer(knn, S.toarray())
     hist, recs, w = np.array([5, 1, 40, 7]), np.array([3, 9, 40, 77]), np.array([1.0, 0.5, 0.25, 2.0])
-    np.testing.assert_allclose(sparse.contributions(UserState(), hist, w, recs), dense.contributions(UserState(), hist, w, recs), rtol=1e-6)
+    h = LiveHistory()
+    np.testing.assert_allclose(sparse.contributions(None, h, hist, w, recs), dense.contributions(None, h, hist, w, recs), rtol=1e-6)

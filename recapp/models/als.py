@@ -10,13 +10,14 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import FoldInMixin, fold_in
 from recapp.models.torch_base import TorchMixin, fit_epochs, ndcg_from_scores, torch_threads
 from recapp.schema import ITEM_COL
 
 CONFIDENCES = ("linear", "log")
 
 
-class ALS(TorchMixin, Recommender):
+class ALS(FoldInMixin, TorchMixin, Recommender):
     """Weighted matrix factorisation of implicit feedback, trained by alternating least squares.
 
     Every (user, item) cell has a preference p = 1 if the user had any event on
@@ -27,6 +28,10 @@ class ALS(TorchMixin, Recommender):
     solves every user's (item's) normal equations with ``cg_steps`` steps of
     conjugate gradient warm-started from the last solution, as implicit does,
     vectorised over all users in torch (on ``device``).
+
+    Served live (``live_scorer``), a shopper's factor is the same closed-form
+    fold-in kept as normal equations, so an event is a rank-one update and one
+    f x f solve (:class:`~recapp.models.live.FoldInScorer`).
 
     ``update(events)`` folds new events in at once: each touched user's factor
     is the exact closed-form least-squares solution against the fixed item
@@ -145,16 +150,20 @@ class ALS(TorchMixin, Recommender):
         return out
 
     # ---- fold-in -------------------------------------------------------------------------
+    def _item_side(self):
+        return self.item_factors_, None
+
+    def _fold_in_base(self, Y: np.ndarray) -> np.ndarray:
+        return np.asarray(self.YtY_, dtype=np.float64) + float(self.regularization) * np.eye(Y.shape[1])
+
+    def _fold_in_confidence(self, w: np.ndarray) -> np.ndarray:
+        return self.confidence_weight(np.asarray(w, dtype=np.float64)).astype(np.float64)
+
     def _solve_one(self, row_idx: np.ndarray, row_w: np.ndarray, other: np.ndarray, gram: np.ndarray) -> np.ndarray:
         """Closed-form least squares for one user (item) against fixed factors ``other``."""
         ok = row_idx < len(other)
-        row_idx, row_w = row_idx[ok], row_w[ok]
-        V = other[row_idx].astype(np.float64)
-        cw = self.confidence_weight(row_w).astype(np.float64)
-        A = gram + (V.T * cw) @ V
-        A[np.diag_indices_from(A)] += self.regularization
-        b = V.T @ (1.0 + cw)
-        return np.linalg.solve(A, b).astype(np.float32)
+        base = gram + float(self.regularization) * np.eye(gram.shape[0])
+        return fold_in(other, base, row_idx[ok], self._fold_in_confidence(row_w[ok])).astype(np.float32)
 
     def fold_in_user(self, uidx: int) -> np.ndarray:
         """Re-solve user ``uidx``'s factor from their current history against the item factors."""

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
 
-#: Every concrete Recommender class by name, for :func:`load`.
+#: Every public Recommender class by name, for :func:`load` (private bases such as ``_Sequential`` stay out).
 REGISTRY: dict[str, type["Recommender"]] = {}
 
 FALLBACK_COL = "fallback"
@@ -61,7 +61,8 @@ class Recommender:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):
+            REGISTRY[cls.__name__] = cls
 
     # ---- hyperparameters ---------------------------------------------------
     @classmethod
@@ -155,12 +156,13 @@ class Recommender:
         ``weights`` (default 1 each) are the summed event weights per item. Lets a
         caller such as the real-time engine score a history that is not in
         ``interactions_`` without ``update``. ``history_based`` models support it
-        through ``_scores``; other models raise NotImplementedError unless they
-        override it (a fold-in model can).
+        through ``_scores``; every other model overrides it (factor models fold
+        the history in against their item factors, sequence models encode it).
         """
         self._check_fitted()
         if not self.history_based:
-            raise NotImplementedError(f"{type(self).__name__} cannot score an arbitrary history; it is not history_based")
+            raise NotImplementedError(f"{type(self).__name__} cannot score an arbitrary history: it is not history_based "
+                                      "and does not override score_history")
         items = np.asarray(items, dtype=np.int64).ravel()
         w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
         n = self.interactions_.n_items
@@ -168,6 +170,18 @@ class Recommender:
         row = sp.csr_matrix((w[ok], (np.zeros(int(ok.sum()), dtype=np.int64), items[ok])), shape=(1, n))
         row.sum_duplicates()
         return np.asarray(self._scores(row, np.array([-1])), dtype=np.float64).ravel()
+
+    def live_scorer(self):
+        """How the real-time engine serves this model per event (:mod:`recapp.models.live`).
+
+        The default re-scores a shopper's whole history exactly through
+        :meth:`score_history` after each event, so every model that can score a
+        history is live; families override this with a fast path.
+        """
+        from recapp.models.live import LiveScorer
+
+        self._check_fitted()
+        return LiveScorer(self)
 
     def score(self, users, items=None) -> pd.DataFrame:
         """Dense scores: one row per user, one column per item (all items when ``items`` is None).

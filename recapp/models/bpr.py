@@ -8,6 +8,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import FoldInMixin
 from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives
 
 
@@ -28,7 +29,7 @@ class MFNet(nn.Module):
         return self.user(users) @ self.item.weight.T + self.item_bias.weight.T
 
 
-class BPR(TorchMixin, Recommender):
+class BPR(FoldInMixin, TorchMixin, Recommender):
     """Pairwise ranking MF: for a user's item i and a sampled item j, maximise log sigmoid(x_ui - x_uj).
 
     Each epoch visits every (user, item) pair once (``n_negatives`` times) in
@@ -148,3 +149,9 @@ class BPR(TorchMixin, Recommender):
         with torch.no_grad():
             u = torch.as_tensor(uidx, dtype=torch.long, device=self.device_)
             return self.net_.all_scores(u).cpu().numpy()
+
+    def _item_side(self):
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        net = self.net_
+        return net.item.weight.detach().cpu().numpy(), net.item_bias.weight[:, 0].detach().cpu().numpy()
+

@@ -51,6 +51,13 @@ class EASE(Recommender):
         X = self._input(user_rows)[:, : self.B_.shape[0]]
         return np.asarray(X @ self.B_)
 
+    def live_scorer(self):
+        """A row of B per event (:class:`~recapp.models.live.ItemItemScorer`)."""
+        from recapp.models.live import ItemItemScorer
+
+        self._check_fitted()
+        return ItemItemScorer(self, self.B_, binary=self.binary)
+
     def _state(self) -> dict:
         return {"B": self.B_}
 

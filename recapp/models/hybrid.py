@@ -11,6 +11,7 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import REGISTRY, Recommender, check_param
 from recapp.models.content import TfidfContent, extend_catalog
+from recapp.models.live import LiveScorer
 from recapp.schema import ITEM_COL
 
 NORMALIZATIONS = ("minmax", "zscore")
@@ -291,6 +292,51 @@ class Hybrid(Recommender):
                     s[cold] = normalize_scores(self._fallback_scores(int(cold.sum())), self.normalization)
         return s
 
+    # ---- scoring one history (the live path) -------------------------------------------------
+    def blend_history(self, member_scores: list, content: np.ndarray | None, n_history: int) -> np.ndarray:
+        """One shopper's blend from the members' score vectors (active members, in order) and switching.
+
+        ``content`` is the switch model's score vector (or None); ``n_history`` the
+        number of distinct items in the shopper's history, which decides whether
+        they are cold. Used by :meth:`score_history` and the live scorer alike.
+        """
+        active = [w for w in self.weights_ if w > 0]
+        n = max(len(s) for s in member_scores)
+        out = np.zeros(n)
+        for w, s in zip(active, member_scores):
+            row = np.full(n, -np.inf)
+            row[: len(s)] = s
+            out += w * normalize_scores(row[None, :], self.normalization)[0]
+        if content is not None:
+            content = normalize_scores(np.asarray(content, dtype=np.float64)[None, :n], self.normalization)[0]
+            if self.cold_item_threshold > 0:
+                counts = np.zeros(n, dtype=np.int64)
+                counts[: len(self.item_counts_)] = self.item_counts_[:n]
+                cold_items = counts < self.cold_item_threshold
+                out[cold_items] = content[cold_items]
+        if self.cold_user_threshold > 0 and n_history < self.cold_user_threshold:
+            if content is not None and self.cold_model in ("auto", "content"):
+                out = content
+            else:
+                out = normalize_scores(self._fallback_scores(1)[:, :n], self.normalization)[0]
+        return out
+
+    def _uses_switch(self) -> bool:
+        return self.switch_model_ is not None and (self.cold_item_threshold > 0 or self.cold_user_threshold > 0)
+
+    def score_history(self, items, weights=None) -> np.ndarray:
+        """The blend of every member's ``score_history`` for one history, with the same switching as ``recommend``."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        parts = [m.score_history(items, weights) for w, m in zip(self.weights_, self.members_) if w > 0]
+        content = self.switch_model_.score_history(items, weights) if self._uses_switch() else None
+        return self.blend_history(parts, content, len(np.unique(items)))
+
+    def live_scorer(self) -> "HybridScorer":
+        """Each member's own live scorer, blended with this model's weights (:class:`HybridScorer`)."""
+        self._check_fitted()
+        return HybridScorer(self)
+
     # ---- updates --------------------------------------------------------------------------
     def update(self, events) -> "Hybrid":
         """Append ``events`` and pass them to every member (each folds them in its own way)."""
@@ -364,3 +410,67 @@ class Hybrid(Recommender):
             return super().save(path)
         finally:
             self.models = stored
+
+
+class HybridScorer(LiveScorer):
+    """Hybrid live: every member's own live scorer (fast paths included), blended per shopper.
+
+    The state keeps each member's state and score vector, so an event costs what
+    each member's fold costs plus one blend over the items.
+    """
+
+    def __init__(self, model: Hybrid):
+        super().__init__(model)
+        self.members = [m.live_scorer() for w, m in zip(model.weights_, model.members_) if w > 0]
+        self.switch = model.switch_model_.live_scorer() if model._uses_switch() else None
+        self.n_items = max(s.n_items for s in self.members)
+
+    def _all(self) -> list:
+        return self.members + ([self.switch] if self.switch is not None else [])
+
+    def start(self, history):
+        return {"states": [s.start(history) for s in self._all()], "vecs": [None] * len(self._all())}
+
+    def fold(self, state, history, item, delta, vec):
+        for j, s in enumerate(self._all()):
+            if item < s.n_items and not s.fold(state["states"][j], history, item, delta, state["vecs"][j]):
+                state["vecs"][j] = None
+        return False
+
+    def observe(self, item, t, weight, first):
+        for s in self._all():
+            s.observe(item, t, weight, first)
+
+    def _vectors(self, state, history) -> list:
+        vecs = state["vecs"]
+        for j, s in enumerate(self._all()):
+            if vecs[j] is None:
+                vecs[j] = s.scores(state["states"][j], history)
+        return [v * np.float32(s.output_scale(history)) for v, s in zip(vecs, self._all())]
+
+    def scores(self, state, history):
+        vecs = self._vectors(state, history)
+        k = len(self.members)
+        n_hist = sum(1 for i in history.raw if i < self.n_items)
+        return self.model.blend_history(vecs[:k], vecs[k] if self.switch is not None else None, n_hist).astype(np.float32)
+
+    def contributions(self, state, history, hist, w, recs):
+        total = None
+        active = [x for x in self.model.weights_ if x > 0]
+        for j, (s, bw) in enumerate(zip(self.members, active)):
+            c = s.contributions(state["states"][j], history, hist, s.explain_weights(history, hist), recs)
+            if c is None:
+                continue
+            v = state["vecs"][j]
+            span = float(v.max() - v.min()) if v is not None and len(v) else 1.0
+            part = bw * c / (span if span > 0 else 1.0)
+            total = part if total is None else total + part
+        return total
+
+    def similarity(self, idx):
+        for s in self.members:
+            got = s.similarity(idx)
+            if got is not None:
+                return got
+        return None
+

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import ItemItemScorer, LiveScorer
 
 SIMILARITIES = ("cosine", "jaccard", "asymmetric_cosine")
 
@@ -96,6 +97,11 @@ class ItemKNN(Recommender):
         X = _prepare(user_rows[:, : self.similarity_.shape[0]], self.binary)
         return (X @ self.similarity_).toarray()
 
+    def live_scorer(self):
+        """The item's few neighbours per event (:class:`~recapp.models.live.ItemItemScorer`, sparse)."""
+        self._check_fitted()
+        return ItemItemScorer(self, self.similarity_, binary=self.binary)
+
     def _state(self) -> dict:
         S = self.similarity_
         return {"S_data": S.data, "S_indices": S.indices, "S_indptr": S.indptr, "S_shape": np.array(S.shape)}
@@ -135,9 +141,13 @@ class UserKNN(Recommender):
     def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:
         R = _prepare(user_rows[:, : self.X_.shape[1]], self.binary)
         norms = np.sqrt(np.asarray(R.multiply(R).sum(axis=1)).ravel())
-        S = (R @ self.X_.T).toarray() / (np.outer(norms, self.norms_) + self.shrink + 1e-12)
+        return self.vote((R @ self.X_.T).toarray(), norms, uidx)
+
+    def vote(self, dots: np.ndarray, norms: np.ndarray, uidx) -> np.ndarray:
+        """Scores from history-row dot products with every training user (rows) and the rows' norms."""
+        S = np.atleast_2d(dots) / (np.outer(norms, self.norms_) + self.shrink + 1e-12)
         # A user is not their own neighbour (known users' rows match their training row).
-        for r, u in enumerate(uidx):
+        for r, u in enumerate(np.atleast_1d(uidx)):
             if 0 <= u < S.shape[1]:
                 S[r, u] = 0.0
         k = min(self.neighbours, S.shape[1])
@@ -146,6 +156,11 @@ class UserKNN(Recommender):
             S = np.where(S >= cut, S, 0.0)
         return (sp.csr_matrix(S) @ self.X_).toarray()
 
+    def live_scorer(self) -> "UserNeighbourScorer":
+        """Dot products with every training user, one item column per event (:class:`UserNeighbourScorer`)."""
+        self._check_fitted()
+        return UserNeighbourScorer(self)
+
     def _state(self) -> dict:
         X = self.X_
         return {"X_data": X.data, "X_indices": X.indices, "X_indptr": X.indptr, "X_shape": np.array(X.shape), "norms": self.norms_}
@@ -153,3 +168,46 @@ class UserKNN(Recommender):
     def _set_state(self, a: dict) -> None:
         self.X_ = sp.csr_matrix((a["X_data"], a["X_indices"], a["X_indptr"]), shape=tuple(a["X_shape"]))
         self.norms_ = a["norms"]
+
+
+class UserNeighbourScorer(LiveScorer):
+    """UserKNN live: the history's dot product with every training user, kept per event.
+
+    An event adds one column of the training matrix (the item's users) to the
+    dot products, so re-matching the neighbours costs O(users) per request, not a
+    pass over the matrix. Scores equal ``UserKNN.score_history`` on the same history.
+    """
+
+    sparse = True
+
+    def __init__(self, model: UserKNN):
+        super().__init__(model, model.X_.shape[1])
+        self.binary = bool(model.binary)
+        self.Xc = model.X_.tocsc()
+
+    def _value(self, history, item) -> float:
+        return 1.0 if self.binary else history.raw.get(item, 0.0) * history.scale
+
+    def start(self, history):
+        idx, w = history.weights(self.n_items)
+        v = np.ones(len(idx)) if self.binary else w
+        row = sp.csr_matrix((v, (np.zeros(len(idx), dtype=np.int64), idx)), shape=(1, self.n_items))
+        dots = np.asarray((row @ self.model.X_.T).todense(), dtype=np.float64).ravel()
+        return {"dots": dots, "sq": float(v @ v), "values": dict(zip(idx.tolist(), v.tolist())), "scale": history.scale}
+
+    def fold(self, state, history, item, delta, vec):
+        if not self.binary and state["scale"] != history.scale:
+            state.update(self.start(history))
+            return False
+        old = state["values"].get(item, 0.0)
+        new = self._value(history, item)
+        if new != old:
+            a, b = self.Xc.indptr[item], self.Xc.indptr[item + 1]
+            state["dots"][self.Xc.indices[a:b]] += (new - old) * self.Xc.data[a:b]
+            state["sq"] += new * new - old * old
+            state["values"][item] = new
+        return False
+
+    def scores(self, state, history):
+        norm = np.sqrt(max(state["sq"], 0.0))
+        return self.model.vote(state["dots"][None, :], np.array([norm]), [history.uidx])[0].astype(np.float32)

@@ -10,6 +10,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import FoldInMixin
 from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives, sparse_tensor
 
 
@@ -58,7 +59,7 @@ class LightGCNNet(nn.Module):
         return acc[: self.n_users], acc[self.n_users:]
 
 
-class LightGCN(TorchMixin, Recommender):
+class LightGCN(FoldInMixin, TorchMixin, Recommender):
     """Embeddings smoothed over the user-item graph by ``layers`` parameter-free propagations.
 
     Trained with the BPR loss on (user, item, sampled negative) triples in
@@ -166,6 +167,11 @@ class LightGCN(TorchMixin, Recommender):
 
     def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:
         return self.user_embeddings_[uidx] @ self.item_embeddings_.T
+
+
+    def _item_side(self):
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        return self.item_embeddings_, None
 
     def _extra_state(self) -> dict:
         return {"user_embeddings": self.user_embeddings_, "item_embeddings": self.item_embeddings_}

@@ -8,6 +8,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import LiveScorer
 from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives
 
 
@@ -50,10 +51,15 @@ class NeuMFNet(nn.Module):
 
     def forward(self, u: torch.Tensor, i: torch.Tensor, hour=None, weekday=None) -> torch.Tensor:
         """Logits for pairs (u, i), with the (hour, weekday) context when the net has time features."""
-        gmf = self.user_gmf(u) * self.item_gmf(i)
-        parts = [self.user_mlp(u), self.item_mlp(i)]
+        return self.logits(self.user_gmf(u), self.user_mlp(u), i, hour, weekday)
+
+    def logits(self, user_gmf: torch.Tensor, user_mlp: torch.Tensor, i: torch.Tensor, hour=None, weekday=None) -> torch.Tensor:
+        """Logits of items ``i`` for given user embeddings (rows aligned with ``i``, or one row broadcast)."""
+        user_gmf, user_mlp = user_gmf.expand(len(i), -1), user_mlp.expand(len(i), -1)
+        gmf = user_gmf * self.item_gmf(i)
+        parts = [user_mlp, self.item_mlp(i)]
         if self.time_factors:
-            parts += [self.hour(hour), self.weekday(weekday)]
+            parts += [self.hour(hour).expand(len(i), -1), self.weekday(weekday).expand(len(i), -1)]
         h = self.mlp(torch.cat(parts, dim=-1))
         return self.out(torch.cat([gmf, h], dim=-1))[..., 0]
 
@@ -67,6 +73,16 @@ class NeuMF(TorchMixin, Recommender):
     of day and weekday of the event (embeddings of ``time_factors``); when
     scoring, the context is the time of the user's latest event, so after
     ``update`` the lists follow the shopper's current time of day.
+
+    Served live (``live_scorer``) or asked to ``score_history``, a shopper's two
+    user embeddings are fitted to their history with the towers frozen: a few
+    Adam steps (``fold_in_steps``, class attributes) on the same loss as training
+    (each history item against ``n_negatives`` sampled items), starting from the
+    shopper's learned embeddings or, for a new shopper, the training users' mean.
+    The MLP tower makes a closed form impossible, and gradient steps on the
+    shopper's own vector keep the towers as trained; the steps always restart
+    from the same point on the last ``fold_in_max_items`` events, so the result
+    depends on the history only, not on the order it arrived in.
 
     Updated users keep their learned embeddings (their new items are excluded,
     and their context moves to their latest event); users first seen after
@@ -206,3 +222,73 @@ class NeuMF(TorchMixin, Recommender):
 
     def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:
         return self._all_scores(np.asarray(uidx, dtype=np.int64), self.interactions_)
+
+    # ---- fold-in ------------------------------------------------------------------------------
+    #: Adam steps, step size and history length of the per-shopper fold-in (see the class docstring).
+    fold_in_steps = 10
+    fold_in_learning_rate = 0.05
+    fold_in_max_items = 200
+
+    def fold_in_embeddings(self, items, weights=None, uidx: int = -1, last_time: float | None = None):
+        """(gmf, mlp) user embeddings fitted to a history with the towers frozen (deterministic)."""
+        self._check_fitted()
+        net, dev = self.net_, self.device_
+        n_items = self.net_config_["n_items"]
+        items = np.asarray(items, dtype=np.int64).ravel()
+        items = items[(items >= 0) & (items < n_items)][-self.fold_in_max_items:]
+        with torch.no_grad():
+            if 0 <= uidx < self.net_config_["n_users"]:
+                g0, m0 = net.user_gmf.weight[uidx:uidx + 1], net.user_mlp.weight[uidx:uidx + 1]
+            else:
+                g0, m0 = net.user_gmf.weight.mean(0, keepdim=True), net.user_mlp.weight.mean(0, keepdim=True)
+        g, m = g0.detach().clone().requires_grad_(True), m0.detach().clone().requires_grad_(True)
+        if len(items) == 0:
+            return g.detach(), m.detach()
+        rng = np.random.default_rng(len(items))
+        n_neg = int(self.n_negatives)
+        neg = rng.integers(0, n_items, size=len(items) * n_neg)
+        i = torch.as_tensor(np.concatenate([items, neg]), device=dev)
+        y = torch.as_tensor(np.concatenate([np.ones(len(items)), np.zeros(len(neg))]), dtype=torch.float32, device=dev)
+        h, w = self._context(last_time)
+        opt = torch.optim.Adam([g, m], lr=self.fold_in_learning_rate)
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        try:
+            for _ in range(self.fold_in_steps):
+                loss = nn.functional.binary_cross_entropy_with_logits(net.logits(g, m, i, h, w), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        finally:
+            for p in net.parameters():
+                p.requires_grad_(True)
+        return g.detach(), m.detach()
+
+    def _context(self, last_time):
+        dev = self.device_
+        hour, day = time_context(np.array([0.0 if last_time is None else last_time]))
+        return torch.as_tensor(hour, device=dev), torch.as_tensor(day, device=dev)
+
+    def score_history(self, items, weights=None, uidx: int = -1, last_time: float | None = None) -> np.ndarray:
+        """Scores over the fitted items after fitting the shopper's embeddings to ``items`` (see the class docstring)."""
+        g, m = self.fold_in_embeddings(items, weights, uidx, last_time)
+        all_items = torch.arange(self.net_config_["n_items"], device=self.device_)
+        h, w = self._context(last_time)
+        with torch.no_grad():
+            return self.net_.logits(g, m, all_items, h, w).cpu().numpy().astype(np.float64)
+
+    def live_scorer(self) -> LiveScorer:
+        """Re-fits the shopper's embeddings after each event (:meth:`score_history` with their row and time)."""
+        self._check_fitted()
+        return NeuMFScorer(self)
+
+
+class NeuMFScorer(LiveScorer):
+    """NeuMF live: the shopper's embeddings fitted to the history (warm-started from their learned ones)."""
+
+    def scores(self, state, history):
+        idx = np.asarray(history.items, dtype=np.int64)
+        last = history.times[-1] if history.times else None
+        return self.model.score_history(idx, None, uidx=history.uidx, last_time=last).astype(np.float32)
+

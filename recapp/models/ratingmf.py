@@ -9,6 +9,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import FoldInMixin
 from recapp.models.torch_base import TorchMixin, batches
 from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
 
@@ -33,7 +34,7 @@ class BiasedMFNet(nn.Module):
         return self.mean + self.user_bias(u)[:, 0] + self.item_bias(i)[:, 0] + (self.user(u) * self.item(i)).sum(-1)
 
 
-class RatingMF(TorchMixin, Recommender):
+class RatingMF(FoldInMixin, TorchMixin, Recommender):
     """Biased matrix factorisation fitted to explicit ratings by mini-batch Adam on squared error.
 
     The loss is the mean squared error plus ``regularization`` times the squared
@@ -182,6 +183,12 @@ class RatingMF(TorchMixin, Recommender):
             u = torch.as_tensor(uidx, dtype=torch.long, device=self.device_)
             s = net.mean + net.user_bias(u) + net.item_bias.weight.T + net.user(u) @ net.item.weight.T
         return s.cpu().numpy()
+
+
+    def _item_side(self):
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        net = self.net_
+        return net.item.weight.detach().cpu().numpy(), net.item_bias.weight[:, 0].detach().cpu().numpy()
 
     def _extra_json(self) -> dict:
         return {"rating_range": list(self.rating_range_)}

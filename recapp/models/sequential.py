@@ -21,6 +21,7 @@ from torch import nn
 
 from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.live import LiveScorer
 from recapp.models.torch_base import TorchMixin, batches, ndcg_from_scores
 
 N_EVENT_TYPES = len(EVENT_CODES)
@@ -219,7 +220,7 @@ class _Sequential(TorchMixin, Recommender):
         from recapp.models.torch_base import subset
 
         f = inter.frame
-        order = np.lexsort((np.arange(len(f)), f["timestamp"].to_numpy(), f["uidx"].to_numpy()))
+        order = inter.seq_order
         ind = inter.seq_indptr
         counts = np.diff(ind)
         last_pos = ind[1:] - 1
@@ -281,6 +282,11 @@ class _Sequential(TorchMixin, Recommender):
     def score_history(self, items, weights=None, events=None) -> np.ndarray:
         """Scores over the fitted items after the time-ordered history ``items`` (weights are ignored)."""
         return self.item_vectors() @ self.encode(items, events)
+
+    def live_scorer(self) -> "SequenceScorer":
+        """Re-encodes the shopper's last ``max_len`` events after each event (:class:`SequenceScorer`)."""
+        self._check_fitted()
+        return SequenceScorer(self)
 
     def _extra_json(self) -> dict:
         return {}
@@ -361,3 +367,28 @@ class SASRec(_Sequential):
 
 
 __all__ = ["GRU4Rec", "SASRec"]
+
+
+
+class SequenceScorer(LiveScorer):
+    """GRU4Rec / SASRec live: the encoder re-reads the shopper's last ``max_len`` events (items and event types)."""
+
+    def __init__(self, model: _Sequential):
+        E = model.item_vectors()
+        super().__init__(model, E.shape[0])
+        self.E = np.ascontiguousarray(E, dtype=np.float32)
+
+    def query(self, state, history):
+        items, events = history.sequence(self.n_items, self.model.max_len)
+        return self.model.encode(items, events)
+
+    def scores(self, state, history):
+        return self.E @ self.query(state, history)
+
+    def item_vectors(self):
+        return self.E
+
+    def explain_weights(self, history, hist):
+        # The encoder weighs the latest events most.
+        return 0.8 ** np.arange(len(hist))
+

@@ -1,0 +1,435 @@
+"""The live-scoring contract: how a fitted model scores a shopper whose history changes event by event.
+
+Every :class:`~recapp.models.base.Recommender` hands a real-time caller (the
+engine) a :class:`LiveScorer` through ``model.live_scorer()``. The scorer
+
+(a) ``start(history)`` builds a shopper's live state from a history,
+(b) ``fold(state, history, item, delta, vec)`` folds one event into that state,
+(c) ``scores(state, history)`` returns the score vector over the model's items,
+(d) ``contributions(...)`` says how much each history item adds to a recommended
+    item (for explanations), and
+(e) ``query(state, history)`` gives a vector for approximate inner-product search.
+
+The base :class:`LiveScorer` re-scores the whole history exactly through
+``model.score_history``, so every model is live; families override it with a
+fast path (:class:`ItemItemScorer` adds one row per event, :class:`FoldInScorer`
+keeps the user's normal equations and makes a rank-one update). The caller never
+asks what kind of model it has. Same spirit as implicit's ``recalculate_user``
+and SAR's scoring from seed items.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from recapp.rerank import cosine_similarity_matrix
+
+
+@dataclass
+class LiveHistory:
+    """One shopper's history as a live caller holds it (internal item indices, time order).
+
+    Two weights per distinct item, both divided by ``scale``: ``raw`` sums the
+    event weights (a purchase after a view counts both), ``latest`` is 1 from the
+    item's latest event (the binary view). With a per-event recency decay r every
+    weight is multiplied by r at each event; keeping that as one ``scale`` factor
+    makes an event cost O(1). ``uidx`` is the shopper's row in the model's
+    training data (-1 for a shopper the model never saw).
+    """
+
+    items: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    times: list = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+    latest: dict = field(default_factory=dict)
+    scale: float = 1.0
+    uidx: int = -1
+
+    @classmethod
+    def from_sequence(cls, items, events, times, weights, recency: float = 1.0, uidx: int = -1) -> "LiveHistory":
+        """The history after a time-ordered sequence of events, built at once (same weights as :meth:`add`)."""
+        items = np.asarray(items, dtype=np.int64)
+        h = cls(items=items.tolist(), events=np.asarray(events, dtype=np.int64).tolist(),
+                times=np.asarray(times, dtype=np.float64).tolist(), uidx=int(uidx))
+        if len(items) == 0:
+            return h
+        # recency ** (events since), the weights the per-event path gives.
+        decay = np.power(recency, np.arange(len(items) - 1, -1, -1, dtype=np.float64)) if recency < 1.0 else np.ones(len(items))
+        uniq, last = np.unique(items[::-1], return_index=True)
+        h.latest = dict(zip(uniq.tolist(), decay[::-1][last].tolist()))
+        uniq, inv = np.unique(items, return_inverse=True)
+        summed = np.bincount(inv, weights=np.asarray(weights, dtype=np.float64) * decay, minlength=len(uniq))
+        h.raw = dict(zip(uniq.tolist(), summed.tolist()))
+        return h
+
+    def add(self, item: int, code: int, t: float, weight: float, recency: float = 1.0) -> tuple[float, float] | None:
+        """Append one event; returns the (summed, binary) raw weight changes of ``item``, or None after a rebase.
+
+        A rebase (every weight rescaled when ``scale`` gets tiny) changes every
+        raw value, so the caller rebuilds whatever it derived from them.
+        """
+        self.items.append(item)
+        self.events.append(code)
+        self.times.append(t)
+        rebased = False
+        if recency < 1.0:
+            self.scale *= recency
+            if self.scale < 1e-20:
+                # Rebase while raw weights (1 / scale) still fit a float32 score vector; rankings do not change.
+                for d in (self.raw, self.latest):
+                    for key in d:
+                        d[key] *= self.scale
+                self.scale = 1.0
+                rebased = True
+        old_sum, old_bin = self.raw.get(item, 0.0), self.latest.get(item, 0.0)
+        self.raw[item] = old_sum + weight / self.scale
+        self.latest[item] = 1.0 / self.scale
+        if rebased:
+            return None
+        return self.raw[item] - old_sum, self.latest[item] - old_bin
+
+    def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
+        d = self.latest if binary else self.raw
+        idx = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
+        w = np.fromiter(d.values(), dtype=np.float64, count=len(d)) * self.scale
+        if n_items is not None:
+            ok = idx < n_items
+            idx, w = idx[ok], w[ok]
+        return idx, w
+
+    def has_items(self, n_items: int) -> bool:
+        """Whether any event was on one of the first ``n_items`` items (the model's)."""
+        return any(i < n_items for i in self.raw)
+
+    def sequence(self, n_items: int, limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """The last ``limit`` (item, event code) pairs on items below ``n_items``, oldest first."""
+        items, events = self.items[-4 * limit:], self.events[-4 * limit:]
+        keep = [(i, e) for i, e in zip(items, events) if i < n_items][-limit:]
+        if not keep:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        a = np.asarray(keep, dtype=np.int64)
+        return a[:, 0], a[:, 1]
+
+    def recent(self, n_items: int, limit: int = 50) -> np.ndarray:
+        """The most recent distinct items below ``n_items``, newest first."""
+        out, seen = [], set()
+        for i in reversed(self.items):
+            if i < n_items and i not in seen:
+                seen.add(i)
+                out.append(i)
+                if len(out) >= limit:
+                    break
+        return np.asarray(out, dtype=np.int64)
+
+
+class LiveScorer:
+    """The default: exact re-scoring of the history with ``model.score_history`` after each event.
+
+    Subclasses override what they can do faster. Score vectors are float32 over
+    the model's ``n_items`` items, in "raw units"; ``output_scale`` turns them into
+    the reported scores (item-item scorers keep the recency decay out of the vector).
+    """
+
+    #: False: every shopper gets the same list (popularity); the history is not used.
+    personal = True
+    #: True: a zero score means "no evidence" and the caller backfills from popularity.
+    sparse = False
+    #: True: an item's history weight is 1 from its latest event (times any recency decay);
+    #: False: the event weights add up (a purchase after a view counts both).
+    binary = False
+
+    def __init__(self, model, n_items: int | None = None):
+        self.model = model
+        self.n_items = int(model.n_items_ if n_items is None else n_items)
+
+    # (a) --------------------------------------------------------------------------
+    def start(self, history: LiveHistory):
+        """The shopper's live state built from ``history`` (None when the scorer keeps none)."""
+        return None
+
+    # (b) --------------------------------------------------------------------------
+    def fold(self, state, history: LiveHistory, item: int, delta: tuple, vec: np.ndarray | None) -> bool:
+        """Fold one event on ``item`` into ``state`` (the history already holds it).
+
+        ``delta`` is the (summed, binary) change of the item's raw weights.
+
+        When ``vec`` (the cached score vector) is given and this scorer can keep it
+        exact in place, do so and return True; return False to mark it stale.
+        """
+        return False
+
+    # (c) --------------------------------------------------------------------------
+    def scores(self, state, history: LiveHistory) -> np.ndarray:
+        """The shopper's score vector over the model's items."""
+        idx, w = history.weights(self.n_items)
+        s = self.model.score_history(idx, w)
+        return np.asarray(s, dtype=np.float32)[: self.n_items]
+
+    def scores_many(self, states: list, histories: list) -> list[np.ndarray]:
+        """Score vectors for several shoppers (a server's warm-up); subclasses may batch."""
+        return [self.scores(s, h) for s, h in zip(states, histories)]
+
+    def output_scale(self, history: LiveHistory) -> float:
+        """Factor from the vector's units to reported scores."""
+        return 1.0
+
+    # (d) --------------------------------------------------------------------------
+    def explain_weights(self, history: LiveHistory, hist: np.ndarray) -> np.ndarray:
+        """Weights of the history items ``hist`` (newest first) in explanations."""
+        d = history.latest if self.binary else history.raw
+        return np.array([d.get(i, 0.0) * history.scale for i in hist.tolist()])
+
+    def contributions(self, state, history: LiveHistory, hist: np.ndarray, w: np.ndarray, recs: np.ndarray):
+        """(len(hist) x len(recs)) share of each history item in each recommended item's score, or None.
+
+        The default uses the item vectors when the model has them (as implicit's
+        ``explain``: similarity of each history item to the recommended one).
+        """
+        V = self.item_vectors()
+        if V is None:
+            return None
+        return w[:, None] * (V[hist] @ V[recs].T)
+
+    # (e) --------------------------------------------------------------------------
+    def query(self, state, history: LiveHistory) -> np.ndarray | None:
+        """A vector q with scores = item_vectors() @ q, for approximate search; None if there is none."""
+        return None
+
+    def item_vectors(self) -> np.ndarray | None:
+        """One row per model item (the search index and MMR similarity), or None."""
+        return None
+
+    def similarity(self, idx: np.ndarray) -> np.ndarray | None:
+        """(len(idx) x len(idx)) item similarity for diversity re-ranking, or None."""
+        V = self.item_vectors()
+        return None if V is None else cosine_similarity_matrix(V[idx])
+
+    # shared counters and the item space ------------------------------------------
+    def observe(self, item: int, t: float, weight: float, first: bool) -> None:
+        """Every event of every shopper (``first``: the shopper's first event on the item); default: nothing."""
+
+    def add_items(self, n_items: int) -> None:
+        """The caller's item space now holds ``n_items`` items; scorers that can rank new ones extend ``n_items``."""
+
+
+class ItemItemScorer(LiveScorer):
+    """scores = history weights @ M for an item-item matrix M (dense EASE ``B``, sparse ItemKNN similarity).
+
+    An event adds ``delta`` times one row of M to the cached vector (O(n_items)
+    dense, O(neighbours) sparse). The weights are used as the caller gives them,
+    so a recency decay reaches the scores.
+    """
+
+    def __init__(self, model, M, binary: bool = True):
+        super().__init__(model, M.shape[0])
+        self.binary = bool(binary)
+        self.is_sparse = sp.issparse(M)
+        self.M = M.tocsr() if self.is_sparse else np.ascontiguousarray(M, dtype=np.float32)
+        self.sparse = self.is_sparse
+        self._csc = None
+
+    def _raw(self, history) -> tuple[np.ndarray, np.ndarray]:
+        d = history.latest if self.binary else history.raw
+        idx = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
+        w = np.fromiter(d.values(), dtype=np.float64, count=len(d))
+        ok = idx < self.n_items
+        return idx[ok], w[ok]
+
+    def scores(self, state, history):
+        idx, w = self._raw(history)
+        if len(idx) == 0:
+            return np.zeros(self.n_items, dtype=np.float32)
+        if self.is_sparse:
+            return np.asarray(self.M[idx].T @ w, dtype=np.float32).ravel()
+        return (w @ self.M[idx]).astype(np.float32)
+
+    def scores_many(self, states, histories):
+        out = [np.zeros(self.n_items, dtype=np.float32) for _ in histories]
+        parts = [self._raw(h) for h in histories]
+        todo = [j for j, (idx, _) in enumerate(parts) if len(idx)]
+        if not todo:
+            return out
+        rows = np.repeat(np.arange(len(todo)), [len(parts[j][0]) for j in todo])
+        cols = np.concatenate([parts[j][0] for j in todo])
+        vals = np.concatenate([parts[j][1] for j in todo])
+        R = sp.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=(len(todo), self.n_items))
+        V = R @ self.M
+        V = V.toarray() if sp.issparse(V) else np.asarray(V)
+        for r, j in enumerate(todo):
+            out[j] = np.ascontiguousarray(V[r], dtype=np.float32)
+        return out
+
+    def fold(self, state, history, item, delta, vec):
+        if vec is None:
+            return False
+        d = delta[1] if self.binary else delta[0]
+        if d != 0.0:
+            if self.is_sparse:
+                a, b = self.M.indptr[item], self.M.indptr[item + 1]
+                vec[self.M.indices[a:b]] += np.float32(d) * self.M.data[a:b]
+            else:
+                vec += np.float32(d) * self.M[item]
+        return True
+
+    def output_scale(self, history):
+        return history.scale
+
+    def contributions(self, state, history, hist, w, recs):
+        if not self.is_sparse:
+            return w[:, None] * self.M[np.ix_(hist, recs)]
+        if self._csc is None:
+            self._csc = self.M.tocsc()
+        C = self._csc
+        out = np.zeros((len(hist), len(recs)))
+        order = np.argsort(hist, kind="stable")
+        hs = hist[order]
+        # Column j of M holds the few neighbours of item j: match them against the sorted history.
+        for c, j in enumerate(recs.tolist()):
+            rows, vals = C.indices[C.indptr[j]:C.indptr[j + 1]], C.data[C.indptr[j]:C.indptr[j + 1]]
+            pos = np.minimum(np.searchsorted(hs, rows), len(hs) - 1)
+            hit = hs[pos] == rows
+            out[order[pos[hit]], c] = vals[hit]
+        return w[:, None] * out
+
+    def similarity(self, idx):
+        if self.is_sparse:
+            rows = self.M[idx]
+            norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+            norms[norms == 0] = 1.0
+            return (rows @ rows.T).toarray() / np.outer(norms, norms)
+        return cosine_similarity_matrix(self.M[idx])
+
+
+def fold_in(Y: np.ndarray, base: np.ndarray, idx: np.ndarray, conf: np.ndarray) -> np.ndarray:
+    """Closed-form implicit least squares: solve ``(base + sum_i c_i y_i y_i') x = sum_i (1 + c_i) y_i``.
+
+    ``base`` is ``Y'Y + reg I`` (every unobserved item a zero preference with
+    confidence 1); ``conf`` is each history item's confidence above that baseline.
+    """
+    V = np.asarray(Y, dtype=np.float64)[idx]
+    c = np.asarray(conf, dtype=np.float64)
+    A = base + (V.T * c) @ V
+    b = V.T @ (1.0 + c)
+    return np.linalg.solve(A, b)
+
+
+class FoldInScorer(LiveScorer):
+    """A factor model's user vector folded in from its fixed item factors, updated per event.
+
+    The user factor solves :func:`fold_in` against the item factors ``Y``; the sums
+    are kept per user, so an event is a rank-one update and one f x f solve, the
+    same closed form as the model's own ``score_history``. ``confidence`` maps
+    history weights to confidences; ``bias`` (per item) is added to every score.
+    """
+
+    def __init__(self, model, Y: np.ndarray, base: np.ndarray, confidence, bias: np.ndarray | None = None):
+        Y = np.ascontiguousarray(Y, dtype=np.float32)
+        super().__init__(model, Y.shape[0])
+        self.Y = Y
+        self.Y64 = Y.astype(np.float64)
+        self.base = np.asarray(base, dtype=np.float64)
+        self.confidence = confidence
+        self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)[: Y.shape[0]]
+
+    def _conf(self, w: float) -> float:
+        return float(self.confidence(np.array([w], dtype=np.float64))[0])
+
+    def start(self, history):
+        idx, w = history.weights(self.n_items)
+        c = np.asarray(self.confidence(w), dtype=np.float64)
+        V = self.Y64[idx]
+        return {"A": self.base + (V.T * c) @ V, "b": V.T @ (1.0 + c), "c": dict(zip(idx.tolist(), c.tolist())),
+                "scale": history.scale}
+
+    def fold(self, state, history, item, delta, vec):
+        if state["scale"] != history.scale:
+            # A recency decay changed every weight: rebuild the sums (O(history x f^2)).
+            state.update(self.start(history))
+            return False
+        old = state["c"].get(item)
+        new = self._conf(history.raw[item] * history.scale)
+        y = self.Y64[item]
+        if old is None:
+            state["b"] += (1.0 + new) * y
+            state["A"] += new * np.outer(y, y)
+        elif new != old:
+            state["b"] += (new - old) * y
+            state["A"] += (new - old) * np.outer(y, y)
+        state["c"][item] = new
+        return False
+
+    def query(self, state, history):
+        return np.linalg.solve(state["A"], state["b"]).astype(np.float32)
+
+    def scores(self, state, history):
+        s = self.Y @ self.query(state, history)
+        return s if self.bias is None else s + self.bias
+
+    def item_vectors(self):
+        return self.Y if self.bias is None else None
+
+    def similarity(self, idx):
+        return cosine_similarity_matrix(self.Y[idx])
+
+    def contributions(self, state, history, hist, w, recs):
+        return w[:, None] * (self.Y[hist] @ self.Y[recs].T)
+
+
+class FoldInMixin:
+    """``score_history`` and the live scorer of a factor model whose item side stays fixed.
+
+    A shopper's vector is the regularised least-squares fold-in of their history
+    against the item factors (:func:`fold_in`, the implicit-ALS objective: every
+    item of the history a preference of 1 with confidence ``1 + alpha * weight``,
+    every other item 0 with confidence 1, ridge ``lambda``), so a new shopper is
+    served from their first event and an event costs a rank-one update. Models
+    trained with another loss (BPR, LightGCN, RatingMF) reuse their learned item
+    factors and item biases this way: a closed form needs no learning rate and no
+    sampling, and it is exact, so live scores equal ``score_history``. Their
+    ``lambda`` is ``fold_in_regularization`` times the mean of diag(Y'Y), so the
+    setting does not depend on the scale of the embeddings.
+    """
+
+    #: ridge strength relative to the mean squared item-factor norm per dimension (class attribute).
+    fold_in_regularization: float = 1.0
+    #: confidence of a history item above the baseline 1 is ``fold_in_alpha * weight``.
+    fold_in_alpha: float = 1.0
+
+    def _item_side(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(item factors Y, per-item bias or None) over the fitted items."""
+        raise NotImplementedError
+
+    def _fold_in_base(self, Y: np.ndarray) -> np.ndarray:
+        G = Y.astype(np.float64).T @ Y.astype(np.float64)
+        lam = self.fold_in_regularization * float(np.trace(G)) / max(G.shape[0], 1)
+        return G + lam * np.eye(G.shape[0])
+
+    def _fold_in_confidence(self, w: np.ndarray) -> np.ndarray:
+        return self.fold_in_alpha * np.asarray(w, dtype=np.float64)
+
+    def fold_in_vector(self, items, weights=None) -> np.ndarray:
+        """The shopper vector folded in from a history (internal item indices, summed event weights)."""
+        self._check_fitted()
+        Y, _ = self._item_side()
+        items = np.asarray(items, dtype=np.int64).ravel()
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        ok = (items >= 0) & (items < len(Y))
+        return fold_in(Y, self._fold_in_base(Y), items[ok], self._fold_in_confidence(w[ok]))
+
+    def score_history(self, items, weights=None) -> np.ndarray:
+        """Scores over the fitted items for the history ``items`` (see :meth:`fold_in_vector`)."""
+        Y, bias = self._item_side()
+        s = Y.astype(np.float64) @ self.fold_in_vector(items, weights)
+        return s if bias is None else s + bias
+
+    def live_scorer(self) -> FoldInScorer:
+        """Rank-one updates of the shopper's normal equations (:class:`FoldInScorer`)."""
+        self._check_fitted()
+        Y, bias = self._item_side()
+        return FoldInScorer(self, Y, self._fold_in_base(Y), self._fold_in_confidence, bias)
+
+
+__all__ = ["LiveHistory", "LiveScorer", "ItemItemScorer", "FoldInScorer", "FoldInMixin", "fold_in"]

@@ -1,0 +1,85 @@
+"""The engine's LRU cache of recommendation lists, invalidated per shopper and for popularity-based lists."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+
+def plain(v):
+    """numpy scalars as Python values, so dict keys and DataFrame columns stay simple."""
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def freeze(obj):
+    """A hashable key for filter specifications (dicts, lists, ranges, callables)."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        return tuple(sorted((str(k), freeze(v)) for k, v in obj.items()))
+    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray, pd.Index)):
+        items = [freeze(v) for v in obj]
+        return ("set", tuple(sorted(items, key=repr))) if isinstance(obj, (set, frozenset)) else tuple(items)
+    if callable(obj):
+        return ("callable", id(obj))
+    return plain(obj)
+
+
+class ResultCache:
+    """LRU of computed lists keyed by ``(user, ...)``.
+
+    A shopper's event drops their entries; every event also drops the entries
+    that drew on "popular now" (those lists change with anyone's events).
+    """
+
+    def __init__(self, size: int = 1024):
+        self.size = int(size)
+        self._data: OrderedDict = OrderedDict()
+        self._by_user: dict = {}
+        self._global: set = set()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        """The cached value for ``key`` (counted as a hit) or None (a miss)."""
+        value = self._data.get(key) if self.size > 0 else None
+        if value is None:
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def put(self, key, value, uses_popularity: bool) -> None:
+        """Store ``value``; ``uses_popularity`` marks it for invalidation by anyone's event."""
+        if self.size <= 0:
+            return
+        self._data[key] = value
+        self._by_user.setdefault(key[0], set()).add(key)
+        if uses_popularity:
+            self._global.add(key)
+        while len(self._data) > self.size:
+            old, _ = self._data.popitem(last=False)
+            self._global.discard(old)
+            ks = self._by_user.get(old[0])
+            if ks is not None:
+                ks.discard(old)
+
+    def invalidate(self, user) -> None:
+        """Drop ``user``'s lists and every list drawn from popularity."""
+        for key in self._by_user.pop(user, ()):
+            self._data.pop(key, None)
+        for key in self._global:
+            self._data.pop(key, None)
+            ks = self._by_user.get(key[0])
+            if ks is not None:
+                ks.discard(key)
+        self._global.clear()
+
+    def clear(self) -> None:
+        """Drop everything."""
+        self._data.clear()
+        self._by_user.clear()
+        self._global.clear()

@@ -1,0 +1,65 @@
+"""The engine's item space: the model's items first (same indices), then items first seen live."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recapp import rerank
+from recapp.realtime.cache import freeze
+from recapp.schema import ITEM_COL
+
+
+class Catalogue:
+    """External item ids by internal index, the optional items table, and cached filter masks."""
+
+    def __init__(self, item_ids):
+        self.ids: list = list(item_ids)
+        self.pos: dict = {v: i for i, v in enumerate(self.ids)}
+        self.table: pd.DataFrame | None = None
+        self.names: dict | None = None
+        self._masks: dict = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, item) -> int | None:
+        """Internal index of ``item``, or None when it is not in the catalogue."""
+        return self.pos.get(item)
+
+    def add(self, item) -> int:
+        """Give a new item the next index."""
+        idx = len(self.ids)
+        self.ids.append(item)
+        self.pos[item] = idx
+        self._masks.clear()
+        return idx
+
+    def add_table(self, items: pd.DataFrame) -> list:
+        """Add or replace table rows (item_id plus attributes); returns the ids not yet in the catalogue."""
+        if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
+            cols = list(items.columns) if isinstance(items, pd.DataFrame) else type(items).__name__
+            raise KeyError(f"items needs an {ITEM_COL!r} column; got {cols}")
+        table = items.drop_duplicates(ITEM_COL, keep="last").set_index(ITEM_COL)
+        if self.table is not None:
+            table = pd.concat([self.table.drop(index=table.index, errors="ignore"), table])
+        self.table = table
+        self.names = table["title"].to_dict() if "title" in table.columns else None
+        self._masks.clear()
+        return [item for item in table.index if item not in self.pos]
+
+    def mask(self, filters) -> np.ndarray | None:
+        """Boolean mask of the items that pass ``filters`` (:func:`recapp.rerank.filter_mask`), cached."""
+        if filters is None or (isinstance(filters, dict) and not filters):
+            return None
+        key = freeze(filters)
+        hit = self._masks.get(key)
+        if hit is None or len(hit) != len(self.ids):
+            hit = rerank.filter_mask(None if self.table is None else self.table.reset_index(), filters, self.ids)
+            self._masks[key] = hit
+        return hit
+
+    def categories(self, idx: np.ndarray) -> np.ndarray | None:
+        """The ``category`` of items ``idx`` from the table, or None when there is none."""
+        if self.table is None or "category" not in self.table.columns:
+            return None
+        return self.table["category"].reindex([self.ids[i] for i in idx.tolist()]).to_numpy(dtype=object)

@@ -1,0 +1,130 @@
+"""From a shopper's scores to the list served: candidates, filters, MMR diversity, explanations, rank changes.
+
+Model candidates come first; "popular now" backfills when the model has too
+little evidence (or the shopper has no history). The re-ranking steps are the
+plain functions of :mod:`recapp.rerank`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from recapp import rerank
+from recapp.models.live import LiveHistory, LiveScorer
+from recapp.realtime.catalogue import Catalogue
+from recapp.realtime.state import Shoppers, UserState
+from recapp.realtime.trending import Trending
+
+_EMPTY = LiveHistory()
+
+
+class Ranker:
+    """Builds one shopper's list from the scorer's vector and the trending counters."""
+
+    def __init__(self, catalogue: Catalogue, trending: Trending, *, explain: bool = True, n_explain: int = 3):
+        self.catalogue = catalogue
+        self.trending = trending
+        self.explain = bool(explain)
+        self.n_explain = int(n_explain)
+        self.last_ranks: dict = {}
+        self.index = None            # an approximate-search index over the scorer's item vectors, or None
+
+    def rank(self, scorer: LiveScorer, shoppers: Shoppers, user, st: UserState | None, k: int, filters,
+             exclude_viewed: bool, diversity: float):
+        """(item ids, scores, explanations, rank changes) for ``user``, and whether popularity was used."""
+        n = len(self.catalogue)
+        mask = self.catalogue.mask(filters)
+        banned = (st.seen if exclude_viewed else st.consumed) if st is not None else set()
+        n_cand = k if diversity >= 1.0 else max(4 * k, 50)
+
+        model_idx, model_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
+        personal = scorer.personal and st is not None and st.history.has_items(scorer.n_items)
+        if personal:
+            model_idx, model_scores = self._model_candidates(scorer, shoppers, user, st, n_cand, banned, mask)
+        elif not scorer.personal:
+            model_idx, model_scores = self._shared_candidates(scorer, n_cand, banned, mask)
+        need = n_cand - len(model_idx)
+        if need > 0:
+            pop_idx, pop_scores = self.trending.candidates(n, need, set(banned) | set(model_idx.tolist()), mask)
+        else:
+            pop_idx, pop_scores = model_idx[:0], model_scores[:0]
+        uses_pop = not personal or len(pop_idx) > 0
+
+        cand = np.concatenate([model_idx, pop_idx])
+        if diversity < 1.0 and len(cand) > 1:
+            # Relevance: model candidates above every popular backfill, in their order.
+            rel = np.concatenate([len(cand) - np.arange(len(model_idx)), len(pop_idx) - np.arange(len(pop_idx))]).astype(float)
+            rel[: len(model_idx)] += len(pop_idx)
+            chosen = rerank.mmr(np.arange(len(cand)), rel, self._similarity(scorer, cand), k, diversity)
+        else:
+            chosen = np.arange(min(k, len(cand)))
+        recs = cand[chosen]
+        scores = np.concatenate([model_scores, pop_scores])[chosen]
+        from_model = (chosen < len(model_idx)) if personal else np.zeros(len(chosen), bool)
+
+        expl = [rerank.POPULAR_NOW] * len(recs)
+        if self.explain and from_model.any():
+            for pos, text in zip(np.flatnonzero(from_model).tolist(), self._explanations(scorer, st, recs[from_model])):
+                expl[pos] = text
+        ids = [self.catalogue.ids[i] for i in recs.tolist()]
+        changes = rerank.rank_changes(ids, self.last_ranks.get(user))
+        self.last_ranks[user] = {item: r for r, item in enumerate(ids, start=1)}
+        return (ids, np.asarray(scores, dtype=np.float64), expl, changes), uses_pop
+
+    def _model_candidates(self, scorer, shoppers, user, st, n_cand, banned, mask):
+        if self.index is not None and mask is None:
+            q = scorer.query(st.state, st.history)
+            # Ask for enough neighbours to survive the exclusions.
+            got, d = self.index.search(q, n_cand + len(banned) + 10)
+            keep = np.fromiter((g not in banned for g in got.tolist()), dtype=bool, count=len(got))
+            got, d = got[keep], d[keep]
+            if len(got) >= n_cand:
+                shoppers.touch(user)
+                return got[:n_cand], d[:n_cand].astype(np.float64)
+        s = shoppers.vector(user, st, scorer).astype(np.float64)
+        if scorer.sparse:
+            s[s == 0] = -np.inf
+        if banned:
+            rerank.exclude(s, np.fromiter(banned, dtype=np.int64, count=len(banned)))
+        if mask is not None:
+            s[~mask[: len(s)]] = -np.inf
+        top = rerank.top_k(s, n_cand)
+        return top, s[top] * scorer.output_scale(st.history)
+
+    def _shared_candidates(self, scorer, n_cand, banned, mask):
+        s = scorer.scores(None, _EMPTY).astype(np.float64)
+        if banned:
+            rerank.exclude(s, np.fromiter(banned, dtype=np.int64, count=len(banned)))
+        if mask is not None:
+            s[~mask[: len(s)]] = -np.inf
+        top = rerank.top_k(s, n_cand)
+        return top, s[top]
+
+    def _similarity(self, scorer, cand: np.ndarray) -> np.ndarray:
+        in_model = cand < scorer.n_items
+        if in_model.all():
+            got = scorer.similarity(cand)
+            if got is not None:
+                return got
+        sim = np.zeros((len(cand), len(cand)))
+        cats = self.catalogue.categories(cand)
+        if cats is not None:
+            sim = (cats[:, None] == cats[None, :]).astype(float)
+        elif in_model.any():
+            got = scorer.similarity(cand[in_model])
+            if got is not None:
+                sim[np.ix_(in_model, in_model)] = got
+        np.fill_diagonal(sim, 1.0)
+        return sim
+
+    def _explanations(self, scorer, st: UserState, recs: np.ndarray) -> list[str]:
+        hist = st.history.recent(scorer.n_items, 50)
+        if len(hist) == 0:
+            return [rerank.POPULAR_NOW] * len(recs)
+        w = scorer.explain_weights(st.history, hist)
+        contrib = scorer.contributions(st.state, st.history, hist, w, recs)
+        if contrib is None:
+            return ["recommended for you"] * len(recs)
+        ids = self.catalogue.ids
+        tops = rerank.top_contributors(contrib, [ids[h] for h in hist.tolist()], self.n_explain)
+        return [rerank.explanation(t, names=self.catalogue.names, max_items=self.n_explain) if t else "recommended for you"
+                for t in tops]

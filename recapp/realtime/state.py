@@ -1,0 +1,109 @@
+"""Per-shopper state: the history, what to exclude, the model scorer's state and a cached score vector."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from recapp.models.live import LiveHistory, LiveScorer
+
+
+@dataclass
+class UserState:
+    """What the engine knows about one shopper (internal item indices)."""
+
+    history: LiveHistory
+    consumed: set = field(default_factory=set)     # purchased (or rated) items: never recommended again
+    seen: set = field(default_factory=set)         # every item with an event
+    state: object = None                           # the scorer's own state (from LiveScorer.start)
+    vec: np.ndarray | None = None                  # cached score vector (scorer units), None = stale
+
+
+def _hashable(v) -> bool:
+    try:
+        hash(v)
+    except TypeError:
+        return False
+    return True
+
+
+class Shoppers:
+    """Every shopper's :class:`UserState`.
+
+    Training users are loaded from the model's Interactions when first touched
+    (vectorised, no per-event loop); score vectors live in a bounded LRU so a
+    large audience does not hold one vector each.
+    """
+
+    def __init__(self, inter, exclude_codes: frozenset, recency: float, max_vectors: int):
+        self.inter = inter
+        self.exclude_codes = exclude_codes
+        self.recency = float(recency)
+        self.max_vectors = int(max_vectors)
+        self.users: dict = {}
+        self._pos: dict = {v: i for i, v in enumerate(inter.user_ids.tolist())}
+        self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
+        self._lru: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def training_index(self, user) -> int:
+        """The user's row in the model's training data, or -1."""
+        return self._pos.get(user, -1) if _hashable(user) else -1
+
+    def get(self, user, scorer: LiveScorer, create: bool) -> UserState | None:
+        """The user's state; a training user is loaded, a new one created when ``create``."""
+        st = self.users.get(user)
+        if st is not None:
+            return st
+        u = self.training_index(user)
+        if u < 0 and not create:
+            return None
+        st = self._load(u) if u >= 0 else UserState(LiveHistory())
+        st.state = scorer.start(st.history)
+        self.users[user] = st
+        return st
+
+    def _load(self, u: int) -> UserState:
+        inter = self.inter
+        a, b = inter.seq_indptr[u], inter.seq_indptr[u + 1]
+        items, events = inter.seq_items[a:b], inter.seq_events[a:b].astype(np.int64)
+        hist = LiveHistory.from_sequence(items, events, inter.seq_times[a:b], self._weights[a:b], self.recency, uidx=u)
+        consumed = np.isin(events, list(self.exclude_codes))
+        return UserState(hist, consumed=set(items[consumed].tolist()), seen=set(items.tolist()))
+
+    def vector(self, user, st: UserState, scorer: LiveScorer) -> np.ndarray:
+        """The user's score vector, computed when stale and kept in the LRU."""
+        if st.vec is None:
+            st.vec = scorer.scores(st.state, st.history)
+        self.touch(user)
+        return st.vec
+
+    def touch(self, user) -> None:
+        """Mark ``user``'s vector as recently used; evict the oldest beyond ``max_vectors``."""
+        self._lru[user] = None
+        self._lru.move_to_end(user)
+        while len(self._lru) > self.max_vectors:
+            old, _ = self._lru.popitem(last=False)
+            other = self.users.get(old)
+            if other is not None and old != user:
+                other.vec = None
+
+    def restart(self, scorer: LiveScorer, inter=None) -> None:
+        """After a model swap: rebuild every scorer state from the histories (new training rows when ``inter``)."""
+        if inter is not None:
+            self.inter = inter
+            self._pos = {v: i for i, v in enumerate(inter.user_ids.tolist())}
+            self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
+        for user, st in self.users.items():
+            st.history.uidx = self.training_index(user)
+            st.state = scorer.start(st.history)
+            st.vec = None
+        self._lru.clear()
+
+    def drop(self, user) -> None:
+        """Forget one user."""
+        self.users.pop(user, None)
+        self._lru.pop(user, None)
