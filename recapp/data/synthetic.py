@@ -170,6 +170,26 @@ def _pick_items(rng, view_user, view_cat, user_factors, item_factors, item_bias,
     return out
 
 
+def _launch(rng, view_item, t_view, category, share, window, days):
+    """Items launched mid-log: before its launch, a launched item's views go to a substitute of its category."""
+    n_items = len(category)
+    launch_time = np.full(n_items, np.nan)
+    n_launch = int(round(share * n_items))
+    if n_launch == 0:
+        return view_item, launch_time
+    launched = rng.choice(n_items, n_launch, replace=False)
+    launch_time[launched] = rng.uniform(window[0], window[1], n_launch) * days * _DAY
+    substitute = np.arange(n_items)
+    on_sale = np.isnan(launch_time)
+    for i in launched:
+        pool = np.flatnonzero(on_sale & (category == category[i]))
+        pool = pool if len(pool) else np.flatnonzero(on_sale)
+        substitute[i] = rng.choice(pool)
+    early = t_view < np.nan_to_num(launch_time, nan=-np.inf)[view_item]
+    view_item = np.where(early, substitute[view_item], view_item)
+    return view_item, launch_time
+
+
 def synthetic_shop(
     n_users: int = 1000,
     n_items: int = 500,
@@ -189,6 +209,8 @@ def synthetic_shop(
     activity_sigma: float = 1.2,
     n_candidates: int = 12,
     n_global_candidates: int = 4,
+    launch_share: float = 0.0,
+    launch_window: tuple[float, float] = (0.5, 0.9),
 ) -> SyntheticShop:
     """Generate a shop whose log follows a known preference model; deterministic by ``random_state``.
 
@@ -218,6 +240,10 @@ def synthetic_shop(
         raise ValueError(f"days must be positive, got {days!r}")
     if not session_length >= 1:
         raise ValueError(f"session_length must be >= 1 (mean views per session), got {session_length!r}")
+    if not 0.0 <= launch_share < 1.0:
+        raise ValueError(f"launch_share must be in [0, 1), got {launch_share!r}")
+    if not (len(launch_window) == 2 and 0.0 <= launch_window[0] <= launch_window[1] <= 1.0):
+        raise ValueError(f"launch_window must be two fractions 0 <= a <= b <= 1 of the log's span, got {launch_window!r}")
     _check_int("n_candidates", n_candidates, 1)
     _check_int("n_global_candidates", n_global_candidates, 0)
     t0 = pd.Timestamp(start)
@@ -280,6 +306,7 @@ def synthetic_shop(
     first = np.r_[True, session[1:] != session[:-1]]
     base = np.maximum.accumulate(np.where(first, np.arange(len(session)), 0))
     t_view = session_start[session] + csum - csum[base]
+    view_item, launch_time = _launch(rng, view_item, t_view, category, launch_share, launch_window, days)
     t_click = t_view + rng.exponential(8.0, len(t_view)) + 1.0
     t_cart = t_click + rng.exponential(60.0, len(t_view)) + 5.0
     t_buy = t_cart + rng.exponential(240.0, len(t_view)) + 20.0
@@ -300,6 +327,8 @@ def synthetic_shop(
         EVENT_COL: np.array(FUNNEL, dtype=object)[event_code[order]],
         VALUE_COL: value[order],
     })
+    if launch_share > 0:
+        items = items.assign(launch_time=launch_time + t0)
     users = pd.DataFrame({
         USER_COL: np.arange(n_users, dtype=np.int64),
         "favorite_category": cat_names[fav],

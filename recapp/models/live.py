@@ -397,6 +397,8 @@ class FoldInMixin:
     fold_in_regularization: float = 1.0
     #: confidence of a history item above the baseline 1 is ``fold_in_alpha * weight``.
     fold_in_alpha: float = 1.0
+    #: whether the model's item biases are added to the folded-in scores.
+    fold_in_bias: bool = True
 
     def _item_side(self) -> tuple[np.ndarray, np.ndarray | None]:
         """(item factors Y, per-item bias or None) over the fitted items."""
@@ -419,16 +421,20 @@ class FoldInMixin:
         ok = (items >= 0) & (items < len(Y))
         return fold_in(Y, self._fold_in_base(Y), items[ok], self._fold_in_confidence(w[ok]))
 
+    def _served_side(self) -> tuple[np.ndarray, np.ndarray | None]:
+        Y, bias = self._item_side()
+        return Y, (bias if self.fold_in_bias else None)
+
     def score_history(self, items, weights=None) -> np.ndarray:
         """Scores over the fitted items for the history ``items`` (see :meth:`fold_in_vector`)."""
-        Y, bias = self._item_side()
+        Y, bias = self._served_side()
         s = Y.astype(np.float64) @ self.fold_in_vector(items, weights)
         return s if bias is None else s + bias
 
     def live_scorer(self) -> FoldInScorer:
         """Rank-one updates of the shopper's normal equations (:class:`FoldInScorer`)."""
         self._check_fitted()
-        Y, bias = self._item_side()
+        Y, bias = self._served_side()
         return FoldInScorer(self, Y, self._fold_in_base(Y), self._fold_in_confidence, bias)
 
 

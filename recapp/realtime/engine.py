@@ -128,7 +128,7 @@ class Engine:
             from recapp.realtime.store import EventStore
 
             self.store = store if isinstance(store, EventStore) else EventStore(store)
-        self.refitter = Refitter(self, refit_every) if refit_every else None
+        self.refitter = Refitter(self, refit_every) if refit_every is not None else None
 
     def _build_index(self) -> None:
         self.ranker.index = None
@@ -269,21 +269,10 @@ class Engine:
         """Load state and score vectors for ``users`` (default: every training user) ahead of traffic.
 
         A server does this at start-up so a known shopper's first request does not
-        pay for loading their history. Returns the number of users warmed (at most
-        ``max_user_vectors`` keep their vectors).
+        pay for loading their history. Returns the number of users warmed.
         """
         with self._lock:
-            sh = self.shoppers
-            users = sh.inter.user_ids.tolist() if users is None else [plain(u) for u in users]
-            users = users[: sh.max_vectors]
-            states = [(u, sh.get(u, self.scorer, create=True)) for u in users]
-            if self.scorer.personal:
-                todo = [(u, st) for u, st in states if st.vec is None and st.history.has_items(self.scorer.n_items)]
-                vecs = self.scorer.scores_many([st.state for _, st in todo], [st.history for _, st in todo])
-                for (u, st), v in zip(todo, vecs):
-                    st.vec = v
-                    sh.touch(u)
-            return len(states)
+            return self.shoppers.warm(self.scorer, None if users is None else [plain(u) for u in users])
 
     # ---- inspection ------------------------------------------------------------------
     def history(self, user_id) -> pd.DataFrame:

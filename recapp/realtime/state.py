@@ -91,6 +91,17 @@ class Shoppers:
             if other is not None and old != user:
                 other.vec = None
 
+    def warm(self, scorer: LiveScorer, users: list | None = None) -> int:
+        """Load ``users`` (default: every training user, up to ``max_vectors``) and their vectors, batched."""
+        users = (self.inter.user_ids.tolist() if users is None else list(users))[: self.max_vectors]
+        states = [(u, self.get(u, scorer, create=True)) for u in users]
+        if scorer.personal:
+            todo = [(u, st) for u, st in states if st.vec is None and st.history.has_items(scorer.n_items)]
+            for (u, st), v in zip(todo, scorer.scores_many([st.state for _, st in todo], [st.history for _, st in todo])):
+                st.vec = v
+                self.touch(u)
+        return len(states)
+
     def restart(self, scorer: LiveScorer, inter=None) -> None:
         """After a model swap: rebuild every scorer state from the histories (new training rows when ``inter``)."""
         if inter is not None:

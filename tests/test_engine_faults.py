@@ -1,0 +1,123 @@
+"""Bad input and concurrency: every malformed, unknown, late or repeated event gets its documented outcome."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from recapp.data.synthetic import synthetic_shop
+from recapp.models import EASE
+from recapp.realtime import Engine
+
+
+@pytest.fixture(scope="module")
+def shop():
+    return synthetic_shop(n_users=150, n_items=120, n_events=6000, random_state=5)
+
+
+@pytest.fixture(scope="module")
+def model(shop):
+    return EASE(l2=50.0).fit(shop.events)
+
+
+def _ev(user, item, t, event="view", **kw):
+    return {"user_id": user, "item_id": item, "timestamp": t, "event": event, **kw}
+
+
+def test_unknown_item_joins_the_catalogue_and_is_served_from_popularity(model):
+    engine = Engine(model, k=5, half_life=3600.0)
+    n = engine.n_items
+    for j in range(8):
+        assert engine.ingest(_ev(f"fan{j}", "launch-1", 2e9 + j, "purchase")).n_ingested == 1
+    assert engine.n_items == n + 1
+    assert engine.popular(3)["item_id"].iloc[0] == "launch-1"
+    # A shopper with history: the new item reaches them through "popular now" backfill only.
+    out = engine.recommend("fan0", k=model.n_items_ + 5)
+    row = out[out["item_id"] == "launch-1"]
+    assert row.empty or row["explanation"].iloc[0] == "popular now"
+    assert engine.recommend("stranger")["item_id"].iloc[0] == "launch-1"
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (_ev(None, 3, 2e9), "missing user_id"),
+    (_ev(1, None, 2e9), "missing item_id"),
+    (_ev(1, 3, "yesterday-ish"), "unparseable timestamp"),
+    (_ev(1, 3, 2e9, "teleport"), "unknown event"),
+    (_ev(1, 3, 2e9, "rating", rating="five"), "non-numeric rating"),
+])
+def test_malformed_events_are_rejected_with_their_reason(model, bad, reason):
+    engine = Engine(model)
+    before = engine.history(1)
+    res = engine.ingest(bad)
+    assert res.n_ingested == 0 and res.n_rejected == 1
+    assert res.rejected["reason"].iloc[0].startswith(reason)
+    assert engine.history(1).equals(before)
+    assert engine.stats()["events_rejected"] == 1
+
+
+def test_out_of_order_events_are_applied_in_arrival_order(model):
+    engine = Engine(model, explain=False)
+    engine.ingest(_ev("late", 5, 2e9 + 100))
+    engine.ingest(_ev("late", 6, 2e9))            # older timestamp, arrives second
+    h = engine.history("late")
+    assert h["item_id"].tolist() == [5, 6]
+    assert h["timestamp"].tolist() == [2e9 + 100, 2e9]
+    # Within one batch, rows are applied in timestamp order.
+    engine.ingest([_ev("batch", 7, 2e9 + 5), _ev("batch", 8, 2e9 + 1)])
+    assert engine.history("batch")["item_id"].tolist() == [8, 7]
+
+
+def test_duplicate_events_are_ignored_by_id(model):
+    engine = Engine(model, explain=False)
+    first = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
+    again = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
+    assert first.n_ingested == 1 and again.n_ingested == 0
+    assert again.rejected["reason"].iloc[0] == "duplicate event_id 'e-1'"
+    batch = engine.ingest([_ev("dup", 10, 2e9 + 1, event_id="e-2"), _ev("dup", 11, 2e9 + 2, event_id="e-1")])
+    assert batch.n_ingested == 1 and batch.n_rejected == 1
+    assert engine.history("dup")["item_id"].tolist() == [9, 10]
+    # Events without an id are never deduplicated.
+    engine.ingest(_ev("dup", 12, 2e9 + 3))
+    engine.ingest(_ev("dup", 12, 2e9 + 3))
+    assert len(engine.history("dup")) == 4
+
+
+def test_concurrent_ingest_and_recommend_lose_nothing(model, shop):
+    engine = Engine(model, k=10)
+    items = model.interactions_.item_ids.to_numpy()
+    n_threads, n_events = 4, 150
+    errors, lists = [], []
+
+    def writer(w):
+        rng = np.random.default_rng(w)
+        try:
+            for j in range(n_events):
+                engine.ingest(_ev(f"w{w}", int(rng.choice(items)), 2e9 + j, "purchase" if j % 3 == 0 else "view"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def reader(r):
+        try:
+            for j in range(n_events):
+                lists.append((f"w{j % n_threads}", engine.recommend(f"w{j % n_threads}")))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n_threads)]
+    threads += [threading.Thread(target=reader, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert engine.stats()["events_ingested"] == n_threads * n_events
+    for w in range(n_threads):
+        assert len(engine.history(f"w{w}")) == n_events
+    for _, out in lists:
+        assert len(out) == 10 and out["item_id"].is_unique and out["rank"].tolist() == list(range(1, 11))
+    # After the writers stop, no list holds an item its shopper bought.
+    for w in range(n_threads):
+        h = engine.history(f"w{w}")
+        bought = set(h.loc[h["event"] == "purchase", "item_id"])
+        assert not bought & set(engine.recommend(f"w{w}")["item_id"])
