@@ -27,7 +27,7 @@ test: install data browser
 bench: install data
 	$(PY) benchmarks/accuracy.py
 	$(PY) benchmarks/training.py
-	$(PY) benchmarks/realtime.py
+	$(PY) benchmarks/realtime.py --sequential
 
 # Fetch the data, train and cache the default model (under $(RECAPP_DATA)/models), then serve the dashboard.
 dashboard: install data

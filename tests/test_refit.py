@@ -1,7 +1,6 @@
 """Learning the item side while serving: a background refit learns items launched after training."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from recapp.data.synthetic import synthetic_shop

@@ -30,14 +30,16 @@ MODES = ("static", "real-time")
 class PrequentialResult:
     """Per-event outcomes of a prequential run and their summary."""
 
-    events: pd.DataFrame   # model, mode, position, timestamp, user_id, item_id, rank (0 = miss), hit, ndcg, new_user
+    events: pd.DataFrame   # model, mode, position, timestamp, user_id, item_id, rank (0 = miss), hit, ndcg, new_user, latency_ms
     k: int
 
     @property
     def summary(self) -> pd.DataFrame:
-        """One row per (model, mode): events, HR@k, NDCG@k, and HR@k on users new to the model."""
+        """One row per (model, mode): events, HR@k, NDCG@k, HR@k on users new to the model, p50/p99 ms per event."""
         g = self.events.groupby(["model", "mode"], sort=False)
-        out = g.agg(events=("hit", "size"), hit_rate=("hit", "mean"), ndcg=("ndcg", "mean")).reset_index()
+        out = g.agg(events=("hit", "size"), hit_rate=("hit", "mean"), ndcg=("ndcg", "mean"),
+                    p50_ms=("latency_ms", lambda x: float(np.percentile(x, 50))),
+                    p99_ms=("latency_ms", lambda x: float(np.percentile(x, 99)))).reset_index()
         new = self.events[self.events["new_user"]].groupby(["model", "mode"], sort=False)["hit"].mean()
         out["hit_rate_new_users"] = [new.get((m, md), np.nan) for m, md in zip(out["model"], out["mode"])]
         return out.rename(columns={"hit_rate": f"HR@{self.k}", "ndcg": f"NDCG@{self.k}", "hit_rate_new_users": f"HR@{self.k} new users"})
@@ -62,8 +64,9 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     ``live=False`` never ingests (static). The test frame is replayed in
     timestamp order (stable, so equal times keep their input order). Returns a
     DataFrame with model, mode, position, timestamp, user_id, item_id, rank, hit,
-    ndcg (1 / log2(rank + 1), 0 for a miss) and new_user (the user's first event:
-    none in training, none earlier in the stream; the same rows in both modes).
+    ndcg (1 / log2(rank + 1), 0 for a miss), new_user (the user's first event:
+    none in training, none earlier in the stream; the same rows in both modes)
+    and latency_ms (the top-k request plus, live, the ingest of the event).
     """
     test = test.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
     users = test[USER_COL].tolist()
@@ -75,13 +78,17 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     seen_users: set = set()
     ranks = np.zeros(len(test), dtype=np.int64)
     new_user = np.zeros(len(test), dtype=bool)
+    latency = np.zeros(len(test))
+    clock = _time.perf_counter
     label = name or type(engine.model).__name__
     mode = "real-time" if live else "static"
     bar = tqdm(range(len(test)), desc=f"{label} ({mode})", disable=not progress, leave=False, mininterval=1.0)
     for j in bar:
         u, i = users[j], items[j]
         new_user[j] = u not in known and u not in seen_users
+        t0 = clock()
         recs = engine.recommend(u, k)
+        spent = clock() - t0
         hit = np.flatnonzero(recs[ITEM_COL].to_numpy() == i) if len(recs) else ()
         if len(hit):
             ranks[j] = int(hit[0]) + 1
@@ -90,13 +97,17 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
             r = ratings[j]
             if r is not None and not (isinstance(r, float) and math.isnan(r)):
                 ev[RATING_COL] = r
+            t0 = clock()
             engine.ingest(ev)
+            spent += clock() - t0
+        latency[j] = spent * 1e3
         seen_users.add(u)
     hit = ranks > 0
     return pd.DataFrame({
         "model": label, "mode": mode, "position": np.arange(len(test)), TIME_COL: times,
         USER_COL: users, ITEM_COL: items, "rank": ranks, "hit": hit,
         "ndcg": np.where(hit, 1.0 / np.log2(np.maximum(ranks, 1) + 1.0), 0.0), "new_user": new_user,
+        "latency_ms": latency,
     })
 
 
