@@ -170,24 +170,28 @@ def _pick_items(rng, view_user, view_cat, user_factors, item_factors, item_bias,
     return out
 
 
-def _launch(rng, view_item, t_view, category, share, window, days):
-    """Items launched mid-log: before its launch, a launched item's views go to a substitute of its category."""
-    n_items = len(category)
+def _choose_launches(rng, n_items: int, share: float, window, days: float) -> np.ndarray:
+    """Launch time (seconds from the start) per item; NaN for items on sale from the start."""
     launch_time = np.full(n_items, np.nan)
     n_launch = int(round(share * n_items))
-    if n_launch == 0:
-        return view_item, launch_time
-    launched = rng.choice(n_items, n_launch, replace=False)
-    launch_time[launched] = rng.uniform(window[0], window[1], n_launch) * days * _DAY
-    substitute = np.arange(n_items)
+    if n_launch:
+        launched = rng.choice(n_items, n_launch, replace=False)
+        launch_time[launched] = rng.uniform(window[0], window[1], n_launch) * days * _DAY
+    return launch_time
+
+
+def _before_launch(rng, view_item, t_view, category, launch_time):
+    """Views of an item before its launch go to a fixed substitute from the same category."""
     on_sale = np.isnan(launch_time)
-    for i in launched:
+    if on_sale.all():
+        return view_item
+    substitute = np.arange(len(category))
+    for i in np.flatnonzero(~on_sale):
         pool = np.flatnonzero(on_sale & (category == category[i]))
         pool = pool if len(pool) else np.flatnonzero(on_sale)
         substitute[i] = rng.choice(pool)
     early = t_view < np.nan_to_num(launch_time, nan=-np.inf)[view_item]
-    view_item = np.where(early, substitute[view_item], view_item)
-    return view_item, launch_time
+    return np.where(early, substitute[view_item], view_item)
 
 
 def synthetic_shop(
@@ -211,6 +215,7 @@ def synthetic_shop(
     n_global_candidates: int = 4,
     launch_share: float = 0.0,
     launch_window: tuple[float, float] = (0.5, 0.9),
+    launch_boost: float = 1.0,
 ) -> SyntheticShop:
     """Generate a shop whose log follows a known preference model; deterministic by ``random_state``.
 
@@ -253,6 +258,9 @@ def synthetic_shop(
 
     items, category, cat_names, centroids, item_factors, scale = _catalogue(rng, n_items, n_categories, n_factors, affinity_scale, category_strength)
     item_bias = rng.normal(0.0, item_bias_scale, n_items)
+    launch_time = _choose_launches(rng, n_items, launch_share, launch_window, days) if launch_share > 0 else None
+    if launch_time is not None:
+        item_bias[~np.isnan(launch_time)] += launch_boost
 
     fav = rng.integers(0, n_categories, n_users)
     user_noise = rng.standard_normal((n_users, n_factors))
@@ -306,7 +314,8 @@ def synthetic_shop(
     first = np.r_[True, session[1:] != session[:-1]]
     base = np.maximum.accumulate(np.where(first, np.arange(len(session)), 0))
     t_view = session_start[session] + csum - csum[base]
-    view_item, launch_time = _launch(rng, view_item, t_view, category, launch_share, launch_window, days)
+    if launch_time is not None:
+        view_item = _before_launch(rng, view_item, t_view, category, launch_time)
     t_click = t_view + rng.exponential(8.0, len(t_view)) + 1.0
     t_cart = t_click + rng.exponential(60.0, len(t_view)) + 5.0
     t_buy = t_cart + rng.exponential(240.0, len(t_view)) + 20.0
@@ -327,7 +336,7 @@ def synthetic_shop(
         EVENT_COL: np.array(FUNNEL, dtype=object)[event_code[order]],
         VALUE_COL: value[order],
     })
-    if launch_share > 0:
+    if launch_time is not None:
         items = items.assign(launch_time=launch_time + t0)
     users = pd.DataFrame({
         USER_COL: np.arange(n_users, dtype=np.int64),

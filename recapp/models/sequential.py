@@ -8,8 +8,8 @@ against the same item embeddings (tied weights), trained with full softmax
 cross-entropy over the catalogue at every position (``n_negatives=None``), or
 with a sampled softmax for large catalogues.
 
-Both expose what the real-time engine needs: ``encode(items, events)`` (the
-state after a history, for re-encoding one user per event) and
+Both are served live by :class:`SequenceScorer` (``live_scorer()``), built on
+``encode(items, events)`` (the state after a history, re-encoded per event) and
 ``item_vectors()`` (the output embeddings, also used for ANN search).
 """
 from __future__ import annotations

@@ -52,7 +52,9 @@ class Refitter:
             item_ids = list(self.engine.catalogue.ids)
             model = self.engine.model
             self._done.clear()
-        self._thread = threading.Thread(target=self._run, args=(model, snapshot, item_ids), daemon=True,
+        # Not a daemon: a refit still running when the interpreter exits is waited for, because
+        # killing a thread inside torch or BLAS aborts the whole process.
+        self._thread = threading.Thread(target=self._run, args=(model, snapshot, item_ids), daemon=False,
                                         name="recapp-refit")
         self._thread.start()
 
