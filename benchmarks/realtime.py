@@ -207,8 +207,6 @@ def launch_table(args) -> pd.DataFrame:
             engine = Engine(model, explain=False, **settings)
             slots = []
             res = _replay_counting(engine, test, live, launched, slots)
-            if engine.refitter is not None:
-                engine.wait_for_refit()
             on_launched = res["item_id"].isin(launched)
             rows.append({"model": name, "mode": label, "HR@10": res["hit"].mean(),
                          "top-10 slots on launched items": float(np.mean(slots)),
@@ -233,6 +231,7 @@ def _replay_counting(engine, test, live, launched, slots) -> pd.DataFrame:
         slots.append(sum(t in launched for t in top) / 10)
         if live:
             engine.ingest(records[j])
+            engine.wait_for_refit()          # reproducible: the swap happens at the same event every run
     return pd.DataFrame({"item_id": recs_items, "hit": hits})
 
 

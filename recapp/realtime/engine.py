@@ -310,7 +310,7 @@ class Engine:
         with self._lock:
             self.model, self.scorer = model, scorer
             scorer.add_items(len(self.catalogue))
-            self.shoppers.restart(scorer, model.interactions_)
+            self.shoppers.restart(model.interactions_)
             self._build_index()
             self.cache.clear()
 

@@ -66,7 +66,9 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     DataFrame with model, mode, position, timestamp, user_id, item_id, rank, hit,
     ndcg (1 / log2(rank + 1), 0 for a miss), new_user (the user's first event:
     none in training, none earlier in the stream; the same rows in both modes)
-    and latency_ms (the top-k request plus, live, the ingest of the event).
+    and latency_ms (the top-k request plus, live, the ingest of the event). With
+    ``Engine(..., refit_every=...)`` a background refit started by an event is
+    awaited before the next request, so runs are reproducible.
     """
     test = test.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
     users = test[USER_COL].tolist()
@@ -100,6 +102,9 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
             t0 = clock()
             engine.ingest(ev)
             spent += clock() - t0
+            # A refit started by this event is waited for (outside the timing), so the
+            # outcome does not depend on thread scheduling.
+            engine.wait_for_refit()
         latency[j] = spent * 1e3
         seen_users.add(u)
     hit = ranks > 0

@@ -18,6 +18,7 @@ class UserState:
     seen: set = field(default_factory=set)         # every item with an event
     state: object = None                           # the scorer's own state (from LiveScorer.start)
     vec: np.ndarray | None = None                  # cached score vector (scorer units), None = stale
+    generation: int = 0                            # the model generation ``state`` was built for
 
 
 def _hashable(v) -> bool:
@@ -45,6 +46,7 @@ class Shoppers:
         self._pos: dict = {v: i for i, v in enumerate(inter.user_ids.tolist())}
         self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
         self._lru: OrderedDict = OrderedDict()
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self.users)
@@ -57,12 +59,16 @@ class Shoppers:
         """The user's state; a training user is loaded, a new one created when ``create``."""
         st = self.users.get(user)
         if st is not None:
+            if st.generation != self.generation:
+                # The model was swapped since this state was built: rebuild it from the history.
+                st.history.uidx = self.training_index(user)
+                st.state, st.vec, st.generation = scorer.start(st.history), None, self.generation
             return st
         u = self.training_index(user)
         if u < 0 and not create:
             return None
         st = self._load(u) if u >= 0 else UserState(LiveHistory())
-        st.state = scorer.start(st.history)
+        st.state, st.generation = scorer.start(st.history), self.generation
         self.users[user] = st
         return st
 
@@ -102,16 +108,12 @@ class Shoppers:
                 self.touch(u)
         return len(states)
 
-    def restart(self, scorer: LiveScorer, inter=None) -> None:
-        """After a model swap: rebuild every scorer state from the histories (new training rows when ``inter``)."""
-        if inter is not None:
-            self.inter = inter
-            self._pos = {v: i for i, v in enumerate(inter.user_ids.tolist())}
-            self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
-        for user, st in self.users.items():
-            st.history.uidx = self.training_index(user)
-            st.state = scorer.start(st.history)
-            st.vec = None
+    def restart(self, inter) -> None:
+        """After a model swap: new training rows; every shopper's scorer state is rebuilt when next touched."""
+        self.inter = inter
+        self._pos = {v: i for i, v in enumerate(inter.user_ids.tolist())}
+        self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
+        self.generation += 1
         self._lru.clear()
 
     def drop(self, user) -> None:
