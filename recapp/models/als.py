@@ -10,7 +10,7 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.live import FoldInMixin, fold_in
+from recapp.models.foldin import FoldInMixin, fold_in
 from recapp.models.torch_base import TorchMixin, fit_epochs, ndcg_from_scores, torch_threads
 from recapp.schema import ITEM_COL
 
@@ -31,7 +31,7 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
 
     Served live (``live_scorer``), a shopper's factor is the same closed-form
     fold-in kept as normal equations, so an event is a rank-one update and one
-    f x f solve (:class:`~recapp.models.live.FoldInScorer`).
+    f x f solve (:class:`~recapp.models.foldin.FoldInScorer`).
 
     ``update(events)`` folds new events in at once: each touched user's factor
     is the exact closed-form least-squares solution against the fixed item

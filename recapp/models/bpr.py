@@ -8,7 +8,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.live import FoldInMixin
+from recapp.models.foldin import FoldInMixin
 from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives
 
 
@@ -45,7 +45,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     their lists); users first seen after ``fit`` get the popularity fallback in
     ``recommend``. Served live, and in ``score_history``, a shopper's factor is
     folded in from the learned item factors and biases by regularised least
-    squares (:class:`~recapp.models.live.FoldInMixin`), so new shoppers are
+    squares (:class:`~recapp.models.foldin.FoldInMixin`), so new shoppers are
     personalised from their first event.
 
     Defaults were tuned for MovieLens-100K with :func:`recapp.tune.grid_search`
@@ -160,7 +160,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     fold_in_alpha = 3.0
 
     def _item_side(self):
-        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.foldin.FoldInMixin`)."""
         net = self.net_
         return net.item.weight.detach().cpu().numpy(), net.item_bias.weight[:, 0].detach().cpu().numpy()
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.live import FoldInMixin
+from recapp.models.foldin import FoldInMixin
 from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives, sparse_tensor
 
 
@@ -72,7 +72,7 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
     fallback in ``recommend``, since a new node's embedding needs the whole graph
     re-propagated. Served live, and in ``score_history``, a shopper's vector is
     folded in from the final item embeddings by regularised least squares
-    (:class:`~recapp.models.live.FoldInMixin`) instead.
+    (:class:`~recapp.models.foldin.FoldInMixin`) instead.
 
     Defaults were tuned for MovieLens-100K with :func:`recapp.tune.grid_search`
     on a validation split carved from the training data only (item-stratified
@@ -178,7 +178,7 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
     fold_in_alpha = 3.0
 
     def _item_side(self):
-        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.foldin.FoldInMixin`)."""
         return self.item_embeddings_, None
 
     def _extra_state(self) -> dict:

@@ -9,7 +9,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.live import FoldInMixin
+from recapp.models.foldin import FoldInMixin
 from recapp.models.torch_base import TorchMixin, batches
 from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
 
@@ -49,7 +49,7 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
     epoch with the lowest validation RMSE is kept. Updated users keep their
     factors; users first seen after ``fit`` get the popularity fallback. Served
     live, a shopper's factor is folded in from the item factors and biases
-    (:class:`~recapp.models.live.FoldInMixin`); a rating predictor ranks poorly as
+    (:class:`~recapp.models.foldin.FoldInMixin`); a rating predictor ranks poorly as
     a top-N recommender, live or not (see the README).
 
     Defaults were tuned with :func:`recapp.tune.grid_search` (``metric="rmse"``,
@@ -195,7 +195,7 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
     fold_in_alpha = 0.3
 
     def _item_side(self):
-        """Item factors and biases for the live fold-in (:class:`~recapp.models.live.FoldInMixin`)."""
+        """Item factors and biases for the live fold-in (:class:`~recapp.models.foldin.FoldInMixin`)."""
         net = self.net_
         return net.item.weight.detach().cpu().numpy(), net.item_bias.weight[:, 0].detach().cpu().numpy()
 
