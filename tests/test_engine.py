@@ -4,19 +4,8 @@ import pandas as pd
 import pytest
 
 from recapp import rerank
-from recapp.data.synthetic import synthetic_shop
-from recapp.models import EASE, ItemKNN, Popularity
+from recapp.models import ItemKNN, Popularity
 from recapp.realtime import Engine
-
-
-@pytest.fixture(scope="module")
-def shop():
-    return synthetic_shop(n_users=150, n_items=120, n_events=6000, random_state=3)
-
-
-@pytest.fixture(scope="module")
-def ease(shop):
-    return EASE(l2=50.0).fit(shop.events)
 
 
 @pytest.fixture(scope="module")

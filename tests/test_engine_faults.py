@@ -6,34 +6,22 @@ import threading
 import numpy as np
 import pytest
 
-from recapp.data.synthetic import synthetic_shop
-from recapp.models import EASE
 from recapp.realtime import Engine
-
-
-@pytest.fixture(scope="module")
-def shop():
-    return synthetic_shop(n_users=150, n_items=120, n_events=6000, random_state=5)
-
-
-@pytest.fixture(scope="module")
-def model(shop):
-    return EASE(l2=50.0).fit(shop.events)
 
 
 def _ev(user, item, t, event="view", **kw):
     return {"user_id": user, "item_id": item, "timestamp": t, "event": event, **kw}
 
 
-def test_unknown_item_joins_the_catalogue_and_is_served_from_popularity(model):
-    engine = Engine(model, k=5, half_life=3600.0)
+def test_unknown_item_joins_the_catalogue_and_is_served_from_popularity(ease):
+    engine = Engine(ease, k=5, half_life=3600.0)
     n = engine.n_items
     for j in range(8):
         assert engine.ingest(_ev(f"fan{j}", "launch-1", 2e9 + j, "purchase")).n_ingested == 1
     assert engine.n_items == n + 1
     assert engine.popular(3)["item_id"].iloc[0] == "launch-1"
     # A shopper with history: the new item reaches them through "popular now" backfill only.
-    out = engine.recommend("fan0", k=model.n_items_ + 5)
+    out = engine.recommend("fan0", k=ease.n_items_ + 5)
     row = out[out["item_id"] == "launch-1"]
     assert row.empty or row["explanation"].iloc[0] == "popular now"
     assert engine.recommend("stranger")["item_id"].iloc[0] == "launch-1"
@@ -46,8 +34,8 @@ def test_unknown_item_joins_the_catalogue_and_is_served_from_popularity(model):
     (_ev(1, 3, 2e9, "teleport"), "unknown event"),
     (_ev(1, 3, 2e9, "rating", rating="five"), "non-numeric rating"),
 ])
-def test_malformed_events_are_rejected_with_their_reason(model, bad, reason):
-    engine = Engine(model)
+def test_malformed_events_are_rejected_with_their_reason(ease, bad, reason):
+    engine = Engine(ease)
     before = engine.history(1)
     res = engine.ingest(bad)
     assert res.n_ingested == 0 and res.n_rejected == 1
@@ -56,8 +44,8 @@ def test_malformed_events_are_rejected_with_their_reason(model, bad, reason):
     assert engine.stats()["events_rejected"] == 1
 
 
-def test_out_of_order_events_are_applied_in_arrival_order(model):
-    engine = Engine(model, explain=False)
+def test_out_of_order_events_are_applied_in_arrival_order(ease):
+    engine = Engine(ease, explain=False)
     engine.ingest(_ev("late", 5, 2e9 + 100))
     engine.ingest(_ev("late", 6, 2e9))            # older timestamp, arrives second
     h = engine.history("late")
@@ -68,8 +56,8 @@ def test_out_of_order_events_are_applied_in_arrival_order(model):
     assert engine.history("batch")["item_id"].tolist() == [8, 7]
 
 
-def test_duplicate_events_are_ignored_by_id(model):
-    engine = Engine(model, explain=False)
+def test_duplicate_events_are_ignored_by_id(ease):
+    engine = Engine(ease, explain=False)
     first = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
     again = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
     assert first.n_ingested == 1 and again.n_ingested == 0
@@ -83,9 +71,9 @@ def test_duplicate_events_are_ignored_by_id(model):
     assert len(engine.history("dup")) == 4
 
 
-def test_concurrent_ingest_and_recommend_lose_nothing(model, shop):
-    engine = Engine(model, k=10)
-    items = model.interactions_.item_ids.to_numpy()
+def test_concurrent_ingest_and_recommend_lose_nothing(ease, shop):
+    engine = Engine(ease, k=10)
+    items = ease.interactions_.item_ids.to_numpy()
     n_threads, n_events = 4, 150
     errors, lists = [], []
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 import recapp.models as models
-from recapp.data.synthetic import synthetic_shop
 from recapp.interactions import EVENT_CODES
 from recapp.models import REGISTRY
 from recapp.models.live import LiveHistory
@@ -30,11 +29,6 @@ QUICK = {
     "Hybrid": dict(models=[{"class": "EASE", "params": {"l2": 50.0}},
                            {"class": "ALS", "params": {"factors": 8, "iterations": 5, "verbose": False}}]),
 }
-
-
-@pytest.fixture(scope="module")
-def shop():
-    return synthetic_shop(n_users=150, n_items=120, n_events=6000, random_state=3)
 
 
 @pytest.fixture(scope="module")

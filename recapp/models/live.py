@@ -90,15 +90,20 @@ class LiveHistory:
             return None
         return self.raw[item] - old_sum, self.latest[item] - old_bin
 
-    def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
+    def raw_weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(items, weights / ``scale``) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
         d = self.latest if binary else self.raw
         idx = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
-        w = np.fromiter(d.values(), dtype=np.float64, count=len(d)) * self.scale
+        w = np.fromiter(d.values(), dtype=np.float64, count=len(d))
         if n_items is not None:
             ok = idx < n_items
             idx, w = idx[ok], w[ok]
         return idx, w
+
+    def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
+        idx, w = self.raw_weights(n_items, binary)
+        return idx, w * self.scale
 
     def has_items(self, n_items: int) -> bool:
         """Whether any event was on one of the first ``n_items`` items (the model's)."""
@@ -231,15 +236,8 @@ class ItemItemScorer(LiveScorer):
         self.sparse = self.is_sparse
         self._csc = None
 
-    def _raw(self, history) -> tuple[np.ndarray, np.ndarray]:
-        d = history.latest if self.binary else history.raw
-        idx = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
-        w = np.fromiter(d.values(), dtype=np.float64, count=len(d))
-        ok = idx < self.n_items
-        return idx[ok], w[ok]
-
     def scores(self, state, history):
-        idx, w = self._raw(history)
+        idx, w = history.raw_weights(self.n_items, self.binary)
         if len(idx) == 0:
             return np.zeros(self.n_items, dtype=np.float32)
         if self.is_sparse:
@@ -248,7 +246,7 @@ class ItemItemScorer(LiveScorer):
 
     def scores_many(self, states, histories):
         out = [np.zeros(self.n_items, dtype=np.float32) for _ in histories]
-        parts = [self._raw(h) for h in histories]
+        parts = [h.raw_weights(self.n_items, self.binary) for h in histories]
         todo = [j for j, (idx, _) in enumerate(parts) if len(idx)]
         if not todo:
             return out

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.interactions import EVENT_CODES
+from recapp.models.base import check_param
 from recapp.realtime.cache import ResultCache, freeze, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.index import FaissIndex, faiss_available
@@ -82,7 +83,7 @@ class Engine:
                  event_weights: dict | None = None, max_user_vectors: int | None = None,
                  refit_every: int | None = None):
         model._check_fitted()
-        _check_k(k)
+        check_param("k", k, low=1, integer=True)
         bad = set(exclude_events) - set(EVENT_TYPES)
         if bad:
             raise ValueError(f"exclude_events has unknown event type(s) {sorted(bad)}; accepted: {list(EVENT_TYPES)}")
@@ -241,7 +242,7 @@ class Engine:
         Repeated calls with no ingest in between come from an LRU cache.
         """
         k = self.k if k is None else k
-        _check_k(k)
+        check_param("k", k, low=1, integer=True)
         filters = self.filters if filters is None else filters
         exclude_viewed = self.exclude_viewed if exclude_viewed is None else bool(exclude_viewed)
         diversity = self.diversity if diversity is None else float(diversity)
@@ -332,11 +333,6 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine({type(self.model).__name__}, k={self.k}, users={self.n_users:,}, items={self.n_items:,}, "
                 f"events={self.n_ingested_:,})")
-
-
-def _check_k(k) -> None:
-    if not (isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1):
-        raise ValueError(f"k={k!r} must be an integer >= 1")
 
 
 def _result_frame(ids, scores, expl, changes) -> pd.DataFrame:

@@ -53,6 +53,9 @@ class SeenIds:
         self.capacity = int(capacity)
         self._ids: OrderedDict = OrderedDict()
 
+    def __contains__(self, event_id) -> bool:
+        return event_id in self._ids
+
     def check_and_add(self, event_id) -> bool:
         """True when ``event_id`` is new (and remember it); False for a duplicate."""
         if event_id in self._ids:
@@ -76,12 +79,13 @@ def event_rows(events, seen: SeenIds | None = None) -> tuple[list, object]:
     """
     if isinstance(events, Mapping):
         eid = events.get(EVENT_ID_COL)
-        if seen is not None and _has_id(eid) and eid in seen._ids:
+        track = seen is not None and _has_id(eid)
+        if track and eid in seen:
             return [], [(dict(events), f"duplicate {EVENT_ID_COL} {eid!r}")]
         row, reason = check_event(events)
         if row is None:
             return [], [(dict(events), reason)]
-        if seen is not None and _has_id(eid):
+        if track:
             seen.check_and_add(eid)
         return [row], None
     frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame(list(events))
