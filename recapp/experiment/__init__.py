@@ -3,6 +3,7 @@
 Modules: :mod:`~recapp.experiment.simulator` (shoppers with known tastes),
 :mod:`~recapp.experiment.abtest` (assignment, SRM, per-user tests, power),
 :mod:`~recapp.experiment.sequential` (alpha spending, mSPRT, peeking),
+:mod:`~recapp.experiment.live_ab` (a live A/B test with an always-valid verdict),
 :mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB,
 REINFORCE), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
 and :mod:`~recapp.experiment.plots` (plotly figures). Bandits (torch) and
@@ -21,8 +22,18 @@ from recapp.experiment.abtest import (
     srm_check,
     user_metrics,
 )
+from recapp.experiment.live_ab import ABSimulation, ShopScenario
 from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
-from recapp.experiment.sequential import alpha_spent, monitor, msprt_statistic, peeking_simulation, spending_boundaries
+from recapp.experiment.sequential import (
+    alpha_spent,
+    always_valid_pvalues,
+    confidence_sequence,
+    monitor,
+    msprt_interval,
+    msprt_statistic,
+    peeking_simulation,
+    spending_boundaries,
+)
 from recapp.experiment.simulator import (
     EnginePolicy,
     Policy,
@@ -37,6 +48,8 @@ __all__ = [
     "analyze", "assign", "calibration", "compare_means", "compare_proportions", "compare_ratio", "delta_ratio",
     "predicted_power", "sample_size", "srm_check", "user_metrics",
     "LoggedFeedback", "estimate", "evaluate", "from_open_bandit", "learned_policy_study", "random_policy_study",
-    "alpha_spent", "monitor", "msprt_statistic", "peeking_simulation", "spending_boundaries",
+    "ABSimulation", "ShopScenario",
+    "alpha_spent", "always_valid_pvalues", "confidence_sequence", "monitor", "msprt_interval", "msprt_statistic",
+    "peeking_simulation", "spending_boundaries",
     "EnginePolicy", "Policy", "RandomPolicy", "RecommenderPolicy", "ShopperSimulator", "SimulationResult", "as_policy",
 ]

@@ -10,7 +10,7 @@ measures it). Two remedies:
   so the final look keeps nearly the fixed-horizon critical value;
 * the mixture sequential probability ratio test (mSPRT; Johari, Pekelis and
   Walsh, "Always valid inference", Operations Research 2022), whose p-value
-  stays valid however often and whenever one looks.
+  and confidence sequence stay valid however often and whenever one looks.
 """
 from __future__ import annotations
 
@@ -109,6 +109,46 @@ def always_valid_pvalues(lam, axis: int = -1) -> np.ndarray:
     """Always-valid p-values ``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` along ``axis`` (the looks)."""
     lam = np.asarray(lam, dtype=np.float64)
     return np.minimum(1.0, np.minimum.accumulate(1.0 / np.maximum(lam, 1e-300), axis=axis))
+
+
+def msprt_interval(diff, variance, tau: float, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """The differences the mSPRT does not reject at one look: ``diff -/+ radius`` (open interval).
+
+    ``variance`` is the variance of the estimate ``diff`` itself (``V / n`` in
+    :func:`msprt_statistic`'s terms; the statistic depends on ``V`` and ``n``
+    only through it). Testing H0: difference = theta uses ``Lambda(diff - theta)``,
+    which grows with ``|diff - theta|``, so the values with ``Lambda < 1 / alpha``
+    form an interval; solving ``log Lambda = log(1 / alpha)`` with ``s2 = variance``::
+
+        radius = sqrt(s2 (s2 + tau^2) / tau^2 * (2 log(1 / alpha) + log((s2 + tau^2) / s2)))
+
+    (the always-valid interval of Johari et al. 2022). Since ``2 log(1 / alpha) >= z_{1-alpha/2}^2``
+    the interval always contains the fixed-horizon ``1 - alpha`` interval of the
+    same look. Intersect the looks (:func:`confidence_sequence`) for intervals
+    valid at every look at once.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha={alpha!r} must lie in (0, 1)")
+    if not tau > 0:
+        raise ValueError(f"tau={tau!r} must be > 0")
+    diff = np.asarray(diff, dtype=np.float64)
+    s2 = np.maximum(np.asarray(variance, dtype=np.float64), 1e-300)
+    t2 = float(tau) ** 2
+    radius = np.sqrt(s2 * (s2 + t2) / t2 * (2.0 * np.log(1.0 / alpha) + np.log1p(t2 / s2)))
+    return diff - radius, diff + radius
+
+
+def confidence_sequence(diff, variance, tau: float, alpha: float = 0.05, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Always-valid intervals along ``axis`` (the looks): the running intersection of :func:`msprt_interval`.
+
+    With probability at least ``1 - alpha`` every interval of the sequence holds
+    the true difference at once, so it may be read at any look. 0 lies outside
+    the interval at look n exactly when :func:`always_valid_pvalues` of the
+    same looks is ``<= alpha``. An empty interval (low > high) means the data
+    contradict a constant difference.
+    """
+    low, high = msprt_interval(diff, variance, tau, alpha)
+    return np.maximum.accumulate(low, axis=axis), np.minimum.accumulate(high, axis=axis)
 
 
 def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: float | None = None,
