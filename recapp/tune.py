@@ -30,7 +30,11 @@ LOWER_IS_BETTER = ("rmse", "mae")
 
 def validation_split(train: pd.DataFrame, ratio: float = 0.75, *, filter_by: str | None = "item",
                      random_state: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(inner_train, valid)`` cut from a *training* frame.
+    """``(inner_train, valid)`` cut from a *training* frame; ``ratio`` is the share kept for ``inner_train``.
+
+    ``ratio=0.75`` leaves a quarter of ``train`` for validation. (The torch
+    models' early stopping uses :func:`recapp.models.torch_base.holdout_interactions`,
+    whose ``fraction`` is the validation share and which cuts Interactions.)
 
     ``filter_by="item"`` or ``"user"`` stratifies like the benchmark protocol
     (:func:`recapp.split.stratified_split`); ``None`` cuts rows at random

@@ -1,6 +1,5 @@
 """Data loaders: MovieLens, Open Bandit, event files and the synthetic shop."""
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -305,18 +304,15 @@ def test_synthetic_bad_arguments():
         synthetic_shop(funnel_rates=(0.5, 1.5, 0.2))
 
 
-def test_synthetic_default_size_is_fast():
-    t = time.perf_counter()
+def test_synthetic_default_size():
     s = synthetic_shop()
-    assert time.perf_counter() - t < 3.0
     assert len(s.events) == 50_000
 
 
 @pytest.mark.slow
-def test_synthetic_large_catalogue_is_fast():
-    t = time.perf_counter()
+def test_synthetic_large_catalogue():
+    # Generation time is measured by benchmarks/realtime.py (the shop-size catalogue's generate_s).
     s = synthetic_shop(n_users=20_000, n_items=100_000, n_events=1_000_000, random_state=1)
-    assert time.perf_counter() - t < 30.0
     assert len(s.events) == 1_000_000 and len(s.items) == 100_000
 
 

@@ -300,10 +300,8 @@ def test_diversity_and_serendipity_match_pairwise_reference():
     assert M.serendipity(train, reco) == pytest.approx(np.mean(ser))
 
 
-# ---- real data: speed and ranges -----------------------------------------------------
-def test_ml100k_popularity_baseline_is_fast_and_in_range():
-    import time
-
+# ---- real data: ranges ---------------------------------------------------------------
+def test_ml100k_popularity_baseline_is_in_range():
     from recapp.data.cache import DataSourceError
     from recapp.data.movielens import load_movielens
     from recapp.split import stratified_split
@@ -320,12 +318,9 @@ def test_ml100k_popularity_baseline_is_fast_and_in_range():
     seen = pd.MultiIndex.from_frame(train[[USER_COL, ITEM_COL]])
     cand = cand[~pd.MultiIndex.from_frame(cand[[USER_COL, ITEM_COL]]).isin(seen)]
     reco = cand.groupby(USER_COL).head(10)
-    start = time.perf_counter()
-    acc = M.ranking_metrics(test, reco, k=10)
+    acc = M.ranking_metrics(test, reco, k=10)   # how long metrics take: metrics_s of benchmarks/accuracy.py
     beyond = [M.catalog_coverage(reco, train), M.distributional_coverage(reco), M.novelty(train, reco),
               M.intra_list_diversity(train, reco), M.serendipity(train, reco), M.popularity_bias(train, reco)]
-    elapsed = time.perf_counter() - start
-    assert elapsed < 3.0
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert 0.05 < acc["precision_at_k"] < 0.5     # most-popular on ML-100K is a known, modest baseline
-    assert 0.0 < beyond[0] < 0.1 and beyond[2] > 0
+    assert 0.0 < beyond[0] < 0.1 and beyond[2] > 0 and np.isfinite(beyond).all()

@@ -5,7 +5,6 @@ MovieLens-100K are marked slow.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,7 @@ from recapp.interactions import Interactions
 from recapp.models import (
     ALS, BPR, EASE, Hybrid, LightGCN, MultVAE, NeuMF, NotFittedError, Popularity, RatingMF, TfidfContent, load,
 )
-from recapp.models.torch_base import fit_epochs, holdout_mask, ndcg_from_scores, resolve_device, validation_split
+from recapp.models.torch_base import fit_epochs, holdout_interactions, holdout_mask, ndcg_from_scores, resolve_device
 
 torch.set_num_threads(1)
 
@@ -165,13 +164,14 @@ def test_holdout_is_carved_per_user_and_keeps_everyone_in_train(events):
     assert set(f.uidx) == set(f.uidx[~mask])  # nobody loses their whole history
     share = len(pairs_out) / len(pairs_out | pairs_in)
     assert 0.12 < share < 0.28
-    train, valid = validation_split(inter, 0.2, rng=np.random.default_rng(0))
+    train, valid = holdout_interactions(inter, 0.2, rng=np.random.default_rng(0))
     assert train.user_ids.equals(inter.user_ids) and len(train) + len(valid) == len(inter)
 
 
 def test_last_mode_holds_out_each_users_latest_events(events):
     inter = Interactions.from_frame(events)
     mask = holdout_mask(inter, 0.25, mode="last", min_events=4)
+    assert mask.any()
     f = inter.frame
     for u, g in f.groupby("uidx"):
         m = mask[g.index.to_numpy()]
@@ -235,7 +235,7 @@ def test_als_fold_in_moves_a_users_recommendations_toward_new_items(shop, events
     assert not set(m.recommend([user], k=10).item_id) & set(bought)
 
 
-def test_als_fold_in_is_the_exact_least_squares_solution_and_fast(events):
+def test_als_fold_in_is_the_exact_least_squares_solution(events):
     m = ALS(factors=64, iterations=10, cg_steps=3, verbose=False).fit(events)
     u = int(np.argmax(np.diff(m.interactions_.matrix.indptr)))
     row = m.interactions_.matrix[u]
@@ -244,13 +244,8 @@ def test_als_fold_in_is_the_exact_least_squares_solution_and_fast(events):
     Yu = Y[row.indices]
     A = Y.T @ Y + Yu.T @ ((c - 1)[:, None] * Yu) + m.regularization * np.eye(64)
     x = np.linalg.solve(A, Yu.T @ c)
-    times = []
-    for _ in range(20):
-        t = time.perf_counter()
-        got = m.fold_in_user(u)
-        times.append(time.perf_counter() - t)
-    np.testing.assert_allclose(got, x, rtol=1e-3, atol=1e-4)
-    assert np.median(times) < 2e-3  # sub-millisecond on an idle core; slack for a shared CI box
+    # Its speed is measured per event (ingest + top-10) by benchmarks/realtime.py, the ALS rows.
+    np.testing.assert_allclose(m.fold_in_user(u), x, rtol=1e-3, atol=1e-4)
 
 
 def test_als_serves_new_users_and_new_items_by_fold_in(events):

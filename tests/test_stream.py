@@ -7,7 +7,7 @@ import pytest
 
 from recapp.data.synthetic import synthetic_shop
 from recapp.models import EASE
-from recapp.realtime import Engine, Replay, ShopperSimulator, check_events
+from recapp.realtime import Engine, Replay, ShopperStream, check_events
 
 
 def _log():
@@ -71,9 +71,9 @@ def shop():
     return synthetic_shop(n_users=200, n_items=150, n_events=8000, random_state=5)
 
 
-def test_simulator_events_are_valid_and_funnel_ordered(shop):
-    sim = ShopperSimulator(shop, random_state=1)
-    events = sim.take(400)
+def test_shopper_stream_events_are_valid_and_funnel_ordered(shop):
+    stream = ShopperStream(shop, random_state=1)
+    events = stream.take(400)
     frame = pd.DataFrame(events)
     clean, rejected = check_events(frame)
     assert len(rejected) == 0 and len(clean) == 400
@@ -86,20 +86,46 @@ def test_simulator_events_are_valid_and_funnel_ordered(shop):
     assert frame["timestamp"].is_monotonic_increasing
 
 
-def test_simulator_reacts_to_what_it_is_shown(shop):
+def test_shopper_stream_reacts_to_what_it_is_shown(shop):
     best = np.argsort(-shop.affinity(), axis=1)[:, :10]
     worst = np.argsort(shop.affinity(), axis=1)[:, :10]
-    good = ShopperSimulator(shop, recommender=lambda u, k: best[u][:k], random_state=0)
-    bad = ShopperSimulator(shop, recommender=lambda u, k: worst[u][:k], random_state=0)
+    good = ShopperStream(shop, recommender=lambda u, k: best[u][:k], random_state=0)
+    bad = ShopperStream(shop, recommender=lambda u, k: worst[u][:k], random_state=0)
     good.take(1500)
     bad.take(1500)
     assert good.click_through_rate > 2 * bad.click_through_rate
 
 
-def test_simulator_with_a_live_engine(shop):
+def test_shopper_stream_with_a_live_engine(shop):
     engine = Engine(EASE(l2=20.0).fit(shop.events), explain=False)
-    sim = ShopperSimulator(shop, recommender=engine, random_state=3)
-    for e in itertools.islice(sim, 300):
+    stream = ShopperStream(shop, recommender=engine, random_state=3)
+    for e in itertools.islice(stream, 300):
         engine.ingest(e)
     assert engine.stats()["events_ingested"] == 300
-    assert sim.n_shown > 0 and 0 <= sim.click_through_rate <= 1
+    assert stream.n_shown > 0 and 0 <= stream.click_through_rate <= 1
+
+
+def test_shopper_stream_visits_follow_one_shopper_and_ask_for_a_slate_before_each_view(shop):
+    asked = []
+
+    def shown(user, k):
+        asked.append(user)
+        return list(range(k))
+
+    stream = ShopperStream(shop, recommender=shown, random_state=4)
+    events = list(itertools.islice(stream.visits(7), 200))   # endless: many visits, one shopper
+    assert {e["user_id"] for e in events} == {7}
+    n_views = sum(e["event"] == "view" for e in events)
+    assert asked == [7] * n_views                             # one fresh slate right before each view
+    assert pd.Series([e["timestamp"] for e in events]).is_monotonic_increasing
+    with pytest.raises(ValueError, match="user"):
+        stream.visits(len(shop.users))
+
+
+def test_shopper_stream_recommender_contract(shop):
+    engine = Engine(EASE(l2=20.0).fit(shop.events), explain=False)
+    via_engine = ShopperStream(shop, recommender=engine, k=5)
+    via_callable = ShopperStream(shop, recommender=lambda u, k: engine.recommend(u, k)["item_id"].tolist(), k=5)
+    assert via_engine.take(50) == via_callable.take(50)      # an Engine is shown through its recommend
+    with pytest.raises(TypeError, match="recommender"):
+        ShopperStream(shop, recommender=object())

@@ -364,7 +364,9 @@ class ShopperSimulator:
     Build with :meth:`from_synthetic` or :meth:`from_model`, or directly from a
     dense ``utility`` matrix (users x items) or from ``user_factors``,
     ``item_factors`` and ``item_bias`` (utility = U V' + b). See the module
-    docstring for the choice model and every knob.
+    docstring for the choice model and every knob. To feed an engine a live
+    stream of event dicts instead (the dashboard's simulated shopper), use
+    :class:`recapp.realtime.ShopperStream`.
     """
 
     def __init__(self, utility=None, *, user_factors=None, item_factors=None, item_bias=None, user_ids=None,

@@ -7,9 +7,10 @@ each model file only says what is particular to it:
 * :func:`resolve_device` turns ``device="auto"`` into CUDA when a GPU is
   present, else the CPU, and rejects names torch cannot use.
 * :func:`seed_everything` makes a run repeatable from ``random_state``.
-* :func:`holdout_mask` / :func:`subset` carve a validation split out of the
-  *training* Interactions (a share of each user's items, at random or the most
-  recent ones), so early stopping never looks at a test split.
+* :func:`holdout_mask` / :func:`subset` (together: :func:`holdout_interactions`)
+  carve a validation split out of the *training* Interactions (a share of each
+  user's items, at random or the most recent ones), so early stopping never
+  looks at a test split.
 * :func:`ndcg_from_scores` is the NDCG@k used on that validation split.
 * :func:`fit_epochs` is the training loop: a tqdm bar over epochs that shows the
   loss (and the validation score) in its postfix, early stopping with patience,
@@ -38,6 +39,7 @@ from tqdm.auto import tqdm
 
 from recapp.interactions import Interactions
 from recapp.models.base import check_param
+from recapp.models.progress import progress_listened, report_progress
 
 HOLDOUT_MODES = ("random", "last")
 
@@ -124,9 +126,14 @@ def subset(inter: Interactions, mask: np.ndarray) -> Interactions:
     return Interactions._assemble(frame, inter.user_ids, inter.item_ids, inter.event_weights)
 
 
-def validation_split(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
-                     rng: np.random.Generator | None = None, min_events: int = 3) -> tuple[Interactions, Interactions]:
-    """``(train, valid)`` Interactions carved from ``inter`` with :func:`holdout_mask`."""
+def holdout_interactions(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
+                         rng: np.random.Generator | None = None, min_events: int = 3) -> tuple[Interactions, Interactions]:
+    """``(train, valid)`` Interactions carved from ``inter`` with :func:`holdout_mask`.
+
+    ``fraction`` is the share held out for *validation* (about that share of each
+    user's (user, item) pairs). Not :func:`recapp.tune.validation_split`, whose
+    ``ratio`` is the share kept for training and which cuts a DataFrame.
+    """
     mask = holdout_mask(inter, fraction, mode=mode, rng=rng, min_events=min_events)
     return subset(inter, ~mask), subset(inter, mask)
 
@@ -192,9 +199,11 @@ def fit_epochs(run_epoch: Callable[[int], float], n_epochs: int, *, validate: Ca
     log = TrainLog()
     best_state = None
     bad = 0
-    bar = tqdm(range(n_epochs), desc=desc, disable=not verbose, leave=False, unit="epoch")
+    # Someone listening for progress (the dashboard's training thread) draws its own bar.
+    bar = tqdm(range(n_epochs), desc=desc, disable=not verbose or progress_listened(), leave=False, unit="epoch")
     for epoch in bar:
         loss = float(run_epoch(epoch))
+        report_progress(epoch + 1, n_epochs)
         log.losses.append(loss)
         postfix = {"loss": f"{loss:.4g}"}
         if validate is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == n_epochs):
@@ -327,7 +336,7 @@ class TorchMixin:
         """``(train, valid)`` when ``self.early_stopping`` is on, else ``(inter, None)``."""
         if not getattr(self, "early_stopping", False):
             return inter, None
-        return validation_split(inter, self.validation_fraction, mode=mode, rng=rng)
+        return holdout_interactions(inter, self.validation_fraction, mode=mode, rng=rng)
 
     def _train_loop(self, run_epoch, n_epochs: int, validate=None, *, desc: str | None = None) -> TrainLog:
         """:func:`fit_epochs` with this model's verbosity and patience, restoring ``self.net_``'s best state."""

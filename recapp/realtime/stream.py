@@ -8,9 +8,14 @@ so a notebook, the dashboard and a test drive them the same way::
     for event in stream:
         engine.ingest(event)
 
-    sim = ShopperSimulator(synthetic_shop(), recommender=engine)
-    for event in itertools.islice(sim, 1000):   # each slate sees the events before it
+    shoppers = ShopperStream(synthetic_shop(), recommender=engine)
+    for event in itertools.islice(shoppers, 1000):   # each slate sees the events before it
         engine.ingest(event)
+
+:class:`ShopperStream` is a live *event stream* for the engine, the dashboard
+and demos. For measuring policies (A/B tests, bandits, off-policy evaluation)
+use :class:`recapp.experiment.ShopperSimulator`, a batch simulator with a
+calibrated choice model and common random numbers across policies.
 """
 from __future__ import annotations
 
@@ -116,21 +121,45 @@ def replay_movielens(quantile: float = 0.8, *, speed: float | None = None, batch
     return Replay(test, speed=speed, batch_size=batch_size, history=train)
 
 
-class ShopperSimulator:
-    """Shoppers of a :func:`~recapp.data.synthetic.synthetic_shop` who react to the recommendations they see.
+class ShopperStream:
+    """Endless events from shoppers of a :func:`~recapp.data.synthetic.synthetic_shop` who react to what they see.
 
-    Each visit: a shopper arrives (in proportion to their activity), is shown
-    the top-``k`` of ``recommender`` (an :class:`~recapp.realtime.Engine`, or any
-    ``callable(user_id, k) -> item ids``; None shows nothing), examines the slate
-    top-down with position bias ``1 / log2(rank + 1)`` and views a shown item
-    with probability ``sigmoid(click_bias + affinity_slope * z)``, where ``z`` is
-    the item's standardised true utility for that shopper. Without a click they
-    browse on their own (an item drawn by ``exp(utility)`` among
-    ``n_candidates`` popularity-sampled candidates). A view goes on to click,
-    cart and purchase with the shop's funnel rates moved by utility, as in the
-    generator. Events are dicts with the schema columns plus ``source``
-    ("recommendation" or "organic") and ``slate_rank`` (1-based, 0 when organic),
-    and ``value`` (the price) on purchases.
+    Use it to *drive* something live: feed an :class:`~recapp.realtime.Engine`
+    event by event, fill the dashboard's "simulated shopper", soak-test a
+    pipeline. Events are plain dicts in the schema, one at a time, and each
+    slate is asked for right before the view it leads to, so an engine that
+    ingests every event before the next sees the shoppers react to its updates.
+    To *measure* policies against each other (A/B tests, bandits, off-policy
+    evaluation) use :class:`recapp.experiment.ShopperSimulator` instead: it
+    runs in steps of whole sessions, its choice model is a multinomial logit
+    with a no-click option calibrated to a target click-through rate, it has
+    prices that move purchases and taste drift, and it shares random draws
+    between policies so that their differences are sharper. This stream's
+    model is simpler and per item (below), and it also emits organic views.
+
+    Each visit: a shopper arrives (in proportion to their activity) and views
+    about ``visit_length`` items. Before each view they are shown the top-``k``
+    of ``recommender``, examine the slate top-down with position bias
+    ``1 / log2(rank + 1)`` and view a shown item with probability
+    ``sigmoid(click_bias + affinity_slope * z)``, where ``z`` is the item's
+    standardised true utility for that shopper. Without a click they browse on
+    their own (an item drawn by ``exp(utility)`` among ``n_candidates``
+    popularity-sampled candidates). A view goes on to click, cart and purchase
+    with the shop's funnel rates moved by utility, as in the generator. Events
+    are dicts with the schema columns plus ``source`` ("recommendation" or
+    "organic") and ``slate_rank`` (1-based, 0 when organic), and ``value``
+    (the price) on purchases.
+
+    ``recommender`` is one of:
+
+    * a callable ``(user_id, k) -> item ids`` (best first);
+    * an object with a ``recommend(user_id, k)`` method that returns a
+      DataFrame with an ``item_id`` column, such as an
+      :class:`~recapp.realtime.Engine` (its ``recommend`` is called for every slate);
+    * None: nothing is shown, every view is organic.
+
+    Iterate over the stream for shoppers drawn at random, or over
+    :meth:`visits` for one shopper.
     """
 
     def __init__(self, shop=None, recommender=None, *, k: int = 10, visit_length: float = 3.0,
@@ -164,19 +193,23 @@ class ShopperSimulator:
         self.n_shown = 0
         self.n_clicked_recs = 0
 
+    @property
+    def recommender(self):
+        """What shows the slates (see the class docstring); may be replaced between events."""
+        return self._recommender
+
+    @recommender.setter
+    def recommender(self, recommender) -> None:
+        self._show = _slate_function(recommender)
+        self._recommender = recommender
+
     # ---- the shopper's behaviour ---------------------------------------------------------
     def _z(self, user: int, items: np.ndarray) -> np.ndarray:
         s = self.shop
         return (s.user_factors[user] @ s.item_factors[items].T + s.item_bias[items] - self._mu) / self._sd
 
     def _slate(self, user: int) -> list:
-        rec = self.recommender
-        if rec is None:
-            return []
-        if hasattr(rec, "recommend"):
-            out = rec.recommend(user, self.k)
-            return list(out[ITEM_COL]) if isinstance(out, pd.DataFrame) else list(out)
-        return list(rec(user, self.k))
+        return [] if self._show is None else list(self._show(user, self.k))
 
     def _organic(self, user: int) -> int:
         cands = np.minimum(np.searchsorted(self._pop_cdf, self.rng.random(self.n_candidates)), len(self._pop) - 1)
@@ -204,9 +237,34 @@ class ShopperSimulator:
         """One shopper visit (several views, each maybe continuing down the funnel) as a list of events.
 
         Every slate of the visit is asked for before any of its events is returned;
-        iterate over the simulator instead to let an engine react within a visit.
+        iterate over the stream (or over :meth:`visits`) instead to let an engine
+        react within a visit.
         """
-        return list(self._visit(user))
+        return list(self._visit(self._check_user(user)))
+
+    def visits(self, user: int) -> Iterator[dict]:
+        """Endless events of one shopper, visit after visit; a fresh slate is asked for before each view.
+
+        ``user`` is a row of the shop (0 to ``n_users - 1``), checked now rather
+        than at the first event. Ingest each event before taking the next and the
+        shopper reacts to every re-ranking::
+
+            for event in itertools.islice(stream.visits(7), 50):
+                engine.ingest(event)
+        """
+        if user is None:
+            raise ValueError("user=None: visits() follows one shopper; iterate over the stream for shoppers at random")
+        user = self._check_user(user)
+        # Lazy: each visit (and each of its slates) starts only when the previous visit's events are taken.
+        return itertools.chain.from_iterable(self._visit(user) for _ in itertools.repeat(None))
+
+    def _check_user(self, user):
+        if user is None:
+            return None
+        n_users = len(self.activity)
+        if not (isinstance(user, (int, np.integer)) and 0 <= user < n_users):
+            raise ValueError(f"user={user!r} is not a shopper of this shop; accepted values: integers 0 to {n_users - 1}")
+        return int(user)
 
     def _visit(self, user: int | None = None) -> Iterator[dict]:
         if user is None:
@@ -249,4 +307,20 @@ class ShopperSimulator:
         return self.n_clicked_recs / self.n_shown if self.n_shown else float("nan")
 
 
-__all__ = ["Replay", "replay_movielens", "ShopperSimulator"]
+def _slate_function(recommender) -> Callable[[int, int], list] | None:
+    """``recommender`` as a function ``(user_id, k) -> item ids``; None when nothing is shown."""
+    if recommender is None or callable(recommender):
+        return recommender
+    recommend = getattr(recommender, "recommend", None)
+    if not callable(recommend):
+        raise TypeError(f"recommender={recommender!r} is not accepted; pass a callable (user_id, k) -> item ids, "
+                        "an object whose recommend(user_id, k) returns a DataFrame with an item_id column "
+                        "(such as an Engine), or None")
+
+    def show(user: int, k: int) -> list:
+        return recommend(user, k)[ITEM_COL].tolist()
+
+    return show
+
+
+__all__ = ["Replay", "replay_movielens", "ShopperStream"]
