@@ -29,11 +29,15 @@ bench: install data
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/realtime.py --sequential
 
+# Your own data: make dashboard EVENTS=path/to/events.csv [ITEMS=path/to/items.csv]
+# (paths are made absolute: the served notebook runs in notebooks/).
+DATA_ENV := $(if $(EVENTS),RECAPP_EVENTS=$(abspath $(EVENTS))) $(if $(ITEMS),RECAPP_ITEMS=$(abspath $(ITEMS)))
+
 # Fetch the data, train and cache the default model (under $(RECAPP_DATA)/models), then serve the dashboard.
 dashboard: install data
-	$(PY) -m recapp.dashboard --prepare
+	$(DATA_ENV) $(PY) -m recapp.dashboard --prepare
 	@echo "recapp dashboard: http://localhost:$(PORT)/  (Ctrl-C stops it)"
-	$(VENV)/bin/voila notebooks/dashboard.ipynb --port=$(PORT) --no-browser
+	$(DATA_ENV) $(VENV)/bin/voila notebooks/dashboard.ipynb --port=$(PORT) --no-browser
 
 # The browser test drives Debian's chromium (playwright's own browser download is not used).
 browser:

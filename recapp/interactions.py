@@ -5,6 +5,7 @@ event weights, and every user's time-ordered sequence of (item, event, time).
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,22 @@ from recapp.schema import (
 )
 
 EVENT_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+
+def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
+                       col_time: str = TIME_COL, col_event: str = EVENT_COL) -> str:
+    """A hex digest of an event log's content (user, item, time, event), the same in any row order.
+
+    Two logs with the same events give the same fingerprint, so a model trained
+    on one can be recognised as trained on the other (the dashboard's model cache
+    and its list of saved models use this).
+    """
+    require_columns(df, "df", col_user, col_item, col_time)
+    cols = [c for c in (col_user, col_item, col_time, col_event) if c in df.columns]
+    part = df[cols].reset_index(drop=True)
+    part[col_time] = part[col_time].astype(np.float64)
+    rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
+    return hashlib.sha256(rows.tobytes()).hexdigest()
 
 
 def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:
@@ -165,6 +182,10 @@ class Interactions:
     def item_index(self, items) -> np.ndarray:
         """Internal indices of external item ids; -1 for unknown items."""
         return self.item_ids.get_indexer(pd.Index(np.atleast_1d(np.asarray(items, dtype=object if self.item_ids.dtype == object else None))))
+
+    def fingerprint(self) -> str:
+        """:func:`events_fingerprint` of the events held here."""
+        return events_fingerprint(self.frame)
 
     # ---- views ---------------------------------------------------------------
     def binary(self) -> sp.csr_matrix:

@@ -62,14 +62,28 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def voila_url(tmp_path_factory):
-    """Start Voilà on a free port (the default model cached first) and stop it afterwards."""
-    from recapp.dashboard import prepare
+def sample_log(tmp_path_factory):
+    """The analyst's own small shop log and catalogue, written by the script the README names."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from make_sample_log import write_sample
+    finally:
+        sys.path.pop(0)
+    return write_sample(tmp_path_factory.mktemp("sample"))
 
-    prepare()  # a no-op when `make dashboard` already cached the model; otherwise trains once
+
+@pytest.fixture(scope="module")
+def voila_url(tmp_path_factory, sample_log):
+    """Start Voilà on the sample log (RECAPP_EVENTS/RECAPP_ITEMS), its default model cached first; stop it afterwards."""
+    from recapp.dashboard.__main__ import prepare
+
+    events, items = sample_log
+    models = tmp_path_factory.mktemp("models")   # never the user's ~/.cache/recapp
+    prepare(events, items, root=models)
     port = _free_port()
     log = tmp_path_factory.mktemp("voila") / "voila.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "RECAPP_EVENTS": str(events), "RECAPP_ITEMS": str(items), "RECAPP_MODELS": str(models)}
     cmd = [sys.executable, "-m", "voila", "notebooks/dashboard.ipynb", "--no-browser", f"--port={port}",
            "--Voila.ip=127.0.0.1", "--VoilaExecutor.timeout=120", "--show_tracebacks=True"]
     with open(log, "wb") as fh:
@@ -87,16 +101,32 @@ def voila_url(tmp_path_factory):
         print(f"voila log: {log}")
 
 
-def _events(page) -> int:
-    m = re.search(r"(\d+) events", page.inner_text(".recapp-status"))
-    return int(m.group(1)) if m else 0
+def _events(page, selector: str = ".recapp-status") -> int:
+    m = re.search(r"([\d,]+) events", page.inner_text(selector))
+    return int(m.group(1).replace(",", "")) if m else 0
 
 
-def test_dashboard_plays_in_chromium(voila_url, tmp_path):
+def _stream_events(page) -> int:
+    m = re.search(r"events\s+([\d,]+)", page.inner_text(".recapp-stream"))
+    return int(m.group(1).replace(",", "")) if m else 0
+
+
+def _drawn(page, trace_name: str) -> bool:
+    """Whether a plotly figure in the page has drawn points for a trace whose name starts with ``trace_name``."""
+    return page.evaluate("(n) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(d => (d.data || [])"
+                         ".some(t => (t.name || '').startsWith(n) && (t.y || []).some(v => v !== null)))", trace_name)
+
+
+def _toggle(page, css: str) -> None:
+    page.locator(f"{css} button").first.click()
+
+
+def test_dashboard_on_the_analysts_own_log(voila_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     page_errors: list[str] = []
     console_errors: list[str] = []
+    shots = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
@@ -109,6 +139,8 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             page.wait_for_selector(f".recapp-recs table, {STDERR}", timeout=90_000)
             assert page.locator(STDERR).count() == 0, f"the notebook failed in Voilà:\n{page.inner_text(STDERR)}"
             page.wait_for_selector(".js-plotly-plot", timeout=30_000)
+            info = page.inner_text(".recapp-data-info")
+            assert "events.csv" in info and "dropped" in info, f"no validation report for the log: {info!r}"
 
             # An unknown user is a message in the page, not a traceback.
             user_input = page.locator(".recapp-user input")
@@ -117,67 +149,53 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             page.wait_for_function("() => document.querySelector('.recapp-message').innerText.includes('Unknown user')",
                                    timeout=30_000)
 
-            # Pick a user by typing into the searchable box, as an analyst would.
-            user_input.fill("393")
-            user_input.press("Enter")
-            page.wait_for_function("() => document.querySelector('.recapp-profile').innerText.includes('User 393')",
-                                   timeout=30_000)
+            # Pick ALS: it trains in the background (a progress message), then serves.
+            page.select_option(".recapp-model select", label="ALS")
+            page.wait_for_function("() => document.querySelector('.recapp-profile').innerText.includes('model ALS')",
+                                   timeout=90_000)
             before = page.inner_text(".recapp-recs")
-
-            page.locator(".recapp-play button").first.click()
+            _toggle(page, ".recapp-play")
             page.wait_for_function("(b) => document.querySelector('.recapp-recs').innerText !== b", arg=before,
                                    timeout=30_000)
-            t0, n0 = time.monotonic(), _events(page)
-            page.wait_for_timeout(6_000)
-            rate = (_events(page) - n0) / (time.monotonic() - t0)
+            page.wait_for_timeout(4_000)
             assert page.locator(".recapp-feed tr").count() > 1, "the event feed shows no events"
-
             # Pause: with no backlog, no queued tick is still being processed a moment later.
-            page.locator(".recapp-play button").first.click()
+            _toggle(page, ".recapp-play")
             page.wait_for_timeout(1_500)
             paused = _events(page)
             page.wait_for_timeout(2_000)
-            assert _events(page) == paused, "events kept arriving after pause: ticks were queued"
-            print(f"browser: {rate:.1f} events/s at 1x; status: {page.inner_text('.recapp-status')}")
-            # Loose on purpose (the machine is shared): the clock asks for 6.7/s and the kernel needs ~10 ms a tick.
-            assert rate >= 3.0, f"only {rate:.1f} events/s reached the page"
-
-            text = page.inner_text("body")
-            assert not ERROR_TEXT.search(text), f"error text in the page: {ERROR_TEXT.search(text).group(0)}"
-            assert page.locator(STDERR).count() == 0
-            assert not page_errors, f"page errors: {page_errors}"
-
+            assert paused > 0 and _events(page) == paused, "events kept arriving after pause: ticks were queued"
             shot = tmp_path / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)
-            _publish(shot)
+            shots.append(shot)
 
-            # The A/B tab: two policies on simulated traffic, CTR with bands.
-            page.get_by_text("A/B test", exact=True).click()
-            page.locator(".recapp-ab-play button").first.click()
-            page.wait_for_function("() => document.querySelector('.recapp-ab-summary').innerText.includes('CTR')",
+            # The Stream tab: every shopper's events at 100/s; the counters rise.
+            page.get_by_text("Stream", exact=True).click()
+            _toggle(page, ".recapp-stream-play")
+            page.wait_for_function("() => /events\\s*\\/\\s*s\\s*[1-9]/.test(document.querySelector('.recapp-stream').innerText)",
                                    timeout=30_000)
-            page.wait_for_timeout(4_000)
-            page.locator(".recapp-ab-play button").first.click()
+            first = _stream_events(page)
+            page.wait_for_timeout(3_000)
+            assert _stream_events(page) > first, "the stream's event count did not rise"
+            assert _drawn(page, "live"), "the Stream tab's hit-rate panel shows nothing"
+            _toggle(page, ".recapp-stream-play")
+            page.wait_for_timeout(500)
+            stream_shot = tmp_path / "stream.png"
+            page.screenshot(path=str(stream_shot), full_page=True)
+            shots.append(stream_shot)
+
+            # The A/B tab: two models on simulated traffic, with an always-valid verdict.
+            page.get_by_text("A/B test", exact=True).click()
+            _toggle(page, ".recapp-ab-play")
+            page.wait_for_function("() => document.querySelector('.recapp-ab-summary').innerText.includes('Verdict')",
+                                   timeout=120_000)
+            page.wait_for_timeout(3_000)
+            assert _drawn(page, "A:") and _drawn(page, "B − A"), "the A/B figure shows no CTR or difference line"
+            _toggle(page, ".recapp-ab-play")
             page.wait_for_timeout(500)
             ab_shot = tmp_path / "ab_test.png"
             page.screenshot(path=str(ab_shot), full_page=True)
-            _publish(ab_shot)
-
-            # A simulated shopper who reacts to the list: the CTR panel fills in.
-            page.get_by_text("Live", exact=True).click()
-            page.get_by_text("Simulated shopper", exact=True).click()
-            page.wait_for_function("() => document.querySelector('.recapp-profile').innerText.includes('synthetic shop')",
-                                   timeout=60_000)
-            before = page.inner_text(".recapp-recs")
-            page.locator(".recapp-play button").first.click()
-            page.wait_for_function("(b) => document.querySelector('.recapp-recs').innerText !== b", arg=before,
-                                   timeout=30_000)
-            page.wait_for_timeout(5_000)
-            page.locator(".recapp-play button").first.click()
-            page.wait_for_timeout(500)
-            sim_shot = tmp_path / "simulated.png"
-            page.screenshot(path=str(sim_shot), full_page=True)
-            _publish(sim_shot)
+            shots.append(ab_shot)
 
             text = page.inner_text("body")
             assert not ERROR_TEXT.search(text), f"error text in the page: {ERROR_TEXT.search(text).group(0)}"
@@ -188,5 +206,6 @@ def test_dashboard_plays_in_chromium(voila_url, tmp_path):
             assert not other, f"console errors: {other}"
         finally:
             browser.close()
-    for png in (shot, ab_shot, sim_shot):
+    for png in shots:
+        _publish(png)
         assert png.stat().st_size < 500_000, f"{png.name} is {png.stat().st_size:,} bytes; keep it under 500 KB"

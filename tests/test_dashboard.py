@@ -1,18 +1,26 @@
-"""The dashboard's logic without a browser: build the app, step its clock, read its widgets.
+"""The dashboard's logic without a browser: build the app, step its clocks, read its widgets.
 
 Pressing play is simulated by stepping ``Play.value`` as the browser's timer
-would. Timings are printed (never asserted: the machine is shared).
+would. Nothing here asserts a wall-clock time (the machine is shared); the
+soak benchmark (benchmarks/dashboard_soak.py) measures the page's speed.
 """
 from __future__ import annotations
 
 import functools
+import html
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recapp import dashboard as dash
-from recapp.models import ItemKNN, Popularity
+from recapp.dashboard.__main__ import main as dashboard_main
+from recapp.dashboard.__main__ import prepare
+from recapp.dashboard.live_tab import SPEEDS
+from recapp.dashboard.session import FEED_ROWS
+from recapp.data import synthetic_shop
+from recapp.models import REGISTRY, ItemKNN, Popularity
 
 
 @functools.cache
@@ -25,35 +33,54 @@ def _shop():
     return dash.shop_scenario()
 
 
-SCENARIOS = {"replay": _movielens, "simulated": _shop}
+DATA = {"MovieLens": lambda share: _movielens(), "Shop": lambda share: _shop()}
 # Small, fast models: these tests check the app, not the models.
-MODELS = {"ItemKNN": lambda key: ItemKNN(neighbours=50), "Popularity": lambda key: Popularity()}
+MODELS = {"ItemKNN": lambda sc: ItemKNN(neighbours=50), "Popularity": lambda sc: Popularity()}
 
 
 class Broken:
     """A model factory whose training fails, as a corrupt or missing model would."""
 
-    def __call__(self, key):
+    def __call__(self, scenario):
         raise RuntimeError("weights file is missing")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
+def root(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
 
 
-def _app(cache, **kwargs):
+@pytest.fixture(scope="module")
+def shop_log(tmp_path_factory):
+    """A RetailRocket-style log (visitorid, itemid, ms timestamps, addtocart) with 3 rows lacking a shopper, and a catalogue."""
+    folder = tmp_path_factory.mktemp("shoplog")
+    shop = synthetic_shop(n_users=150, n_items=120, n_events=6000, random_state=3)
+    ev = shop.events.rename(columns={"user_id": "visitorid", "item_id": "itemid"})
+    ev["timestamp"] = (ev["timestamp"] * 1000).astype("int64")
+    ev["event"] = ev["event"].replace({"cart": "addtocart", "purchase": "transaction"})
+    ev = ev[["timestamp", "visitorid", "event", "itemid"]].astype({"visitorid": "float64"})
+    ev.loc[ev.index[:3], "visitorid"] = np.nan
+    ev.to_csv(folder / "events.csv", index=False)
+    shop.items.rename(columns={"title": "name"})[["item_id", "name", "category", "price"]].to_csv(folder / "items.csv", index=False)
+    return folder
+
+
+def _app(root, **kwargs):
+    kwargs.setdefault("data", DATA)
     kwargs.setdefault("model_factories", MODELS)
     kwargs.setdefault("default_model", "ItemKNN")
-    return dash.build_app(scenario_factories=SCENARIOS, cache_dir=cache, throttle=False, **kwargs)
+    app = dash.build_app(models_root=root, throttle=False, **kwargs)
+    app.wait_for_training()
+    return app
 
 
-def _press_play(app, n: int, play=None) -> None:
+def _press_play(play, n: int) -> None:
     """Do what the browser's Play timer does: set playing, then advance the value one step at a time."""
-    play = play or app.play
     play.playing = True
     start = play.value
     for v in range(start + 1, start + n + 1):
+        if not play.playing:
+            break
         play.value = v
 
 
@@ -61,196 +88,347 @@ def _rows(html: str) -> int:
     return len(re.findall(r"<tr><td", html))
 
 
-def test_builds_with_a_list_and_no_message(cache):
-    app = _app(cache)
-    assert app.message.value == ""
-    assert app.model_name == "ItemKNN"
-    assert _rows(app.recs.value) == 10
-    assert "User " in app.profile.value and "Recent history" in app.profile.value
-    assert app.user_box.options and app.user_box.value.startswith(str(app.user_id))
-    assert app._repr_mimebundle_()  # what Voilà and Jupyter display
+# ---- the analyst's own log ---------------------------------------------------------------------
+def test_opens_the_log_named_by_the_environment(shop_log, root, monkeypatch):
+    monkeypatch.setenv(dash.scenarios.EVENTS_ENV, str(shop_log / "events.csv"))
+    monkeypatch.setenv(dash.scenarios.ITEMS_ENV, str(shop_log / "items.csv"))
+    choices = dash.data_choices()
+    assert list(choices)[0] == "Your log: events.csv"
+    app = _app(root, data=choices)
+    assert app.scenario.key == "log" and app.model_key == "ItemKNN"
+    assert "recapp-msg problem" not in app.message.value
+    info = app.data_info.value
+    assert "6,000 rows read, 5,997 kept, 3 dropped" in info and "missing user or item id" in info
+    assert "visitorid → user_id" in info and "(20%) are replayed" in info
+    # Labels come from the catalogue: name, category and price.
+    first = app.live.session.current["item_id"].iloc[0]
+    items = pd.read_csv(shop_log / "items.csv").set_index("item_id")
+    assert items.loc[first, "name"] in app.live.recs.value and items.loc[first, "category"] in app.live.recs.value
+    before = app.live.recs.value
+    _press_play(app.live.play, 25)
+    assert app.live.session.n_events == 25 and app.live.recs.value != before
 
 
-def test_play_updates_feed_list_and_panels(cache, capsys):
-    app = _app(cache)
-    app.select_user("393")
-    assert app.user_id == 393
-    before = app.recs.value
-    _press_play(app, 30)
-    assert app._events == 30
-    assert app.recs.value != before, "the top-10 list did not change as events arrived"
-    assert _rows(app.feed.value) == dash.FEED_ROWS
-    assert _rows(app.recs.value) == 10
-    assert "because you rated" in app.recs.value
-    assert re.search(r"class='(up|down|new)'", app.recs.value), "no rank change shown"
-    hit = app.fig.data[0]
-    assert len(hit.x) == 30 and all(0 <= y <= 1 for y in hit.y)
-    assert len(app.fig.data[1].y) == 30 and min(app.fig.data[1].y) > 0   # latency panel
-    assert len(app.fig.data[3].y) == 0                                      # no CTR for a replay
-    assert "30 events" in app.status.value
-    with capsys.disabled():
-        print(f"\n[dashboard] replay, {type(app.engine.model).__name__}: per-tick handler median "
-              f"{np.median(app.tick_ms):.1f} ms (p90 {np.percentile(app.tick_ms, 90):.1f}), "
-              f"engine ingest+recommend median {np.median(app.engine_ms):.2f} ms over {len(app.tick_ms)} ticks")
+def test_replay_share_moves_the_split(shop_log, root):
+    app = _app(root, data={"log": lambda share: dash.log_scenario(shop_log / "events.csv", None, share)})
+    n20 = len(app.scenario.replay)
+    app.share.value = 0.4
+    assert len(app.scenario.replay) > 1.8 * n20 and "(40%) are replayed" in app.data_info.value
+    assert app.job is not None, "a new split is new training data: the model trains again"
+    app.wait_for_training()
+    assert app.live.session is not None and app.model_key == "ItemKNN"
+    # Without a catalogue an item is "item <id>".
+    assert re.search(r"<td>item \d+</td>", app.live.recs.value)
 
 
-def test_default_model_tick_latency(capsys):
-    """The default EASE model on MovieLens (from the shared cache, as `make dashboard` leaves it)."""
-    app = dash.build_app(scenario_factories=SCENARIOS, throttle=False)
-    assert app.model_name == dash.DEFAULT_MODEL and app.message.value == ""
-    app.select_user("393")
-    _press_play(app, 40)
-    assert app._events == 40
-    with capsys.disabled():
-        print(f"\n[dashboard] replay, EASE: per-tick handler median {np.median(app.tick_ms):.1f} ms "
-              f"(p90 {np.percentile(app.tick_ms, 90):.1f}, max {max(app.tick_ms):.1f}); engine median "
-              f"{np.median(app.engine_ms):.2f} ms; clock interval at 1x {dash.SPEEDS['1x']} ms")
-
-
-def test_pause_resume_speed_and_reset(cache):
-    app = _app(cache)
-    app.select_user("393")
-    _press_play(app, 5)
-    app.play.playing = False               # pause: the browser stops sending ticks
-    feed = app.feed.value
-    assert app.feed.value == feed and app._events == 5
-    _press_play(app, 5)                    # resume: the replay continues where it stopped
-    assert app._events == 10
-    app.speed_dd.value = dash.SPEEDS["4x"]
-    assert app.play.interval == dash.SPEEDS["4x"] and app.ab_play.interval == dash.SPEEDS["4x"]
-    assert dash.SPEEDS["1x"] <= 200        # at least 5 events per second at 1x
-    app.speed_dd.value = dash.SPEEDS["0.5x"]
-    assert app.play.interval == dash.SPEEDS["0.5x"]
-    app.play.value = 0                     # the stop button rewinds the value: not an event
-    assert app._events == 10
-    app.reset()
-    assert app._events == 0 and not app.play.playing and app.play.value == 0
-    assert "Press" in app.feed.value and len(app.fig.data[0].x) == 0
-    _press_play(app, 3)
-    assert app._events == 3
-
-
-def test_unknown_user_shows_a_message(cache):
-    app = _app(cache)
-    user = app.user_id
-    for typed in ("999999", "not-a-user", ""):
-        app.user_box.value = typed
-        assert "recapp-msg" in app.message.value
+def test_bad_logs_are_messages_in_the_page(tmp_path, shop_log, root):
+    (tmp_path / "garbage.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "broken.parquet").write_bytes(b"not a parquet file")
+    pd.read_csv(shop_log / "events.csv").head(30).to_csv(tmp_path / "tiny.csv", index=False)
+    data = {"good": DATA["MovieLens"], "missing": lambda s: dash.log_scenario(tmp_path / "nope.csv"),
+            "garbage": lambda s: dash.log_scenario(tmp_path / "garbage.csv"),
+            "unreadable": lambda s: dash.log_scenario(tmp_path / "broken.parquet"),
+            "tiny": lambda s: dash.log_scenario(tmp_path / "tiny.csv")}
+    app = _app(root, data=data)
+    expected = {"missing": "does not exist", "garbage": "missing required column(s) ['user_id'",
+                "unreadable": "could not be read", "tiny": "too small to split"}
+    for label, words in expected.items():
+        app.data_dd.value = label
+        assert "recapp-msg problem" in app.message.value and words in html.unescape(app.message.value), label
         assert "Traceback" not in app.message.value
-        assert app.user_id == user
-    assert "Unknown user" in app.message.value or "Type a user" in app.message.value
-    app.user_box.value = "393"
-    assert app.user_id == 393 and app.message.value == ""
+        assert app.data_dd.value == "good" and app.scenario.key == "movielens", "the page keeps the data it had"
+    _press_play(app.live.play, 3)
+    assert app.live.session.n_events == 3
 
 
-def test_model_that_fails_to_load_shows_a_message(cache):
-    app = _app(cache, model_factories={**MODELS, "Broken": Broken()})
+def test_a_log_that_fails_first_leaves_a_usable_page(tmp_path, root):
+    app = _app(root, data={"missing": lambda s: dash.log_scenario(tmp_path / "nope.csv"), **DATA})
+    assert "does not exist" in app.message.value and app.model is None
+    _press_play(app.live.play, 2)          # nothing to play, and no exception
+    app.data_dd.value = "MovieLens"
+    app.wait_for_training()
+    assert app.model_key == "ItemKNN" and app.live.session is not None
+
+
+# ---- models ------------------------------------------------------------------------------------
+def test_model_selector_offers_every_registered_model():
+    catalogue = dash.ModelCatalogue(root="/nonexistent")
+    assert set(catalogue.factories) == set(REGISTRY) and list(catalogue.factories)[0] == dash.DEFAULT_MODEL
+    assert [k for _, k in catalogue.choices(_shop())] == list(catalogue.factories)
+
+
+def test_training_runs_in_the_background_once_then_comes_from_the_cache(tmp_path):
+    calls = []
+
+    def counting(scenario):
+        model = Popularity()
+        fit = model.fit
+
+        def counted_fit(*args, **kwargs):
+            calls.append(scenario.key)
+            return fit(*args, **kwargs)
+
+        model.fit = counted_fit
+        return model
+
+    app = dash.build_app(data=DATA, model_factories={"Counting": counting, **MODELS}, models_root=tmp_path,
+                         default_model="Counting", throttle=False)
+    job = app.job
+    assert job is not None and "Training Counting" in app.message.value
+    app.model_dd.value = "ItemKNN"         # a second click while training: no second training
+    assert app.job is job and "still training" in app.message.value and app.model_dd.value == "Counting"
+    app.wait_for_training()
+    assert app.job is None and app.model_key == "Counting" and "trained in" in app.message.value
+    assert calls == ["movielens"]
+    again = dash.build_app(data=DATA, model_factories={"Counting": counting, **MODELS}, models_root=tmp_path,
+                           default_model="Counting", throttle=False)
+    assert again.job is None and again.model_key == "Counting", "the second open must read the cache"
+    assert calls == ["movielens"]
+    cached = list((tmp_path / "dashboard").glob("movielens-*/Counting-*/config.json"))
+    assert len(cached) == 1
+    (cached[0].parent / "state.safetensors").write_bytes(b"garbage")   # a corrupt cache entry is retrained
+    assert dash.ModelCatalogue({"Counting": counting}, tmp_path).get("Counting", _movielens()) is not None
+    assert calls == ["movielens", "movielens"]
+
+
+def test_background_training_reports_epochs(tmp_path):
+    from recapp.models import ALS
+
+    job = dash.TrainingJob(dash.ModelCatalogue({"ALS": lambda sc: ALS(iterations=4)}, tmp_path), "ALS", _shop())
+    assert job.wait(120) and job.error is None and job.model.is_fitted
+    assert job.progress == 1.0, "every epoch was reported to the page"
+
+
+def test_saved_models_trained_on_this_data_are_offered(tmp_path):
+    ml, shop = _movielens(), _shop()
+    Popularity().fit(ml.train).save(tmp_path / "notebook02" / "pop-ml")
+    Popularity().fit(shop.train).save(tmp_path / "notebook02" / "pop-shop")
+    app = _app(tmp_path, default_model="Popularity")
+    keys = [k for _, k in app.model_dd.options]
+    assert "saved:notebook02/pop-ml" in keys and "saved:notebook02/pop-shop" not in keys
+    app.model_dd.value = "saved:notebook02/pop-ml"
+    assert app.job is None and app.model_key == "saved:notebook02/pop-ml"
+    assert "model notebook02/pop-ml" in app.live.profile.value
+    app.data_dd.value = "Shop"
+    keys = [k for _, k in app.model_dd.options]
+    assert "saved:notebook02/pop-shop" in keys and "saved:notebook02/pop-ml" not in keys
+
+
+def test_model_that_fails_to_train_shows_a_message(root):
+    app = _app(root, model_factories={**MODELS, "Broken": Broken()})
     app.model_dd.value = "Broken"
-    assert "Could not load model Broken" in app.message.value
-    assert "weights file is missing" in app.message.value
-    assert app.model_name == "ItemKNN" and app.model_dd.value == "ItemKNN"
-    _press_play(app, 3)                    # the previous model keeps working
-    assert app._events == 3
+    app.wait_for_training()
+    assert "Could not train Broken" in app.message.value and "weights file is missing" in app.message.value
+    assert app.model_key == "ItemKNN" and app.model_dd.value == "ItemKNN"
+    _press_play(app.live.play, 3)          # the previous model keeps working
+    assert app.live.session.n_events == 3
 
 
-def test_failed_default_model_leaves_a_usable_page(cache):
-    app = _app(cache, model_factories={"Broken": Broken(), **MODELS}, default_model="Broken")
-    assert "Could not load model Broken" in app.message.value
-    _press_play(app, 2)                    # nothing to play, and no exception
-    assert app._events == 0
+def test_failed_default_model_leaves_a_usable_page(root):
+    app = _app(root, model_factories={"Broken": Broken(), **MODELS}, default_model="Broken")
+    assert "Could not train Broken" in app.message.value
+    _press_play(app.live.play, 2)
+    assert app.live.session is None
     app.model_dd.value = "Popularity"
-    assert app.model_name == "Popularity" and app.message.value == ""
+    app.wait_for_training()
+    assert app.model_key == "Popularity" and app.live.session is not None
 
 
-def test_errors_in_callbacks_become_messages(cache, monkeypatch):
-    app = _app(cache)
-    _press_play(app, 1)
+# ---- the Live tab -------------------------------------------------------------------------------
+def test_play_updates_feed_list_and_panels(root):
+    app = _app(root)
+    live = app.live
+    live.select_user("393")
+    assert live.user_id == 393 and _rows(live.recs.value) == 10
+    assert "User 393" in live.profile.value and "Recent history" in live.profile.value
+    before = live.recs.value
+    _press_play(live.play, 30)
+    s = live.session
+    assert s.n_events == 30 and live.recs.value != before, "the top-10 list did not change as events arrived"
+    assert _rows(live.feed.value) == FEED_ROWS and _rows(live.recs.value) == 10
+    assert "because you rated" in live.recs.value
+    assert re.search(r"class='(up|down|new)'", live.recs.value), "no rank change shown"
+    hit = live.fig.data[0]
+    assert len(hit.x) == 30 and all(0 <= y <= 1 for y in hit.y)
+    assert len(live.fig.data[1].y) == 30 and min(live.fig.data[1].y) > 0   # latency panel
+    assert len(live.fig.data[3].y) == 0                                      # no CTR for a replay
+    assert "30 events" in live.status.value
+    assert app._repr_mimebundle_()                                           # what Voilà and Jupyter display
+
+
+def test_live_session_records_each_event():
+    sc = _movielens()
+    model = Popularity().fit(sc.train)
+    s = dash.LiveSession(sc, model, 393)
+    expected = sc.replay_events(393)
+    rec = s.step()
+    assert rec["event"]["item_id"] == expected["item_id"].iloc[0] and rec["hit"] in (True, False)
+    assert rec["rejected"] is None and len(rec["recommendations"]) == 10 and s.remaining == len(expected) - 1
+
+
+def test_pause_resume_speed_and_reset(root):
+    app = _app(root)
+    live = app.live
+    live.select_user("393")
+    _press_play(live.play, 5)
+    live.play.playing = False
+    live.play.value = 0                    # the stop button rewinds the value: not an event
+    assert live.session.n_events == 5
+    _press_play(live.play, 5)              # resume: the replay continues where it stopped
+    assert live.session.n_events == 10
+    live.speed_dd.value = SPEEDS["4x"]
+    assert live.play.interval == SPEEDS["4x"]
+    assert SPEEDS["1x"] <= 200             # at least 5 events per second at 1x
+    live.reset()
+    assert live.session.n_events == 0 and not live.play.playing and live.play.value == 0
+    assert "Press" in live.feed.value and len(live.fig.data[0].x) == 0
+    _press_play(live.play, 3)
+    assert live.session.n_events == 3
+
+
+def test_unknown_user_shows_a_message(root):
+    app = _app(root)
+    live = app.live
+    user = live.user_id
+    for typed in ("999999", "not-a-user", ""):
+        live.user_box.value = typed
+        assert "recapp-msg warn" in app.message.value and "Traceback" not in app.message.value
+        assert live.user_id == user
+    live.user_box.value = "393"
+    assert live.user_id == 393 and app.message.value == ""
+
+
+def test_errors_in_callbacks_become_messages(root, monkeypatch):
+    app = _app(root)
+    _press_play(app.live.play, 1)
 
     def boom(*args, **kwargs):
         raise ValueError("index out of range")
 
-    monkeypatch.setattr(app.engine, "recommend", boom)
-    _press_play(app, 1)
+    monkeypatch.setattr(app.live.session.engine, "recommend", boom)
+    _press_play(app.live.play, 1)
     assert "Something went wrong" in app.message.value and "index out of range" in app.message.value
-    assert not app.play.playing
+    assert not app.live.play.playing
 
 
-def test_simulated_shopper_reacts_and_has_ctr(cache, capsys):
-    app = _app(cache)
-    app.source_tb.value = "simulated"
-    assert app.source == "simulated" and app.message.value == ""
-    assert app.scenario.key == "shop" and app.user_id in app.scenario.users.index
-    before = app.recs.value
-    _press_play(app, 40)
-    assert app._events == 40 and app.recs.value != before
-    ctr = [c for c in app.fig.data[3].y if c is not None]
-    assert len(app.fig.data[3].y) == 40 and ctr and all(0 <= c <= 1 for c in ctr)
-    sim = app.source_obj.simulator
-    assert sim.n_shown > 0 and ctr[-1] == pytest.approx(sim.click_through_rate)
-    kinds = set(re.findall(r"class='badge (\w+)'", app.feed.value))
-    assert kinds <= {"view", "click", "cart", "purchase"} and kinds
-    with capsys.disabled():
-        print(f"\n[dashboard] simulated shopper, ItemKNN: per-tick handler median {np.median(app.tick_ms):.1f} ms; "
-              f"CTR {sim.n_clicked_recs}/{sim.n_shown} lists")
+def test_simulated_shopper_reacts_and_has_ctr(root):
+    app = _app(root)
+    app.data_dd.value = "Shop"
+    app.wait_for_training()
+    live = app.live
+    assert app.scenario.key == "shop" and live.user_id in app.scenario.users.index
+    assert app.share.layout.visibility == "hidden"
+    before = live.recs.value
+    _press_play(live.play, 40)
+    assert live.session.n_events == 40 and live.recs.value != before
+    ctr = [c for c in live.fig.data[3].y if c is not None]
+    assert len(live.fig.data[3].y) == 40 and ctr and all(0 <= c <= 1 for c in ctr)
+    stream = live.session.source.stream
+    assert stream.n_shown > 0 and ctr[-1] == pytest.approx(stream.click_through_rate)
+    kinds = set(re.findall(r"class='badge (\w+)'", live.feed.value))
+    assert kinds and kinds <= {"view", "click", "cart", "purchase"}
 
 
-def test_replay_that_ends_stops_the_clock(cache):
-    app = _app(cache)
+def test_replay_that_ends_stops_the_clock(root):
+    app = _app(root)
     users = app.scenario.users
     short = users.index[users["n_replay"] == users["n_replay"].min()][0]
-    app.select_user(str(short))
+    app.live.select_user(str(short))
     n = int(users.loc[short, "n_replay"])
-    _press_play(app, n + 2)
-    assert app._events == n
-    assert "Replay finished" in app.message.value and not app.play.playing
+    _press_play(app.live.play, n + 2)
+    assert app.live.session.n_events == n
+    assert "Replay finished" in app.message.value and not app.live.play.playing
 
 
-def test_ab_tab_runs_two_policies_with_bands(cache, capsys):
-    app = _app(cache)
-    app.ab_a.value, app.ab_b.value = "Popularity", "ItemKNN"
-    _press_play(app, 6, app.ab_play)
-    assert len(app.ab.history) == 6
-    band_a, line_a, band_b, line_b = app.ab_fig.data
-    assert len(line_a.y) == 6 and len(band_a.x) == 12 and len(line_b.y) == 6
-    last = app.ab.history[-1]
+def test_clock_skips_queued_ticks_and_slows_for_a_slow_kernel():
+    import ipywidgets as W
+
+    from recapp.dashboard.clock import Clock
+
+    clock = Clock(W, 150, throttle=True)
+    clock.handler_ms = [300.0, 320.0, 310.0]
+    clock._pace()
+    assert clock.play.interval >= 450 and clock.slowed   # 1.5x the slow handler, so ticks never queue
+    clock.handler_ms = [5.0, 5.0, 5.0]
+    clock._pace()
+    assert clock.play.interval == 150 and not clock.slowed
+    assert clock._late() is False
+    assert clock._late() is True                          # a second tick at once is a queued burst
+
+
+# ---- the Stream tab ----------------------------------------------------------------------------
+def test_stream_tab_streams_every_shopper(root):
+    app = _app(root)
+    tab = app.stream
+    tab.rate_dd.value = 100
+    rec = tab.step(seconds=1.0)            # one second's worth at 100 events/s
+    assert rec["n_events"] == 100
+    rec = tab.step(seconds=0.5)
+    assert rec["n_events"] == 150 and rec["events_per_s"] > 0
+    assert 0 <= rec["hr_live"] <= 1 and 0 <= rec["hr_static"] <= 1
+    assert 0 < rec["latency_p50_ms"] <= rec["latency_p99_ms"]
+    assert len(rec["popular"]) == 10 and "Popular now" in tab.panel.value
+    assert len(tab.fig.data[0].x) == 2 and "events / s" in tab.panel.value
+    assert tab.session.live.stats()["events_ingested"] == 150
+    assert len(tab.session.store) == 150   # every streamed event is in the store
+    users = set(app.scenario.replay["user_id"].iloc[:150])
+    assert len(users) > 1, "the stream mixes shoppers"
+    tab.reset()
+    assert tab.session is None and len(tab.fig.data[0].x) == 0
+
+
+def test_stream_quarantines_bad_events_and_counts_new_shoppers():
+    sc = _movielens()
+    model = Popularity().fit(sc.train)
+    replay = sc.replay.head(50).copy()
+    replay.loc[replay.index[5], "event"] = "teleport"
+    replay.loc[replay.index[7], "user_id"] = 10**6       # a shopper the model never saw
+    scenario = dash.Scenario("movielens", "test", sc.train, sc.titles, sc.items, sc.users, replay=replay)
+    s = dash.StreamSession(scenario, model)
+    try:
+        rec = s.step(100)
+        assert rec["done"] and rec["n_events"] == 49
+        assert rec["rejected"].sum() == 1 and "teleport" in rec["rejected"].index[0]
+        assert rec["new_users"] >= 1 and 10**6 in s.new_users
+        static = s.static.stats()["events_ingested"]
+        assert static == 0, "the static engine never learns"
+    finally:
+        s.close()
+
+
+# ---- the A/B tab ---------------------------------------------------------------------------------
+def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
+    app = _app(tmp_path)                   # a fresh model cache: the shop's models are not trained yet
+    ab = app.ab
+    ab.a_dd.value, ab.b_dd.value = "Popularity", "ItemKNN"
+    for _ in range(2):                     # each model trains on the shop in the background, then play resumes
+        _press_play(ab.play, 1)
+        assert app.job is not None and not ab.play.playing and ab.sim is None
+        app.wait_for_training()
+        assert ab.play.playing
+    _press_play(ab.play, 6)
+    assert len(ab.sim.history) == 6
+    last = ab.sim.history[-1]
+    assert last["verdict"] in (None, "A", "B")
     for arm in "AB":
         assert last[f"users_{arm}"] > 0 and last[f"low_{arm}"] <= last[f"ctr_{arm}"] <= last[f"high_{arm}"]
-    assert "CTR" in app.ab_summary.value and "95% CI" in app.ab_summary.value
-    with capsys.disabled():
-        print(f"\n[dashboard] A/B tick (one simulated step, two policies): median {np.median(app.ab_ms):.0f} ms")
-    app.ab_b.value = "Popularity"          # changing a policy starts a new test
-    assert app.ab is None and len(app.ab_fig.data[1].y) == 0
+    band_a, line_a, band_b, line_b, seq, diff = ab.fig.data
+    assert len(line_a.y) == 6 and len(band_a.x) == 12 and len(diff.y) == 6
+    text = ab.summary.value
+    assert "always-valid" in text and "Verdict:" in text and f"planned for {last['planned_users']:,} shoppers" in text
+    ab.b_dd.value = "Popularity"           # changing a policy starts a new test (an A/A test)
+    assert ab.sim is None and len(ab.fig.data[1].y) == 0
+    _press_play(ab.play, 2)
+    assert ab.sim.names == ["Popularity (A)", "Popularity (B)"]
 
 
-def test_backpressure_slows_a_clock_the_kernel_cannot_follow(cache):
-    app = _app(cache)
-    app.throttle = True
-    app._pace(app.play, [300.0, 320.0, 310.0])
-    assert app.play.interval >= 450        # 1.5x the slow handler, so ticks never queue
-    app._pace(app.play, [5.0, 5.0, 5.0])
-    assert app.play.interval == dash.SPEEDS["1x"]
-    assert app._late(app.play, "test") is False
-    assert app._late(app.play, "test") is True   # a second tick at once is a queued burst
-
-
-def test_prepare_caches_the_model(tmp_path):
-    calls = []
-
-    def counting(key):
-        calls.append(key)
-        return Popularity()
-
-    sc = _shop()
-    m1 = dash.load_model("Popularity", sc, tmp_path, {"Popularity": counting})
-    m2 = dash.load_model("Popularity", sc, tmp_path, {"Popularity": counting})
-    assert calls == ["shop"], "the second start must read the cache, not train again"
-    assert (tmp_path / sc.fingerprint / "Popularity" / "config.json").exists()
-    assert m1.recommend([0], k=5)["item_id"].tolist() == m2.recommend([0], k=5)["item_id"].tolist()
-    (tmp_path / sc.fingerprint / "Popularity" / "state.safetensors").write_bytes(b"garbage")
-    dash.load_model("Popularity", sc, tmp_path, {"Popularity": counting})  # a corrupt cache is retrained
-    assert calls == ["shop", "shop"]
-    with pytest.raises(KeyError, match="unknown model"):
-        dash.load_model("Nope", sc, tmp_path, {"Popularity": counting})
+# ---- preparing and the command line ------------------------------------------------------------------
+def test_prepare_caches_and_the_cli_reports_bad_data(shop_log, tmp_path, capsys):
+    scenarios = prepare(shop_log / "events.csv", shop_log / "items.csv", models=("Popularity",), root=tmp_path)
+    assert [s.key for s in scenarios] == ["log"]
+    assert list((tmp_path / "dashboard").glob("log-*/Popularity-*/config.json"))
+    assert dashboard_main(["--prepare", "--events", str(tmp_path / "nope.csv")]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
 
 def test_explanations_read_as_the_issue_asks():

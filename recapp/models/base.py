@@ -102,6 +102,14 @@ class Recommender:
         self._fit(inter, **kwargs)
         return self
 
+    def fit_with_items(self, data, items: pd.DataFrame | None = None) -> "Recommender":
+        """``fit(data)``, giving the item catalogue ``items`` to models that learn from item metadata.
+
+        Callers that hold a catalogue (the dashboard, a hybrid's members) use this
+        and never ask which models read it; a model that does overrides it.
+        """
+        return self.fit(data)
+
     def _fit(self, inter: Interactions, **kwargs) -> None:
         raise NotImplementedError
 
@@ -308,6 +316,8 @@ class Recommender:
             "user_ids": _ids_to_json(inter.user_ids),
             "item_ids": _ids_to_json(inter.item_ids),
             "event_weights": inter.event_weights,
+            # Lets a reader tell which data the model was trained on without loading it.
+            "data_fingerprint": inter.fingerprint(),
             "extra": self._extra_config(),
         }
         save_file(arrays, str(path / "state.safetensors"))

@@ -103,6 +103,10 @@ class TfidfContent(Recommender):
         inter = extend_catalog(as_interactions(data), items[ITEM_COL].to_numpy())
         return super().fit(inter, items=items)
 
+    def fit_with_items(self, data, items: pd.DataFrame | None = None) -> "TfidfContent":
+        """``fit(data, items=items)``: this model learns from the catalogue's text."""
+        return self.fit(data, items=items)
+
     def _columns(self, items: pd.DataFrame) -> tuple[list[str], list[str]]:
         if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
             raise ValueError(f"items must be a DataFrame with an {ITEM_COL!r} column")

@@ -1,7 +1,6 @@
 """Hybrid: a weighted blend of any recommenders' normalised scores, with switching for cold users and items."""
 from __future__ import annotations
 
-import inspect
 import itertools
 
 import numpy as np
@@ -46,11 +45,7 @@ def _from_spec(spec) -> Recommender:
 
 
 def _fit_member(model: Recommender, inter: Interactions, items):
-    if items is not None and "items" in inspect.signature(model.fit).parameters:
-        return model.fit(inter, items=items)
-    if isinstance(model, TfidfContent):
-        raise ValueError("a TfidfContent member needs item text: call Hybrid.fit(train, items=items_df)")
-    return model.fit(inter)
+    return model.fit_with_items(inter, items)
 
 
 def normalize_scores(s: np.ndarray, how: str = "minmax") -> np.ndarray:
@@ -171,6 +166,10 @@ class Hybrid(Recommender):
         return w / w.sum()
 
     # ---- fitting ---------------------------------------------------------------------
+    def fit_with_items(self, data, items: pd.DataFrame | None = None) -> "Hybrid":
+        """``fit(data, items=items)``: the catalogue reaches the members that read it."""
+        return self.fit(data, items=items)
+
     def fit(self, data, items: pd.DataFrame | None = None) -> "Hybrid":
         """Fit every member on ``data`` (choosing weights on a validation split when ``weights="auto"``)."""
         self._validate_params()

@@ -1,0 +1,159 @@
+"""The A/B tab: two models on simulated shop traffic, with a verdict that stays valid while the analyst watches."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recapp.dashboard import figures, views
+from recapp.dashboard.clock import Clock
+from recapp.dashboard.scenarios import shop_scenario
+from recapp.dashboard.session import SERIES_POINTS
+
+TICK_MS = 150
+IDLE = "<i>Press play to send simulated shoppers to both policies.</i>"
+
+
+def ab_figure():
+    """CTR per arm with 95% bands (left) and B − A with its always-valid confidence sequence (right)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)"),
+                        horizontal_spacing=0.1)
+    for arm, color in (("A", "99,110,250"), ("B", "239,85,59")):
+        fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor=f"rgba({color},0.18)", line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, name=f"{arm} 95%"), 1, 1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color=f"rgb({color})"), name=arm), 1, 1)
+    fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor="rgba(120,120,120,0.2)", line=dict(width=0),
+                             hoverinfo="skip", showlegend=False, name="sequence"), 1, 2)
+    fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color="#333"), name="B − A"), 1, 2)
+    fig.add_hline(y=0, line=dict(color="#c62828", width=1, dash="dot"), row=1, col=2)
+    fig.update_yaxes(tickformat=".1%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%", row=1, col=2)
+    fig.update_xaxes(title_text="simulated hour")
+    fig.update_layout(height=300, width=figures.WIDTH, margin=dict(l=60, r=10, t=60, b=40), template="plotly_white",
+                      legend=dict(orientation="h", y=1.3, x=0))
+    return go.FigureWidget(fig)
+
+
+def _band(x: list, low: list, high: list) -> tuple[list, list]:
+    return x + x[::-1], figures.gaps(list(high) + list(low)[::-1])
+
+
+def verdict_html(row: dict, names: list) -> str:
+    """The tick's numbers and verdict in words: always-valid first, the fixed-horizon test once it is due."""
+    def pct(v, sign=False):
+        return "–" if v is None or not np.isfinite(v) else (f"{v:+.2%}" if sign else f"{v:.2%}")
+
+    verdict = row.get("verdict")
+    if verdict is None:
+        words = "no winner yet"
+    else:
+        winner = names[0] if verdict == "A" else names[1]
+        words = f"{verdict} ({views.esc(winner)}) is better"
+    parts = [f"A ({views.esc(names[0])}): CTR {pct(row['ctr_A'])} over {row['users_A']:,} shoppers · "
+             f"B ({views.esc(names[1])}): CTR {pct(row['ctr_B'])} over {row['users_B']:,} shoppers",
+             f"B − A = {pct(row['diff'], True)}; always-valid 95% confidence sequence "
+             f"{pct(row['cs_low'], True)} to {pct(row['cs_high'], True)}, always-valid p = "
+             + ("–" if row["msprt_p"] is None or not np.isfinite(row["msprt_p"]) else f"{row['msprt_p']:.3g}"),
+             f"<span class='verdict'>Verdict: {words}</span>"
+             + (f" (since hour {row['verdict_step']})" if row.get("verdict_step") else "")]
+    planned = row.get("planned_users")
+    if row.get("fixed_p") is None:
+        have = min(row["users_A"], row["users_B"])
+        parts.append(f"<span class='muted'>Fixed-horizon test: planned for {planned:,} shoppers per arm "
+                     f"(80% power); {have:,} so far, so it is not read yet.</span>")
+    else:
+        parts.append(f"<span class='muted'>Fixed-horizon test at the planned {planned:,} shoppers per arm: "
+                     f"B − A = {pct(row['fixed_diff'], True)} (95% CI {pct(row['fixed_low'], True)} to "
+                     f"{pct(row['fixed_high'], True)}, p = {row['fixed_p']:.3g}).</span>")
+    return "<br>".join(parts)
+
+
+class ABTab:
+    """Widgets for the A/B simulation; the experiment is a :class:`recapp.experiment.ABSimulation`."""
+
+    def __init__(self, app):
+        W = app.W
+        self.app = app
+        self.sim = None
+        self._scenario = None
+        names = list(app.catalogue.factories)
+        self.a_dd = W.Dropdown(options=names, value="Popularity" if "Popularity" in names else names[-1],
+                               description="Policy A", layout=W.Layout(width="240px"))
+        self.b_dd = W.Dropdown(options=names, value=names[0], description="Policy B", layout=W.Layout(width="240px"))
+        self.clock = Clock(W, TICK_MS, app.throttle, "recapp-ab-play")
+        self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
+        self.summary = W.HTML(IDLE)
+        self.summary.add_class("recapp-ab-summary")
+        self.fig = ab_figure()
+        self.clock.on_tick(self.step, app.guarded)
+        self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
+        self.a_dd.observe(app.guarded(lambda _c: self.reset()), "value")
+        self.b_dd.observe(app.guarded(lambda _c: self.reset()), "value")
+        intro = W.HTML(
+            "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
+            "arrive and see one list from their arm (always the same arm), and the policies learn from the clicks. "
+            "The verdict uses always-valid inference (mSPRT), so it may be read at any tick, however often you look; "
+            "the fixed-horizon test is shown only once its planned sample size is reached.")
+        controls = W.HBox([self.a_dd, self.b_dd, self.clock.play, self.reset_btn], layout=W.Layout(align_items="center"))
+        self.root = W.VBox([intro, controls, self.fig, self.summary])
+
+    @property
+    def play(self):
+        """The A/B clock's Play widget."""
+        return self.clock.play
+
+    def stop(self) -> None:
+        """Pause the experiment."""
+        self.clock.stop()
+
+    def reset(self) -> None:
+        """Stop and forget the traffic (the policies are fetched again on the next play)."""
+        self.clock.reset()
+        self.sim = None
+        figures.clear(self.fig)
+        self.summary.value = IDLE
+
+    def scenario(self):
+        """The synthetic shop the experiment runs in (built on first use)."""
+        if self._scenario is None:
+            self._scenario = shop_scenario()
+        return self._scenario
+
+    def step(self) -> dict | None:
+        """One tick of A/B traffic and a redraw; fetches (or trains) the two models on the first tick."""
+        from recapp.experiment import ABSimulation
+
+        if self.sim is None:
+            sc = self.scenario()
+            keys = (self.a_dd.value, self.b_dd.value)
+            models = []
+            for key in keys:
+                model = self.app.catalogue.ready(key, sc)
+                if model is None:
+                    # Trained in the background; the clock resumes from the poll when it is done.
+                    self.stop()
+                    self.app.request_model(key, sc, lambda _k, _m: self.clock.play.set_trait("playing", True))
+                    return None
+                models.append(model)
+            # The same model on both arms is an A/A test: the names must still differ.
+            names = keys if keys[0] != keys[1] else (f"{keys[0]} (A)", f"{keys[1]} (B)")
+            self.sim = ABSimulation(sc, dict(zip(names, models)), random_state=self.app.random_state)
+            # Named once, apart from the data updates: a name changed in the same batch as the data
+            # stopped plotly's widget from drawing the data (plotly 7.1, anywidget 0.11).
+            for j, arm in enumerate(("A", "B")):
+                self.fig.data[2 * j + 1].name = f"{arm}: {names[j]}"
+        row = self.sim.step()
+        h = pd.DataFrame(self.sim.history).tail(SERIES_POINTS)
+        x = h["step"].tolist()
+        names = self.sim.names
+        with self.fig.batch_update():
+            for j, arm in enumerate(("A", "B")):
+                band, line = self.fig.data[2 * j], self.fig.data[2 * j + 1]
+                band.x, band.y = _band(x, h[f"low_{arm}"].tolist(), h[f"high_{arm}"].tolist())
+                line.x, line.y = x, figures.gaps(h[f"ctr_{arm}"].tolist())
+            self.fig.data[4].x, self.fig.data[4].y = _band(x, h["cs_low"].tolist(), h["cs_high"].tolist())
+            self.fig.data[5].x, self.fig.data[5].y = x, figures.gaps(h["diff"].tolist())
+        self.summary.value = verdict_html(row, names)
+        return row
