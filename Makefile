@@ -22,7 +22,8 @@ data: install
 	$(PY) -m recapp.data fetch
 
 test: install data browser
-	RECAPP_PROFILE=ci $(PY) -m pytest -q tests --nbval-lax notebooks/0*.ipynb
+	# Trained models go to a throw-away folder, never the user's cache.
+	RECAPP_PROFILE=ci RECAPP_MODELS=$$(mktemp -d) $(PY) -m pytest -q tests --nbval-lax notebooks/0*.ipynb
 
 bench: install data
 	$(PY) benchmarks/accuracy.py

@@ -58,13 +58,16 @@ def _start_voila(port: int, models: str, log: Path) -> subprocess.Popen:
     raise TimeoutError("voila did not answer")
 
 
-def _kernel(voila: subprocess.Popen):
+def _kernel(voila: subprocess.Popen, seconds: float = 3.0):
+    """The ipykernel serving the page: of Voilà's kernels (it may hold a spare one), the one using the CPU."""
     import psutil
 
-    for child in psutil.Process(voila.pid).children(recursive=True):
-        if "ipykernel" in " ".join(child.cmdline()):
-            return child
-    raise RuntimeError("no ipykernel process under voila")
+    kernels = [c for c in psutil.Process(voila.pid).children(recursive=True) if "ipykernel" in " ".join(c.cmdline())]
+    if not kernels:
+        raise RuntimeError("no ipykernel process under voila")
+    before = {k.pid: sum(k.cpu_times()[:2]) for k in kernels}
+    time.sleep(seconds)
+    return max(kernels, key=lambda k: sum(k.cpu_times()[:2]) - before[k.pid])
 
 
 def _ticks(text: str) -> tuple[float, float] | tuple[None, None]:
@@ -98,7 +101,6 @@ def soak(minutes: float, tab: str, sample_s: float, warmup_s: float) -> dict:
             page.select_option(".recapp-data select", label="Synthetic shop (simulated shoppers)")
             page.wait_for_function("() => document.querySelector('.recapp-profile').innerText.includes('synthetic shop')",
                                    timeout=120_000)
-            kernel = _kernel(voila)
             if tab == "live":
                 page.select_option(".recapp-app .widget-dropdown:has-text('Speed') select", label="4x")
                 page.locator(".recapp-play button").first.click()
@@ -108,6 +110,7 @@ def soak(minutes: float, tab: str, sample_s: float, warmup_s: float) -> dict:
                 page.select_option(".recapp-app .widget-dropdown:has-text('Rate') select", label="500 events/s")
                 page.locator(".recapp-stream-play button").first.click()
                 status = ".recapp-stream"
+            kernel = _kernel(voila)
             t0 = time.monotonic()
             while time.monotonic() - t0 < minutes * 60:
                 page.wait_for_timeout(int(sample_s * 1000))

@@ -420,6 +420,11 @@ def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     assert ab.sim is None and len(ab.fig.data[1].y) == 0
     _press_play(ab.play, 2)
     assert ab.sim.names == ["Popularity (A)", "Popularity (B)"]
+    ab.b_dd.value, ab.b_serve.value = "ItemKNN", "engine"   # the same model served live against hourly updates
+    ab.a_dd.value = "ItemKNN"
+    _press_play(ab.play, 3)
+    assert ab.sim.names == ["ItemKNN", "ItemKNN, live engine"] and len(ab.sim.history) == 3
+    assert ab.sim.history[-1]["impressions_B"] > 0
 
 
 # ---- preparing and the command line ------------------------------------------------------------------

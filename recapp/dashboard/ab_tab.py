@@ -7,9 +7,12 @@ import pandas as pd
 from recapp.dashboard import figures, views
 from recapp.dashboard.clock import Clock
 from recapp.dashboard.scenarios import shop_scenario
-from recapp.dashboard.session import SERIES_POINTS
+from recapp.dashboard.session import SERIES_POINTS, make_engine
 
 TICK_MS = 150
+#: How an arm serves its model: as trained, updated from its clicks once per simulated hour,
+#: or through the live engine, which folds in every click as it happens.
+SERVING = {"updated hourly": "model", "live engine": "engine"}
 IDLE = "<i>Press play to send simulated shoppers to both policies.</i>"
 
 
@@ -82,6 +85,8 @@ class ABTab:
         self.a_dd = W.Dropdown(options=names, value="Popularity" if "Popularity" in names else names[-1],
                                description="Policy A", layout=W.Layout(width="240px"))
         self.b_dd = W.Dropdown(options=names, value=names[0], description="Policy B", layout=W.Layout(width="240px"))
+        self.a_serve = W.Dropdown(options=list(SERVING.items()), value="model", layout=W.Layout(width="140px"))
+        self.b_serve = W.Dropdown(options=list(SERVING.items()), value="model", layout=W.Layout(width="140px"))
         self.clock = Clock(W, TICK_MS, app.throttle, "recapp-ab-play")
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
@@ -89,14 +94,17 @@ class ABTab:
         self.fig = ab_figure()
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
-        self.a_dd.observe(app.guarded(lambda _c: self.reset()), "value")
-        self.b_dd.observe(app.guarded(lambda _c: self.reset()), "value")
+        for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve):
+            w.observe(app.guarded(lambda _c: self.reset()), "value")
         intro = W.HTML(
             "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
             "arrive and see one list from their arm (always the same arm), and the policies learn from the clicks. "
             "The verdict uses always-valid inference (mSPRT), so it may be read at any tick, however often you look; "
-            "the fixed-horizon test is shown only once its planned sample size is reached.")
-        controls = W.HBox([self.a_dd, self.b_dd, self.clock.play, self.reset_btn], layout=W.Layout(align_items="center"))
+            "the fixed-horizon test is shown only once its planned sample size is reached. Each arm serves its model "
+            "either as trained and updated from its clicks every simulated hour, or through the live engine, "
+            "which learns from every click as it happens: the same model both ways is a test of real-time serving.")
+        controls = W.HBox([self.a_dd, self.a_serve, self.b_dd, self.b_serve, self.clock.play, self.reset_btn],
+                          layout=W.Layout(align_items="center", flex_flow="row wrap"))
         self.root = W.VBox([intro, controls, self.fig, self.summary])
 
     @property
@@ -123,7 +131,7 @@ class ABTab:
 
     def step(self) -> dict | None:
         """One tick of A/B traffic and a redraw; fetches (or trains) the two models on the first tick."""
-        from recapp.experiment import ABSimulation
+        from recapp.experiment import ABSimulation, EnginePolicy
 
         if self.sim is None:
             sc = self.scenario()
@@ -137,9 +145,13 @@ class ABTab:
                     self.app.request_model(key, sc, lambda _k, _m: self.clock.play.set_trait("playing", True))
                     return None
                 models.append(model)
-            # The same model on both arms is an A/A test: the names must still differ.
-            names = keys if keys[0] != keys[1] else (f"{keys[0]} (A)", f"{keys[1]} (B)")
-            self.sim = ABSimulation(sc, dict(zip(names, models)), random_state=self.app.random_state)
+            modes = (self.a_serve.value, self.b_serve.value)
+            names = [k if m == "model" else f"{k}, live engine" for k, m in zip(keys, modes)]
+            # The same arm twice is an A/A test: the names must still differ.
+            names = names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
+            policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
+                        for m, mode, n in zip(models, modes, names)]
+            self.sim = ABSimulation(sc, dict(zip(names, policies)), random_state=self.app.random_state)
             # Named once, apart from the data updates: a name changed in the same batch as the data
             # stopped plotly's widget from drawing the data (plotly 7.1, anywidget 0.11).
             for j, arm in enumerate(("A", "B")):

@@ -26,7 +26,7 @@ import pandas as pd
 
 from recapp.experiment.abtest import compare_ratio, delta_ratio, sample_size
 from recapp.experiment.sequential import msprt_interval, msprt_statistic
-from recapp.experiment.simulator import ARM_COL, ShopperSimulator, as_policy
+from recapp.experiment.simulator import ARM_COL, Policy, ShopperSimulator, as_policy
 from recapp.schema import TIME_COL, USER_COL
 
 #: Shoppers per arm before the first sequential look: with a CTR near 1% and ten
@@ -61,7 +61,10 @@ def _check_number(name: str, value, low: float, high: float | None = None, integ
 
 
 def _as_policy(arm: str, name, model):
-    """A private copy of ``model`` as a slate policy; policies learn from clicks, which must not reach the caller's model."""
+    """``model`` as a slate policy: a Recommender is copied first (its policy learns from clicks, which must not
+    reach the caller's model); a Policy, such as an ``EnginePolicy`` around a fresh engine, is used as given."""
+    if isinstance(model, Policy):
+        return model
     try:
         return as_policy(copy.deepcopy(model), name=f"{arm}: {name}")
     except TypeError as exc:
@@ -87,7 +90,8 @@ class ABSimulation:
     events; the simulated clock starts after them), e.g. :class:`ShopScenario`.
     The first policy is arm A (control), the second arm B. A policy is a fitted
     Recommender (served through ``RecommenderPolicy(update="step")``, so it
-    keeps learning from its arm's clicks) or a Policy; both are copied first.
+    keeps learning from its arm's clicks; it is copied first) or a Policy used
+    as given (e.g. ``EnginePolicy(Engine(model))``: the live engine, learning per event).
     Assignment is a salted hash of the shopper id, so a shopper always sees the
     same arm. Each step, ``sessions_per_step`` shoppers arrive and see one slate.
 
