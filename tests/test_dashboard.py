@@ -427,6 +427,27 @@ def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     assert ab.sim.history[-1]["impressions_B"] > 0
 
 
+def test_ab_tab_interleaving_mode(root):
+    app = _app(root)
+    ab = app.ab
+    ab.a_dd.value, ab.b_dd.value = "Popularity", "ItemKNN"
+    ab.mode_tb.value = "interleaving"
+    assert ab.fig.layout.annotations[0].text.startswith("lists won")
+    for _ in range(4):                     # models for the shop may still need training
+        _press_play(ab.play, 1)
+        if app.job is not None:
+            app.wait_for_training()
+    _press_play(ab.play, 5)
+    last = ab.sim.history[-1]
+    assert type(ab.sim).__name__ == "InterleavingSimulation" and last["verdict"] in (None, "A", "B")
+    assert last["impressions"] > 0 and last["wins_A"] + last["wins_B"] + last["ties"] == last["clicked"]
+    assert "interleaved lists shown" in ab.summary.value and "Verdict:" in ab.summary.value
+    assert list(ab.fig.data[1].y) == [h["wins_A"] for h in ab.sim.history]       # the lists A won, tick by tick
+    assert list(ab.fig.data[5].y) == [h["preference"] for h in ab.sim.history]
+    ab.mode_tb.value = "ab"                # switching back starts a new A/B test
+    assert ab.sim is None and ab.fig.layout.annotations[0].text.startswith("CTR")
+
+
 # ---- preparing and the command line ------------------------------------------------------------------
 def test_prepare_caches_and_the_cli_reports_bad_data(shop_log, tmp_path, capsys):
     scenarios = prepare(shop_log / "events.csv", shop_log / "items.csv", models=("Popularity",), root=tmp_path)

@@ -13,6 +13,11 @@ TICK_MS = 150
 #: How an arm serves its model: as trained, updated from its clicks once per simulated hour,
 #: or through the live engine, which folds in every click as it happens.
 SERVING = {"updated hourly": "model", "live engine": "engine"}
+#: How the two policies meet the shoppers: split between arms, or merged into one list per shopper.
+MODES = {"A/B test": "ab", "Interleaving": "interleaving"}
+#: Panel titles per mode (left, right).
+TITLES = {"ab": ("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)"),
+          "interleaving": ("lists won by each policy", "preference for B (always-valid 95% sequence)")}
 IDLE = "<i>Press play to send simulated shoppers to both policies.</i>"
 
 
@@ -73,6 +78,25 @@ def verdict_html(row: dict, names: list) -> str:
     return "<br>".join(parts)
 
 
+def interleaving_html(row: dict, names: list) -> str:
+    """The tick's interleaving counts and verdict in words: always-valid first, the one-shot sign test after."""
+    verdict = row.get("verdict")
+    words = "no winner yet" if verdict is None else \
+        f"{verdict} ({views.esc(names[0] if verdict == 'A' else names[1])}) is preferred"
+    fmt = (lambda v: "–" if v is None or not np.isfinite(v) else f"{v:+.3f}")
+    return "<br>".join([
+        f"{row['impressions']:,} interleaved lists shown, {row['clicked']:,} with a click · "
+        f"won by A ({views.esc(names[0])}): {row['wins_A']:,} · by B ({views.esc(names[1])}): {row['wins_B']:,} · "
+        f"ties: {row['ties']:,}",
+        f"preference for B = {fmt(row['preference'])}; always-valid 95% confidence sequence "
+        f"{fmt(row['cs_low'])} to {fmt(row['cs_high'])}, always-valid p = "
+        + ("–" if not np.isfinite(row["msprt_p"]) else f"{row['msprt_p']:.3g}"),
+        f"<span class='verdict'>Verdict: {words}</span>"
+        + (f" (since hour {row['verdict_step']})" if row.get("verdict_step") else ""),
+        f"<span class='muted'>Sign test on the lists won so far (valid once, at a horizon fixed in advance, not "
+        f"when read every tick): p = {row['pvalue']:.3g}.</span>"])
+
+
 class ABTab:
     """Widgets for the A/B simulation; the experiment is a :class:`recapp.experiment.ABSimulation`."""
 
@@ -87,6 +111,8 @@ class ABTab:
         self.b_dd = W.Dropdown(options=names, value=names[0], description="Policy B", layout=W.Layout(width="240px"))
         self.a_serve = W.Dropdown(options=list(SERVING.items()), value="model", layout=W.Layout(width="140px"))
         self.b_serve = W.Dropdown(options=list(SERVING.items()), value="model", layout=W.Layout(width="140px"))
+        self.mode_tb = W.ToggleButtons(options=list(MODES.items()), value="ab", style={"button_width": "110px"})
+        self.mode_tb.add_class("recapp-ab-mode")
         self.clock = Clock(W, TICK_MS, app.throttle, "recapp-ab-play")
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
@@ -94,7 +120,7 @@ class ABTab:
         self.fig = ab_figure()
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
-        for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve):
+        for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb):
             w.observe(app.guarded(lambda _c: self.reset()), "value")
         intro = W.HTML(
             "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
@@ -102,10 +128,12 @@ class ABTab:
             "The verdict uses always-valid inference (mSPRT), so it may be read at any tick, however often you look; "
             "the fixed-horizon test is shown only once its planned sample size is reached. Each arm serves its model "
             "either as trained and updated from its clicks every simulated hour, or through the live engine, "
-            "which learns from every click as it happens: the same model both ways is a test of real-time serving.")
+            "which learns from every click as it happens: the same model both ways is a test of real-time serving. "
+            "Interleaving shows every shopper one list merged from both policies (team draft) and credits each click "
+            "to the policy that placed the item: it needs fewer shoppers, most of all when shoppers return.")
         controls = W.HBox([self.a_dd, self.a_serve, self.b_dd, self.b_serve, self.clock.play, self.reset_btn],
                           layout=W.Layout(align_items="center", flex_flow="row wrap"))
-        self.root = W.VBox([intro, controls, self.fig, self.summary])
+        self.root = W.VBox([intro, self.mode_tb, controls, self.fig, self.summary])
 
     @property
     def play(self):
@@ -121,6 +149,10 @@ class ABTab:
         self.clock.reset()
         self.sim = None
         figures.clear(self.fig)
+        left, right = TITLES[self.mode_tb.value]
+        with self.fig.batch_update():
+            self.fig.layout.annotations[0].text, self.fig.layout.annotations[1].text = left, right
+            self.fig.layout.yaxis.tickformat = ".1%" if self.mode_tb.value == "ab" else ",d"
         self.summary.value = IDLE
 
     def scenario(self):
@@ -131,7 +163,7 @@ class ABTab:
 
     def step(self) -> dict | None:
         """One tick of A/B traffic and a redraw; fetches (or trains) the two models on the first tick."""
-        from recapp.experiment import ABSimulation, EnginePolicy
+        from recapp.experiment import ABSimulation, EnginePolicy, InterleavingSimulation
 
         if self.sim is None:
             sc = self.scenario()
@@ -151,7 +183,8 @@ class ABTab:
             names = names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
             policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
                         for m, mode, n in zip(models, modes, names)]
-            self.sim = ABSimulation(sc, dict(zip(names, policies)), random_state=self.app.random_state)
+            kind = ABSimulation if self.mode_tb.value == "ab" else InterleavingSimulation
+            self.sim = kind(sc, dict(zip(names, policies)), random_state=self.app.random_state)
             # Named once, apart from the data updates: a name changed in the same batch as the data
             # stopped plotly's widget from drawing the data (plotly 7.1, anywidget 0.11).
             for j, arm in enumerate(("A", "B")):
@@ -159,13 +192,13 @@ class ABTab:
         row = self.sim.step()
         h = pd.DataFrame(self.sim.history).tail(SERIES_POINTS)
         x = h["step"].tolist()
-        names = self.sim.names
+        ab = self.mode_tb.value == "ab"
         with self.fig.batch_update():
             for j, arm in enumerate(("A", "B")):
                 band, line = self.fig.data[2 * j], self.fig.data[2 * j + 1]
-                band.x, band.y = _band(x, h[f"low_{arm}"].tolist(), h[f"high_{arm}"].tolist())
-                line.x, line.y = x, figures.gaps(h[f"ctr_{arm}"].tolist())
+                band.x, band.y = _band(x, h[f"low_{arm}"].tolist(), h[f"high_{arm}"].tolist()) if ab else ([], [])
+                line.x, line.y = x, figures.gaps(h[f"ctr_{arm}" if ab else f"wins_{arm}"].tolist())
             self.fig.data[4].x, self.fig.data[4].y = _band(x, h["cs_low"].tolist(), h["cs_high"].tolist())
-            self.fig.data[5].x, self.fig.data[5].y = x, figures.gaps(h["diff"].tolist())
-        self.summary.value = verdict_html(row, names)
+            self.fig.data[5].x, self.fig.data[5].y = x, figures.gaps(h["diff" if ab else "preference"].tolist())
+        self.summary.value = (verdict_html if ab else interleaving_html)(row, self.sim.names)
         return row

@@ -22,6 +22,19 @@ from recapp.experiment.abtest import (
     srm_check,
     user_metrics,
 )
+from recapp.experiment.interleaving import (
+    InterleavedPolicy,
+    InterleavingSimulation,
+    credit,
+    expected_credit,
+    outcomes,
+    preference_sequence,
+    preference_test,
+    run_interleaving,
+    team_clicks,
+    team_draft,
+    team_draft_many,
+)
 from recapp.experiment.live_ab import ABSimulation, ShopScenario
 from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
 from recapp.experiment.sequential import (
@@ -49,6 +62,8 @@ __all__ = [
     "predicted_power", "sample_size", "srm_check", "user_metrics",
     "LoggedFeedback", "estimate", "evaluate", "from_open_bandit", "learned_policy_study", "random_policy_study",
     "ABSimulation", "ShopScenario",
+    "InterleavedPolicy", "InterleavingSimulation", "credit", "expected_credit", "outcomes", "preference_sequence",
+    "preference_test", "run_interleaving", "team_clicks", "team_draft", "team_draft_many",
     "alpha_spent", "always_valid_pvalues", "confidence_sequence", "monitor", "msprt_interval", "msprt_statistic",
     "peeking_simulation", "spending_boundaries",
     "EnginePolicy", "Policy", "RandomPolicy", "RecommenderPolicy", "ShopperSimulator", "SimulationResult", "as_policy",
