@@ -6,7 +6,7 @@ model is fitted once on the whole log and served as fitted. The truth comes
 from the simulator: a ranker's expected CTR is the activity-weighted mean of
 ``click_probabilities`` on its own slates, and the better ranker of a pair is
 the one with the higher expected CTR. Interleaving's expected outcome is exact
-too (:func:`recapp.experiment.interleaving.expected_credit` enumerates the
+too (:func:`recapp.experiment.interleaving_sim.expected_credit` enumerates the
 coin flips of team draft).
 
 A shopper arrives with a profile drawn by activity and sees ``--visits``
@@ -50,7 +50,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recapp.data import synthetic_shop
-from recapp.experiment.interleaving import (
+from recapp.experiment import (
     InterleavingSimulation,
     expected_credit,
     outcomes,

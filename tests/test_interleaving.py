@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from recapp.experiment.interleaving import (
+from recapp.experiment import (
     InterleavingSimulation,
     credit,
     expected_credit,

@@ -23,18 +23,15 @@ from recapp.experiment.abtest import (
     user_metrics,
 )
 from recapp.experiment.interleaving import (
-    InterleavedPolicy,
-    InterleavingSimulation,
     credit,
-    expected_credit,
     outcomes,
     preference_sequence,
     preference_test,
-    run_interleaving,
     team_clicks,
     team_draft,
     team_draft_many,
 )
+from recapp.experiment.interleaving_sim import InterleavedPolicy, InterleavingSimulation, expected_credit, run_interleaving
 from recapp.experiment.live_ab import ABSimulation, ShopScenario
 from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
 from recapp.experiment.sequential import (
