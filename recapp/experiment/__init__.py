@@ -22,6 +22,7 @@ from recapp.experiment.abtest import (
     srm_check,
     user_metrics,
 )
+from recapp.experiment.click_model import ClickModel, fit_click_model, position_decay_test, predict_logged, synthetic_rounds
 from recapp.experiment.interleaving import (
     credit,
     outcomes,
@@ -34,6 +35,12 @@ from recapp.experiment.interleaving import (
 from recapp.experiment.interleaving_sim import InterleavedPolicy, InterleavingSimulation, expected_credit, run_interleaving
 from recapp.experiment.live_ab import ABSimulation, ShopScenario
 from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
+from recapp.experiment.simulator_calibration import (
+    calibration_report,
+    random_ctr_check,
+    simulator_from_open_bandit,
+    simulator_random_ctr,
+)
 from recapp.experiment.sequential import (
     alpha_spent,
     always_valid_pvalues,
@@ -58,6 +65,8 @@ __all__ = [
     "analyze", "assign", "calibration", "compare_means", "compare_proportions", "compare_ratio", "delta_ratio",
     "predicted_power", "sample_size", "srm_check", "user_metrics",
     "LoggedFeedback", "estimate", "evaluate", "from_open_bandit", "learned_policy_study", "random_policy_study",
+    "ClickModel", "fit_click_model", "predict_logged", "synthetic_rounds",
+    "calibration_report", "position_decay_test", "random_ctr_check", "simulator_from_open_bandit", "simulator_random_ctr",
     "ABSimulation", "ShopScenario",
     "InterleavedPolicy", "InterleavingSimulation", "credit", "expected_credit", "outcomes", "preference_sequence",
     "preference_test", "run_interleaving", "team_clicks", "team_draft", "team_draft_many",
