@@ -23,6 +23,16 @@ from recapp.experiment.abtest import (
     user_metrics,
 )
 from recapp.experiment.click_model import ClickModel, fit_click_model, position_decay_test, predict_logged, synthetic_rounds
+from recapp.experiment.cuped import (
+    analyze_cuped,
+    compare_means_cuped,
+    compare_ratio_cuped,
+    cuped_adjust,
+    cuped_theta,
+    linearize_ratio,
+    sample_size_cuped,
+)
+from recapp.experiment.cuped_sim import add_pre_period, simulate_with_pre_period
 from recapp.experiment.interleaving import (
     credit,
     outcomes,
@@ -67,6 +77,8 @@ __all__ = [
     "LoggedFeedback", "estimate", "evaluate", "from_open_bandit", "learned_policy_study", "random_policy_study",
     "ClickModel", "fit_click_model", "predict_logged", "synthetic_rounds",
     "calibration_report", "position_decay_test", "random_ctr_check", "simulator_from_open_bandit", "simulator_random_ctr",
+    "add_pre_period", "analyze_cuped", "compare_means_cuped", "compare_ratio_cuped", "cuped_adjust", "cuped_theta",
+    "linearize_ratio", "sample_size_cuped", "simulate_with_pre_period",
     "ABSimulation", "ShopScenario",
     "InterleavedPolicy", "InterleavingSimulation", "credit", "expected_credit", "outcomes", "preference_sequence",
     "preference_test", "run_interleaving", "team_clicks", "team_draft", "team_draft_many",
