@@ -52,12 +52,12 @@ def _setup() -> None:
 
 def run_one(job: tuple) -> dict:
     """One A/A run of ``ticks`` ticks; the first tick (or None) at which each rule declares a winner."""
-    r, ticks, salt = job
+    r, ticks, salt, cuped = job
     if not _WORLD:
         _setup()
     model = _WORLD["model"]
     ab = ABSimulation(_WORLD["scenario"], {"Popularity": model, "Popularity (copy)": model}, random_state=r,
-                      salt=salt or f"aa-{r}")
+                      salt=salt or f"aa-{r}", cuped=cuped)
     out = {"run": r, "peeking": None, "peeking_after_burn_in": None, "msprt": None, "fixed_reached": None,
            "fixed_reject": None, "seconds": 0.0}
     t0 = time.perf_counter()
@@ -74,6 +74,7 @@ def run_one(job: tuple) -> dict:
         if row["fixed_p"] is not None and out["fixed_reached"] is None:
             out["fixed_reached"], out["fixed_reject"] = tick, bool(row["fixed_p"] < ab.alpha)
     out["msprt"] = ab.verdict_step
+    out["variance_reduction"] = row.get("variance_reduction")
     out["seconds"] = time.perf_counter() - t0
     out.update(planned_users=ab.planned_users, mde=ab.mde, baseline_ctr=ab.baseline_ctr, tau=ab.tau, min_users=ab.min_users)
     return out
@@ -123,11 +124,12 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--salt", default=None, help="one assignment salt for every run (default: a new salt per run)")
     p.add_argument("--json", type=Path, help="also write the per-run results here")
+    p.add_argument("--cuped", action="store_true", help="the A/B verdict with CUPED on the shoppers' pre-period CTR")
     args = p.parse_args(argv)
     for name in ("runs", "ticks", "jobs"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    jobs = [(r, args.ticks, args.salt) for r in range(args.runs)]
+    jobs = [(r, args.ticks, args.salt, args.cuped) for r in range(args.runs)]
     t0 = time.perf_counter()
     if args.jobs == 1:
         results = [run_one(j) for j in jobs]
@@ -143,6 +145,9 @@ def main(argv=None) -> int:
     print(f"mSPRT tau = {first['tau']:.4f} (the MDE: +{first['mde']:.0%} on a {first['baseline_ctr']:.1%} CTR), looks from "
           f"{first['min_users']} shoppers per arm; fixed horizon planned at {first['planned_users']} shoppers per arm "
           f"(80% power); salt: {args.salt or 'a new one per run'}")
+    if args.cuped:
+        print(f"CUPED on the pre-period CTR: variance reduction at the last tick, median "
+              f"{runs['variance_reduction'].median():.1%} (the mSPRT row uses the CUPED-adjusted difference)")
     print()
     print(markdown(summarise(runs)))
     if args.json:

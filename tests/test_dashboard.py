@@ -420,6 +420,11 @@ def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     assert ab.sim is None and len(ab.fig.data[1].y) == 0
     _press_play(ab.play, 2)
     assert ab.sim.names == ["Popularity (A)", "Popularity (B)"]
+    ab.cuped_cb.value = True                # CUPED on the pre-period CTR
+    assert ab.sim is None
+    _press_play(ab.play, 3)
+    assert ab.sim.cuped and "CUPED" in ab.summary.value and "variance_reduction" in ab.sim.history[-1]
+    ab.cuped_cb.value = False
     ab.b_dd.value, ab.b_serve.value = "ItemKNN", "engine"   # the same model served live against hourly updates
     ab.a_dd.value = "ItemKNN"
     _press_play(ab.play, 3)

@@ -120,6 +120,25 @@ def test_a_planted_difference_gets_the_right_verdict(dashboard_shop, order, winn
         assert ab.step()["verdict"] == winner
 
 
+def test_cuped_adjusts_by_the_pre_period_ctr_and_keeps_the_verdict(dashboard_shop):
+    from recapp.experiment import compare_ratio_cuped
+
+    scenario, _, ease = dashboard_shop
+    plain = ABSimulation(scenario, {"random": RandomPolicy(random_state=1), "EASE": ease}, random_state=5)
+    cuped = ABSimulation(scenario, {"random": RandomPolicy(random_state=1), "EASE": ease}, random_state=5, cuped=True)
+    for _ in range(60):
+        a, b = plain.step(), cuped.step()
+    assert a["impressions_B"] == b["impressions_B"]        # same traffic; only the analysis differs
+    views = scenario.train[scenario.train["event"] == "view"].groupby("user_id").size()
+    assert cuped.pre_views.sum() == views.sum() and cuped.pre_views.max() == views.max()
+    sa, sb = cuped.views["A"] > 0, cuped.views["B"] > 0
+    ref = compare_ratio_cuped(cuped.clicks["A"][sa], cuped.views["A"][sa], cuped.clicks["B"][sb], cuped.views["B"][sb],
+                              cuped.pre_clicks[sa], cuped.pre_views[sa], cuped.pre_clicks[sb], cuped.pre_views[sb])
+    assert b["diff"] == pytest.approx(ref["diff"]) and b["variance_reduction"] == pytest.approx(ref["variance_reduction"])
+    assert b["variance_reduction"] > 0 and "variance_reduction" not in a
+    assert a["verdict"] == b["verdict"] == "B"
+
+
 def test_aa_runs_rarely_declare_a_winner_where_peeking_often_does(small):
     scenario, pop = small
     runs, ticks, new, old = 24, 40, 0, 0
@@ -177,6 +196,7 @@ def test_compare_is_none_before_traffic_and_matches_the_record_after(small):
     ({"min_users": 1}, "min_users"),
     ({"tau": -0.01}, "tau"),
     ({"baseline_ctr": 0.5}, "baseline_ctr"),
+    ({"cuped": "yes"}, "cuped"),
 ])
 def test_bad_arguments_raise_errors_that_name_them(small, kwargs, match):
     scenario, pop = small

@@ -66,6 +66,10 @@ def verdict_html(row: dict, names: list) -> str:
              + ("–" if row["msprt_p"] is None or not np.isfinite(row["msprt_p"]) else f"{row['msprt_p']:.3g}"),
              f"<span class='verdict'>Verdict: {words}</span>"
              + (f" (since hour {row['verdict_step']})" if row.get("verdict_step") else "")]
+    vr = row.get("variance_reduction")
+    if vr is not None and np.isfinite(vr):
+        parts.insert(2, f"<span class='muted'>CUPED: B − A adjusted by each shopper's pre-period CTR; "
+                        f"variance {vr:.0%} lower than without.</span>")
     planned = row.get("planned_users")
     if row.get("fixed_p") is None:
         have = min(row["users_A"], row["users_B"])
@@ -113,6 +117,8 @@ class ABTab:
         self.b_serve = W.Dropdown(options=list(SERVING.items()), value="model", layout=W.Layout(width="140px"))
         self.mode_tb = W.ToggleButtons(options=list(MODES.items()), value="ab", style={"button_width": "110px"})
         self.mode_tb.add_class("recapp-ab-mode")
+        self.cuped_cb = W.Checkbox(value=False, description="CUPED (pre-period CTR)", indent=False,
+                                   layout=W.Layout(width="200px"))
         self.clock = Clock(W, TICK_MS, app.throttle, "recapp-ab-play")
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
@@ -120,7 +126,7 @@ class ABTab:
         self.fig = ab_figure()
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
-        for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb):
+        for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
             w.observe(app.guarded(lambda _c: self.reset()), "value")
         intro = W.HTML(
             "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
@@ -130,10 +136,13 @@ class ABTab:
             "either as trained and updated from its clicks every simulated hour, or through the live engine, "
             "which learns from every click as it happens: the same model both ways is a test of real-time serving. "
             "Interleaving shows every shopper one list merged from both policies (team draft) and credits each click "
-            "to the policy that placed the item: it needs fewer shoppers, most of all when shoppers return.")
+            "to the policy that placed the item: it needs fewer shoppers, most of all when shoppers return. "
+            "CUPED adjusts each shopper's CTR by their CTR before the test (the shop's log), which narrows the "
+            "interval by what that history explains.")
         controls = W.HBox([self.a_dd, self.a_serve, self.b_dd, self.b_serve, self.clock.play, self.reset_btn],
                           layout=W.Layout(align_items="center", flex_flow="row wrap"))
-        self.root = W.VBox([intro, self.mode_tb, controls, self.fig, self.summary])
+        self.root = W.VBox([intro, W.HBox([self.mode_tb, self.cuped_cb], layout=W.Layout(align_items="center")),
+                            controls, self.fig, self.summary])
 
     @property
     def play(self):
@@ -183,8 +192,11 @@ class ABTab:
             names = names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
             policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
                         for m, mode, n in zip(models, modes, names)]
-            kind = ABSimulation if self.mode_tb.value == "ab" else InterleavingSimulation
-            self.sim = kind(sc, dict(zip(names, policies)), random_state=self.app.random_state)
+            if self.mode_tb.value == "ab":
+                self.sim = ABSimulation(sc, dict(zip(names, policies)), random_state=self.app.random_state,
+                                        cuped=self.cuped_cb.value)
+            else:
+                self.sim = InterleavingSimulation(sc, dict(zip(names, policies)), random_state=self.app.random_state)
             # Named once, apart from the data updates: a name changed in the same batch as the data
             # stopped plotly's widget from drawing the data (plotly 7.1, anywidget 0.11).
             for j, arm in enumerate(("A", "B")):

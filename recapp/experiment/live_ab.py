@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from recapp.experiment.abtest import compare_ratio, delta_ratio, sample_size
+from recapp.experiment.cuped import compare_ratio_cuped
 from recapp.experiment.sequential import msprt_interval, msprt_statistic
 from recapp.experiment.simulator import ARM_COL, Policy, ShopperSimulator, as_policy
-from recapp.schema import TIME_COL, USER_COL
+from recapp.schema import EVENT_COL, TIME_COL, USER_COL
 
 #: Shoppers per arm before the first sequential look: with a CTR near 1% and ten
 #: impressions per visit that is about five clicks per arm, below which the
@@ -69,6 +70,16 @@ def _as_policy(arm: str, name, model):
         return as_policy(copy.deepcopy(model), name=f"{arm}: {name}")
     except TypeError as exc:
         raise TypeError(f"policies[{name!r}]: {exc}") from None
+
+
+def _pre_period(train: pd.DataFrame, users: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Each shopper's clicks and views in the training log, before the experiment: CUPED's covariate."""
+    ev = train[EVENT_COL] if EVENT_COL in train.columns else pd.Series("view", index=train.index)
+    pos = users.get_indexer(train[USER_COL].to_numpy())
+    known = pos >= 0
+    clicks = np.bincount(pos[known], weights=(ev.to_numpy()[known] == "click").astype(float), minlength=len(users))
+    views = np.bincount(pos[known], weights=(ev.to_numpy()[known] == "view").astype(float), minlength=len(users))
+    return clicks, views
 
 
 def arm_ctr(clicks: np.ndarray, views: np.ndarray) -> tuple[float, float, int]:
@@ -135,6 +146,10 @@ class ABSimulation:
     * per arm X in A, B: ``ctr_X``, ``low_X``/``high_X`` (pointwise 95% band),
       ``users_X`` (shoppers with impressions), ``impressions_X``;
     * ``diff``: CTR of B minus CTR of A (NaN until both arms have 2 shoppers);
+      with ``cuped=True`` the CUPED-adjusted difference (covariate: each
+      shopper's CTR in the training log, linearised with the delta method;
+      :func:`recapp.experiment.cuped.compare_ratio_cuped`), whose smaller
+      variance the sequential test then uses, and ``variance_reduction``;
     * ``msprt_p``, ``cs_low``, ``cs_high``: always-valid p-value and confidence
       sequence for ``diff`` (NaN before the first look);
     * ``planned_users``: the plan (constant);
@@ -147,7 +162,8 @@ class ABSimulation:
 
     def __init__(self, scenario, policies: Mapping, sessions_per_step: int = 20, random_state: int = 0,
                  salt: str = "dashboard-ab", *, alpha: float = ALPHA, mde: float = MDE, power: float = POWER,
-                 baseline_ctr: float | None = None, tau: float | None = None, min_users: int = MIN_USERS):
+                 baseline_ctr: float | None = None, tau: float | None = None, min_users: int = MIN_USERS,
+                 cuped: bool = False):
         shop = getattr(scenario, "shop", None)
         if shop is None or not hasattr(shop, "users"):
             raise ValueError("scenario.shop must be a recapp.data.synthetic_shop(...) result; "
@@ -166,6 +182,8 @@ class ABSimulation:
         _check_number("min_users", min_users, 2, integer=True)
         if not isinstance(salt, str):
             raise TypeError(f"salt={salt!r} must be a string")
+        if cuped not in (True, False):
+            raise ValueError(f"cuped={cuped!r} must be True or False")
         self.scenario = scenario
         self.names = list(policies)
         self.policies = {arm: _as_policy(arm, n, m) for arm, (n, m) in zip(self.ARMS, policies.items())}
@@ -185,6 +203,8 @@ class ABSimulation:
         self._pos = pd.Index(shop.users[USER_COL].to_numpy())
         self.clicks = {a: np.zeros(n) for a in self.ARMS}
         self.views = {a: np.zeros(n) for a in self.ARMS}
+        self.cuped = bool(cuped)
+        self.pre_clicks, self.pre_views = _pre_period(train, self._pos)
         self.history: list[dict] = []
         self._p, self._low, self._high = math.nan, math.nan, math.nan
         self._fixed: dict | None = None
@@ -212,9 +232,11 @@ class ABSimulation:
             row.update({f"ctr_{arm}": ratio, f"low_{arm}": ratio - half, f"high_{arm}": ratio + half,
                         f"users_{arm}": users, f"impressions_{arm}": int(self.views[arm].sum())})
             est[arm] = (ratio, var, users, float(self.clicks[arm].sum()))
-        diff = est["B"][0] - est["A"][0]
+        diff, variance = est["B"][0] - est["A"][0], est["A"][1] + est["B"][1]
+        if self.cuped:
+            diff, variance, row["variance_reduction"] = self._cuped(diff, variance)
         row["diff"] = diff
-        self._look(diff, est["A"][1] + est["B"][1], est, t + 1)
+        self._look(diff, variance, est, t + 1)
         row.update({"msprt_p": self._p, "cs_low": self._low, "cs_high": self._high,
                     "planned_users": self.planned_users})
         if self._fixed is None and min(est["A"][2], est["B"][2]) >= self.planned_users:
@@ -225,6 +247,18 @@ class ABSimulation:
         row["verdict"], row["verdict_step"] = self.verdict, self.verdict_step
         self.history.append(row)
         return row
+
+    def _cuped(self, diff: float, variance: float) -> tuple[float, float, float]:
+        """B − A, its variance and the variance reduction after CUPED on the shoppers' pre-period CTR."""
+        sa, sb = self.views["A"] > 0, self.views["B"] > 0
+        # Before each arm has a click the linearised values are all equal and there is nothing to adjust.
+        if (sa.sum() < 2 or sb.sum() < 2 or not self.clicks["A"].sum() > 0 or not self.clicks["B"].sum() > 0
+                or not (self.pre_views[sa].sum() + self.pre_views[sb].sum()) > 0):
+            return diff, variance, math.nan
+        res = compare_ratio_cuped(self.clicks["A"][sa], self.views["A"][sa], self.clicks["B"][sb], self.views["B"][sb],
+                                  self.pre_clicks[sa], self.pre_views[sa], self.pre_clicks[sb], self.pre_views[sb],
+                                  alpha=self.alpha)
+        return res["diff"], res["se"] ** 2, res["variance_reduction"]
 
     def _serve(self, t: int) -> None:
         """Run one simulator step (fresh arrival seed, clock moved on) and add its impressions to the per-shopper sums."""
