@@ -560,10 +560,60 @@ def popularity_bias(
     return float(pd.Series(pop).groupby(reco_df[col_user].to_numpy()).mean().mean())
 
 
+def calibration_kl(
+    train_df: pd.DataFrame,
+    reco_df: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    col_category: str = "genres",
+    sep: str = "|",
+    alpha: float = 0.01,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+) -> float:
+    """Miscalibration (Steck, RecSys 2018): mean over users of KL(p || q~) in nats, range [0, log(1/alpha)]; lower is better.
+
+    ``items[col_category]`` holds each item's categories (``"A|B"``, split on
+    ``sep``); an item's mass is split evenly over them. ``p`` is the category
+    distribution of the user's distinct ``train_df`` items (uncategorised ones
+    ignored); ``q`` that of the user's rows in ``reco_df``, each weighing
+    1/len(list) (an uncategorised recommendation dilutes ``q``); ``q~ = (1 - alpha) q
+    + alpha p``. The same definition :func:`recapp.rerank.calibrated` optimises.
+    Users without categorised history are skipped.
+    """
+    require_columns(reco_df, "reco_df", col_user, col_item)
+    require_columns(train_df, "train_df", col_user, col_item)
+    require_columns(items, "items", col_item, col_category)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha={alpha!r} is out of range; it must be in (0, 1)")
+    if len(reco_df) == 0:
+        return 0.0
+    cats = items[[col_item, col_category]].dropna()
+    labels = cats[col_category].astype(str).str.split(sep, regex=False)
+    long = pd.DataFrame({col_item: np.repeat(cats[col_item].to_numpy(), labels.str.len().to_numpy()),
+                         "category": np.concatenate([np.asarray(x, dtype=object) for x in labels] or [np.array([], object)])})
+    long = long[long["category"] != ""]
+    long["w"] = 1.0 / long.groupby(col_item)["category"].transform("size")
+    hist = _unique_pairs(train_df, col_user, col_item).merge(long, on=col_item)
+    p = hist.groupby([col_user, "category"])["w"].sum()
+    p = p / p.groupby(level=0).transform("sum")
+    recs = reco_df[[col_user, col_item]]
+    n_list = recs.groupby(col_user).size()
+    q = recs.merge(long, on=col_item).groupby([col_user, "category"])["w"].sum()
+    q = q / n_list.reindex(q.index.get_level_values(0)).to_numpy()
+    frame = p.rename("p").to_frame().join(q.rename("q"), how="left").fillna({"q": 0.0})
+    frame = frame[frame.index.get_level_values(0).isin(n_list.index)]
+    if len(frame) == 0:
+        raise ValueError("calibration_kl needs at least one recommended user with categorised history in train_df")
+    pv, qv = frame["p"].to_numpy(), frame["q"].to_numpy()
+    term = pd.Series(pv * np.log(pv / ((1.0 - alpha) * qv + alpha * pv)), index=frame.index)
+    return float(term.groupby(level=0).sum().mean())
+
+
 __all__ = [
     "DEFAULT_K", "RANKING_METRICS",
     "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "mrr_at_k", "hit_rate_at_k",
     "ranking_metrics", "per_user_ranking_metrics", "auc", "rmse", "mae",
     "catalog_coverage", "distributional_coverage", "intra_list_diversity", "serendipity",
-    "novelty", "popularity_bias",
+    "novelty", "popularity_bias", "calibration_kl",
 ]

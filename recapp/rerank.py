@@ -1,4 +1,4 @@
-"""Re-ranking: exclusion, business filters, MMR diversity, explanations and rank changes.
+"""Re-ranking: exclusion, business filters, MMR diversity, calibration, exposure, explanations and rank changes.
 
 Plain functions on numpy arrays of scores indexed by internal item index, so
 the real-time engine, notebooks and tests share them. A score of ``-inf``
@@ -11,6 +11,10 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+# Calibration and exposure-aware re-ranking live in recapp.fairness; they are re-ranking options, so here too.
+from recapp.fairness import (  # noqa: F401
+    CALIBRATION_ALPHA, calibrated, category_distribution, category_matrix, exposure_aware, head_items, kl_divergence,
+)
 from recapp.schema import ITEM_COL
 
 #: Explanation of an item that comes from the popularity fallback.
@@ -196,6 +200,7 @@ def rank_changes(items: Sequence, previous: Mapping | None) -> pd.arrays.Integer
 
 
 __all__ = [
-    "POPULAR_NOW", "exclude", "filter_mask", "top_k", "mmr", "cosine_similarity_matrix",
+    "POPULAR_NOW", "CALIBRATION_ALPHA", "exclude", "filter_mask", "top_k", "mmr", "category_matrix",
+    "category_distribution", "kl_divergence", "calibrated", "head_items", "exposure_aware", "cosine_similarity_matrix",
     "explanation", "top_contributors", "rank_changes",
 ]

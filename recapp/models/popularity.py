@@ -45,6 +45,15 @@ class DecayedCounts:
         out.alltime[: n_items] = np.bincount(items, weights=w, minlength=n_items)[: n_items]
         return out
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray, now: float, half_life: float | None = None) -> "DecayedCounts":
+        """Counts released elsewhere (e.g. with differential privacy) taken as counted at time ``now``."""
+        counts = np.asarray(counts, dtype=np.float64)
+        out = cls(len(counts), half_life)
+        out.decayed[: len(counts)] = out.alltime[: len(counts)] = counts
+        out.t0 = out.now = float(now)
+        return out
+
     def __len__(self) -> int:
         return len(self.decayed)
 
@@ -100,19 +109,76 @@ class Popularity(Recommender):
 
     Served live, the counts follow every shopper's events with the same settings
     (:class:`DecayedCounts`); everyone gets the same list.
+
+    With ``epsilon`` the counts are released with user-level differential
+    privacy (:func:`recapp.privacy.private_item_counts`): each user counts for at
+    most ``max_items_per_user`` items (their earliest), then ``mechanism``
+    ("laplace": epsilon-DP; "gaussian": (epsilon, delta)-DP) adds integer noise.
+    ``random_state=None`` draws it from OpenDP's secure sampler when ``opendp``
+    is installed; an integer makes it reproducible and therefore not private
+    (for experiments only). The guarantee covers what is served (every list, and the
+    engine's "popular now" seeded from ``dp_counts_``), not the model file, which
+    keeps the training log like every model. Each ``fit`` or ``update`` is one
+    more release; ``privacy_spent_`` adds them up (basic composition). Live
+    increments after the release (the engine's events) are exact and not DP.
+    DP needs plain distinct-user counts (``half_life=None``, ``weighted=False``).
     """
 
-    def __init__(self, half_life: float | None = None, weighted: bool = False):
+    def __init__(self, half_life: float | None = None, weighted: bool = False, epsilon: float | None = None,
+                 delta: float | None = None, mechanism: str = "laplace", max_items_per_user: int = 50,
+                 random_state: int | None = None):
         self.half_life = half_life
         self.weighted = weighted
+        self.epsilon = epsilon
+        self.delta = delta
+        self.mechanism = mechanism
+        self.max_items_per_user = max_items_per_user
+        self.random_state = random_state
 
     def _validate_params(self) -> None:
         if self.half_life is not None:
             check_param("half_life", self.half_life, low=0, low_inclusive=False)
         check_param("weighted", self.weighted, choices=(True, False))
+        if self.epsilon is not None:
+            from recapp.privacy import check_dp_params
+
+            check_dp_params(self.epsilon, self.delta, self.mechanism, self.max_items_per_user)
+            if self.half_life is not None or self.weighted:
+                raise ValueError(f"epsilon={self.epsilon!r} needs half_life=None and weighted=False: the privacy "
+                                 f"guarantee is stated for counts of distinct users (got half_life={self.half_life!r}, "
+                                 f"weighted={self.weighted!r})")
+        if self.random_state is not None:
+            check_param("random_state", self.random_state, low=0, integer=True)
 
     def _fit(self, inter: Interactions, **kwargs) -> None:
+        self.n_releases_ = 0
+        self._release(inter)
         self.counts_ = self._counts(inter).current(inter.n_items)
+
+    def _release(self, inter: Interactions) -> None:
+        """A fresh DP release of the training counts (nothing when ``epsilon`` is None)."""
+        if self.epsilon is None:
+            self.dp_counts_ = None
+            return
+        from recapp.privacy import private_item_counts
+
+        f = inter.frame
+        # A seeded release draws new noise each time: the same noise twice would let differences show exactly.
+        seed = None if self.random_state is None else [int(self.random_state), self.n_releases_]
+        out = private_item_counts(f["uidx"].to_numpy(), f["iidx"].to_numpy(), f["timestamp"].to_numpy(), inter.n_items,
+                                  epsilon=self.epsilon, delta=self.delta, mechanism=self.mechanism,
+                                  max_items_per_user=self.max_items_per_user, random_state=seed)
+        self.dp_counts_ = out["counts"]
+        self.dp_scale_ = out["scale"]
+        self.clipped_share_ = out["clipped_share"]
+        self.n_releases_ += 1
+
+    @property
+    def privacy_spent_(self) -> tuple[float, float] | None:
+        """(epsilon, delta) spent by every release so far under basic composition; None without DP."""
+        if self.epsilon is None or not getattr(self, "n_releases_", 0):
+            return None
+        return (self.n_releases_ * float(self.epsilon), self.n_releases_ * float(self.delta or 0.0))
 
     @property
     def counts_distinct_users(self) -> bool:
@@ -121,6 +187,8 @@ class Popularity(Recommender):
 
     def _counts(self, inter: Interactions) -> DecayedCounts:
         f = inter.frame
+        if getattr(self, "dp_counts_", None) is not None:
+            return DecayedCounts.from_counts(self.dp_counts_, float(f["timestamp"].max()) if len(f) else 0.0)
         if self.counts_distinct_users:
             c = DecayedCounts(inter.n_items)
             c.decayed[: inter.n_items] = c.alltime[: inter.n_items] = inter.item_popularity()
@@ -149,6 +217,7 @@ class Popularity(Recommender):
         return PopularityScorer(self)
 
     def _update(self, uidx: np.ndarray) -> None:
+        self._release(self.interactions_)
         self.counts_ = self._counts(self.interactions_).current(self.interactions_.n_items)
         self.n_items_ = self.interactions_.n_items
 
@@ -158,10 +227,24 @@ class Popularity(Recommender):
         return np.tile(full, (n, 1))
 
     def _state(self) -> dict:
-        return {"counts": self.counts_}
+        out = {"counts": self.counts_}
+        if getattr(self, "dp_counts_", None) is not None:
+            out["dp_counts"] = self.dp_counts_
+        return out
 
     def _set_state(self, arrays: dict) -> None:
         self.counts_ = arrays["counts"]
+        self.dp_counts_ = arrays.get("dp_counts")
+
+    def _extra_config(self) -> dict:
+        if getattr(self, "dp_counts_", None) is None:
+            return {}
+        return {"n_releases": self.n_releases_, "dp_scale": self.dp_scale_, "clipped_share": self.clipped_share_}
+
+    def _set_extra_config(self, extra: dict) -> None:
+        if "n_releases" in extra:
+            self.n_releases_, self.dp_scale_ = int(extra["n_releases"]), float(extra["dp_scale"])
+            self.clipped_share_ = float(extra["clipped_share"])
 
 
 class PopularityScorer(LiveScorer):

@@ -28,7 +28,7 @@ from recapp.realtime.cache import ResultCache, freeze, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.index import FaissIndex, faiss_available
 from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
-from recapp.realtime.ranking import Ranker
+from recapp.realtime.ranking import Ranker, check_reranking
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
 from recapp.realtime.trending import Trending
@@ -58,6 +58,15 @@ class Engine:
         that user (default purchases and ratings: what was bought or rated once).
     exclude_viewed : also exclude every item the user has had any event on.
     diversity : MMR lambda in [0, 1]; 1 (default) keeps the model's order.
+    calibration : Steck's lambda in [0, 1] (:func:`recapp.rerank.calibrated`): the list's
+        category mix follows the shopper's history; 0 (default) keeps the model's order.
+        Needs ``items`` with a ``categories`` column.
+    exposure : beta in [0, 1] of the popularity-tail re-ranker
+        (:func:`recapp.rerank.exposure_aware`), head and tail from the engine's all-time
+        counts; 0 (default) keeps the model's order. Each list aims at the head share
+        of the shopper's history, or at ``exposure_target`` (in [0, 1]) for everyone.
+        At most one of ``diversity`` < 1, ``calibration`` > 0 and ``exposure`` > 0 may be on.
+    categories : the items-table column calibration reads ("A|B" labels for several).
     filters : default business filters (see :func:`recapp.rerank.filter_mask`).
     half_life : seconds of event time for the "popular now" counters to halve (None: no decay).
     recency : per-event decay of history weights in (0, 1]; 1 weighs the whole
@@ -69,6 +78,12 @@ class Engine:
         validated and committed there before it changes any state.
     cache_size : entries of the LRU cache of ``recommend`` results (0 disables it).
     explain : whether to compute explanations.
+    pseudonymizer : a :class:`~recapp.privacy.Pseudonymizer`: user ids are replaced by
+        pseudonyms as events arrive and when ``recommend``, ``history``, ``warm`` and
+        ``reset_user`` are called, so callers keep passing raw ids while the engine's
+        state, the store and every refit hold only pseudonyms. The model must have been
+        fitted on pseudonyms (``model.fit(pseudonymizer.frame(train))``). A model with
+        ``dp_counts_`` (``Popularity(epsilon=...)``) seeds "popular now" with them.
     refit_every : refit a copy of the model on the training log plus every event
         ingested since, in a background thread, after this many events, and swap
         it in atomically (None: never). This is how items launched while serving
@@ -81,14 +96,25 @@ class Engine:
                  recency: float = 1.0, ann: str | None = None, ann_min_items: int = 50_000,
                  store=None, cache_size: int = 1024, explain: bool = True, n_explain: int = 3,
                  event_weights: dict | None = None, max_user_vectors: int | None = None,
-                 refit_every: int | None = None):
+                 refit_every: int | None = None, calibration: float = 0.0, exposure: float = 0.0,
+                 categories: str = "category", exposure_target: float | None = None, pseudonymizer=None):
         model._check_fitted()
         check_param("k", k, low=1, integer=True)
         bad = set(exclude_events) - set(EVENT_TYPES)
         if bad:
             raise ValueError(f"exclude_events has unknown event type(s) {sorted(bad)}; accepted: {list(EVENT_TYPES)}")
-        if not 0.0 <= diversity <= 1.0:
-            raise ValueError(f"diversity={diversity!r} is out of range; it must be in [0, 1] (1 = no diversification)")
+        check_reranking(diversity, calibration, exposure)
+        if exposure_target is not None and not 0.0 <= exposure_target <= 1.0:
+            raise ValueError(f"exposure_target={exposure_target!r} must be a head share in [0, 1], or None (each user's own)")
+        if calibration > 0.0 and (items is None or categories not in items.columns):
+            raise ValueError(f"calibration={calibration!r} needs items=... with a {categories!r} column "
+                             "(categories= names the column)")
+        if pseudonymizer is not None:
+            raw = ~pseudonymizer.looks_like(model.interactions_.user_ids.tolist())
+            if raw.any():
+                # The message never shows the ids: they may be the raw ones the caller wants kept out of logs.
+                raise ValueError(f"pseudonymizer is set but the model was fitted on {int(raw.sum())} user id(s) that "
+                                 "are not pseudonyms; fit it on pseudonymizer.frame(train)")
         if not 0.0 < recency <= 1.0:
             raise ValueError(f"recency={recency!r} is out of range; it must be in (0, 1]")
         if half_life is not None and not half_life > 0:
@@ -100,6 +126,11 @@ class Engine:
         self.exclude_codes = frozenset(EVENT_CODES[e] for e in exclude_events)
         self.exclude_viewed = bool(exclude_viewed)
         self.diversity = float(diversity)
+        self.calibration = float(calibration)
+        self.exposure = float(exposure)
+        self.categories = categories
+        self.exposure_target = exposure_target
+        self.pseudonymizer = pseudonymizer
         self.filters = filters
         self.half_life = half_life
         self.recency = float(recency)
@@ -107,7 +138,7 @@ class Engine:
         self.event_weights = {**DEFAULT_EVENT_WEIGHTS, **(inter.event_weights or {}), **(event_weights or {})}
         self._lock = threading.RLock()
         self.catalogue = Catalogue(inter.item_ids.tolist())
-        self.trending = Trending(inter, half_life)
+        self.trending = Trending(inter, half_life, getattr(model, "dp_counts_", None))
         self.scorer = model.live_scorer()
         if max_user_vectors is None:
             # About 256 MB of cached score vectors, and never fewer than 64 users.
@@ -128,7 +159,10 @@ class Engine:
         if store is not None:
             from recapp.realtime.store import EventStore
 
-            self.store = store if isinstance(store, EventStore) else EventStore(store)
+            self.store = store if isinstance(store, EventStore) else EventStore(store, pseudonymizer=pseudonymizer)
+            if self.store.pseudonymizer != pseudonymizer or (self.store.pseudonymised and pseudonymizer is None):
+                raise ValueError(f"store has pseudonymizer {self.store.pseudonymizer!r} but the engine has "
+                                 f"{pseudonymizer!r}; give both the same one")
         self.refitter = Refitter(self, refit_every) if refit_every is not None else None
 
     def _build_index(self) -> None:
@@ -171,7 +205,12 @@ class Engine:
             self.cache.clear()
 
     # ---- ingest ----------------------------------------------------------------------
-    def ingest(self, events) -> IngestResult:
+    def _user(self, user_id):
+        """The id the engine keys a shopper by: the pseudonym when pseudonymising."""
+        user_id = plain(user_id)
+        return self.pseudonymizer(user_id) if self.pseudonymizer is not None else user_id
+
+    def ingest(self, events, *, pseudonymised: bool = False) -> IngestResult:
         """Apply one event (a dict) or many (a DataFrame or a list of dicts) at once.
 
         Each row needs user_id, item_id and event (view, click, cart, purchase or
@@ -182,10 +221,15 @@ class Engine:
         the reason (and, with a store, in its quarantine table). An item never
         seen before joins the catalogue and is served from popularity until the
         model learns it (``refit_every``). Returns an :class:`IngestResult`.
+        With a pseudonymizer, user ids are replaced before anything else (rejected
+        rows come back with pseudonyms too); ``pseudonymised=True`` says they
+        already are (a replay from a pseudonymised store).
         """
+        if self.pseudonymizer is not None and not pseudonymised:
+            events = self.pseudonymizer.events(events)
         with self._lock:
             if self.store is not None:
-                res = self.store.append(events)
+                res = self.store.append(events, pseudonymised=self.pseudonymizer is not None or pseudonymised)
                 rows, rejected = frame_rows(res.events), res.rejected
             else:
                 rows, rejected = event_rows(events, self._seen_ids)
@@ -231,12 +275,15 @@ class Engine:
 
     # ---- recommend -----------------------------------------------------------------
     def recommend(self, user_id, k: int | None = None, *, filters=None, exclude_viewed: bool | None = None,
-                  diversity: float | None = None) -> pd.DataFrame:
+                  diversity: float | None = None, calibration: float | None = None,
+                  exposure: float | None = None) -> pd.DataFrame:
         """Top-``k`` items for one shopper as DataFrame[item_id, score, rank, explanation, rank_change].
 
         Works for any user id, known or not (no history: "popular now"). Items the
         user purchased (``exclude_events``) never appear; ``exclude_viewed``,
-        ``filters`` and ``diversity`` override the engine's defaults for this call.
+        ``filters``, ``diversity``, ``calibration`` and ``exposure`` override the
+        engine's defaults for this call (a call that sets one re-ranker turns the
+        engine's default one off).
         ``score`` is the model's score, or the decayed event count for "popular now"
         items; ``rank_change`` is previous rank minus rank (<NA> for a new entry).
         Repeated calls with no ingest in between come from an LRU cache.
@@ -245,17 +292,21 @@ class Engine:
         check_param("k", k, low=1, integer=True)
         filters = self.filters if filters is None else filters
         exclude_viewed = self.exclude_viewed if exclude_viewed is None else bool(exclude_viewed)
-        diversity = self.diversity if diversity is None else float(diversity)
-        if not 0.0 <= diversity <= 1.0:
-            raise ValueError(f"diversity={diversity!r} is out of range; it must be in [0, 1]")
-        user_id = plain(user_id)
+        if diversity is None and calibration is None and exposure is None:
+            diversity, calibration, exposure = self.diversity, self.calibration, self.exposure
+        diversity = 1.0 if diversity is None else float(diversity)
+        calibration = 0.0 if calibration is None else float(calibration)
+        exposure = 0.0 if exposure is None else float(exposure)
+        check_reranking(diversity, calibration, exposure)
+        user_id = self._user(user_id)
         with self._lock:
-            key = (user_id, int(k), freeze(filters), exclude_viewed, diversity)
+            key = (user_id, int(k), freeze(filters), exclude_viewed, diversity, calibration, exposure)
             arrays = self.cache.get(key)
             if arrays is None:
                 st = self.shoppers.get(user_id, self.scorer, create=False)
                 arrays, uses_pop = self.ranker.rank(self.scorer, self.shoppers, user_id, st, int(k), filters,
-                                                    exclude_viewed, diversity)
+                                                    exclude_viewed, diversity, calibration, exposure, self.categories,
+                                                    self.exposure_target)
                 self.cache.put(key, arrays, uses_pop)
             # Each call builds its own frame, so a caller that edits it cannot change the next.
             return _result_frame(*arrays)
@@ -273,13 +324,13 @@ class Engine:
         pay for loading their history. Returns the number of users warmed.
         """
         with self._lock:
-            return self.shoppers.warm(self.scorer, None if users is None else [plain(u) for u in users])
+            return self.shoppers.warm(self.scorer, None if users is None else [self._user(u) for u in users])
 
     # ---- inspection ------------------------------------------------------------------
     def history(self, user_id) -> pd.DataFrame:
         """A user's events as the engine holds them: item_id, event, timestamp (time order)."""
         with self._lock:
-            st = self.shoppers.get(plain(user_id), self.scorer, create=False)
+            st = self.shoppers.get(self._user(user_id), self.scorer, create=False)
             if st is None:
                 return pd.DataFrame({ITEM_COL: [], EVENT_COL: [], TIME_COL: []})
             h = st.history
@@ -300,7 +351,7 @@ class Engine:
     def reset_user(self, user_id) -> None:
         """Forget the engine's state for one user (they are reloaded from the model's training data)."""
         with self._lock:
-            user_id = plain(user_id)
+            user_id = self._user(user_id)
             self.shoppers.drop(user_id)
             self.ranker.last_ranks.pop(user_id, None)
             self.cache.invalidate(user_id)
@@ -321,13 +372,21 @@ class Engine:
 
     @classmethod
     def from_store(cls, model, store, *, batch_size: int = 10_000, **kwargs) -> "Engine":
-        """A fresh engine with every event of ``store`` replayed in timestamp order (store not attached)."""
+        """A fresh engine with every event of ``store`` replayed in timestamp order (store not attached).
+
+        A pseudonymised store's rows are ingested as the pseudonyms they are; its key
+        must be the engine's ``pseudonymizer``'s.
+        """
         engine = cls(model, **kwargs)
         from recapp.realtime.store import EventStore
 
         st = store if isinstance(store, EventStore) else EventStore(store, read_only=True)
+        p = engine.pseudonymizer
+        if st.pseudonymised and p is not None and st.key_id != p.key_id:
+            raise ValueError(f"the store holds pseudonyms of key id {st.key_id!r} but pseudonymizer has key id "
+                             f"{p.key_id!r}; replay with the store's key")
         for batch in st.iter_batches(batch_size):
-            engine.ingest(batch)
+            engine.ingest(batch, pseudonymised=st.pseudonymised)
         return engine
 
     def __repr__(self) -> str:

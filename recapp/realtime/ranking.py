@@ -1,12 +1,15 @@
-"""From a shopper's scores to the list served: candidates, filters, MMR diversity, explanations, rank changes.
+"""From a shopper's scores to the list served: candidates, filters, re-ranking, explanations, rank changes.
 
 Model candidates come first; "popular now" backfills when the model has too
-little evidence (or the shopper has no history). The re-ranking steps are the
-plain functions of :mod:`recapp.rerank`.
+little evidence (or the shopper has no history). One optional re-ranking step
+then picks the list from the candidates: MMR diversity, calibration to the
+shopper's category mix, or exposure-aware (popularity-tail) re-ranking. The
+steps are the plain functions of :mod:`recapp.rerank`.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from recapp import rerank
 from recapp.models.live import LiveHistory, LiveScorer
@@ -27,14 +30,18 @@ class Ranker:
         self.n_explain = int(n_explain)
         self.last_ranks: dict = {}
         self.index = None            # an approximate-search index over the scorer's item vectors, or None
+        self.head_share = 0.2        # the short head for exposure-aware re-ranking (rerank.head_items)
+        self._labels = None          # (table, n_items, column, p(g|i) rows by item index, category names)
 
     def rank(self, scorer: LiveScorer, shoppers: Shoppers, user, st: UserState | None, k: int, filters,
-             exclude_viewed: bool, diversity: float):
+             exclude_viewed: bool, diversity: float, calibration: float = 0.0, exposure: float = 0.0,
+             categories: str = "category", exposure_target: float | None = None):
         """(item ids, scores, explanations, rank changes) for ``user``, and whether popularity was used."""
         n = len(self.catalogue)
         mask = self.catalogue.mask(filters)
         banned = (st.seen if exclude_viewed else st.consumed) if st is not None else set()
-        n_cand = k if diversity >= 1.0 else max(4 * k, 50)
+        reranked = diversity < 1.0 or calibration > 0.0 or exposure > 0.0
+        n_cand = max(4 * k, 50) if reranked else k
 
         model_idx, model_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
         personal = scorer.personal and st is not None and st.history.has_items(scorer.n_items)
@@ -47,14 +54,29 @@ class Ranker:
             pop_idx, pop_scores = self.trending.candidates(n, need, set(banned) | set(model_idx.tolist()), mask)
         else:
             pop_idx, pop_scores = model_idx[:0], model_scores[:0]
-        uses_pop = not personal or len(pop_idx) > 0
+        # Exposure-aware lists depend on everyone's counts, so anyone's event makes them stale.
+        uses_pop = not personal or len(pop_idx) > 0 or exposure > 0.0
 
         cand = np.concatenate([model_idx, pop_idx])
-        if diversity < 1.0 and len(cand) > 1:
+        if reranked and len(cand) > 1:
             # Relevance: model candidates above every popular backfill, in their order.
             rel = np.concatenate([len(cand) - np.arange(len(model_idx)), len(pop_idx) - np.arange(len(pop_idx))]).astype(float)
             rel[: len(model_idx)] += len(pop_idx)
-            chosen = rerank.mmr(np.arange(len(cand)), rel, self._similarity(scorer, cand), k, diversity)
+            pos = np.arange(len(cand))
+            if calibration > 0.0:
+                hist, w = self._history(st)
+                names, rows = self._category_rows(categories, np.concatenate([cand, hist]))
+                p_user = rerank.category_distribution(rows[len(cand):], w) if len(hist) else np.zeros(len(names))
+                chosen = rerank.calibrated(pos, rel, rows[: len(cand)], p_user, k, calibration)
+            elif exposure > 0.0:
+                self.trending.counts.grow(n)
+                head = rerank.head_items(self.trending.counts.alltime[:n], self.head_share)
+                hist, w = self._history(st)
+                share = exposure_target if exposure_target is not None else \
+                    float(w @ head[hist] / w.sum()) if len(hist) and w.sum() > 0 else 0.5
+                chosen = rerank.exposure_aware(pos, rel, head[cand], k, exposure, user_head_share=share)
+            else:
+                chosen = rerank.mmr(pos, rel, self._similarity(scorer, cand), k, diversity)
         else:
             chosen = np.arange(min(k, len(cand)))
         recs = cand[chosen]
@@ -69,6 +91,28 @@ class Ranker:
         changes = rerank.rank_changes(ids, self.last_ranks.get(user))
         self.last_ranks[user] = {item: r for r, item in enumerate(ids, start=1)}
         return (ids, np.asarray(scores, dtype=np.float64), expl, changes), uses_pop
+
+    @staticmethod
+    def _history(st: UserState | None) -> tuple[np.ndarray, np.ndarray]:
+        """The shopper's distinct items and their (recency-decayed) binary weights."""
+        if st is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return st.history.weights(binary=True)
+
+    def _category_rows(self, column: str, idx: np.ndarray) -> tuple[list, np.ndarray]:
+        """Category names and p(g|i) rows of items ``idx`` from the items table's ``column`` ("A|B" labels)."""
+        cat = self.catalogue
+        if cat.table is None or column not in cat.table.columns:
+            cols = [] if cat.table is None else list(cat.table.columns)
+            raise ValueError(f"calibration needs an items table with a {column!r} column (categories=...); "
+                             f"items columns: {cols}")
+        c = self._labels
+        if c is None or c[0] is not cat.table or c[1] != len(cat) or c[2] != column:
+            # Built once per catalogue change, kept sparse: most items have one or two categories.
+            labels = cat.table[column].reindex(cat.ids).to_numpy(dtype=object)
+            rows, names = rerank.category_matrix(labels)
+            c = self._labels = (cat.table, len(cat), column, sp.csr_matrix(rows), names)
+        return c[4], c[3][idx].toarray()
 
     def _model_candidates(self, scorer, shoppers, user, st, n_cand, banned, mask):
         if self.index is not None and mask is None:
@@ -128,3 +172,15 @@ class Ranker:
         tops = rerank.top_contributors(contrib, [ids[h] for h in hist.tolist()], self.n_explain)
         return [rerank.explanation(t, names=self.catalogue.names, max_items=self.n_explain) if t else "recommended for you"
                 for t in tops]
+
+
+def check_reranking(diversity: float, calibration: float, exposure: float) -> None:
+    """Raise ``ValueError`` naming the setting unless each is in [0, 1] and at most one re-ranking is on."""
+    for name, value in (("diversity", diversity), ("calibration", calibration), ("exposure", exposure)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}={value!r} is out of range; it must be in [0, 1]")
+    active = [n for n, on in (("diversity", diversity < 1.0), ("calibration", calibration > 0.0),
+                              ("exposure", exposure > 0.0)) if on]
+    if len(active) > 1:
+        raise ValueError(f"{' and '.join(active)} are both set; the engine applies one re-ranking at a time "
+                         "(diversity=1, calibration=0 and exposure=0 switch each off)")

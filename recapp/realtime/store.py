@@ -10,6 +10,12 @@ so a process killed mid-stream loses no committed batch.
 >>> store.append(events_frame)                        # AppendResult(batch_id, n_written, n_quarantined)
 >>> store.sql("SELECT event, count(*) FROM events GROUP BY 1")
 >>> engine = Engine.from_store(model, store)          # replay into a fresh engine
+
+With a :class:`~recapp.privacy.Pseudonymizer` every user id is replaced by its
+pseudonym before anything is written (quarantined rows included, which then
+keep only the event columns), so the file never holds a raw shopper id. The
+store records the key's fingerprint (table ``meta``): reopening it with another
+key, or appending raw ids to it without one, is refused.
 """
 from __future__ import annotations
 
@@ -70,10 +76,12 @@ class EventStore:
     rating, value, ingested_at), ``quarantine`` (batch_id, reason, row as JSON,
     received_at) and ``batches`` (batch_id, n_rows, n_quarantined, committed_at).
     Id columns are BIGINT when the first batch's ids are integers, else VARCHAR;
-    a later id that does not fit is quarantined, not coerced.
+    a later id that does not fit is quarantined, not coerced. ``pseudonymizer``
+    (see the module docstring) makes the store hold pseudonyms; read methods
+    return what is stored, so filter by ``pseudonymizer.many(raw_ids)``.
     """
 
-    def __init__(self, path: str | Path = "events.duckdb", *, read_only: bool = False):
+    def __init__(self, path: str | Path = "events.duckdb", *, read_only: bool = False, pseudonymizer=None):
         import duckdb
 
         self.path = str(path)
@@ -87,7 +95,43 @@ class EventStore:
                 CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
                                                     committed_at DOUBLE);
                 CREATE TABLE IF NOT EXISTS quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
+                CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
             """)
+        self.pseudonymizer = pseudonymizer
+        try:
+            self._check_key()
+        except BaseException:
+            self.con.close()
+            raise
+
+    # ---- pseudonyms -----------------------------------------------------------------------
+    def _read_key_id(self) -> str | None:
+        if "meta" not in self._tables():
+            return None
+        got = self.con.execute("SELECT value FROM meta WHERE key = 'pseudonym_key_id'").fetchall()
+        return got[0][0] if got else None
+
+    @property
+    def pseudonymised(self) -> bool:
+        """Whether the stored user ids are pseudonyms (``key_id`` is their key's fingerprint)."""
+        return self.key_id is not None
+
+    def _check_key(self) -> None:
+        self.key_id = stored = self._read_key_id()
+        p = self.pseudonymizer
+        if p is None:
+            return
+        if stored is not None and stored != p.key_id:
+            raise ValueError(f"pseudonymizer has key id {p.key_id!r} but the store {self.path} holds pseudonyms made "
+                             f"with key id {stored!r}; use that key (a second key would split every shopper in two)")
+        if stored is None:
+            if len(self):
+                raise ValueError(f"the store {self.path} already holds raw user ids; pseudonymise into a new store "
+                                 "(append pseudonymizer.frame(store.events()) to a fresh EventStore) instead")
+            if self.read_only:
+                raise ValueError(f"the store {self.path} is empty and read_only, so it cannot record the pseudonymizer")
+            self._exec("INSERT INTO meta VALUES ('pseudonym_key_id', ?)", [p.key_id])
+            self.key_id = p.key_id
 
     def _exec(self, query: str, params=None) -> None:
         # DuckDB wants every result consumed before the next statement on the connection.
@@ -120,14 +164,19 @@ class EventStore:
         return values.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).to_numpy(dtype=bool)
 
     # ---- writing --------------------------------------------------------------------------
-    def append(self, events) -> AppendResult:
+    def append(self, events, *, pseudonymised: bool = False) -> AppendResult:
         """Validate and commit one batch (a dict, a list of dicts or a DataFrame) in one transaction.
 
         Returns an :class:`AppendResult` whose ``events`` are the rows written and
         ``rejected`` those quarantined with their reason. When it returns, the batch is durable.
+        With a pseudonymizer, user ids are replaced first; ``pseudonymised=True``
+        says the caller (the engine) already did so with the same key.
         """
         if self.read_only:
             raise PermissionError(f"the store {self.path} was opened read_only")
+        if not pseudonymised and self.pseudonymizer is None and self.pseudonymised:
+            raise ValueError(f"the store {self.path} holds pseudonyms (key id {self.key_id!r}); open it with "
+                             "pseudonymizer=Pseudonymizer.from_env() to append, so no raw id is written")
         if isinstance(events, Mapping):
             frame = pd.DataFrame([dict(events)])
         elif isinstance(events, pd.DataFrame):
@@ -137,6 +186,11 @@ class EventStore:
         if TIME_COL not in frame.columns and len(frame):
             frame = frame.assign(**{TIME_COL: _time.time()})
         frame = frame.reset_index(drop=True)
+        if self.pseudonymised:
+            # Only event columns reach the file: an extra column could carry the raw id or other personal data.
+            frame = frame[[c for c in frame.columns if c in STORE_COLUMNS or c == "event_id"]]
+            if not pseudonymised and USER_COL in frame.columns:
+                frame = self.pseudonymizer.frame(frame)
         clean, rejected = check_events(frame)
         with self._lock:
             types = self._id_types()
@@ -249,8 +303,12 @@ class EventStore:
         """Ingest every stored event, in timestamp order, into ``engine`` (which should not write back here)."""
         if getattr(engine, "store", None) is self:
             raise ValueError("replaying a store into an engine attached to the same store would duplicate every event")
+        theirs = getattr(engine, "pseudonymizer", None)
+        if self.pseudonymised and theirs is not None and theirs.key_id != self.key_id:
+            raise ValueError(f"the store holds pseudonyms of key id {self.key_id!r} but the engine's pseudonymizer has "
+                             f"key id {theirs.key_id!r}; replay with the store's key")
         for batch in self.iter_batches(batch_size):
-            engine.ingest(batch)
+            engine.ingest(batch, pseudonymised=self.pseudonymised)
         return engine
 
     def close(self) -> None:

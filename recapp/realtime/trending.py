@@ -1,7 +1,11 @@
 """The engine's "popular now": time-decayed item counts moved on by every event.
 
 The counting is :class:`recapp.models.popularity.DecayedCounts`, the same
-definition the :class:`~recapp.models.Popularity` model fits with.
+definition the :class:`~recapp.models.Popularity` model fits with. A model
+that released differentially private counts (``dp_counts_``, see
+:mod:`recapp.privacy`) seeds the counters with them instead of the exact
+training log, so "popular now" spends no further privacy budget; the live
+events counted after that are exact (not DP).
 """
 from __future__ import annotations
 
@@ -16,8 +20,13 @@ from recapp.schema import TIME_COL
 class Trending:
     """Decayed event counts per item (every event counts 1), seeded from the model's training log."""
 
-    def __init__(self, inter: Interactions, half_life: float | None):
+    def __init__(self, inter: Interactions, half_life: float | None, released: np.ndarray | None = None):
         f = inter.frame
+        if released is not None:
+            # Released counts stand for the training log, as counted at its latest event.
+            now = float(f[TIME_COL].max()) if len(f) else 0.0
+            self.counts = DecayedCounts.from_counts(released, now, half_life)
+            return
         self.counts = DecayedCounts.from_events(f["iidx"].to_numpy(), f[TIME_COL].to_numpy(dtype=np.float64), None,
                                                 inter.n_items, half_life)
 
