@@ -14,7 +14,7 @@ TICK_MS = 150
 #: or through the live engine, which folds in every click as it happens.
 SERVING = {"updated hourly": "model", "live engine": "engine"}
 #: How the two policies meet the shoppers: split between arms, or merged into one list per shopper.
-MODES = {"A/B test": "ab", "Interleaving": "interleaving"}
+MODES = {"A/B split": "ab", "Interleaving": "interleaving"}
 #: Panel titles per mode (left, right).
 TITLES = {"ab": ("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)"),
           "interleaving": ("lists won by each policy", "preference for B (always-valid 95% sequence)")}
