@@ -2,6 +2,7 @@
 from recapp.models.base import REGISTRY, NotFittedError, Recommender, load
 from recapp.models.ease import EASE
 from recapp.models.knn import ItemKNN, UserKNN
+from recapp.models.item2vec import Item2Vec
 from recapp.models.popularity import Popularity
 from recapp.models.als import ALS
 from recapp.models.bpr import BPR
@@ -14,4 +15,5 @@ from recapp.models.hybrid import Hybrid
 from recapp.models.sequential import GRU4Rec, SASRec
 
 __all__ = ["GRU4Rec", "SASRec", "Recommender", "NotFittedError", "REGISTRY", "load", "Popularity", "ItemKNN", "UserKNN", "EASE",
-           "ALS", "BPR", "RatingMF", "NeuMF", "MultVAE", "LightGCN", "TfidfContent", "Hybrid"]
+           "ALS", "BPR", "RatingMF", "NeuMF", "MultVAE", "LightGCN", "TfidfContent", "Hybrid",
+           "Item2Vec"]
