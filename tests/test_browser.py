@@ -111,10 +111,17 @@ def _stream_events(page) -> int:
     return int(m.group(1).replace(",", "")) if m else 0
 
 
-def _drawn(page, trace_name: str) -> bool:
-    """Whether a plotly figure in the page has drawn points for a trace whose name starts with ``trace_name``."""
-    return page.evaluate("(n) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(d => (d.data || [])"
-                         ".some(t => (t.name || '').startsWith(n) && (t.y || []).some(v => v !== null)))", trace_name)
+def _drawn(page, trace_name: str, timeout: float = 30_000) -> bool:
+    """Whether a plotly figure in the page draws points for a trace named ``trace_name...`` (waiting for the redraw)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("(n) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(d => (d.data || [])"
+                               ".some(t => (t.name || '').startsWith(n) && (t.y || []).some(v => v !== null)))",
+                               arg=trace_name, timeout=timeout)
+        return True
+    except PlaywrightTimeout:
+        return False
 
 
 def _toggle(page, css: str) -> None:

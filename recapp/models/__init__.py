@@ -12,8 +12,9 @@ from recapp.models.multvae import MultVAE
 from recapp.models.lightgcn import LightGCN
 from recapp.models.content import TfidfContent
 from recapp.models.hybrid import Hybrid
+from recapp.models.twostage import TwoStageRanker
 from recapp.models.sequential import GRU4Rec, SASRec
 
 __all__ = ["GRU4Rec", "SASRec", "Recommender", "NotFittedError", "REGISTRY", "load", "Popularity", "ItemKNN", "UserKNN", "EASE",
            "ALS", "BPR", "RatingMF", "NeuMF", "MultVAE", "LightGCN", "TfidfContent", "Hybrid",
-           "Item2Vec"]
+           "Item2Vec", "TwoStageRanker"]

@@ -1,0 +1,123 @@
+"""TwoStageRanker on MovieLens-100K: accuracy beside its retrievers, feature importances, live latency.
+
+* **Accuracy** (the README protocol, ``recapp.evaluate.movielens_protocol``): stratified
+  split per item, 75/25, seed 42; top-10 with training items removed; NDCG@10,
+  precision@10, recall@10, MAP@10, coverage and fit seconds for TwoStageRanker
+  (default constructor, item catalogue given) and each of its default retrievers
+  alone. The ranker learns from holdouts carved out of the training split only.
+* **Feature importances**: gain share and split count per feature of the fitted ranker.
+* **Live latency** through ``recapp.realtime.Engine`` (prequential, as
+  ``benchmarks/realtime.py``): fit on the first 80% of the log by time, warm the
+  engine, replay the next events; before each event the shopper's top-10 is
+  asked for, then the event is ingested. p50 / p99 milliseconds of request +
+  ingest per event (explanations on), one thread.
+
+    python benchmarks/twostage.py                   # everything (a few minutes on 2 cores)
+    python benchmarks/twostage.py --quick           # retrievers skipped, 2,000 live events
+    python benchmarks/twostage.py --no-live --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="skip the retrievers' own rows and replay 2,000 live events")
+    p.add_argument("--events", type=int, default=None, help="live events to replay (default 20,001: all; --quick 2,000)")
+    p.add_argument("--no-live", action="store_true", help="skip the live latency measurement")
+    p.add_argument("--threads", type=int, default=1, help="BLAS / torch / LightGBM threads (default 1)")
+    p.add_argument("--json", metavar="PATH", help="also write the tables as JSON")
+    return p.parse_args(argv)
+
+
+ARGS = _args()
+# Thread counts must be fixed before numpy / torch load their libraries.
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(ARGS.threads)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+from recapp.evaluate import evaluate_model, movielens_protocol  # noqa: E402
+from recapp.models import REGISTRY, TwoStageRanker  # noqa: E402
+from recapp.models.hybrid import _from_spec  # noqa: E402
+from recapp.realtime import Engine  # noqa: E402
+from recapp.realtime.prequential import prequential  # noqa: E402
+
+COLUMNS = ["model", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage", "diversity", "novelty", "train_s"]
+
+
+def accuracy(args) -> tuple[pd.DataFrame, TwoStageRanker]:
+    """The protocol's row for TwoStageRanker and (unless --quick) each default retriever alone."""
+    protocol = movielens_protocol()
+    ranker = TwoStageRanker(num_threads=args.threads)
+    rows = [evaluate_model(ranker, protocol, name="TwoStageRanker")]
+    print(f"  TwoStageRanker: NDCG@10 {rows[0]['ndcg@10']:.4f} ({rows[0]['train_s']:.1f} s)", file=sys.stderr)
+    if not args.quick:
+        for spec in ranker.retriever_specs_:
+            model = _from_spec(spec)
+            rows.append(evaluate_model(model, protocol, name=f"{spec['class']} alone"))
+            print(f"  {spec['class']}: NDCG@10 {rows[-1]['ndcg@10']:.4f}", file=sys.stderr)
+    return pd.DataFrame(rows)[COLUMNS], ranker
+
+
+def live_latency(args) -> pd.DataFrame:
+    """p50 / p99 ms of request + ingest per event through the engine on the ML-100K time split."""
+    from recapp.data.movielens import load_movielens
+    from recapp.split import temporal_split
+
+    data = load_movielens()
+    train, test = temporal_split(data.interactions, quantile=0.8)
+    test = test.sort_values("timestamp", kind="stable")
+    limit = args.events or (2000 if args.quick else None)
+    if limit:
+        test = test.iloc[:limit]
+    t0 = time.perf_counter()
+    model = TwoStageRanker(num_threads=args.threads).fit(train, items=data.items)
+    fit_s = time.perf_counter() - t0
+    engine = Engine(model)
+    engine.warm()
+    live = prequential(engine, test, live=True, name="TwoStageRanker", progress=False)
+    lat = live["latency_ms"].to_numpy()
+    return pd.DataFrame([{
+        "model": "TwoStageRanker", "events": len(test), "live HR@10": live["hit"].mean(), "live NDCG@10": live["ndcg"].mean(),
+        "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+        "p99_target_ms": 10.0, "fit_s": fit_s,
+    }])
+
+
+def main(args) -> dict:
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    tables = {}
+    print("MovieLens-100K accuracy ...", file=sys.stderr)
+    tables["accuracy"], ranker = accuracy(args)
+    imp = ranker.feature_importances_
+    tables["importances"] = imp[["feature", "gain_share", "split"]]
+    tables["ranker"] = pd.DataFrame([{k: v for k, v in ranker.ranker_log_.items() if not isinstance(v, dict)}])
+    if not args.no_live:
+        print("live latency through the engine ...", file=sys.stderr)
+        tables["live"] = live_latency(args)
+    wall = time.perf_counter() - start
+    with pd.option_context("display.width", 220, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        for name, table in tables.items():
+            print(f"\n{name}\n{table.to_string(index=False)}")
+    command = "python " + " ".join([sys.argv[0]] + sys.argv[1:])
+    print(f"\n`{command}`: {wall:.0f} s wall on {len(os.sched_getaffinity(0))} cores, {args.threads} thread(s); "
+          f"models in the registry: {len(REGISTRY)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v.to_dict(orient="records") for k, v in tables.items()} | {"wall_s": wall},
+                                              indent=2, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    return tables
+
+
+if __name__ == "__main__":
+    main(ARGS)
