@@ -27,6 +27,7 @@ from recapp.experiment.interleaving import (
     team_clicks,
     team_draft_many,
 )
+from recapp.experiment.live_ab import arm_policies, check_scenario
 from recapp.experiment.simulator import Policy, ShopperSimulator, as_policy
 from recapp.models.base import check_param
 from recapp.schema import TIME_COL, USER_COL
@@ -159,16 +160,7 @@ class InterleavingSimulation:
 
     def __init__(self, scenario, policies: Mapping, sessions_per_step: int = 20, random_state: int = 0, *,
                  alpha: float = ALPHA, tau: float = TAU, min_clicks: int = MIN_CLICKS, n_boot: int = N_BOOT):
-        shop = getattr(scenario, "shop", None)
-        if shop is None or not hasattr(shop, "users"):
-            raise ValueError("scenario.shop must be a recapp.data.synthetic_shop(...) result; "
-                             f"got {type(shop).__name__} (the simulation needs the synthetic shop)")
-        train = getattr(scenario, "train", None)
-        if not isinstance(train, pd.DataFrame) or TIME_COL not in train.columns or train.empty:
-            raise ValueError(f"scenario.train must be a non-empty events DataFrame with a {TIME_COL!r} column")
-        if not isinstance(policies, Mapping) or len(policies) != 2:
-            got = list(policies) if isinstance(policies, Mapping) else type(policies).__name__
-            raise ValueError(f"policies must be a dict of exactly two named policies (A, then B), got {got}")
+        shop, train = check_scenario(scenario)
         self.sessions_per_step = check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
         self.random_state = check_param("random_state", random_state, low=0, integer=True)
         self.alpha = check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
@@ -176,16 +168,7 @@ class InterleavingSimulation:
         self.min_clicks = check_param("min_clicks", min_clicks, low=2, integer=True)
         self.n_boot = check_param("n_boot", n_boot, low=0, integer=True)
         self.names = list(policies)
-        subs = []
-        for arm, (name, model) in zip(self.ARMS, policies.items()):
-            if isinstance(model, Policy):
-                subs.append(model)
-                continue
-            try:
-                subs.append(as_policy(copy.deepcopy(model), name=f"{arm}: {name}"))
-            except TypeError as exc:
-                raise TypeError(f"policies[{name!r}]: {exc}") from None
-        self.policy = InterleavedPolicy(*subs)
+        self.policy = InterleavedPolicy(*arm_policies(policies, self.ARMS))
         self.start = float(train[TIME_COL].max())
         self.simulator = ShopperSimulator.from_synthetic(shop, random_state=self.random_state, session_length=1.0)
         self.counts = {"impressions": 0, "clicked": 0, "clicks_A": 0, "clicks_B": 0, "wins_A": 0, "wins_B": 0, "ties": 0}

@@ -28,6 +28,7 @@ from recapp.experiment.abtest import compare_ratio, delta_ratio, sample_size
 from recapp.experiment.cuped import compare_ratio_cuped
 from recapp.experiment.sequential import msprt_interval, msprt_statistic
 from recapp.experiment.simulator import ARM_COL, Policy, ShopperSimulator, as_policy
+from recapp.models.base import check_param
 from recapp.schema import EVENT_COL, TIME_COL, USER_COL
 
 #: Shoppers per arm before the first sequential look: with a CTR near 1% and ten
@@ -50,15 +51,24 @@ class ShopScenario:
     train: pd.DataFrame
 
 
-def _check_number(name: str, value, low: float, high: float | None = None, integer: bool = False):
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number in [low, high]."""
-    ok_type = isinstance(value, (int, np.integer)) if integer else isinstance(value, (int, float, np.integer, np.floating))
-    if isinstance(value, bool) or not ok_type or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite {'integer' if integer else 'number'}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name}={value!r} is out of range; it must be {bound}")
-    return value
+def check_scenario(scenario) -> tuple[object, pd.DataFrame]:
+    """``(shop, train)`` of a simulation scenario, or ``ValueError`` saying what it lacks."""
+    shop = getattr(scenario, "shop", None)
+    if shop is None or not hasattr(shop, "users"):
+        raise ValueError("scenario.shop must be a recapp.data.synthetic_shop(...) result; "
+                         f"got {type(shop).__name__} (the simulation needs the synthetic shop)")
+    train = getattr(scenario, "train", None)
+    if not isinstance(train, pd.DataFrame) or TIME_COL not in train.columns or train.empty:
+        raise ValueError(f"scenario.train must be a non-empty events DataFrame with a {TIME_COL!r} column")
+    return shop, train
+
+
+def arm_policies(policies: Mapping, arms=("A", "B")) -> list:
+    """The two named policies (A, then B) as slate policies (see :func:`_as_policy`), or a clear error."""
+    if not isinstance(policies, Mapping) or len(policies) != 2:
+        got = list(policies) if isinstance(policies, Mapping) else type(policies).__name__
+        raise ValueError(f"policies must be a dict of exactly two named policies (A, then B), got {got}")
+    return [_as_policy(arm, name, model) for arm, (name, model) in zip(arms, policies.items())]
 
 
 def _as_policy(arm: str, name, model):
@@ -164,29 +174,20 @@ class ABSimulation:
                  salt: str = "dashboard-ab", *, alpha: float = ALPHA, mde: float = MDE, power: float = POWER,
                  baseline_ctr: float | None = None, tau: float | None = None, min_users: int = MIN_USERS,
                  cuped: bool = False):
-        shop = getattr(scenario, "shop", None)
-        if shop is None or not hasattr(shop, "users"):
-            raise ValueError("scenario.shop must be a recapp.data.synthetic_shop(...) result; "
-                             f"got {type(shop).__name__} (the simulation needs the synthetic shop)")
-        train = getattr(scenario, "train", None)
-        if not isinstance(train, pd.DataFrame) or TIME_COL not in train.columns or train.empty:
-            raise ValueError(f"scenario.train must be a non-empty events DataFrame with a {TIME_COL!r} column")
-        if not isinstance(policies, Mapping) or len(policies) != 2:
-            got = list(policies) if isinstance(policies, Mapping) else type(policies).__name__
-            raise ValueError(f"policies must be a dict of exactly two named policies (A, then B), got {got}")
-        _check_number("sessions_per_step", sessions_per_step, 1, integer=True)
-        _check_number("random_state", random_state, 0, integer=True)
-        _check_number("alpha", alpha, 1e-9, 0.5)
-        _check_number("power", power, 0.05, 0.999)
-        _check_number("mde", mde, 1e-9)
-        _check_number("min_users", min_users, 2, integer=True)
+        shop, train = check_scenario(scenario)
+        check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
+        check_param("random_state", random_state, low=0, integer=True)
+        check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
+        check_param("power", power, low=0.05, high=0.999)
+        check_param("mde", mde, low=0, low_inclusive=False)
+        check_param("min_users", min_users, low=2, integer=True)
         if not isinstance(salt, str):
             raise TypeError(f"salt={salt!r} must be a string")
         if cuped not in (True, False):
             raise ValueError(f"cuped={cuped!r} must be True or False")
         self.scenario = scenario
         self.names = list(policies)
-        self.policies = {arm: _as_policy(arm, n, m) for arm, (n, m) in zip(self.ARMS, policies.items())}
+        self.policies = dict(zip(self.ARMS, arm_policies(policies, self.ARMS)))
         self.sessions_per_step = int(sessions_per_step)
         self.random_state = int(random_state)
         self.salt = salt
@@ -196,9 +197,9 @@ class ABSimulation:
         self.simulator = ShopperSimulator.from_synthetic(shop, random_state=self.random_state, session_length=1.0)
         k = self.simulator.k
         self.baseline_ctr = self.simulator.target_ctr / k if baseline_ctr is None else float(baseline_ctr)
-        _check_number("baseline_ctr", self.baseline_ctr, 1e-9, 1.0 / k)
+        check_param("baseline_ctr", self.baseline_ctr, low=0, high=1.0 / k, low_inclusive=False)
         self.planned_users = self._plan(k)
-        self.tau = self.mde * self.baseline_ctr if tau is None else float(_check_number("tau", tau, 1e-12))
+        self.tau = self.mde * self.baseline_ctr if tau is None else float(check_param("tau", tau, low=0, low_inclusive=False))
         n = len(shop.users)
         self._pos = pd.Index(shop.users[USER_COL].to_numpy())
         self.clicks = {a: np.zeros(n) for a in self.ARMS}

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import REGISTRY, Recommender, check_param
 from recapp.models.content import TfidfContent, extend_catalog
+from recapp.models.members import member_config, member_state, restore_members, update_members
 from recapp.models.live import LiveScorer
 from recapp.schema import ITEM_COL
 
@@ -344,15 +345,8 @@ class Hybrid(Recommender):
             return self
         if isinstance(events, dict):
             events = pd.DataFrame([events])
-        for m in self.members_:
-            m.update(events)
-        if self.switch_model_ is not None and self.switch_model_ not in self.members_:
-            self.switch_model_.update(events)
-        # Every member appended the same events; share one history so indices agree.
-        self.interactions_ = self.members_[0].interactions_
+        self.interactions_ = update_members(self._all_models(), events)
         self.item_popularity_ = self.interactions_.item_popularity()
-        for m in self.members_ + ([self.switch_model_] if self.switch_model_ is not None else []):
-            m.interactions_ = self.interactions_
         return self
 
     # ---- persistence ----------------------------------------------------------------------
@@ -361,11 +355,8 @@ class Hybrid(Recommender):
         return self.members_ + extra
 
     def _state(self) -> dict:
-        out = {"user_counts": self.user_counts_, "item_counts": self.item_counts_, "weights": self.weights_}
-        for k, m in enumerate(self._all_models()):
-            out.update({f"m{k}.{name}": arr for name, arr in m._state().items()})
-            out[f"m{k}.__item_popularity"] = np.asarray(m.item_popularity_, dtype=np.float64)
-        return out
+        return {"user_counts": self.user_counts_, "item_counts": self.item_counts_, "weights": self.weights_,
+                **member_state(self._all_models(), "m")}
 
     def _set_state(self, arrays: dict) -> None:
         self.user_counts_ = arrays["user_counts"]
@@ -374,27 +365,18 @@ class Hybrid(Recommender):
         self._pending = arrays
 
     def _extra_config(self) -> dict:
-        models = self._all_models()
+        specs, extras, sizes = member_config(self._all_models())
         return {
-            "members": [_spec(m) for m in models],
-            "member_extra": [m._extra_config() for m in models],
-            "member_sizes": [[int(m.n_items_), int(m.n_users_fit_)] for m in models],
+            "members": specs,
+            "member_extra": extras,
+            "member_sizes": sizes,
             "n_members": len(self.members_),
             "switch": None if self.switch_model_ is None else (self.members_.index(self.switch_model_) if self.switch_model_ in self.members_ else len(self.members_)),
         }
 
     def _set_extra_config(self, extra: dict) -> None:
-        arrays = self._pending
-        models = []
-        for k, (spec, mextra, sizes) in enumerate(zip(extra["members"], extra["member_extra"], extra["member_sizes"])):
-            m = _from_spec(spec)
-            m.interactions_ = self.interactions_
-            m.n_items_, m.n_users_fit_ = sizes
-            prefix = f"m{k}."
-            m.item_popularity_ = arrays[prefix + "__item_popularity"]
-            m._set_state({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix) and not name.endswith("__item_popularity")})
-            m._set_extra_config(mextra)
-            models.append(m)
+        models = restore_members(extra["members"], extra["member_extra"], extra["member_sizes"], self._pending, "m",
+                                 self.interactions_)
         self.members_ = models[: extra["n_members"]]
         self.switch_model_ = None if extra["switch"] is None else models[extra["switch"]]
         self._pending = None

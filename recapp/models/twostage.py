@@ -11,6 +11,7 @@ from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.content import CATEGORY_COLUMNS as CONTENT_CATEGORIES, TEXT_COLUMNS, extend_catalog
 from recapp.models.hybrid import _fit_member, _from_spec, _spec
+from recapp.models.members import member_config, member_state, restore_members, update_members
 from recapp.models.live import LiveScorer
 from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, group_ndcg, importances,
                                             last_times, lightgbm, retriever_names, subset, train_lambdarank)
@@ -343,35 +344,28 @@ class TwoStageRanker(Recommender):
             return self
         if isinstance(events, dict):
             events = pd.DataFrame([events])
-        for m in self.retrievers_:
-            m.update(events)
-        self.interactions_ = self.retrievers_[0].interactions_
+        self.interactions_ = update_members(self.retrievers_, events)
         self.item_popularity_ = self.interactions_.item_popularity()
-        for m in self.retrievers_:
-            m.interactions_ = self.interactions_
         return self
 
     # ---- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict:
-        out = self.item_side_.to_state("side.")
-        for k, m in enumerate(self.retrievers_):
-            out.update({f"r{k}.{name}": a for name, a in m._state().items()})
-            out[f"r{k}.__item_popularity"] = np.asarray(m.item_popularity_, dtype=np.float64)
-        return out
+        return {**self.item_side_.to_state("side."), **member_state(self.retrievers_, "r")}
 
     def _set_state(self, arrays: dict) -> None:
         self._pending = arrays
 
     def _extra_config(self) -> dict:
+        specs, extras, sizes = member_config(self.retrievers_)
         return {
             "booster": self.booster_.model_to_string(),
             "feature_names": list(self.feature_names_),
             "used_features": list(self.used_features_),
             "base_retriever": self.base_retriever_,
             "retriever_names": list(self.retriever_names_),
-            "retrievers": [_spec(m) for m in self.retrievers_],
-            "retriever_extra": [m._extra_config() for m in self.retrievers_],
-            "retriever_sizes": [[int(m.n_items_), int(m.n_users_fit_)] for m in self.retrievers_],
+            "retrievers": specs,
+            "retriever_extra": extras,
+            "retriever_sizes": sizes,
             "category_columns": list(self.item_side_.categories),
             "ranker_log": self.ranker_log_,
         }
@@ -379,16 +373,8 @@ class TwoStageRanker(Recommender):
     def _set_extra_config(self, extra: dict) -> None:
         arrays, self._pending = self._pending, None
         self.item_side_ = ItemSide.from_state(arrays, "side.", extra["category_columns"])
-        self.retrievers_ = []
-        for k, (spec, mextra, sizes) in enumerate(zip(extra["retrievers"], extra["retriever_extra"], extra["retriever_sizes"])):
-            m = _from_spec(spec)
-            m.interactions_ = self.interactions_
-            m.n_items_, m.n_users_fit_ = sizes
-            prefix = f"r{k}."
-            m.item_popularity_ = arrays[prefix + "__item_popularity"]
-            m._set_state({name[len(prefix):]: a for name, a in arrays.items() if name.startswith(prefix) and not name.endswith("__item_popularity")})
-            m._set_extra_config(mextra)
-            self.retrievers_.append(m)
+        self.retrievers_ = restore_members(extra["retrievers"], extra["retriever_extra"], extra["retriever_sizes"], arrays,
+                                          "r", self.interactions_)
         self.retriever_specs_ = extra["retrievers"]
         self.retriever_names_ = extra["retriever_names"]
         self.feature_names_ = extra["feature_names"]
