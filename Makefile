@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 PORT ?= 8866
 export RECAPP_DATA ?= $(HOME)/.cache/recapp
 
-.PHONY: install data test bench dashboard lab clean browser screenshots
+.PHONY: install data test bench dashboard lab clean browser screenshots spark
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# The CPU build of torch first, so no CUDA build is pulled in by the package.
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,spark]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 data: install
 	$(PY) -m recapp.data fetch
 
-test: install data browser
+test: install data browser spark
 	# Trained models go to a throw-away folder, never the user's cache.
 	RECAPP_PROFILE=ci RECAPP_MODELS=$$(mktemp -d) $(PY) -m pytest -q tests --nbval-lax notebooks/0*.ipynb
 
@@ -44,6 +44,13 @@ dashboard: install data
 browser:
 	@test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
+# The Spark tests and notebook 06 need Java 17+ (Spark 4): Debian's openjdk-17-jre-headless when it is missing.
+spark: install
+	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jre-headless; }
+	@java -version 2>&1 | head -n 1
+	@$(PY) -c "import pyspark; print('pyspark', pyspark.__version__)"
 
 # Refresh the README's screenshots (docs/screenshots/) from the browser test.
 screenshots: install data browser

@@ -186,6 +186,19 @@ def hit_rate_at_k(rating_true, rating_pred, k=DEFAULT_K, *, col_user=USER_COL, c
     return _mean_of("hit_rate_at_k", rating_true, rating_pred, k, col_user, col_item, col_prediction)
 
 
+def resolve_metric_names(metrics) -> dict:
+    """``{name as given: full name}`` for metric names or short forms; an unknown name is a ValueError."""
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    resolved = {}
+    for name in metrics:
+        full = name if name in RANKING_METRICS else _ALIASES.get(name)
+        if full is None:
+            raise ValueError(f"unknown metric {name!r} in metrics; accepted: {list(RANKING_METRICS) + list(_ALIASES)}")
+        resolved[name] = full
+    return resolved
+
+
 def ranking_metrics(
     rating_true: pd.DataFrame,
     rating_pred: pd.DataFrame,
@@ -202,14 +215,7 @@ def ranking_metrics(
     (``"precision"``, ``"recall"``, ``"ndcg"``, ``"map"``, ``"mrr"``, ``"hit_rate"``);
     keys are the names as given. Every value lies in [0, 1].
     """
-    if isinstance(metrics, str):
-        metrics = (metrics,)
-    resolved = {}
-    for name in metrics:
-        full = name if name in RANKING_METRICS else _ALIASES.get(name)
-        if full is None:
-            raise ValueError(f"unknown metric {name!r} in metrics; accepted: {list(RANKING_METRICS) + list(_ALIASES)}")
-        resolved[name] = full
+    resolved = resolve_metric_names(metrics)
     table = per_user_ranking_metrics(
         rating_true, rating_pred, k, col_user=col_user, col_item=col_item, col_prediction=col_prediction
     )

@@ -98,6 +98,20 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return part[order][:k].astype(np.int64)
 
 
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-``k`` of a (users x items) score block: column indices and their scores, best first.
+
+    Ties keep argpartition's order (a stable sort after it), the rule every batch
+    ``recommend`` uses, so the Spark layer reproduces recapp's lists exactly.
+    Entries whose score is not finite are still returned; callers drop them.
+    """
+    k_eff = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+
+
 def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k: int, lam: float = 0.7) -> np.ndarray:
     """Maximal marginal relevance (Carbonell and Goldstein 1998): pick ``k`` of ``candidates``.
 

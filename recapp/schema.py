@@ -73,8 +73,25 @@ def require_columns(df, name: str, *cols: str) -> None:
         raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(df.columns)}")
 
 
+class ReportSummary:
+    """The readable summary every validation report shares: needs ``n_input``, ``n_output``,
+    ``n_dropped``, ``counts()`` and ``renamed``."""
+
+    def summary(self) -> str:
+        """One human-readable paragraph."""
+        parts = [f"{self.n_input:,} rows in, {self.n_output:,} kept, {self.n_dropped:,} dropped"]
+        for reason, n in self.counts().items():
+            parts.append(f"  {n:,} {reason}")
+        if self.renamed:
+            parts.append("  renamed columns: " + ", ".join(f"{a}->{b}" for a, b in self.renamed.items()))
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
 @dataclass
-class ValidationReport:
+class ValidationReport(ReportSummary):
     """What :func:`validate` did: rows in, rows out, and every dropped row with its reason."""
 
     n_input: int
@@ -93,17 +110,6 @@ class ValidationReport:
             return pd.Series(dtype="int64", name="rows")
         return self.dropped["reason"].value_counts().rename("rows")
 
-    def summary(self) -> str:
-        """One human-readable paragraph."""
-        parts = [f"{self.n_input:,} rows in, {self.n_output:,} kept, {self.n_dropped:,} dropped"]
-        for reason, n in self.counts().items():
-            parts.append(f"  {n:,} {reason}")
-        if self.renamed:
-            parts.append("  renamed columns: " + ", ".join(f"{a}->{b}" for a, b in self.renamed.items()))
-        return "\n".join(parts)
-
-    def __str__(self) -> str:
-        return self.summary()
 
 
 def _quote_rows(df: pd.DataFrame, mask: np.ndarray, column: str, limit: int = 5) -> str:

@@ -17,6 +17,17 @@ from recapp.schema import ITEM_COL
 CONFIDENCES = ("linear", "log")
 
 
+
+def check_factor_params(model) -> None:
+    """Check the implicit-ALS hyper-parameters every ALS flavour shares (recapp's and the Spark-trained one)."""
+    check_param("factors", model.factors, low=1, integer=True)
+    check_param("regularization", model.regularization, low=0)
+    check_param("alpha", model.alpha, low=0)
+    check_param("iterations", model.iterations, low=1, integer=True)
+    check_param("binary", model.binary, choices=(True, False))
+    check_param("confidence", model.confidence, choices=CONFIDENCES)
+    check_param("update_items", model.update_items, choices=(True, False))
+
 class ALS(FoldInMixin, TorchMixin, Recommender):
     """Weighted matrix factorisation of implicit feedback, trained by alternating least squares.
 
@@ -72,14 +83,8 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
         self.verbose = verbose
 
     def _validate_params(self) -> None:
-        check_param("factors", self.factors, low=1, integer=True)
-        check_param("regularization", self.regularization, low=0)
-        check_param("alpha", self.alpha, low=0)
-        check_param("iterations", self.iterations, low=1, integer=True)
-        check_param("binary", self.binary, choices=(True, False))
-        check_param("confidence", self.confidence, choices=CONFIDENCES)
+        check_factor_params(self)
         check_param("cg_steps", self.cg_steps, low=1, integer=True)
-        check_param("update_items", self.update_items, choices=(True, False))
         self._check_torch_params()
 
     # ---- confidence ----------------------------------------------------------------

@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
+from recapp.rerank import top_k_rows
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
 
 #: Every public Recommender class by name, for :func:`load` (private bases such as ``_Sequential`` stay out).
@@ -231,11 +232,7 @@ class Recommender:
                 sub = inter.matrix[uidx[seen_rows]]
                 r, c = sub.nonzero()
                 scores[seen_rows[r], c] = -np.inf
-            top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
+            top, top_scores = top_k_rows(scores, k_eff)
             valid = np.isfinite(top_scores)
             n = len(uidx)
             out_u.append(np.repeat(users[start:start + batch_size], k_eff).reshape(n, k_eff)[valid])

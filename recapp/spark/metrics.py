@@ -1,0 +1,155 @@
+"""Ranking metrics on Spark DataFrames, with the definitions of :mod:`recapp.metrics`.
+
+Same conventions as :func:`recapp.metrics.per_user_ranking_metrics`: every
+(user, item) pair of ``rating_true`` is relevant once; each user's predictions
+are ranked by score, descending, and only the top ``k`` count; users in both
+frames are evaluated, each weighing the same; discounts are ``1 / log2(rank +
+1)`` (the very same float64 values, passed to Spark as literals). One thing a
+Spark DataFrame lacks is row order, which pandas uses to break ties between
+equal scores: here ties are broken by the ``rank`` column when the frame has
+one (recapp's ``recommend`` and :meth:`recapp.spark.SparkALS.recommend` both
+write it, in row order), else by item id. On the same lists the values equal
+recapp.metrics' to about 1e-15 (sums taken in another order).
+"""
+from __future__ import annotations
+
+import numpy as np
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recapp.metrics import DEFAULT_K, RANKING_METRICS, _check_k, resolve_metric_names
+from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
+from recapp.spark.events import col
+
+
+
+def _require(sdf, name: str, *cols: str) -> None:
+    if not isinstance(sdf, DataFrame):
+        raise TypeError(f"{name} must be a Spark DataFrame, got {type(sdf).__name__}")
+    missing = [c for c in cols if c not in sdf.columns]
+    if missing:
+        raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(sdf.columns)}")
+
+
+def _check_id_kinds(a: DataFrame, a_name: str, b: DataFrame, b_name: str, *cols: str) -> None:
+    for c in cols:
+        ta, tb = a.schema[c].dataType, b.schema[c].dataType
+        na, nb = isinstance(ta, T.NumericType), isinstance(tb, T.NumericType)
+        if na != nb:
+            kinds = {True: "numeric", False: "non-numeric"}
+            raise SchemaError(
+                f"column {c!r} is {kinds[na]} ({ta.simpleString()}) in {a_name} but {kinds[nb]} ({tb.simpleString()}) "
+                f"in {b_name}; ids must have the same type in both frames"
+            )
+
+
+def _literal_array(values: np.ndarray) -> F.Column:
+    return F.array(*[F.lit(float(v)) for v in values])
+
+
+def per_user_ranking_metrics(
+    rating_true: DataFrame,
+    rating_pred: DataFrame,
+    k: int = DEFAULT_K,
+    *,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_prediction: str = SCORE_COL,
+    col_rank: str | None = RANK_COL,
+) -> DataFrame:
+    """One row per evaluated user: ``n_relevant``, ``n_hits`` and every ranking metric at ``k`` (lazy).
+
+    :func:`recapp.metrics.per_user_ranking_metrics` on Spark. Ties between equal
+    scores are broken by ``col_rank`` when ``rating_pred`` has it, else by item id.
+    """
+    k = _check_k(k)
+    _require(rating_true, "rating_true", col_user, col_item)
+    _require(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
+    u, i = col(col_user), col(col_item)
+    truth = rating_true.select(u.alias("u"), i.alias("i")).distinct()
+    tie = col(col_rank) if col_rank is not None and col_rank in rating_pred.columns else i
+    pred = rating_pred.select(u.alias("u"), i.alias("i"), col(col_prediction).cast("double").alias("s"), tie.alias("t"))
+    users = truth.select("u").distinct().join(pred.select("u").distinct(), "u")
+    n_rel = truth.join(users, "u").groupBy("u").agg(F.count(F.lit(1)).alias("n_relevant"))
+
+    ranked = pred.join(users, "u").withColumn(
+        "r", F.row_number().over(Window.partitionBy("u").orderBy(F.col("s").desc(), F.col("t").asc())))
+    top = ranked.filter(F.col("r") <= k)
+    hits = top.join(truth.withColumn("hit", F.lit(True)), ["u", "i"], "inner")
+    hits = hits.withColumn("ordinal", F.row_number().over(Window.partitionBy("u").orderBy("r")))
+    discount = _literal_array(1.0 / np.log2(np.arange(2, k + 2)))
+    per_hit = hits.select(
+        "u", "r", "ordinal",
+        F.element_at(discount, F.col("r").cast("int")).alias("gain"),
+        (F.col("ordinal").cast("double") / F.col("r").cast("double")).alias("prec"),
+    )
+    sums = per_hit.groupBy("u").agg(
+        F.count(F.lit(1)).alias("n_hits"),
+        F.sum("gain").alias("dcg"),
+        F.sum("prec").alias("ap"),
+        F.min("r").alias("first"),
+    )
+    ideal = _literal_array(np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
+    table = n_rel.join(sums, "u", "left").fillna({"n_hits": 0, "dcg": 0.0, "ap": 0.0})
+    n_rel_k = F.least(F.col("n_relevant"), F.lit(k))
+    n_hits = F.col("n_hits").cast("double")
+    return table.select(
+        F.col("u").alias(col_user),
+        F.col("n_relevant").cast("long").alias("n_relevant"),
+        F.col("n_hits").cast("long").alias("n_hits"),
+        (n_hits / F.lit(float(k))).alias("precision_at_k"),
+        (n_hits / F.col("n_relevant").cast("double")).alias("recall_at_k"),
+        (F.col("dcg") / F.element_at(ideal, (n_rel_k + 1).cast("int"))).alias("ndcg_at_k"),
+        (F.col("ap") / n_rel_k.cast("double")).alias("map_at_k"),
+        F.coalesce(F.lit(1.0) / F.col("first").cast("double"), F.lit(0.0)).alias("mrr_at_k"),
+        (F.col("n_hits") > 0).cast("double").alias("hit_rate_at_k"),
+    )
+
+
+def ranking_metrics(
+    rating_true: DataFrame,
+    rating_pred: DataFrame,
+    k: int = DEFAULT_K,
+    metrics=RANKING_METRICS,
+    *,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_prediction: str = SCORE_COL,
+    col_rank: str | None = RANK_COL,
+) -> dict:
+    """Several ranking metrics in one Spark job, as ``{name: value}`` (:func:`recapp.metrics.ranking_metrics`).
+
+    ``metrics`` names any of :data:`recapp.metrics.RANKING_METRICS` or their short
+    forms; every value lies in [0, 1]; 0.0 when no user can be evaluated.
+    """
+    resolved = resolve_metric_names(metrics)
+    table = per_user_ranking_metrics(rating_true, rating_pred, k, col_user=col_user, col_item=col_item,
+                                     col_prediction=col_prediction, col_rank=col_rank)
+    wanted = sorted(set(resolved.values()))
+    row = table.agg(F.count(F.lit(1)).alias("__n__"), *[F.avg(c).alias(c) for c in wanted]).collect()[0]
+    if row["__n__"] == 0:
+        return {name: 0.0 for name in resolved}
+    return {name: float(row[full]) for name, full in resolved.items()}
+
+
+def _mean_of(name: str):
+    def metric(rating_true, rating_pred, k=DEFAULT_K, *, col_user=USER_COL, col_item=ITEM_COL, col_prediction=SCORE_COL,
+               col_rank=RANK_COL) -> float:
+        return ranking_metrics(rating_true, rating_pred, k, (name,), col_user=col_user, col_item=col_item,
+                               col_prediction=col_prediction, col_rank=col_rank)[name]
+    metric.__name__ = name
+    metric.__doc__ = f"recapp.metrics.{name} on Spark DataFrames (see :func:`ranking_metrics`); range [0, 1]."
+    return metric
+
+
+precision_at_k = _mean_of("precision_at_k")
+recall_at_k = _mean_of("recall_at_k")
+ndcg_at_k = _mean_of("ndcg_at_k")
+map_at_k = _mean_of("map_at_k")
+mrr_at_k = _mean_of("mrr_at_k")
+hit_rate_at_k = _mean_of("hit_rate_at_k")
+
+__all__ = ["per_user_ranking_metrics", "ranking_metrics", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
+           "mrr_at_k", "hit_rate_at_k"]

@@ -1,0 +1,161 @@
+"""A local SparkSession with sane defaults, and the check for the Java it needs.
+
+Spark 4 runs on Java 17 or newer. :func:`spark_session` starts (or returns the
+running) session with the settings a laptop or a CI runner wants: the UI off,
+a handful of shuffle partitions, UTC as the session time zone, Arrow for
+pandas conversions, a temporary ``spark.local.dir``, and the Python workers
+started with the running interpreter (``sys.executable``) so that they import
+the same recapp, numpy and pandas as the driver. On a cluster, pass
+``master="yarn"`` (or a ``k8s://`` URL) or launch with ``spark-submit``; every
+other function of :mod:`recapp.spark` takes the session's DataFrames as they
+are and runs unchanged.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+
+#: The line printed (and the reason given to pytest) where Java cannot be found.
+JAVA_MISSING = ("Java was not found: Spark 4 needs Java 17 or newer (on Debian: apt-get install openjdk-17-jre-headless; "
+                "`make test` installs it when it is missing)")
+PYSPARK_MISSING = "pyspark is not installed: pip install 'recapp[spark]' (pyspark 4.3)"
+MIN_JAVA = 17
+
+# pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported"; recapp
+# moves data with Arrow-friendly types and its tests check each conversion, so it is silenced here.
+warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
+def java_version() -> int | None:
+    """The major version of the ``java`` on ``$JAVA_HOME`` or ``$PATH``, or None when there is none."""
+    home = os.environ.get("JAVA_HOME")
+    java = os.path.join(home, "bin", "java") if home and os.path.exists(os.path.join(home, "bin", "java")) else shutil.which("java")
+    if java is None:
+        return None
+    try:
+        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if m is None:
+        return None
+    major = int(m.group(1))
+    # Java 8 and older report "1.8.0_...".
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+def java_available() -> bool:
+    """Whether a Java that Spark 4 can run on (17 or newer) is installed."""
+    v = java_version()
+    return v is not None and v >= MIN_JAVA
+
+
+def pyspark_available() -> bool:
+    """Whether pyspark can be imported."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def spark_unavailable_reason() -> str | None:
+    """Why Spark cannot start here (no pyspark, no Java 17+), or None when it can."""
+    if not pyspark_available():
+        return PYSPARK_MISSING
+    v = java_version()
+    if v is None:
+        return JAVA_MISSING
+    if v < MIN_JAVA:
+        return f"Java {v} was found but Spark 4 needs Java {MIN_JAVA} or newer (on Debian: apt-get install openjdk-17-jre-headless)"
+    return None
+
+
+def notebook_guard() -> bool:
+    """For a notebook's first cell: True when Spark can run here; else say why and skip every later cell.
+
+    Where pyspark or Java 17 is missing it prints the reason and registers an
+    IPython input transformer that turns each following cell into ``pass``, so
+    the notebook runs to the end (under nbval too) instead of failing cell after
+    cell. Outside IPython it only returns False.
+    """
+    reason = spark_unavailable_reason()
+    if reason is None:
+        return True
+    print(f"Skipping the rest of this notebook: {reason}")
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is not None:
+        shell.input_transformers_post.append(_skip_cell)
+    return False
+
+
+def _skip_cell(lines: list[str]) -> list[str]:
+    return ["pass\n"]
+
+
+def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", shuffle_partitions: int = 4,
+                  driver_memory: str = "2g", local_dir: str | None = None, ui: bool = False, log_level: str = "ERROR",
+                  conf: dict | None = None):
+    """Start (or return the running) SparkSession with local defaults; returns the session.
+
+    ``master`` defaults to two local cores; None leaves it to ``spark-submit``
+    (``--master yarn``, ``--master k8s://...``). ``shuffle_partitions`` sets
+    ``spark.sql.shuffle.partitions`` (Spark's 200 suits a cluster, not a laptop);
+    ``local_dir`` is ``spark.local.dir`` (default: a new temporary folder);
+    ``conf`` adds or overrides any Spark setting. The Python workers run
+    ``sys.executable``. A session that is already running is returned as it is
+    (Spark applies static settings only at start-up).
+    """
+    reason = spark_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
+    if not isinstance(shuffle_partitions, int) or isinstance(shuffle_partitions, bool) or shuffle_partitions < 1:
+        raise ValueError(f"shuffle_partitions={shuffle_partitions!r} is invalid; accepted: an integer >= 1")
+    from pyspark.sql import SparkSession
+
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    # The Python workers inherit the environment: the same warning silenced there.
+    quiet = "ignore:PySpark does not yet fully support pandas:FutureWarning"
+    if quiet not in os.environ.get("PYTHONWARNINGS", ""):
+        os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), quiet]))
+    if master is not None and master.startswith("local"):
+        # One machine: bind to loopback instead of guessing an interface (and warning about it).
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    settings = {
+        "spark.ui.enabled": str(bool(ui)).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        "spark.default.parallelism": str(shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+        "spark.driver.memory": driver_memory,
+        "spark.local.dir": local_dir or tempfile.mkdtemp(prefix="recapp-spark-"),
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+        "spark.sql.adaptive.enabled": "true",
+        "spark.driver.extraJavaOptions": "-Dio.netty.tryReflectionSetAccessible=true",
+    }
+    settings.update({k: str(v) for k, v in (conf or {}).items()})
+    builder = SparkSession.builder.appName(app_name)
+    if master is not None:
+        builder = builder.master(master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(log_level)
+    return spark
+
+
+__all__ = ["JAVA_MISSING", "PYSPARK_MISSING", "java_version", "java_available", "pyspark_available",
+           "spark_unavailable_reason", "spark_session", "notebook_guard"]

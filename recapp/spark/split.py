@@ -1,0 +1,155 @@
+"""Temporal and per-user chronological splits of a Spark DataFrame, as :mod:`recapp.split` defines them.
+
+:func:`temporal_split` cuts at one global time; its default cutoff is the
+``quantile`` of the timestamps computed exactly as pandas' ``Series.quantile``
+(linear interpolation between the two neighbouring order statistics), without
+sorting the whole log: an approximate quantile narrows the window, then the
+few values in it are collected. :func:`chrono_split` gives each user's (or
+item's) earliest ``ratio`` share to train with recommenders'
+``python_chrono_split`` rule, equal timestamps kept in input order. Argument
+checks and messages are recapp.split's own.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
+from recapp.spark.events import col
+from recapp.split import _as_epoch, _check_min_rating, _check_ratio, _split_column
+
+
+def _require(sdf, *cols: str) -> None:
+    if not isinstance(sdf, DataFrame):
+        raise TypeError(f"sdf must be a Spark DataFrame, got {type(sdf).__name__}")
+    missing = [c for c in cols if c not in sdf.columns]
+    if missing:
+        raise SchemaError(f"sdf is missing column(s) {missing}; columns found: {list(sdf.columns)}")
+
+
+# ---- the exact quantile ---------------------------------------------------------------------
+def linear_quantile(lower: float, upper: float, n: int, q: float) -> tuple[int, float]:
+    """The position and the value pandas' ``Series.quantile(q)`` takes between two order statistics.
+
+    pandas calls ``np.quantile(values, q)`` (method "linear"), which interpolates at
+    the virtual index ``(n - 1) q`` between the sorted values ``lower`` (at the
+    floor of that position) and ``upper`` (the next one). Returns ``(floor
+    position, value)``; call it first with any ``lower``/``upper`` to learn which
+    order statistics are needed.
+    """
+    # numpy's virtual index for the "linear" method, its floor and the weight gamma.
+    virtual = (n - 1) * float(q)
+    below = min(max(math.floor(virtual), 0), n - 1)
+    gamma = virtual - math.floor(virtual)
+    a, b = float(lower), float(upper)
+    diff = b - a
+    value = b - diff * (1.0 - gamma) if gamma >= 0.5 else a + diff * gamma
+    return int(below), float(value)
+
+
+def exact_quantile(sdf: DataFrame, column: str, q: float, *, relative_error: float = 1e-4) -> float:
+    """``pandas.Series.quantile(q)`` of a numeric Spark column (nulls and NaN skipped), computed exactly.
+
+    Three passes: a count, an approximate quantile pair that brackets the needed
+    order statistics, and a count below the bracket plus the few values inside it.
+    Falls back to a wider bracket when the approximation misses.
+    """
+    v = col(column).cast("double")
+    values = sdf.select(v.alias("v")).filter(F.col("v").isNotNull() & ~F.isnan("v"))
+    n = values.count()
+    if n == 0:
+        return math.nan
+    below, _ = linear_quantile(0.0, 0.0, n, q)
+    need = (below, min(below + 1, n - 1))
+    eps = float(relative_error)
+    while True:
+        lo_q, hi_q = max(0.0, q - 3 * eps), min(1.0, q + 3 * eps)
+        if lo_q <= 0.0 and hi_q >= 1.0:
+            lo, hi = -math.inf, math.inf
+        else:
+            lo, hi = values.approxQuantile("v", [lo_q, hi_q], eps)
+            lo = -math.inf if lo_q <= 0.0 else lo
+            hi = math.inf if hi_q >= 1.0 else hi
+        counts = values.agg(F.sum((F.col("v") < lo).cast("long")).alias("below"),
+                            F.sum(((F.col("v") >= lo) & (F.col("v") <= hi)).cast("long")).alias("inside")).collect()[0]
+        n_below, n_inside = int(counts["below"] or 0), int(counts["inside"] or 0)
+        if n_below <= need[0] and need[1] < n_below + n_inside:
+            inside = np.sort(np.array([r[0] for r in values.filter((F.col("v") >= lo) & (F.col("v") <= hi)).collect()],
+                                      dtype=np.float64))
+            a, b = inside[need[0] - n_below], inside[need[1] - n_below]
+            return linear_quantile(a, b, n, q)[1]
+        eps *= 10.0
+
+
+# ---- splits --------------------------------------------------------------------------------
+def temporal_split(sdf: DataFrame, cutoff=None, quantile: float = 0.8, *, col_timestamp: str = TIME_COL):
+    """Split at one global time: events with timestamp < ``cutoff`` train, the rest test.
+
+    :func:`recapp.split.temporal_split` on Spark: ``cutoff`` defaults to the exact
+    ``quantile`` of the timestamps (:func:`exact_quantile`, the value pandas gives);
+    a date string or datetime is read as UTC. Nothing is filtered: users and
+    items of test may be new. Returns ``(train, test)`` (lazy DataFrames).
+    """
+    _require(sdf, col_timestamp)
+    if cutoff is None:
+        if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
+            raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
+        cutoff = exact_quantile(sdf, col_timestamp, float(quantile))
+    else:
+        cutoff = _as_epoch(cutoff, pd.Series([], dtype="float64"))
+    ts = col(col_timestamp)
+    return sdf.filter(ts < F.lit(cutoff)), sdf.filter(~(ts < F.lit(cutoff)) | ts.isNull())
+
+
+def chrono_split(
+    sdf: DataFrame,
+    ratio=0.75,
+    *,
+    filter_by: str = "user",
+    min_rating: int = 1,
+    col_user: str = USER_COL,
+    col_item: str = ITEM_COL,
+    col_timestamp: str = TIME_COL,
+    order_col: str | None = None,
+):
+    """Split each user's (or item's) rows by time: the earliest ``ratio`` share is train.
+
+    :func:`recapp.split.chrono_split` on Spark: groups with fewer than
+    ``min_rating`` rows are dropped; rows are ordered by timestamp, equal
+    timestamps by the DataFrame's row order (or by ``order_col`` when given: a
+    DataFrame that went through a shuffle, such as :func:`recapp.spark.validate`'s
+    de-duplication, has no meaningful row order, so pass one to make ties
+    deterministic); a row of rank
+    ``position / group size`` goes to the first split whose cumulative ratio is
+    >= that rank. A float ``ratio`` returns ``(train, test)``, a list one frame per ratio.
+    """
+    multi, ratios = _check_ratio(ratio)
+    split_col = _split_column(filter_by, col_user, col_item)
+    min_rating = _check_min_rating(min_rating)
+    _require(sdf, col_user, col_item, col_timestamp, *([order_col] if order_col else []))
+    order = "__recapp_order__"
+    data = sdf.withColumn(order, col(order_col) if order_col else F.monotonically_increasing_id())
+    group = Window.partitionBy(col(split_col))
+    data = data.withColumn("__n__", F.count(F.lit(1)).over(group))
+    if min_rating > 1:
+        data = data.filter(F.col("__n__") >= min_rating)
+    position = F.row_number().over(Window.partitionBy(col(split_col)).orderBy(col(col_timestamp), F.col(order)))
+    data = data.withColumn("__rank__", position.cast("double") / F.col("__n__").cast("double"))
+    thresholds = np.cumsum(ratios)
+    thresholds[-1] = np.inf
+    splits, prev = [], None
+    for t in thresholds.tolist():
+        cond = F.col("__rank__") <= F.lit(t)
+        if prev is not None:
+            cond = cond & (F.col("__rank__") > F.lit(prev))
+        splits.append(data.filter(cond).drop(order, "__n__", "__rank__"))
+        prev = t
+    return splits if multi else (splits[0], splits[1])
+
+
+__all__ = ["temporal_split", "chrono_split", "exact_quantile", "linear_quantile"]
