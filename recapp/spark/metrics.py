@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recapp.metrics import DEFAULT_K, RANKING_METRICS, _check_k, resolve_metric_names
+from recapp.metrics import DEFAULT_K, RANKING_METRICS, check_k, resolve_metric_names
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
 from recapp.spark.events import col
 
@@ -63,7 +63,7 @@ def per_user_ranking_metrics(
     :func:`recapp.metrics.per_user_ranking_metrics` on Spark. Ties between equal
     scores are broken by ``col_rank`` when ``rating_pred`` has it, else by item id.
     """
-    k = _check_k(k)
+    k = check_k(k)
     _require(rating_true, "rating_true", col_user, col_item)
     _require(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
