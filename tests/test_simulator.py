@@ -7,6 +7,7 @@ from recapp.data import synthetic_shop
 from recapp.experiment import abtest
 from recapp.experiment.simulator import (
     EnginePolicy,
+    Policy,
     RandomPolicy,
     RecommenderPolicy,
     ShopperSimulator,
@@ -121,8 +122,9 @@ class FakeEngine:
 
 def test_engine_adapter(sim):
     engine = FakeEngine(sim.item_ids[:20])
-    pol = as_policy(engine)
-    assert isinstance(pol, EnginePolicy)
+    with pytest.raises(TypeError, match="EnginePolicy"):
+        as_policy(engine)          # an engine of one's own is wrapped explicitly
+    pol = EnginePolicy(engine)
     res = sim.run(pol, n_steps=4, sessions_per_step=30)
     assert len(engine.ingested) == res.impressions[["click", "cart", "purchase"]].to_numpy().sum() > 0
     assert {"user_id", "item_id", "timestamp", "event", "value"} <= set(engine.ingested[0])
@@ -165,7 +167,7 @@ def test_ab_run_end_to_end(sim, shop):
 
 
 def test_bad_policies_are_reported(sim):
-    class Short:
+    class Short(Policy):
         def slates(self, users, k):
             return np.zeros((len(users), k - 1), dtype=int)
     with pytest.raises(ValueError, match="shape"):

@@ -250,6 +250,12 @@ class Recommender:
             FALLBACK_COL: np.concatenate(out_f),
         })
 
+    def as_policy(self, **kwargs):
+        """This model as a slate policy for the shopper simulator (a :class:`~recapp.experiment.RecommenderPolicy`)."""
+        from recapp.experiment.policies import RecommenderPolicy
+
+        return RecommenderPolicy(self, **kwargs)
+
     # ---- incremental updates ----------------------------------------------------
     def update(self, events: pd.DataFrame) -> "Recommender":
         """Fold new events in without a full refit; returns ``self``.

@@ -210,6 +210,12 @@ class Engine:
         user_id = plain(user_id)
         return self.pseudonymizer(user_id) if self.pseudonymizer is not None else user_id
 
+    def as_policy(self, **kwargs):
+        """This engine as a slate policy for the shopper simulator (an :class:`~recapp.experiment.EnginePolicy`)."""
+        from recapp.experiment.policies import EnginePolicy
+
+        return EnginePolicy(self, **kwargs)
+
     def ingest(self, events, *, pseudonymised: bool = False) -> IngestResult:
         """Apply one event (a dict) or many (a DataFrame or a list of dicts) at once.
 

@@ -1,0 +1,277 @@
+"""Slate policies the shopper simulator runs, and the adapters that make any model or engine one.
+
+A policy sees an :class:`Environment` (catalogue, shoppers, observable context,
+never the true tastes), shows ``slates(users, k)`` and learns from
+``observe(feedback)``. :func:`as_policy` asks an object for its policy through
+its own ``as_policy`` method: :class:`~recapp.models.base.Recommender` returns a
+:class:`RecommenderPolicy`, :class:`~recapp.realtime.Engine` an
+:class:`EnginePolicy`, and a :class:`Policy` itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from recapp.schema import EVENT_COL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+
+ARM_COL = "arm"
+FEEDBACK_EVENTS = ("click", "cart", "purchase")
+
+
+# ---- what a policy may know ------------------------------------------------------
+@dataclass
+class Environment:
+    """What the simulator tells a policy before a run: the catalogue, the shoppers and their observable context.
+
+    ``context(user_ids)`` returns the features a shop would know about a shopper
+    (a segment, a history embedding), never the true tastes.
+    """
+
+    item_ids: np.ndarray
+    user_ids: np.ndarray
+    prices: np.ndarray
+    k: int
+    context: Callable[[np.ndarray], np.ndarray]
+    n_context: int
+    item_features: np.ndarray | None = None
+
+    def item_index(self, items) -> np.ndarray:
+        """Positions of item ids in ``item_ids``; -1 for unknown ids."""
+        return pd.Index(self.item_ids).get_indexer(pd.Index(np.asarray(items)))
+
+
+class Policy:
+    """A slate policy the simulator can run: ``reset(env)``, ``slates(users, k)``, ``observe(feedback)``.
+
+    ``feedback`` is one row per shown item with columns request (row of the
+    ``slates`` call), user_id, item_id, position (1-based), click, cart,
+    purchase, revenue and timestamp. ``end_step()`` is called once per step.
+    """
+
+    name: str = "policy"
+
+    def reset(self, env: Environment) -> None:
+        """Prepare for a new run in ``env``."""
+        self.env_ = env
+
+    def slates(self, users: np.ndarray, k: int) -> np.ndarray:
+        """Item ids to show, shape (len(users), k), best first."""
+        raise NotImplementedError
+
+    def observe(self, feedback: pd.DataFrame) -> None:
+        """Learn from the outcome of the last ``slates`` call (default: nothing)."""
+
+    def end_step(self) -> None:
+        """Called after each simulated step (default: nothing)."""
+
+    def as_policy(self, **kwargs) -> "Policy":
+        """A policy is its own policy (``kwargs``, meant for wrappers, do not apply)."""
+        return self
+
+
+def fill_slates(slates: np.ndarray, n_items: int, rng: np.random.Generator) -> np.ndarray:
+    """Replace -1 entries of an (n, k) index array with random items not already in the row.
+
+    A recommender may return fewer than k items (everything else seen or
+    unknown); the shop still fills the shelf, so the simulator pads at random.
+    """
+    out = slates.copy()
+    for r in np.flatnonzero((out < 0).any(axis=1)):
+        row = out[r]
+        free = np.setdiff1d(np.arange(n_items), row[row >= 0])
+        miss = np.flatnonzero(row < 0)
+        out[r, miss] = rng.choice(free, size=min(len(miss), len(free)), replace=False) if len(free) >= len(miss) else -1
+    return out
+
+
+class RecommenderPolicy(Policy):
+    """Serve a fitted :class:`~recapp.models.base.Recommender` and fold feedback in with ``update``.
+
+    Only clicks, carts and purchases are fed back (``feedback_events``):
+    an impression without a click is not a positive signal. ``update`` is
+    "slate" (after every slate: real time), "step" (once per step, cheaper) or
+    None (the model stays as fitted).
+    """
+
+    def __init__(self, model, update: str | None = "step", exclude_seen: bool = True,
+                 feedback_events=FEEDBACK_EVENTS, name: str | None = None, random_state=0):
+        if update not in ("slate", "step", None):
+            raise ValueError(f"update={update!r} is not accepted; accepted values: ['slate', 'step', None]")
+        self.model = model
+        self.update = update
+        self.exclude_seen = exclude_seen
+        self.feedback_events = tuple(feedback_events)
+        self.name = name or type(model).__name__
+        self.random_state = random_state
+
+    def reset(self, env: Environment) -> None:
+        """Keep the environment, a seeded rng for padding, and an empty feedback buffer."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+        self.buffer_ = []
+
+    def slates(self, users, k):
+        """Top-k per user from ``model.recommend``, padded at random to k catalogue items."""
+        uniq, inv = np.unique(np.asarray(users), return_inverse=True)
+        recs = self.model.recommend(uniq, k=k, exclude_seen=self.exclude_seen)
+        return self.env_.item_ids[self._slate_matrix(recs, uniq, k)[inv]]
+
+    def _slate_matrix(self, recs: pd.DataFrame, uniq: np.ndarray, k: int) -> np.ndarray:
+        out = np.full((len(uniq), k), -1, dtype=np.int64)
+        if len(recs):
+            row = pd.Index(uniq).get_indexer(recs[USER_COL].to_numpy())
+            col = recs["rank"].to_numpy(dtype=np.int64) - 1
+            item = self.env_.item_index(recs[ITEM_COL].to_numpy())
+            ok = (row >= 0) & (col < k) & (item >= 0)
+            out[row[ok], col[ok]] = item[ok]
+        return fill_slates(out, len(self.env_.item_ids), self.rng_)
+
+    def observe(self, feedback):
+        """Buffer the clicks, carts and purchases; update now when ``update="slate"``."""
+        if self.update is None:
+            return
+        ev = feedback_to_events(feedback, self.feedback_events)
+        if len(ev):
+            self.buffer_.append(ev)
+        if self.update == "slate":
+            self._flush()
+
+    def end_step(self):
+        """Apply buffered feedback once per step when ``update="step"``."""
+        if self.update == "step":
+            self._flush()
+
+    def _flush(self):
+        if self.buffer_:
+            self.model.update(pd.concat(self.buffer_, ignore_index=True))
+            self.buffer_ = []
+
+
+class EnginePolicy(Policy):
+    """Serve a real-time engine: ``recommend(user_id, k)`` per shopper and ``ingest(event)`` per event.
+
+    ``recommend`` may return a DataFrame with an item_id column, a list of ids,
+    or a list of (item_id, ...) tuples or dicts. Events are schema dicts
+    (user_id, item_id, timestamp, event, value); impressions are passed too
+    (as ``view``) when ``ingest_views`` is set, since an engine may track them.
+    With ``batch=True`` each slate's events go to ``ingest`` as one DataFrame
+    (recapp's Engine accepts both).
+    """
+
+    def __init__(self, engine, ingest_views: bool = False, batch: bool = False, name: str | None = None, random_state=0):
+        self.engine = engine
+        self.ingest_views = ingest_views
+        self.batch = batch
+        self.name = name or type(engine).__name__
+        self.random_state = random_state
+
+    def reset(self, env):
+        """Keep the environment and a seeded rng for padding."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+
+    def slates(self, users, k):
+        """One ``engine.recommend(user_id, k)`` call per distinct shopper, padded to k items."""
+        uniq, inv = np.unique(np.asarray(users), return_inverse=True)
+        out = np.full((len(uniq), k), -1, dtype=np.int64)
+        for r, u in enumerate(uniq.tolist()):
+            ids = _item_ids_from(self.engine.recommend(u, k))[:k]
+            idx = self.env_.item_index(ids) if len(ids) else np.empty(0, dtype=np.int64)
+            idx = idx[idx >= 0]
+            out[r, : len(idx)] = idx
+        return self.env_.item_ids[fill_slates(out, len(self.env_.item_ids), self.rng_)[inv]]
+
+    def observe(self, feedback):
+        """Ingest every click, cart and purchase (and views when asked) as an event dict."""
+        events = feedback_to_events(feedback, ("view",) + FEEDBACK_EVENTS if self.ingest_views else FEEDBACK_EVENTS)
+        if self.batch:
+            if len(events):
+                self.engine.ingest(events.drop(columns=ARM_COL, errors="ignore"))
+            return
+        for ev in events.drop(columns=ARM_COL, errors="ignore").to_dict("records"):
+            self.engine.ingest(ev)
+
+
+def _item_ids_from(recs) -> list:
+    if recs is None:
+        return []
+    if isinstance(recs, pd.DataFrame):
+        return recs[ITEM_COL].tolist()
+    out = []
+    for r in recs:
+        if isinstance(r, dict):
+            out.append(r[ITEM_COL])
+        elif isinstance(r, (tuple, list)):
+            out.append(r[0])
+        else:
+            out.append(r)
+    return out
+
+
+def as_policy(obj, **kwargs) -> Policy:
+    """``obj`` as a :class:`Policy`, by its own ``as_policy(**kwargs)``: Recommenders, engines and policies have one.
+
+    Anything else (say an engine of your own) is wrapped explicitly:
+    ``EnginePolicy(engine)`` or ``RecommenderPolicy(model)``.
+    """
+    try:
+        convert = obj.as_policy
+    except AttributeError:
+        raise TypeError(
+            f"{type(obj).__name__} is not a policy: pass a Policy, a Recommender or an Engine, or wrap it "
+            "in EnginePolicy(...) or RecommenderPolicy(...)"
+        ) from None
+    return convert(**kwargs)
+
+
+def feedback_to_events(feedback: pd.DataFrame, events=FEEDBACK_EVENTS) -> pd.DataFrame:
+    """Schema events (user_id, item_id, timestamp, event, value) from impression-level feedback.
+
+    A shown item is a ``view``; a click adds ``click``, and so on down the
+    funnel; a purchase carries the revenue as ``value``. Rows are time-ordered.
+    """
+    parts = []
+    flags = {"view": None, "click": "click", "cart": "cart", "purchase": "purchase"}
+    for offset, ev in enumerate(("view", "click", "cart", "purchase")):
+        if ev not in events:
+            continue
+        m = np.ones(len(feedback), bool) if flags[ev] is None else feedback[flags[ev]].to_numpy(bool)
+        if not m.any():
+            continue
+        sub = feedback.loc[m]
+        part = pd.DataFrame({
+            USER_COL: sub[USER_COL].to_numpy(), ITEM_COL: sub[ITEM_COL].to_numpy(),
+            # Funnel stages follow each other by a few seconds, so a time-ordered log keeps their order.
+            TIME_COL: sub[TIME_COL].to_numpy(dtype=np.float64) + 5.0 * offset,
+            EVENT_COL: ev, VALUE_COL: sub["revenue"].to_numpy(dtype=np.float64) if ev == "purchase" else 0.0,
+        })
+        if ARM_COL in sub.columns:
+            part[ARM_COL] = sub[ARM_COL].to_numpy()
+        parts.append(part)
+    if not parts:
+        cols = [USER_COL, ITEM_COL, TIME_COL, EVENT_COL, VALUE_COL] + ([ARM_COL] if ARM_COL in feedback.columns else [])
+        return pd.DataFrame({c: [] for c in cols})
+    return pd.concat(parts, ignore_index=True).sort_values(TIME_COL, kind="stable", ignore_index=True)
+
+
+class RandomPolicy(Policy):
+    """Uniformly random slates: the floor every policy must beat."""
+
+    name = "random"
+
+    def __init__(self, random_state=0):
+        self.random_state = random_state
+
+    def reset(self, env):
+        """Keep the environment and a fresh seeded rng."""
+        super().reset(env)
+        self.rng_ = np.random.default_rng(self.random_state)
+
+    def slates(self, users, k):
+        """k distinct random items per shopper."""
+        n_items = len(self.env_.item_ids)
+        idx = np.argsort(self.rng_.random((len(users), n_items)), axis=1)[:, :k]
+        return self.env_.item_ids[idx]
