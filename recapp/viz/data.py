@@ -1,0 +1,127 @@
+"""Figures of an event log: long tail, ratings, funnel, time patterns, bandit click rates."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, require_columns
+from recapp.viz.tables import activity_counts, funnel_counts, head_share
+from recapp.viz.style import _FREQ_NAMES, EVENT_COLORS, WEEKDAYS, apply_layout
+
+
+def long_tail(df: pd.DataFrame, by: str = "item", *, head: float = 0.2, col_user: str = USER_COL,
+              col_item: str = ITEM_COL, title: str | None = None) -> go.Figure:
+    """Events per item (or user) against its popularity rank, log scale, with the cumulative share.
+
+    The shaded band is the most active ``head`` fraction; the title says what
+    share of all events it accounts for: the long tail in one number.
+    """
+    counts = activity_counts(df, by, col_user=col_user, col_item=col_item)
+    rank = np.arange(1, len(counts) + 1)
+    cum = np.cumsum(counts.to_numpy()) / max(counts.sum(), 1)
+    share = head_share(counts, head)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=rank, y=counts.to_numpy(), mode="lines", name=f"events per {by}", fill="tozeroy",
+                             line=dict(color="#4292c6"),
+                             customdata=counts.index.to_numpy(),
+                             hovertemplate=f"rank %{{x}}<br>{by} %{{customdata}}<br>%{{y}} events<extra></extra>"),
+                  secondary_y=False)
+    fig.add_trace(go.Scatter(x=rank, y=cum, mode="lines", name="cumulative share", line=dict(color="#d94801", dash="dot"),
+                             hovertemplate="top %{x}: %{y:.1%} of events<extra></extra>"), secondary_y=True)
+    n_head = max(1, int(np.ceil(head * len(counts))))
+    fig.add_vrect(x0=0.5, x1=n_head + 0.5, fillcolor="#fd8d3c", opacity=0.12, line_width=0)
+    fig.update_yaxes(title_text="events", type="log", secondary_y=False)
+    fig.update_yaxes(title_text="cumulative share", tickformat=".0%", range=[0, 1.02], tickmode="linear", tick0=0,
+                     dtick=0.2, showgrid=False, secondary_y=True)
+    fig.update_xaxes(title_text=f"{by} rank (most active first)")
+    default = f"Long tail: the top {head:.0%} of {by}s account for {share:.0%} of events"
+    return apply_layout(fig, title or default, legend=dict(orientation="h", y=-0.2))
+
+
+def rating_histogram(df: pd.DataFrame, *, col_rating: str = RATING_COL, title: str | None = None) -> go.Figure:
+    """How often each rating value occurs (a histogram when ratings are not on a small discrete scale)."""
+    require_columns(df, "df", col_rating)
+    r = df[col_rating].dropna()
+    fig = go.Figure()
+    if r.nunique() <= 20:
+        counts = r.value_counts().sort_index()
+        share = counts / max(counts.sum(), 1)
+        fig.add_trace(go.Bar(x=counts.index.to_numpy(), y=counts.to_numpy(), marker_color="#6a51a3",
+                             text=[f"{s:.0%}" for s in share], textposition="outside",
+                             hovertemplate="rating %{x}<br>%{y} ratings<extra></extra>"))
+        fig.update_xaxes(type="category")
+    else:
+        fig.add_trace(go.Histogram(x=r.to_numpy(), marker_color="#6a51a3"))
+    fig.update_xaxes(title_text="rating")
+    fig.update_yaxes(title_text="ratings")
+    mean = float(r.mean()) if len(r) else float("nan")
+    return apply_layout(fig, title or f"Ratings: {len(r):,} ratings, mean {mean:.2f}", showlegend=False)
+
+
+def event_funnel(df: pd.DataFrame, *, stages: Sequence[str] = FUNNEL, unit: str = "events", col_event: str = EVENT_COL,
+                 col_user: str = USER_COL, title: str | None = None) -> go.Figure:
+    """The view -> click -> cart -> purchase funnel, counting ``"events"`` or distinct ``"users"`` per stage."""
+    if unit not in ("events", "users"):
+        raise ValueError(f"unit={unit!r} is not supported; accepted values: ['events', 'users']")
+    table = funnel_counts(df, stages=stages, col_event=col_event, col_user=col_user)
+    fig = go.Figure(go.Funnel(
+        y=list(table.index), x=table[unit].to_numpy(), textinfo="value+percent initial+percent previous",
+        marker=dict(color=[EVENT_COLORS.get(s, "#4292c6") for s in table.index]),
+    ))
+    last = table["overall_rate"].iloc[-1]
+    default = f"Funnel ({unit}): {last:.1%} of {stages[0]}s end in a {stages[-1]}" if unit == "events" else f"Funnel ({unit})"
+    return apply_layout(fig, title or default, showlegend=False)
+
+
+def time_patterns(df: pd.DataFrame, *, freq: str = "D", col_time: str = TIME_COL, col_event: str = EVENT_COL,
+                  title: str | None = None) -> go.Figure:
+    """Activity over time (one line per event type, binned by ``freq``) and a weekday x hour heatmap (UTC).
+
+    ``freq`` is a pandas period alias: ``"h"``, ``"D"`` (default), ``"W"``, ``"M"``...
+    """
+    require_columns(df, "df", col_time)
+    t = pd.to_datetime(df[col_time], unit="s", utc=True)
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+                        subplot_titles=(f"events per {_FREQ_NAMES.get(freq, freq)}", "weekday x hour of day (UTC)"))
+    naive = t.dt.tz_localize(None)
+    events = df[col_event] if col_event in df.columns else pd.Series("event", index=df.index)
+    kinds = [e for e in EVENT_TYPES if (events == e).any()] or list(pd.unique(events))
+    for ev in kinds:
+        # Periods (not floor) so calendar frequencies such as "W" or "MS" work too.
+        s = naive[events.to_numpy() == ev].dt.to_period(freq).dt.start_time.value_counts().sort_index()
+        fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), mode="lines", name=str(ev),
+                                 line=dict(color=EVENT_COLORS.get(ev))), row=1, col=1)
+    grid = pd.crosstab(t.dt.day_of_week, t.dt.hour).reindex(index=range(7), columns=range(24), fill_value=0)
+    fig.add_trace(go.Heatmap(z=grid.to_numpy(), x=list(range(24)), y=list(WEEKDAYS), colorscale="Blues",
+                             colorbar=dict(title="events", x=1.02),
+                             hovertemplate="%{y} %{x}:00<br>%{z} events<extra></extra>"), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", row=1, col=2)
+    fig.update_xaxes(title_text="hour", dtick=3, row=1, col=2)
+    fig.update_yaxes(title_text="events", row=1, col=1)
+    return apply_layout(fig, title or "When shoppers are active", height=430, legend=dict(orientation="h", y=-0.2))
+
+
+def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str = "position", *,
+                       col_reward: str = "click", title: str | None = None) -> go.Figure:
+    """Mean reward per ``by`` value (a slot, an action...) for one or several logging policies.
+
+    ``logs`` is a rounds DataFrame or ``{policy name: rounds}``. Whiskers are
+    binomial standard errors; with few clicks they are wide, which is the point.
+    """
+    logs = {"rounds": logs} if isinstance(logs, pd.DataFrame) else dict(logs)
+    fig = go.Figure()
+    for name, r in logs.items():
+        require_columns(r, f"logs[{name!r}]", by, col_reward)
+        g = r.groupby(by, observed=True)[col_reward].agg(["mean", "size", "sum"]).sort_index()
+        se = np.sqrt(g["mean"] * (1 - g["mean"]) / g["size"].clip(lower=1))
+        fig.add_trace(go.Bar(x=g.index.astype(str), y=g["mean"], name=str(name), error_y=dict(type="data", array=se),
+                             customdata=np.c_[g["size"], g["sum"]],
+                             hovertemplate="%{x}<br>rate %{y:.3%}<br>%{customdata[0]} rounds, %{customdata[1]} clicks<extra></extra>"))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=by, type="category")
+    fig.update_yaxes(title_text=f"{col_reward} rate", tickformat=".2%")
+    return apply_layout(fig, title or f"{col_reward.capitalize()} rate by {by}", legend=dict(orientation="h", y=-0.2))
