@@ -228,3 +228,18 @@ def test_sparse_and_dense_contributions_agree(knn):
     hist, recs, w = np.array([5, 1, 40, 7]), np.array([3, 9, 40, 77]), np.array([1.0, 0.5, 0.25, 2.0])
     h = LiveHistory()
     np.testing.assert_allclose(sparse.contributions(None, h, hist, w, recs), dense.contributions(None, h, hist, w, recs), rtol=1e-6)
+
+
+def test_engine_serves_each_event_on_one_blas_thread():
+    from threadpoolctl import threadpool_info
+
+    from recapp.realtime.threads import one_blas_thread
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    with one_blas_thread():
+        inside = blas_threads()
+    assert inside and all(n == 1 for n in inside)
+    assert blas_threads() == before

@@ -31,6 +31,7 @@ from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
 from recapp.realtime.ranking import Ranker, check_reranking
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
+from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
 from recapp.schema import DEFAULT_EVENT_WEIGHTS, EVENT_COL, EVENT_TYPES, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL
 
@@ -233,7 +234,7 @@ class Engine:
         """
         if self.pseudonymizer is not None and not pseudonymised:
             events = self.pseudonymizer.events(events)
-        with self._lock:
+        with self._lock, one_blas_thread():
             if self.store is not None:
                 res = self.store.append(events, pseudonymised=self.pseudonymizer is not None or pseudonymised)
                 rows, rejected = frame_rows(res.events), res.rejected
@@ -305,7 +306,7 @@ class Engine:
         exposure = 0.0 if exposure is None else float(exposure)
         check_reranking(diversity, calibration, exposure)
         user_id = self._user(user_id)
-        with self._lock:
+        with self._lock, one_blas_thread():
             key = (user_id, int(k), freeze(filters), exclude_viewed, diversity, calibration, exposure)
             arrays = self.cache.get(key)
             if arrays is None:
@@ -329,7 +330,7 @@ class Engine:
         A server does this at start-up so a known shopper's first request does not
         pay for loading their history. Returns the number of users warmed.
         """
-        with self._lock:
+        with self._lock, one_blas_thread():
             return self.shoppers.warm(self.scorer, None if users is None else [self._user(u) for u in users])
 
     # ---- inspection ------------------------------------------------------------------
