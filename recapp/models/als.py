@@ -11,7 +11,8 @@ import torch
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.foldin import FoldInMixin, fold_in
-from recapp.models.torch_base import TorchMixin, fit_epochs, ndcg_from_scores, torch_threads
+from recapp.models.holdout_eval import holdout_ndcg, validation_users
+from recapp.models.torch_base import TorchMixin, fit_epochs, torch_threads
 from recapp.schema import ITEM_COL
 
 CONFIDENCES = ("linear", "log")
@@ -122,8 +123,11 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
 
         validate = None
         if valid is not None:
+            users = validation_users(valid.matrix)
+
             def validate() -> float:
-                return ndcg_from_scores(self._X @ self._Y.T, train.matrix, valid.matrix)
+                return holdout_ndcg(lambda rows: self._X[torch.as_tensor(rows, device=self._X.device)] @ self._Y.T,
+                                    train.matrix, valid.matrix, users)
 
         self.net_ = None
         with torch_threads(self.train_threads if dev.type == "cpu" else None):

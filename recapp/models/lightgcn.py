@@ -11,7 +11,8 @@ from torch import nn
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.foldin import FoldInMixin
-from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives, sparse_tensor
+from recapp.models.holdout_eval import holdout_ndcg, validation_users
+from recapp.models.torch_base import TorchMixin, sample_negatives, sparse_tensor
 
 
 def normalized_adjacency(X: sp.csr_matrix) -> sp.csr_matrix:
@@ -151,11 +152,14 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
 
         validate = None
         if valid is not None:
+            val_users = validation_users(valid.matrix)
+
             def validate() -> float:
                 net.eval()
                 with torch.no_grad():
                     users, items = net.propagate(A)
-                    return ndcg_from_scores(users @ items.T, train.matrix, valid.matrix)
+                    return holdout_ndcg(lambda rows: users[torch.as_tensor(rows, device=users.device)] @ items.T,
+                                        train.matrix, valid.matrix, val_users)
 
         self._train_loop(run_epoch, self.n_epochs, validate, desc="LightGCN")
         net.eval()

@@ -9,7 +9,8 @@ from torch.nn import functional as F
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.torch_base import TorchMixin, batches, ndcg_from_scores, to_tensor
+from recapp.models.holdout_eval import holdout_ndcg, validation_users
+from recapp.models.torch_base import TorchMixin, batches, to_tensor
 
 
 class VAENet(nn.Module):
@@ -150,11 +151,12 @@ class MultVAE(TorchMixin, Recommender):
 
         validate = None
         if valid is not None:
+            val_users = validation_users(valid.matrix)
+
             def validate() -> float:
                 net.eval()
                 with torch.no_grad():
-                    logits = net(to_tensor(X, dev))[0]
-                return ndcg_from_scores(logits, train.matrix, valid.matrix)
+                    return holdout_ndcg(lambda rows: net(to_tensor(X[rows], dev))[0], train.matrix, valid.matrix, val_users)
 
         self._train_loop(run_epoch, self.n_epochs, validate, desc="MultVAE")
         net.eval()

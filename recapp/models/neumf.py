@@ -9,7 +9,8 @@ from torch import nn
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.live import LiveScorer
-from recapp.models.torch_base import TorchMixin, ndcg_from_scores, sample_negatives
+from recapp.models.holdout_eval import holdout_ndcg, validation_users
+from recapp.models.torch_base import TorchMixin, sample_negatives
 
 
 def time_context(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,11 +188,10 @@ class NeuMF(TorchMixin, Recommender):
 
         validate = None
         if valid is not None:
-            users_v = np.flatnonzero(np.diff(valid.matrix.indptr) > 0)
+            users_v = validation_users(valid.matrix)
 
             def validate() -> float:
-                s = self._all_scores(users_v, inter)
-                return ndcg_from_scores(s, train.matrix[users_v], valid.matrix[users_v])
+                return holdout_ndcg(lambda rows: self._all_scores(rows, inter), train.matrix, valid.matrix, users_v)
 
         self._train_loop(run_epoch, self.n_epochs, validate, desc="NeuMF")
         net.eval()
