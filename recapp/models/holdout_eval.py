@@ -19,8 +19,13 @@ from recapp.models.torch_base import ndcg_from_scores
 
 def validation_users(valid_rows: sp.csr_matrix, max_users: int = 5000, random_state: int = 0) -> np.ndarray:
     """Rows of ``valid_rows`` with at least one validation item: all, or a seeded sample of ``max_users``, sorted."""
+    return sample_users(np.flatnonzero(np.diff(valid_rows.tocsr().indptr) > 0), max_users, random_state)
+
+
+def sample_users(users: np.ndarray, max_users: int = 5000, random_state: int = 0) -> np.ndarray:
+    """``users`` sorted, or a seeded sample of ``max_users`` of them when there are more."""
     check_param("max_users", max_users, low=1, integer=True)
-    users = np.flatnonzero(np.diff(valid_rows.tocsr().indptr) > 0)
+    users = np.sort(np.asarray(users))
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(random_state).choice(users, max_users, replace=False))
     return users

@@ -219,6 +219,7 @@ class Hybrid(Recommender):
         so the choice never sees a test split. ``grid`` defaults to
         :func:`weight_grid` with ``weight_step``.
         """
+        from recapp.models.holdout_eval import sample_users
         from recapp.models.torch_base import ndcg_from_scores
         from recapp.tune import validation_split
 
@@ -236,7 +237,8 @@ class Hybrid(Recommender):
             inner = extend_catalog(inner, items[ITEM_COL].to_numpy())
         v = Interactions.from_frame(valid, user_ids=inner.user_ids, item_ids=inner.item_ids, event_weights=weights)
         users = np.unique(v.frame["uidx"].to_numpy())
-        users = users[users < inner.n_users]
+        # Each member's scores are dense (users x items): a bounded, seeded sample of validation users keeps them small.
+        users = sample_users(users[users < inner.n_users], random_state=0 if self.random_state is None else self.random_state)
         members = [_from_spec(m) for m in self._member_specs()]
         normed = []
         for m in members:
