@@ -5,9 +5,9 @@ Modules: :mod:`~recapp.experiment.simulator` (shoppers with known tastes),
 :mod:`~recapp.experiment.sequential` (alpha spending, mSPRT, peeking),
 :mod:`~recapp.experiment.live_ab` (a live A/B test with an always-valid verdict),
 :mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB,
-REINFORCE), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
-and :mod:`~recapp.experiment.plots` (plotly figures). Bandits (torch) and
-plots (plotly) are imported on first use, so ``import recapp.experiment`` stays light.
+REINFORCE), :mod:`~recapp.experiment.dqn` (a DQN slate re-ranker for returning
+shoppers), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
+and :mod:`~recapp.experiment.plots` (plotly figures).
 """
 from recapp.experiment.abtest import (
     analyze,
@@ -33,6 +33,7 @@ from recapp.experiment.cuped import (
     sample_size_cuped,
 )
 from recapp.experiment.cuped_sim import add_pre_period, simulate_with_pre_period
+from recapp.experiment.dqn import DQNReranker, compare_long_term, returning_simulator
 from recapp.experiment.interleaving import (
     credit,
     outcomes,
@@ -85,4 +86,5 @@ __all__ = [
     "alpha_spent", "always_valid_pvalues", "confidence_sequence", "monitor", "msprt_interval", "msprt_statistic",
     "peeking_simulation", "spending_boundaries",
     "EnginePolicy", "Policy", "RandomPolicy", "RecommenderPolicy", "ShopperSimulator", "SimulationResult", "as_policy",
+    "DQNReranker", "compare_long_term", "returning_simulator",
 ]

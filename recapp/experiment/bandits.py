@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.experiment.simulator import Environment, OraclePolicy, Policy, RandomPolicy, ShopperSimulator
+from recapp.models.torch_base import torch_threads
 from recapp.schema import ITEM_COL, USER_COL
 
 REWARDS = ("click", "cart", "purchase")
@@ -233,27 +234,6 @@ class LinUCB(BanditPolicy):
         self.A_inv_[touched] = np.linalg.inv(self.A_[touched])
 
 
-class _OneThread:
-    """Run torch on one thread inside the block, then restore the caller's setting.
-
-    The networks here are tiny: on a busy machine, spreading each small matmul
-    over several threads costs far more than it saves.
-    """
-
-    def __enter__(self):
-        import torch
-
-        self.saved = torch.get_num_threads()
-        if self.saved != 1:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        import torch
-
-        if self.saved != 1:
-            torch.set_num_threads(self.saved)
-
-
 class ReinforceReRanker(BanditPolicy):
     """A Plackett-Luce slate policy trained online with REINFORCE (PyTorch).
 
@@ -316,13 +296,13 @@ class ReinforceReRanker(BanditPolicy):
     def _scores(self, users, cand):
         import torch
 
-        with torch.no_grad(), _OneThread():
+        with torch.no_grad(), torch_threads(1):
             logits = self._logits(users, cand).cpu().numpy()
         # Gumbel-perturbed logits: their top-k is a Plackett-Luce sample without replacement.
         return logits + self.rng_.gumbel(size=logits.shape)
 
     def _learn(self, feedback, idx, r):
-        with _OneThread():
+        with torch_threads(1):
             self._step(feedback, r)
 
     def _step(self, feedback, r):
