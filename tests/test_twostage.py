@@ -155,6 +155,23 @@ def test_live_scores_equal_score_history_and_the_engine_follows_an_event(ranker)
     assert after == top_of_score_history()
 
 
+def test_blended_base_averages_the_named_retrievers_ranks_and_survives_save_load(planted, tmp_path):
+    train, test, items = planted
+    retrievers = [EASE(l2=50.0), ItemKNN(neighbours=30), Popularity()]
+    blend = TwoStageRanker(retrievers=retrievers, init_from="blend", n_estimators=5).fit(train, items=items)
+    assert blend.base_retrievers_ == ["EASE"]                   # the members of BLEND among the retrievers
+    named = TwoStageRanker(retrievers=retrievers, init_from=["EASE", "ItemKNN"], n_estimators=5).fit(train, items=items)
+    assert named.base_retrievers_ == ["EASE", "ItemKNN"] and named.base_retriever_ == "EASE+ItemKNN"
+    assert named.ranker_log_["base_ndcg@10"] > 0
+    fallback = TwoStageRanker(retrievers=RETRIEVERS, init_from="blend", n_estimators=5).fit(train)
+    assert fallback.base_retrievers_ == [max(fallback.ranker_log_["retriever_ndcg@10"].items(), key=lambda kv: kv[1])[0]]
+    users = test["user_id"].unique()[:30]
+    named.save(tmp_path / "blend")
+    back = load(tmp_path / "blend")
+    assert back.base_retrievers_ == ["EASE", "ItemKNN"]
+    pd.testing.assert_frame_equal(back.recommend(users, k=10), named.recommend(users, k=10))
+
+
 def test_update_folds_new_users_in_through_every_retriever(ranker):
     model = TwoStageRanker(retrievers=[EASE(l2=50.0), Popularity()], n_estimators=10).fit(ranker.interactions_)
     model.update(pd.DataFrame({"user_id": ["fresh"] * 3, "item_id": [1, 2, 3], "timestamp": [1.9e9] * 3, "event": ["click"] * 3}))
@@ -167,7 +184,8 @@ def test_update_folds_new_users_in_through_every_retriever(ranker):
     ({"n_folds": 5, "holdout_fraction": 0.25}, "n_folds"), ({"label": "clicks"}, "label"), ({"retrievers": []}, "retrievers"),
     ({"retrievers": [TwoStageRanker()]}, "TwoStageRanker"), ({"learning_rate": 0}, "learning_rate"),
     ({"features": "ALS_rank"}, "features"), ({"features": ["no_such_feature"]}, "no_such_feature"),
-    ({"init_from": "NoSuchRetriever"}, "init_from"), ({"early_stopping_rounds": 0}, "early_stopping_rounds"),
+    ({"init_from": "NoSuchRetriever"}, "init_from"), ({"init_from": ["Popularity", "Nope"]}, "init_from"),
+    ({"init_from": []}, "init_from"), ({"early_stopping_rounds": 0}, "early_stopping_rounds"),
 ])
 def test_bad_params_raise_clear_errors(planted, params, name):
     train, _, _ = planted
