@@ -48,7 +48,7 @@ import torch  # noqa: E402
 
 from recapp.evaluate import evaluate_model, movielens_protocol  # noqa: E402
 from recapp.models import REGISTRY, TwoStageRanker  # noqa: E402
-from recapp.models.hybrid import _from_spec  # noqa: E402
+from recapp.models.members import model_from_spec  # noqa: E402
 from recapp.realtime import Engine  # noqa: E402
 from recapp.realtime.prequential import prequential  # noqa: E402
 
@@ -63,7 +63,7 @@ def accuracy(args) -> tuple[pd.DataFrame, TwoStageRanker]:
     print(f"  TwoStageRanker: NDCG@10 {rows[0]['ndcg@10']:.4f} ({rows[0]['train_s']:.1f} s)", file=sys.stderr)
     if not args.quick:
         for spec in ranker.retriever_specs_:
-            model = _from_spec(spec)
+            model = model_from_spec(spec)
             rows.append(evaluate_model(model, protocol, name=f"{spec['class']} alone"))
             print(f"  {spec['class']}: NDCG@10 {rows[-1]['ndcg@10']:.4f}", file=sys.stderr)
     return pd.DataFrame(rows)[COLUMNS], ranker

@@ -8,7 +8,7 @@ import torch
 
 import recapp.models.twostage as twostage
 from recapp.interactions import EVENT_CODES, Interactions
-from recapp.models import EASE, ItemKNN, Popularity, TwoStageRanker, load
+from recapp.models import EASE, ItemKNN, Popularity, TwoStageRanker, load, members
 from recapp.models.live import LiveHistory
 from recapp.models.ranking_features import carve_holdout
 from recapp.models.torch_base import ndcg_from_scores
@@ -78,7 +78,7 @@ def test_ranker_training_only_sees_the_training_events(planted, monkeypatch):
     key = lambda f: set(zip(f["user_id"], f["item_id"], f["timestamp"]))  # noqa: E731
     train_keys, test_keys = key(train), key(test)
     seen = []
-    real_carve, real_fit = twostage.carve_holdout, twostage._fit_member
+    real_carve, real_fit = twostage.carve_holdout, members.fit_member
 
     def spy_carve(inter, *args, **kwargs):
         held, rest = real_carve(inter, *args, **kwargs)
@@ -92,7 +92,7 @@ def test_ranker_training_only_sees_the_training_events(planted, monkeypatch):
         return real_fit(model, inter, items)
 
     monkeypatch.setattr(twostage, "carve_holdout", spy_carve)
-    monkeypatch.setattr(twostage, "_fit_member", spy_fit)
+    monkeypatch.setattr(members, "fit_member", spy_fit)
     TwoStageRanker(retrievers=RETRIEVERS, n_folds=2, n_estimators=20).fit(train, items=items)
     kinds = [k for k, _ in seen]
     assert kinds.count("holdout") == 2 and kinds.count("retriever") == 3 * len(RETRIEVERS)

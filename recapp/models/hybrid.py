@@ -8,9 +8,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
-from recapp.models.base import REGISTRY, Recommender, check_param
+from recapp.models.base import Recommender, check_param
 from recapp.models.content import TfidfContent, extend_catalog
-from recapp.models.members import member_config, member_state, restore_members, update_members
+from recapp.models.members import member_config, member_state, model_from_spec, model_spec, restore_members, update_members
 from recapp.models.live import LiveScorer
 from recapp.schema import ITEM_COL
 
@@ -21,32 +21,6 @@ COLD_MODELS = ("auto", "content", "popularity")
 #: MovieLens-100K's training data (see the class docstring).
 DEFAULT_MEMBERS = (("ALS", {}), ("MultVAE", {}))
 DEFAULT_WEIGHTS = (0.6, 0.4)
-
-
-def _spec(model: Recommender) -> dict:
-    """A JSON-able description of a member: class name and constructor parameters."""
-    params = model.get_params()
-    return {"class": type(model).__name__, "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}}
-
-
-def _from_spec(spec) -> Recommender:
-    """A fresh, unfitted model from a Recommender instance or a ``{"class", "params"}`` spec."""
-    if isinstance(spec, Recommender):
-        return type(spec)(**spec.get_params())
-    if isinstance(spec, dict) and "class" in spec:
-        cls = REGISTRY.get(spec["class"])
-        if cls is None:
-            raise ValueError(f"unknown model class {spec['class']!r}; known: {sorted(REGISTRY)}")
-        params = dict(spec.get("params") or {})
-        for k, v in params.items():
-            if isinstance(v, list) and k in ("layers",):
-                params[k] = tuple(v)
-        return cls(**params)
-    raise ValueError(f"models must be Recommender instances (or {{'class', 'params'}} specs), got {spec!r}")
-
-
-def _fit_member(model: Recommender, inter: Interactions, items):
-    return model.fit_with_items(inter, items)
 
 
 def normalize_scores(s: np.ndarray, how: str = "minmax") -> np.ndarray:
@@ -137,7 +111,7 @@ class Hybrid(Recommender):
             if isinstance(self.models, (Recommender, dict, str)) or len(self.models) == 0:
                 raise ValueError(f"models={self.models!r} must be a non-empty list of recommenders")
             for m in self.models:
-                _from_spec(m)
+                model_from_spec(m)
         n = len(self._member_specs())
         if isinstance(self.weights, str):
             check_param("weights", self.weights, choices=("auto",))
@@ -186,9 +160,9 @@ class Hybrid(Recommender):
         return super().fit(inter, items=items)
 
     def _fit(self, inter: Interactions, items: pd.DataFrame | None = None, **kwargs) -> None:
-        self.members_ = [_from_spec(m) for m in self._member_specs()]
+        self.members_ = [model_from_spec(m) for m in self._member_specs()]
         for m in self.members_:
-            _fit_member(m, inter, items)
+            m.fit_with_items(inter, items)
         self.switch_model_ = None
         wants_content = (self.cold_user_threshold > 0 and self.cold_model in ("auto", "content")) or self.cold_item_threshold > 0
         if wants_content and items is not None:
@@ -239,10 +213,10 @@ class Hybrid(Recommender):
         users = np.unique(v.frame["uidx"].to_numpy())
         # Each member's scores are dense (users x items): a bounded, seeded sample of validation users keeps them small.
         users = sample_users(users[users < inner.n_users], random_state=0 if self.random_state is None else self.random_state)
-        members = [_from_spec(m) for m in self._member_specs()]
+        members = [model_from_spec(m) for m in self._member_specs()]
         normed = []
         for m in members:
-            _fit_member(m, inner, items)
+            m.fit_with_items(inner, items)
             s, _ = m._score_block(users)
             normed.append(normalize_scores(s, self.normalization))
         train_rows = inner.matrix[users]
@@ -388,7 +362,7 @@ class Hybrid(Recommender):
         self._check_fitted()
         stored = self.models
         # The base writes get_params() as JSON: describe members by class and parameters.
-        self.models = None if stored is None else [_spec(m) if isinstance(m, Recommender) else m for m in stored]
+        self.models = None if stored is None else [model_spec(m) if isinstance(m, Recommender) else m for m in stored]
         try:
             return super().save(path)
         finally:

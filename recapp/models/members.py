@@ -1,4 +1,5 @@
-"""Models made of other models (Hybrid, TwoStageRanker): their members' state, config and updates in one place.
+"""Models made of other models (Hybrid, TwoStageRanker): their members' specs, fitting, state, config and updates
+in one place.
 
 A composite saves each member's own arrays under a prefix (``m0.``, ``r1.``,
 ...) beside its item popularity, and each member's spec, extra config and
@@ -9,7 +10,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from recapp.interactions import Interactions
+from recapp.models.base import REGISTRY, Recommender
+
 _POPULARITY = "__item_popularity"
+
+
+def model_spec(model: Recommender) -> dict:
+    """A JSON-able description of a member: class name and constructor parameters."""
+    params = model.get_params()
+    return {"class": type(model).__name__, "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}}
+
+
+def model_from_spec(spec) -> Recommender:
+    """A fresh, unfitted model from a Recommender instance or a ``{"class", "params"}`` spec."""
+    if isinstance(spec, Recommender):
+        return type(spec)(**spec.get_params())
+    if isinstance(spec, dict) and "class" in spec:
+        cls = REGISTRY.get(spec["class"])
+        if cls is None:
+            raise ValueError(f"unknown model class {spec['class']!r}; known: {sorted(REGISTRY)}")
+        params = dict(spec.get("params") or {})
+        for k, v in params.items():
+            if isinstance(v, list) and k in ("layers",):
+                params[k] = tuple(v)
+        return cls(**params)
+    raise ValueError(f"models must be Recommender instances (or {{'class', 'params'}} specs), got {spec!r}")
+
+
+def fit_member(model: Recommender, inter: Interactions, items):
+    """Fit one member on ``inter`` (with the catalogue ``items`` for those that read it); returns the model."""
+    return model.fit_with_items(inter, items)
 
 
 def member_state(models: list, prefix: str) -> dict:
@@ -23,19 +54,15 @@ def member_state(models: list, prefix: str) -> dict:
 
 def member_config(models: list) -> tuple[list, list, list]:
     """Each member's spec, extra config and [n_items, n_users_fit], for the composite's JSON config."""
-    from recapp.models.hybrid import _spec
-
-    return ([_spec(m) for m in models], [m._extra_config() for m in models],
+    return ([model_spec(m) for m in models], [m._extra_config() for m in models],
             [[int(m.n_items_), int(m.n_users_fit_)] for m in models])
 
 
 def restore_members(specs: list, extras: list, sizes: list, arrays: dict, prefix: str, interactions) -> list:
     """The fitted members rebuilt from what :func:`member_state` and :func:`member_config` wrote."""
-    from recapp.models.hybrid import _from_spec
-
     models = []
     for k, (spec, extra, size) in enumerate(zip(specs, extras, sizes)):
-        m = _from_spec(spec)
+        m = model_from_spec(spec)
         m.interactions_ = interactions
         m.n_items_, m.n_users_fit_ = size
         head = f"{prefix}{k}."

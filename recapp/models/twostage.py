@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.content import CATEGORY_COLUMNS as CONTENT_CATEGORIES, TEXT_COLUMNS, extend_catalog
-from recapp.models.hybrid import _fit_member, _from_spec, _spec
-from recapp.models.members import member_config, member_state, restore_members, update_members
+from recapp.models import members
+from recapp.models.members import member_config, member_state, model_from_spec, model_spec, restore_members, update_members
 from recapp.models.twostage_live import TwoStageScorer
 from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, group_ndcg, importances,
                                             last_times, lightgbm, retriever_names, subset, train_lambdarank)
@@ -132,7 +132,7 @@ class TwoStageRanker(Recommender):
             for r in self.retrievers:
                 if isinstance(r, TwoStageRanker) or (isinstance(r, dict) and r.get("class") == "TwoStageRanker"):
                     raise ValueError("retrievers must not hold a TwoStageRanker")
-                _from_spec(r)
+                model_from_spec(r)
         check_param("n_candidates", self.n_candidates, low=1, integer=True)
         check_param("holdout", self.holdout, choices=HOLDOUTS)
         check_param("holdout_fraction", self.holdout_fraction, low=0, high=0.9, low_inclusive=False)
@@ -166,7 +166,7 @@ class TwoStageRanker(Recommender):
 
     def _retriever_specs(self, items: pd.DataFrame | None) -> list:
         if self.retrievers is not None:
-            return [_spec(r) if isinstance(r, Recommender) else dict(r) for r in self.retrievers]
+            return [model_spec(r) if isinstance(r, Recommender) else dict(r) for r in self.retrievers]
         specs = [{"class": c, "params": dict(p)} for c, p in DEFAULT_RETRIEVERS]
         if items is not None and any(c in items.columns for c in TEXT_COLUMNS + CONTENT_CATEGORIES):
             specs.append({"class": "TfidfContent", "params": {}})
@@ -212,9 +212,9 @@ class TwoStageRanker(Recommender):
             if len(users) == 0:
                 raise ValueError(f"fold {fold} of the ranker's holdout is empty: too few events per user for holdout="
                                  f"{self.holdout!r}, min_user_events={self.min_user_events}, n_folds={self.n_folds}")
-            members = [_fit_member(_from_spec(s), rest, items) for s in specs]
+            fitted = [members.fit_member(model_from_spec(s), rest, items) for s in specs]
             side = ItemSide.from_interactions(rest, self.time_window_days, catalogue)
-            rows, items_, X = self._features(members, rest, users, side)
+            rows, items_, X = self._features(fitted, rest, users, side)
             gain = np.asarray(held.matrix[users[rows], items_]).ravel()
             groups.append(fold * inter.n_users + users[rows])
             Xs.append(X)
@@ -226,7 +226,7 @@ class TwoStageRanker(Recommender):
                                  "candidate_recall": float((y > 0).sum() / max(n_held, 1))})
         # Serving: the same retrievers refitted on every training event; item features from the same data.
         self.retriever_specs_ = specs
-        self.retrievers_ = [_fit_member(_from_spec(s), inter, items) for s in specs]
+        self.retrievers_ = [members.fit_member(model_from_spec(s), inter, items) for s in specs]
         self.item_side_ = ItemSide.from_interactions(inter, self.time_window_days, catalogue)
         self.ranker_log_["fit_seconds"] = time.perf_counter() - start
 
@@ -424,7 +424,7 @@ class TwoStageRanker(Recommender):
         """Write the ranker (LightGBM text model in the JSON config) and every retriever into one folder."""
         self._check_fitted()
         stored = self.retrievers
-        self.retrievers = None if stored is None else [_spec(r) if isinstance(r, Recommender) else r for r in stored]
+        self.retrievers = None if stored is None else [model_spec(r) if isinstance(r, Recommender) else r for r in stored]
         try:
             return super().save(path)
         finally:
