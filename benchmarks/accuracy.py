@@ -6,21 +6,30 @@ top-10 with training items removed; every model through its default constructor.
     python benchmarks/accuracy.py                       # every model, printed table
     python benchmarks/accuracy.py --models EASE ItemKNN
     python benchmarks/accuracy.py --json out.json --readme README.md
+
+The output starts with the settings a figure depends on: the split's seed, each
+model's ``random_state``, torch's threads (and the threads models train on),
+the thread variables in the environment and numpy's BLAS, so a run elsewhere
+can be set up the same way.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recapp.evaluate import compare, default_models, movielens_protocol  # noqa: E402
+from recapp.models.torch_base import TorchMixin  # noqa: E402
 
 #: Sequence models are judged on their own protocol (leave-last-out, `benchmarks/realtime.py --sequential`);
 #: they can still be run here by name with --models.
@@ -48,9 +57,51 @@ def update_readme(path: Path, markdown: str, command: str) -> None:
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+#: Environment variables that set the thread pools of torch (OpenMP, MKL) and numpy (OpenBLAS).
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED")
+
+
+def run_settings(models: dict, protocol) -> list[str]:
+    """Lines naming the seeds and thread settings a run of ``models`` under ``protocol`` uses."""
+    seeds = ", ".join(f"{name}={model.random_state}" for name, model in models.items() if hasattr(model, "random_state"))
+    train_threads = TorchMixin.train_threads
+    lines = [
+        f"seeds: split {protocol.name}; models' random_state: "
+        + (f"{seeds} (None: fresh each run; models not named draw nothing at random)" if seeds else "none (no model here draws at random)"),
+        f"torch {torch.__version__}: {torch.get_num_threads()} intra-op / {torch.get_num_interop_threads()} inter-op threads, "
+        f"torch models train on {train_threads if train_threads is not None else 'all'} "
+        f"(TorchMixin.train_threads={train_threads}), CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"deterministic algorithms {'on' if torch.are_deterministic_algorithms_enabled() else 'off'}",
+        "environment: " + " ".join(f"{k}={os.environ.get(k, 'unset')}" for k in THREAD_ENV),
+        f"native thread pools (numpy {np.__version__}'s BLAS among them): " + _blas_threads(),
+        f"machine: {platform.machine()}, {_cores()} cores available, Python {platform.python_version()}",
+    ]
+    return lines
+
+
+def _blas_threads() -> str:
+    """numpy's (and torch's OpenMP) native thread pools as threadpoolctl sees them."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS threads unknown (threadpoolctl is not installed)"
+    pools = []
+    for pool in threadpool_info():
+        n = pool["num_threads"]
+        version = f" {pool['version']}" if pool.get("version") else ""
+        pools.append(f"{_owner(pool['filepath'])} {pool['internal_api']}{version} {n} thread{'s' if n != 1 else ''}")
+    return "; ".join(pools) or "no native thread pools loaded"
+
+
+def _owner(filepath: str) -> str:
+    """The package a native library ships with, from its path (``.../numpy.libs/libscipy_openblas...`` -> numpy)."""
+    parts = Path(filepath).parts
+    if "site-packages" in parts and parts.index("site-packages") + 1 < len(parts):
+        return parts[parts.index("site-packages") + 1].removesuffix(".libs") + ":"
+    return Path(filepath).name + ":"
 
 
 def main(argv=None) -> int:
@@ -62,7 +113,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     protocol = movielens_protocol()
     names = args.models or [n for n in default_models() if n not in SEQUENTIAL]
-    table = compare(default_models(names), protocol).sort_values("ndcg@10", ascending=False, ignore_index=True)
+    models = default_models(names)
+    print("\n".join(run_settings(models, protocol)), flush=True)
+    table = compare(models, protocol).sort_values("ndcg@10", ascending=False, ignore_index=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print(f"{protocol.name}: {len(protocol.train):,} train / {len(protocol.test):,} test interactions")
         print(table.to_string(index=False))

@@ -6,7 +6,8 @@ each model file only says what is particular to it:
 
 * :func:`resolve_device` turns ``device="auto"`` into CUDA when a GPU is
   present, else the CPU, and rejects names torch cannot use.
-* :func:`seed_everything` makes a run repeatable from ``random_state``.
+* :func:`seed_everything` makes a run repeatable from ``random_state``, and
+  :func:`deterministic_kernels` keeps it so on CUDA.
 * :func:`holdout_mask` / :func:`subset` (together: :func:`holdout_interactions`)
   carve a validation split out of the *training* Interactions (a share of each
   user's items, at random or the most recent ones), so early stopping never
@@ -71,7 +72,8 @@ def seed_everything(random_state) -> np.random.Generator:
     """Seed torch (CPU and CUDA) from ``random_state`` and return a numpy Generator from the same seed.
 
     ``None`` draws a fresh seed, so runs differ. With a seed, CPU training is
-    bit-for-bit repeatable; on a GPU some kernels are not deterministic.
+    bit-for-bit repeatable, whatever torch's thread count; on a GPU some kernels
+    are not deterministic unless run under :func:`deterministic_kernels`.
     """
     seed = int(np.random.SeedSequence().entropy % (2**31)) if random_state is None else int(random_state)
     torch.manual_seed(seed)
@@ -269,6 +271,28 @@ def sample_negatives(rng: np.random.Generator, users: np.ndarray, positives: sp.
             break
         neg[clash] = rng.integers(0, n_items, size=int(clash.sum()))
     return neg
+
+
+@contextmanager
+def deterministic_kernels(enabled: bool = True):
+    """Ask torch for deterministic kernels inside the block (the previous setting is restored on exit).
+
+    On the CPU the kernels recapp's models use are already deterministic, and
+    their results do not depend on the thread count. On CUDA, scatters such as
+    ``index_add_`` with repeated indices add in whatever order the atomics land,
+    so two fits with the same seed differ; inside this block torch uses its
+    deterministic variants (an op without one warns rather than fails).
+    ``enabled=False`` leaves the setting alone.
+    """
+    if not enabled:
+        yield
+        return
+    old, old_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old, warn_only=old_warn)
 
 
 @contextmanager
