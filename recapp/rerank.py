@@ -90,7 +90,10 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
+        # Every item tied with the k-th score competes, so ties go to the lower index as promised
+        # (argpartition alone keeps an arbitrary one of them).
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        part = np.flatnonzero(scores >= kth)
     else:
         part = np.arange(len(scores))
     part = part[np.isfinite(scores[part])]

@@ -176,3 +176,12 @@ def test_engine_rejects_conflicting_or_impossible_reranking(shop, ease):
         engine.recommend(0, calibration=0.2, exposure=0.2)
     with pytest.raises(ValueError, match="'genres' column"):          # a per-call override checks too
         Engine(ease, items=shop.items, categories="genres").recommend(0, calibration=0.3)
+
+
+def test_top_k_breaks_ties_by_the_lower_index():
+    scores = np.zeros(1000)
+    scores[[900, 901]] = 2.0
+    scores[-1] = -np.inf
+    got = rerank.top_k(scores, 5)
+    assert got.tolist() == [900, 901, 0, 1, 2]
+    assert rerank.top_k(np.array([1.0, np.nan, 1.0, -np.inf]), 3).tolist() == [0, 2]
