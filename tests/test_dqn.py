@@ -120,3 +120,17 @@ def test_dqn_reranks_a_recommenders_candidates():
     assert pol.buf_["cand"].shape[1] == 8 and pol.n_updates_ > 0
     # The base model's rank is a state feature: -log(rank) of each candidate column.
     assert np.allclose(pol.buf_["pair"][0, :, 3], -np.log(np.arange(1, 9)))
+
+
+def test_returning_shoppers_can_tire_and_churn():
+    from recapp.experiment.dqn import LONG_TERM_EFFECTS
+
+    plain, memory = returning_simulator(random_state=0), returning_simulator(random_state=0, **LONG_TERM_EFFECTS)
+    assert (plain.fatigue, plain.churn) == (0.0, 0.0)
+    assert (memory.fatigue, memory.fatigue_half_life, memory.churn) == pytest.approx((np.log(2) / 5, 24.0, 0.1))
+    pols = lambda: {"random": RandomPolicy()}  # noqa: E731
+    t_plain = compare_long_term(plain, pols(), n_steps=20).iloc[0]
+    t_mem = compare_long_term(memory, pols(), n_steps=20).iloc[0]
+    # The same shoppers arrive; churned ones stop coming back, so they see fewer slates.
+    assert t_plain["churned_share"] == 0 and 0.1 < t_mem["churned_share"] < 1
+    assert t_mem["shoppers"] == t_plain["shoppers"] and t_mem["slates_per_shopper"] < t_plain["slates_per_shopper"]

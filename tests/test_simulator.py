@@ -196,3 +196,97 @@ def test_funnel_figure(sim):
     res = sim.run_ab({"a": RandomPolicy(1), "b": RandomPolicy(2)}, n_steps=3, sessions_per_step=30)
     fig = plots.funnel_plot(res.funnel())
     assert [t.name for t in fig.data] == ["a", "b"] and list(fig.data[0].y) == ["view", "click", "cart", "purchase"]
+
+
+# ---- long-term effects: fatigue and churn -----------------------------------------------
+class FixedSlate(Policy):
+    """Shows everyone the same slate: the items a shopper tires of are known."""
+
+    name = "fixed"
+
+    def __init__(self, items):
+        self.items = np.asarray(items)
+
+    def slates(self, users, k):
+        return np.tile(self.items[:k], (len(users), 1))
+
+
+def test_without_fatigue_or_churn_a_run_is_what_it_was(shop, sim):
+    # Figures of this run measured with the simulator before fatigue and churn existed.
+    res = sim.run(RandomPolicy(random_state=1), n_steps=4, sessions_per_step=30)
+    sl, imp = res.slates, res.impressions
+    assert (len(sl), imp["click"].sum(), imp["purchase"].sum(), imp["item_id"].sum(), sl["user_id"].sum()) == (375, 23, 4, 187514, 72539)
+    assert sl["expected_clicks"].sum() == pytest.approx(31.370175688619934, rel=1e-12)
+    assert sl["regret"].sum() == pytest.approx(116.30838731152011, rel=1e-12)
+    assert res.params["churned"].empty
+    # Naming the knobs at zero changes nothing either (a half-life without fatigue is inert).
+    off = ShopperSimulator.from_synthetic(shop, k=5, target_ctr=0.1, random_state=0, fatigue=0.0, churn=0.0, fatigue_half_life=5)
+    pd.testing.assert_frame_equal(off.run(RandomPolicy(random_state=1), n_steps=4, sessions_per_step=30).slates, sl)
+
+
+def test_fatigue_tires_a_shopper_of_the_items_they_ignored_and_no_one_else(shop, sim):
+    tired_sim = ShopperSimulator.from_synthetic(shop, k=5, target_ctr=0.1, random_state=0, fatigue=0.3)
+    fixed = FixedSlate(sim.item_ids[:5])
+    kw = dict(n_steps=8, sessions_per_step=40)
+    fresh, tired = sim.run(fixed, **kw), tired_sim.run(fixed, **kw)
+    memory = tired.params["memory"]
+    # The penalty is 0.3 per ignored impression of that item by that shopper, and nothing else.
+    imp = tired.impressions
+    ignored = imp[imp["click"] == 0].groupby(["user_id", "item_id"]).size()
+    expect = np.zeros_like(memory.fatigue_)
+    expect[tired_sim.user_index(ignored.index.get_level_values(0)), ignored.index.get_level_values(1)] = 0.3 * ignored.to_numpy()
+    assert np.allclose(memory.fatigue_, expect, atol=1e-5) and memory.fatigue_.max() >= 0.9
+    # Arrivals are shared: the same slates in the same order, but a returning shopper now clicks less...
+    assert (fresh.slates["user_id"].to_numpy() == tired.slates["user_id"].to_numpy()).all()
+    first = ~tired.slates.duplicated("user_id")
+    assert np.allclose(tired.slates.loc[first, "expected_clicks"], fresh.slates.loc[first, "expected_clicks"])
+    assert (tired.slates.loc[~first, "expected_clicks"] < fresh.slates.loc[~first, "expected_clicks"] - 1e-9).any()
+    assert tired.slates["expected_clicks"].sum() < 0.9 * fresh.slates["expected_clicks"].sum()
+    # ...while a shopper's first slate is untouched by what others ignored: fatigue is per shopper.
+    u_tired = ignored.idxmax()[0]
+    u_new = np.setdiff1d(sim.user_ids, imp["user_id"].unique())[0]
+    slate = np.tile(np.arange(5), (2, 1))
+    p_mem = tired_sim.click_probabilities([u_tired, u_new], slate, memory=memory)
+    p_raw = tired_sim.click_probabilities([u_tired, u_new], slate)
+    assert p_mem[0].sum() < 0.8 * p_raw[0].sum() and np.allclose(p_mem[1], p_raw[1])
+    # The oracle judges the slate on the shopper's current, tired utilities, so regret stays >= 0.
+    assert (tired.slates["regret"] >= -1e-12).all()
+
+
+def test_fatigue_recovers_with_its_half_life():
+    from recapp.experiment.shopper_memory import ShopperMemory
+
+    m = ShopperMemory(3, 4, fatigue=0.5, fatigue_half_life=2.0)
+    m.record(np.array([1, 1]), np.array([[0, 2], [0, 3]]), np.array([[0, 1], [0, 0]]))
+    assert m.penalty(np.array([1, 0]), np.array([[0, 2, 3], [0, 2, 3]])).tolist() == [[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]]
+    for step in range(2):
+        m.end_step(step, np.array([1]), np.array([True]), None)
+    assert m.fatigue_[1, 0] == pytest.approx(0.5) and m.fatigue_[1, 3] == pytest.approx(0.25)
+
+
+def test_churn_removes_shoppers_after_a_session_without_a_click(shop, sim):
+    kw = dict(n_steps=10, sessions_per_step=40)
+    fixed = FixedSlate(sim.item_ids[:5])
+    stay = sim.run(fixed, **kw).slates
+    leaving = ShopperSimulator.from_synthetic(shop, k=5, target_ctr=0.1, random_state=0, churn=1.0)
+    res = leaving.run(fixed, **kw)
+    sl, churned = res.slates, res.params["churned"]
+    # With churn=1 a shopper whose session had no click never comes back; one with clicks in every session stays.
+    per_session = sl.groupby(["user_id", "step", "session"])["clicks"].sum().reset_index()
+    empty = per_session[per_session["clicks"] == 0].groupby("user_id")["step"].min()
+    assert len(empty) > 20 and set(churned.index) == set(empty.index)
+    assert (churned == empty.loc[churned.index]).all()
+    last = sl.groupby("user_id")["step"].max()
+    assert (last.loc[empty.index] == empty).all()
+    assert len(sl) < 0.8 * len(stay)
+    # Paired with the run without churn: the sessions that remain are the same sessions with the same outcomes.
+    keys = ["step", "session", "slate", "user_id"]
+    both = sl.merge(stay, on=keys, suffixes=("", "_stay"))
+    assert len(both) == len(sl) and (both["clicks"] == both["clicks_stay"]).all()
+    assert set(sl["user_id"]) == set(stay["user_id"])        # every shopper still arrives once
+    # A smaller churn loses fewer shoppers; churn is a probability.
+    some = ShopperSimulator.from_synthetic(shop, k=5, target_ctr=0.1, random_state=0, churn=0.2).run(fixed, **kw)
+    assert 0 < len(some.params["churned"]) < len(churned)
+    for kwargs, match in [({"churn": 1.5}, "churn"), ({"fatigue": -0.1}, "fatigue"), ({"fatigue_half_life": 0}, "fatigue_half_life")]:
+        with pytest.raises(ValueError, match=match):
+            ShopperSimulator.from_synthetic(shop, k=5, **kwargs)

@@ -24,6 +24,12 @@ step each step. Everything is deterministic by ``random_state``, and arrivals
 and outcome draws are shared between runs, so two policies meet the same
 shoppers (common random numbers make comparisons sharper).
 
+Long-term effects, off by default (:mod:`recapp.experiment.shopper_memory`):
+``fatigue`` (utility lost per ignored impression, recovering over
+``fatigue_half_life`` steps) and ``churn`` (leaving for good after a session
+without a click). The oracle and ``regret`` then use the *current* (tired,
+drifted) utilities: the best slate now, not the best plan for later visits.
+
 Policies: any :class:`~recapp.models.base.Recommender` (``recommend(users, k)``
 returns a DataFrame), the real-time engine (``recommend(user_id, k)`` and
 ``ingest(event)``), or a :class:`Policy` such as the bandits of
@@ -49,6 +55,7 @@ from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home
     fill_slates,
 )
 from recapp.experiment.results import SimulationResult
+from recapp.experiment.shopper_memory import ShopperMemory
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL
 
 
@@ -79,7 +86,8 @@ class ShopperSimulator:
                  target_ctr: float = 0.1, position_decay: float = 1.0, cart_rate: float = 0.3,
                  purchase_rate: float = 0.5, funnel_slope: float = 0.5, price_sensitivity: float = 0.3,
                  session_length: float = 3.0, drift: float = 0.0, drift_dim: int = 8, step_seconds: float = 3600.0,
-                 start: float = 1_700_000_000.0, random_state=0):
+                 start: float = 1_700_000_000.0, fatigue: float = 0.0, fatigue_half_life: float | None = None,
+                 churn: float = 0.0, random_state=0):
         if utility is None and (user_factors is None or item_factors is None):
             raise ValueError("pass a utility matrix, or user_factors and item_factors")
         if utility is not None:
@@ -100,6 +108,7 @@ class ShopperSimulator:
             raise ValueError(f"k={k} exceeds the catalogue of {n_items} items")
         if not 0 < target_ctr < 1:
             raise ValueError(f"target_ctr={target_ctr!r} must lie in (0, 1)")
+        ShopperMemory.check(fatigue, fatigue_half_life, churn)
         self.user_ids = np.arange(n_users) if user_ids is None else np.asarray(user_ids)
         self.item_ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
         if len(self.user_ids) != n_users or len(self.item_ids) != n_items:
@@ -120,6 +129,9 @@ class ShopperSimulator:
         self.price_sensitivity = price_sensitivity
         self.session_length = session_length
         self.drift = drift
+        self.fatigue = fatigue
+        self.fatigue_half_life = fatigue_half_life
+        self.churn = churn
         self.step_seconds = step_seconds
         self.start = start
         self.random_state = random_state
@@ -233,14 +245,18 @@ class ShopperSimulator:
             raise KeyError(f"unknown user id(s): {list(np.atleast_1d(users)[idx < 0][:5])}")
         return idx
 
-    def click_probabilities(self, users, slates, drift_state=None) -> np.ndarray:
-        """P(click) of each position of each slate under the choice model, shape (n, k)."""
+    def click_probabilities(self, users, slates, drift_state=None, memory: ShopperMemory | None = None) -> np.ndarray:
+        """P(click) of each position of each slate under the choice model, shape (n, k).
+
+        ``slates`` are item indices; ``memory`` (a run's ``result.params["memory"]``) applies its fatigue.
+        """
         uidx = self.user_index(users)
         iidx = np.asarray(slates)
-        a = self.examination_[: iidx.shape[1]] * np.exp(self.choice_scale * self._z(uidx[:, None], iidx, drift_state))
+        z = self._z(uidx[:, None], iidx, drift_state) - (0.0 if memory is None else memory.penalty(uidx, iidx))
+        a = self.examination_[: iidx.shape[1]] * np.exp(self.choice_scale * z)
         return a / (self.no_click_weight_ + a.sum(axis=1, keepdims=True))
 
-    def oracle_slates(self, users, k: int | None = None, drift_state=None) -> np.ndarray:
+    def oracle_slates(self, users, k: int | None = None, drift_state=None, memory: ShopperMemory | None = None) -> np.ndarray:
         """The slate that maximises expected clicks: the k most attractive items, best at the top (item indices).
 
         With position weights decreasing, sum_j v_j a_j is largest when the
@@ -249,6 +265,8 @@ class ShopperSimulator:
         """
         k = self.k if k is None else k
         z = self.utilities(users, drift_state)
+        if memory is not None:
+            z = z - memory.penalty_rows(self.user_index(users))
         top = np.argpartition(-z, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(z, top, axis=1), axis=1)
         return np.take_along_axis(top, order, axis=1)
@@ -261,7 +279,7 @@ class ShopperSimulator:
                            context=lambda users: ctx[pos.get_indexer(pd.Index(np.asarray(users)))], n_context=ctx.shape[1])
 
     def oracle(self) -> "OraclePolicy":
-        """A policy that knows the truth (without drift): the upper bound for regret."""
+        """A policy that knows the fresh truth (without drift or fatigue): the upper bound for regret when both are off."""
         return OraclePolicy(self)
 
     # ---- running -----------------------------------------------------------------------
@@ -299,6 +317,8 @@ class ShopperSimulator:
         seeds = np.random.SeedSequence([int(self.random_state or 0), 1]).spawn(3)
         rng_arrive, rng_out, rng_drift = (np.random.default_rng(s) for s in seeds)
         drift_state = np.zeros((self.n_users, self.drift_dirs_.shape[0])) if self.drift > 0 else None
+        # With both effects off the memory does nothing, and runs are exactly what they were without it.
+        memory = ShopperMemory(self.n_users, self.n_items, self.fatigue, self.fatigue_half_life, self.churn, self.random_state)
         imp_parts, slate_parts = [], []
         session_counter = 0
         visits = np.zeros(self.n_users, dtype=np.int64)
@@ -313,18 +333,24 @@ class ShopperSimulator:
             session_counter += sessions_per_step
             returning = visits[users] > 0
             np.add.at(visits, users, 1)
+            churn_draws = memory.draw_churn(sessions_per_step)
+            clicked = np.zeros(sessions_per_step, dtype=bool)
             for j in range(int(lengths.max())):
                 live = np.flatnonzero(lengths > j)
-                u_all = users[live]
                 # Draw outcomes for every live session before asking policies, so draws do not depend on the policy.
                 draws = rng_out.random((len(live), 3))
                 t = self.start + step * self.step_seconds + j * 60.0 + np.arange(len(live)) * 1e-3
+                # A churned shopper's sessions are skipped after the draws, so the others keep theirs.
+                stay = ~memory.churned_[users[live]]
+                live, draws, t = live[stay], draws[stay], t[stay]
+                u_all = users[live]
                 for a, arm in enumerate(arms):
                     sel = np.flatnonzero(arm_code[u_all] == a)
                     if len(sel) == 0:
                         continue
                     imp, sl, fb = self._serve(pols[arm], arm, u_all[sel], draws[sel], t[sel], step, j,
-                                              sessions[live[sel]], returning[live[sel]], drift_state)
+                                              sessions[live[sel]], returning[live[sel]], drift_state, memory)
+                    clicked[live[sel]] |= sl["clicks"].to_numpy() > 0
                     imp_parts.append(imp)
                     slate_parts.append(sl)
                     if hasattr(pols[arm], "observe"):
@@ -334,13 +360,15 @@ class ShopperSimulator:
                     p.end_step()
             if drift_state is not None:
                 drift_state += self.drift * rng_drift.standard_normal(drift_state.shape)
+            memory.end_step(step, users, clicked, churn_draws)
         impressions = pd.concat(imp_parts, ignore_index=True)
         slates = pd.concat(slate_parts, ignore_index=True)
         events = feedback_to_events(impressions, ("view",) + FEEDBACK_EVENTS)
-        params = {"n_steps": n_steps, "sessions_per_step": sessions_per_step, "k": self.k, "arms": arms, "salt": salt}
+        params = {"n_steps": n_steps, "sessions_per_step": sessions_per_step, "k": self.k, "arms": arms, "salt": salt,
+                  "memory": memory, "churned": memory.churned(self.user_ids)}
         return SimulationResult(impressions, slates, events, assignment, params)
 
-    def _serve(self, policy, arm, uidx, draws, t, step, j, sessions, returning, drift_state):
+    def _serve(self, policy, arm, uidx, draws, t, step, j, sessions, returning, drift_state, memory):
         """Show one slate to each shopper in ``uidx`` and sample their response."""
         k, n = self.k, len(uidx)
         user_ids = self.user_ids[uidx]
@@ -350,7 +378,7 @@ class ShopperSimulator:
         iidx = pd.Index(self.item_ids).get_indexer(pd.Index(shown.ravel())).reshape(n, k)
         if (iidx < 0).any():
             raise ValueError(f"policy {getattr(policy, 'name', policy)!r} showed item id(s) outside the catalogue: {shown[iidx < 0][:5].tolist()}")
-        z = self._z(uidx[:, None], iidx, drift_state)
+        z = self._z(uidx[:, None], iidx, drift_state) - memory.penalty(uidx, iidx)
         att = self.examination_ * np.exp(self.choice_scale * z)
         total = att.sum(axis=1)
         p_click = att / (self.no_click_weight_ + total)[:, None]
@@ -371,9 +399,11 @@ class ShopperSimulator:
         buy[np.flatnonzero(bought), choice[bought]] = 1
         price = self.prices[iidx]
         revenue = buy * price
+        memory.record(uidx, iidx, click)      # after the oracle, which judges this slate on the utilities it met
         expected = total / (self.no_click_weight_ + total)
-        best = self.oracle_slates(user_ids, k, drift_state)
-        att_best = (self.examination_ * np.exp(self.choice_scale * self._z(uidx[:, None], best, drift_state))).sum(axis=1)
+        best = self.oracle_slates(user_ids, k, drift_state, memory)
+        z_best = self._z(uidx[:, None], best, drift_state) - memory.penalty(uidx, best)
+        att_best = (self.examination_ * np.exp(self.choice_scale * z_best)).sum(axis=1)
         oracle = att_best / (self.no_click_weight_ + att_best)
         imp = pd.DataFrame({
             "request": np.repeat(np.arange(n), k), "step": step, "slate": j, "session": np.repeat(sessions, k),
@@ -390,7 +420,7 @@ class ShopperSimulator:
 
 
 class OraclePolicy(Policy):
-    """Shows each shopper the slate with the highest expected clicks under the (drift-free) truth."""
+    """Shows each shopper the slate with the highest expected clicks under the (drift- and fatigue-free) truth."""
 
     name = "oracle"
 
