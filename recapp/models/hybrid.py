@@ -10,8 +10,15 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.content import TfidfContent, extend_catalog
-from recapp.models.members import member_config, member_state, model_from_spec, model_spec, restore_members, update_members
-from recapp.models.live import LiveScorer
+from recapp.models.members import (
+    CompositeScorer,
+    member_config,
+    member_state,
+    members_as_specs,
+    model_from_spec,
+    restore_members,
+    update_composite,
+)
 from recapp.schema import ITEM_COL
 
 NORMALIZATIONS = ("minmax", "zscore")
@@ -316,14 +323,7 @@ class Hybrid(Recommender):
     # ---- updates --------------------------------------------------------------------------
     def update(self, events) -> "Hybrid":
         """Append ``events`` and pass them to every member (each folds them in its own way)."""
-        self._check_fitted()
-        if events is None or len(events) == 0:
-            return self
-        if isinstance(events, dict):
-            events = pd.DataFrame([events])
-        self.interactions_ = update_members(self._all_models(), events)
-        self.item_popularity_ = self.interactions_.item_popularity()
-        return self
+        return update_composite(self, self._all_models(), events)
 
     # ---- persistence ----------------------------------------------------------------------
     def _all_models(self) -> list:
@@ -360,16 +360,11 @@ class Hybrid(Recommender):
     def save(self, path):
         """Write the blend and every member into one folder (members as JSON specs, arrays in safetensors)."""
         self._check_fitted()
-        stored = self.models
-        # The base writes get_params() as JSON: describe members by class and parameters.
-        self.models = None if stored is None else [model_spec(m) if isinstance(m, Recommender) else m for m in stored]
-        try:
+        with members_as_specs(self, "models"):
             return super().save(path)
-        finally:
-            self.models = stored
 
 
-class HybridScorer(LiveScorer):
+class HybridScorer(CompositeScorer):
     """Hybrid live: every member's own live scorer (fast paths included), blended per shopper.
 
     The state keeps each member's state and score vector, so an event costs what
@@ -377,33 +372,17 @@ class HybridScorer(LiveScorer):
     """
 
     def __init__(self, model: Hybrid):
-        super().__init__(model)
         self.members = [m.live_scorer() for w, m in zip(model.weights_, model.members_) if w > 0]
         self.switch = model.switch_model_.live_scorer() if model._uses_switch() else None
-        self.n_items = max(s.n_items for s in self.members)
-
-    def _all(self) -> list:
-        return self.members + ([self.switch] if self.switch is not None else [])
-
-    def start(self, history):
-        return {"states": [s.start(history) for s in self._all()], "vecs": [None] * len(self._all())}
-
-    def fold(self, state, history, item, delta, vec):
-        for j, s in enumerate(self._all()):
-            if item < s.n_items and not s.fold(state["states"][j], history, item, delta, state["vecs"][j]):
-                state["vecs"][j] = None
-        return False
+        super().__init__(model, self.members + ([self.switch] if self.switch is not None else []),
+                         max(s.n_items for s in self.members))
 
     def observe(self, item, t, weight, first):
-        for s in self._all():
+        for s in self.parts:
             s.observe(item, t, weight, first)
 
     def _vectors(self, state, history) -> list:
-        vecs = state["vecs"]
-        for j, s in enumerate(self._all()):
-            if vecs[j] is None:
-                vecs[j] = s.scores(state["states"][j], history)
-        return [v * np.float32(s.output_scale(history)) for v, s in zip(vecs, self._all())]
+        return [v * np.float32(s.output_scale(history)) for v, s in zip(self.part_vectors(state, history), self.parts)]
 
     def scores(self, state, history):
         vecs = self._vectors(state, history)
@@ -423,11 +402,4 @@ class HybridScorer(LiveScorer):
             part = bw * c / (span if span > 0 else 1.0)
             total = part if total is None else total + part
         return total
-
-    def similarity(self, idx):
-        for s in self.members:
-            got = s.similarity(idx)
-            if got is not None:
-                return got
-        return None
 

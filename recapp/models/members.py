@@ -8,10 +8,14 @@ to every member, which then share one history so their indices agree.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
+import pandas as pd
 
 from recapp.interactions import Interactions
 from recapp.models.base import REGISTRY, Recommender
+from recapp.models.live import LiveScorer
 
 _POPULARITY = "__item_popularity"
 
@@ -74,12 +78,66 @@ def restore_members(specs: list, extras: list, sizes: list, arrays: dict, prefix
     return models
 
 
-def update_members(models: list, events):
-    """Pass ``events`` to every member, then give them all the first member's history; returns that history."""
+def update_composite(composite, models: list, events):
+    """Pass ``events`` to every member, share the first member's history among them and the composite; returns it.
+
+    The composite's ``update``: every member folds the events in its own way,
+    then all of them (and the composite) read one history so their indices agree.
+    """
+    composite._check_fitted()
+    if events is None or len(events) == 0:
+        return composite
+    if isinstance(events, dict):
+        events = pd.DataFrame([events])
     for m in models:
         m.update(events)
-    # Every member appended the same events; one shared history keeps their indices in step.
     shared = models[0].interactions_
     for m in models:
         m.interactions_ = shared
-    return shared
+    composite.interactions_ = shared
+    composite.item_popularity_ = shared.item_popularity()
+    return composite
+
+
+@contextmanager
+def members_as_specs(composite, attr: str):
+    """While the composite saves: its constructor's member list ``attr`` as JSON specs (class and parameters)."""
+    stored = getattr(composite, attr)
+    setattr(composite, attr, None if stored is None else [model_spec(x) if isinstance(x, Recommender) else x for x in stored])
+    try:
+        yield
+    finally:
+        setattr(composite, attr, stored)
+
+
+class CompositeScorer(LiveScorer):
+    """A live scorer made of other scorers (``parts``): each part's state and score vector are kept per shopper,
+    so an event costs what each part's own fold costs."""
+
+    def __init__(self, model, parts: list, n_items: int | None = None):
+        super().__init__(model, n_items)
+        self.parts = parts
+
+    def start(self, history):
+        return {"states": [s.start(history) for s in self.parts], "vecs": [None] * len(self.parts)}
+
+    def fold(self, state, history, item, delta, vec):
+        for j, s in enumerate(self.parts):
+            if item < s.n_items and not s.fold(state["states"][j], history, item, delta, state["vecs"][j]):
+                state["vecs"][j] = None
+        return False
+
+    def part_vectors(self, state, history) -> list:
+        """Each part's score vector for this shopper (recomputed only after a fold invalidated it), unscaled."""
+        vecs = state["vecs"]
+        for j, s in enumerate(self.parts):
+            if vecs[j] is None:
+                vecs[j] = s.scores(state["states"][j], history)
+        return vecs
+
+    def similarity(self, idx):
+        for s in self.parts:
+            got = s.similarity(idx)
+            if got is not None:
+                return got
+        return None

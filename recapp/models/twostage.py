@@ -11,7 +11,15 @@ from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.content import CATEGORY_COLUMNS as CONTENT_CATEGORIES, TEXT_COLUMNS, extend_catalog
 from recapp.models import members
-from recapp.models.members import member_config, member_state, model_from_spec, model_spec, restore_members, update_members
+from recapp.models.members import (
+    member_config,
+    member_state,
+    members_as_specs,
+    model_from_spec,
+    model_spec,
+    restore_members,
+    update_composite,
+)
 from recapp.models.twostage_live import TwoStageScorer
 from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, group_ndcg, importances,
                                             last_times, lightgbm, retriever_names, subset, train_lambdarank)
@@ -373,14 +381,7 @@ class TwoStageRanker(Recommender):
     # ---- updates ---------------------------------------------------------------------------------
     def update(self, events) -> "TwoStageRanker":
         """Pass ``events`` to every retriever (each folds them in its own way); the ranker is kept."""
-        self._check_fitted()
-        if events is None or len(events) == 0:
-            return self
-        if isinstance(events, dict):
-            events = pd.DataFrame([events])
-        self.interactions_ = update_members(self.retrievers_, events)
-        self.item_popularity_ = self.interactions_.item_popularity()
-        return self
+        return update_composite(self, self.retrievers_, events)
 
     # ---- persistence ------------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -423,12 +424,7 @@ class TwoStageRanker(Recommender):
     def save(self, path):
         """Write the ranker (LightGBM text model in the JSON config) and every retriever into one folder."""
         self._check_fitted()
-        stored = self.retrievers
-        self.retrievers = None if stored is None else [model_spec(r) if isinstance(r, Recommender) else r for r in stored]
-        try:
+        with members_as_specs(self, "retrievers"):
             return super().save(path)
-        finally:
-            self.retrievers = stored
-
 
 __all__ = ["TwoStageRanker", "TwoStageScorer", "DEFAULT_RETRIEVERS"]

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from recapp.models.live import LiveScorer
+from recapp.models.members import CompositeScorer
 
 
-class TwoStageScorer(LiveScorer):
+class TwoStageScorer(CompositeScorer):
     """TwoStageRanker live: every retriever's own live scorer, then the ranker over the shopper's candidates.
 
     The state keeps each retriever's state and score vector (an event costs what
@@ -17,24 +17,11 @@ class TwoStageScorer(LiveScorer):
     """
 
     def __init__(self, model):
-        super().__init__(model, len(model.item_side_.stats))
         self.members = [m.live_scorer() for m in model.retrievers_]
-
-    def start(self, history):
-        return {"states": [s.start(history) for s in self.members], "vecs": [None] * len(self.members)}
-
-    def fold(self, state, history, item, delta, vec):
-        for j, s in enumerate(self.members):
-            if item < s.n_items and not s.fold(state["states"][j], history, item, delta, state["vecs"][j]):
-                state["vecs"][j] = None
-        return False
+        super().__init__(model, self.members, len(model.item_side_.stats))
 
     def _vectors(self, state, history) -> list:
-        vecs = state["vecs"]
-        for j, s in enumerate(self.members):
-            if vecs[j] is None:
-                vecs[j] = s.scores(state["states"][j], history)
-        return [v.astype(np.float64) * s.output_scale(history) for v, s in zip(vecs, self.members)]
+        return [v.astype(np.float64) * s.output_scale(history) for v, s in zip(self.part_vectors(state, history), self.parts)]
 
     def scores(self, state, history):
         idx, w = history.weights(self.n_items)
@@ -43,13 +30,6 @@ class TwoStageScorer(LiveScorer):
     def contributions(self, state, history, hist, w, recs):
         for j, s in enumerate(self.members):
             got = s.contributions(state["states"][j], history, hist, s.explain_weights(history, hist), recs)
-            if got is not None:
-                return got
-        return None
-
-    def similarity(self, idx):
-        for s in self.members:
-            got = s.similarity(idx)
             if got is not None:
                 return got
         return None
