@@ -13,23 +13,24 @@ import contextlib
 import sys
 import threading
 
-_controller = None
+_blas_libraries = None
 _modules_seen = -1
 _init_lock = threading.Lock()
 
 
-def _blas():
+def _blas() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries."""
     # Scanning the loaded libraries costs about 1.4 ms, so it is redone only when
     # a module was imported since the last scan (a new BLAS comes with one).
-    global _controller, _modules_seen
-    if _controller is None or len(sys.modules) != _modules_seen:
+    global _blas_libraries, _modules_seen
+    if _blas_libraries is None or len(sys.modules) != _modules_seen:
         with _init_lock:
-            if _controller is None or len(sys.modules) != _modules_seen:
+            if _blas_libraries is None or len(sys.modules) != _modules_seen:
                 from threadpoolctl import ThreadpoolController
 
-                _controller = ThreadpoolController()
+                _blas_libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
                 _modules_seen = len(sys.modules)
-    return _controller
+    return _blas_libraries
 
 
 class _OneThread:
@@ -59,6 +60,6 @@ class _OneThread:
 def one_blas_thread():
     """A context in which numpy's BLAS (and any other loaded BLAS) runs on one thread."""
     try:
-        return _OneThread([lib for lib in _blas().lib_controllers if lib.user_api == "blas"])
+        return _OneThread(_blas())
     except Exception:  # noqa: BLE001 - no threadpool information is no reason to fail an event
         return contextlib.nullcontext()
