@@ -6,15 +6,21 @@
   (default constructor, item catalogue given) and each of its default retrievers
   alone. The ranker learns from holdouts carved out of the training split only.
 * **Feature importances**: gain share and split count per feature of the fitted ranker.
+* **Validation** (``--validation``): the ranker with its defaults, the same
+  with ALS's own defaults as its ALS retriever or with TfidfContent added, and
+  each retriever alone, fitted on three 90/10 splits (seeds 0-2) of the
+  protocol's *training* split and scored by NDCG@10 on the held-out tenth: how
+  the defaults were chosen, never the test split.
 * **Live latency** through ``recapp.realtime.Engine`` (prequential, as
   ``benchmarks/realtime.py``): fit on the first 80% of the log by time, warm the
   engine, replay the next events; before each event the shopper's top-10 is
   asked for, then the event is ingested. p50 / p99 milliseconds of request +
   ingest per event (explanations on), one thread.
 
-    python benchmarks/twostage.py                   # everything (a few minutes on 2 cores)
+    python benchmarks/twostage.py                   # accuracy, importances, live (about 1 minute on 2 cores)
     python benchmarks/twostage.py --quick           # retrievers skipped, 2,000 live events
     python benchmarks/twostage.py --no-live --json out.json
+    python benchmarks/twostage.py --validation --no-live   # the validation table too (about 2 minutes more)
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ def _args(argv=None):
     p.add_argument("--quick", action="store_true", help="skip the retrievers' own rows and replay 2,000 live events")
     p.add_argument("--events", type=int, default=None, help="live events to replay (default 20,001: all; --quick 2,000)")
     p.add_argument("--no-live", action="store_true", help="skip the live latency measurement")
+    p.add_argument("--validation", action="store_true", help="also score the defaults on 90/10 splits of the training split")
     p.add_argument("--threads", type=int, default=1, help="BLAS / torch / LightGBM threads (default 1)")
     p.add_argument("--json", metavar="PATH", help="also write the tables as JSON")
     return p.parse_args(argv)
@@ -46,11 +53,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from recapp.evaluate import evaluate_model, movielens_protocol  # noqa: E402
+from recapp.evaluate import Protocol, evaluate_model, movielens_protocol  # noqa: E402
 from recapp.models import REGISTRY, TwoStageRanker  # noqa: E402
 from recapp.models.members import model_from_spec  # noqa: E402
 from recapp.realtime import Engine  # noqa: E402
 from recapp.realtime.prequential import prequential  # noqa: E402
+from recapp.tune import validation_split  # noqa: E402
 
 COLUMNS = ["model", "ndcg@10", "precision@10", "recall@10", "map@10", "coverage", "diversity", "novelty", "train_s"]
 
@@ -67,6 +75,33 @@ def accuracy(args) -> tuple[pd.DataFrame, TwoStageRanker]:
             rows.append(evaluate_model(model, protocol, name=f"{spec['class']} alone"))
             print(f"  {spec['class']}: NDCG@10 {rows[-1]['ndcg@10']:.4f}", file=sys.stderr)
     return pd.DataFrame(rows)[COLUMNS], ranker
+
+
+def validation(args) -> pd.DataFrame:
+    """Mean validation NDCG@10 over three 90/10 splits of the training split: the ranker, a variant, retrievers alone."""
+    protocol = movielens_protocol()
+    rows = []
+    for seed in (0, 1, 2):
+        inner, held = validation_split(protocol.train, 0.9, filter_by="item", random_state=seed)
+        split = Protocol(f"validation 90/10 seed {seed}", inner, held, protocol.items, protocol.k)
+
+        def score(model, name):
+            rows.append({"model": name, "seed": seed, "ndcg@10": evaluate_model(model, split, name=name)["ndcg@10"]})
+            return model
+
+        specs = score(TwoStageRanker(num_threads=args.threads), "TwoStageRanker").retriever_specs_
+        own_als = {"class": "ALS", "params": {"verbose": False}}
+        score(TwoStageRanker(retrievers=[own_als if s["class"] == "ALS" else s for s in specs], num_threads=args.threads),
+              "TwoStageRanker, ALS with its own defaults")
+        score(TwoStageRanker(retrievers=specs + [{"class": "TfidfContent", "params": {}}], num_threads=args.threads),
+              "TwoStageRanker + TfidfContent")
+        for spec in specs + [own_als]:
+            params = {k: v for k, v in spec["params"].items() if k != "verbose"}
+            score(model_from_spec(spec), f"{spec['class']} {params or ''} alone".replace("  ", " "))
+    table = pd.DataFrame(rows).pivot(index="model", columns="seed", values="ndcg@10")
+    table.columns = [f"seed {c}" for c in table.columns]
+    table.insert(0, "mean ndcg@10", table.mean(axis=1))
+    return table.sort_values("mean ndcg@10", ascending=False).reset_index()
 
 
 def live_latency(args) -> pd.DataFrame:
@@ -103,6 +138,9 @@ def main(args) -> dict:
     imp = ranker.feature_importances_
     tables["importances"] = imp[["feature", "gain_share", "split"]]
     tables["ranker"] = pd.DataFrame([{k: v for k, v in ranker.ranker_log_.items() if not isinstance(v, dict)}])
+    if args.validation:
+        print("validation splits of the training split ...", file=sys.stderr)
+        tables["validation"] = validation(args)
     if not args.no_live:
         print("live latency through the engine ...", file=sys.stderr)
         tables["live"] = live_latency(args)

@@ -172,6 +172,22 @@ def test_blended_base_averages_the_named_retrievers_ranks_and_survives_save_load
     pd.testing.assert_frame_equal(back.recommend(users, k=10), named.recommend(users, k=10))
 
 
+def test_default_retrievers_are_collaborative_and_content_retrievers_join_on_request(planted):
+    """Item text no longer adds TfidfContent by default; named in ``retrievers`` it gets the catalogue and new items."""
+    train, _, items = planted
+    text = items.assign(title=[f"film {c} {i}" for i, c in zip(items["item_id"], items["category"])])
+    default = TwoStageRanker(n_estimators=5).fit(train, items=text)
+    assert [s["class"] for s in default.retriever_specs_] == ["EASE", "ALS", "ItemKNN", "Popularity"]
+    assert default.retriever_names_ == ["EASE", "ALS", "ItemKNN", "Popularity"]
+    cold = pd.DataFrame({"item_id": [10_000], "category": [items["category"].iloc[0]], "title": ["film brand new"]})
+    catalogue = pd.concat([text, cold], ignore_index=True)
+    content = TwoStageRanker(retrievers=[Popularity(), {"class": "TfidfContent", "params": {}}], n_candidates=500,
+                             n_estimators=5).fit(train, items=catalogue)
+    scores = content.score(train["user_id"].unique()[:5])
+    assert np.isfinite(scores[10_000]).all()                  # the catalogue's item without events is scored
+    assert not any(c.startswith("TfidfContent") for c in default.feature_names_)
+
+
 def test_update_folds_new_users_in_through_every_retriever(ranker):
     model = TwoStageRanker(retrievers=[EASE(l2=50.0), Popularity()], n_estimators=10).fit(ranker.interactions_)
     model.update(pd.DataFrame({"user_id": ["fresh"] * 3, "item_id": [1, 2, 3], "timestamp": [1.9e9] * 3, "event": ["click"] * 3}))
