@@ -11,6 +11,7 @@ from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models import EASE, ItemKNN, Popularity, TwoStageRanker, load, members
 from recapp.models.live import LiveHistory
 from recapp.models.ranking_features import carve_holdout
+from recapp.models.ranking_stage import group_ndcg
 from recapp.models.torch_base import ndcg_from_scores
 from recapp.realtime import Engine
 from recapp.split import stratified_split
@@ -193,6 +194,16 @@ def test_update_folds_new_users_in_through_every_retriever(ranker):
     model.update(pd.DataFrame({"user_id": ["fresh"] * 3, "item_id": [1, 2, 3], "timestamp": [1.9e9] * 3, "event": ["click"] * 3}))
     recs = model.recommend(["fresh"], k=5)
     assert len(recs) == 5 and not recs["fallback"].any() and not set(recs["item_id"]) & {1, 2, 3}
+
+
+def test_group_ndcg_orders_each_group_by_score_with_graded_gains():
+    # Two groups, each with its one relevant row ranked second: NDCG 1 / log2(3) in both.
+    assert group_ndcg(np.array([0, 0, 0, 1, 1]), np.array([3.0, 2.0, 1.0, 1.0, 2.0]),
+                      np.array([0, 1, 0, 1, 0])) == pytest.approx(1 / np.log2(3))
+    # Graded: gains 2**y - 1; the better item (y=2, gain 3) ranked second.
+    dcg, idcg = 1 + 3 / np.log2(3), 3 + 1 / np.log2(3)
+    assert group_ndcg(np.array([0, 0]), np.array([1.0, 2.0]), np.array([2, 1])) == pytest.approx(dcg / idcg)
+    assert group_ndcg(np.array([0, 0]), np.array([1.0, 2.0]), np.array([0, 0])) == 0.0   # no relevant row: no group counts
 
 
 @pytest.mark.parametrize("params, name", [

@@ -1,4 +1,4 @@
-"""Learning to rank over retrievers' candidates: the features and the LambdaRank fit of :class:`~recapp.models.twostage.TwoStageRanker`.
+"""Learning to rank over retrievers' candidates: the features of :class:`~recapp.models.twostage.TwoStageRanker`.
 
 One code path builds the features for every caller (the ranker's training
 data, batch ``recommend``, ``score_history`` and the live scorer), so a
@@ -325,23 +325,6 @@ def _category_match(binary: sp.csr_matrix, count: np.ndarray, G: sp.csr_matrix, 
         return np.bincount(Gc.row, weights=vals, minlength=len(items)) / per_item
 
 
-def group_ndcg(group: np.ndarray, score: np.ndarray, y: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k (graded gains 2**y - 1) over the groups of ``group`` (rows grouped, ascending), ordering by ``score``."""
-    if len(group) == 0:
-        return 0.0
-    _, start, counts = np.unique(group, return_index=True, return_counts=True)
-    gid = np.repeat(np.arange(len(start)), counts)
-    order = np.lexsort((-np.asarray(score, dtype=np.float64), gid))
-    pos = np.arange(len(group)) - np.repeat(start, counts)
-    disc = np.where(pos < k, 1.0 / np.log2(pos + 2.0), 0.0)
-    gain = np.exp2(np.asarray(y, dtype=np.float64)) - 1.0
-    dcg = np.bincount(gid, weights=gain[order] * disc, minlength=len(start))
-    ideal = np.lexsort((-gain, gid))
-    idcg = np.bincount(gid, weights=gain[ideal] * disc, minlength=len(start))
-    ok = idcg > 0
-    return float(np.mean(dcg[ok] / idcg[ok])) if ok.any() else 0.0
-
-
 def last_times(inter: Interactions, uidx: np.ndarray) -> np.ndarray:
     """Each user's latest event time in ``inter`` (NaN for users without events)."""
     uidx = np.asarray(uidx, dtype=np.int64)
@@ -351,51 +334,4 @@ def last_times(inter: Interactions, uidx: np.ndarray) -> np.ndarray:
     vals = np.full(int(ok.sum()), np.nan)
     vals[end > start] = inter.seq_times[end[end > start] - 1]
     out[ok] = vals
-    return out
-
-
-# ---- the LambdaRank fit ------------------------------------------------------------------------
-def lightgbm():
-    """The lightgbm module, with a clear message when it is missing."""
-    try:
-        import lightgbm as lgb
-    except ImportError as e:  # pragma: no cover - a declared dependency
-        raise ImportError("TwoStageRanker needs lightgbm: pip install 'lightgbm>=4.7'") from e
-    return lgb
-
-
-def train_lambdarank(group: np.ndarray, X: np.ndarray, y: np.ndarray, init: np.ndarray, names: list[str], params: dict,
-                     n_rounds: int, valid: np.ndarray, early_stopping_rounds: int | None) -> tuple[str, int, float | None]:
-    """Boost from ``init`` on rows grouped by ``group`` (ascending); rows ``valid`` only drive early stopping.
-
-    Returns the LightGBM text model holding the best iteration's trees, that
-    iteration, and its validation NDCG@10 (None without validation rows).
-    """
-    lgb = lightgbm()
-
-    def dataset(sel, reference=None):
-        _, sizes = np.unique(group[sel], return_counts=True)
-        return lgb.Dataset(X[sel], y[sel], group=sizes, init_score=init[sel], feature_name=list(names),
-                           reference=reference, free_raw_data=True)
-
-    dtrain = dataset(~valid)
-    kwargs = {}
-    if valid.any() and early_stopping_rounds:
-        kwargs = {"valid_sets": [dataset(valid, dtrain)], "valid_names": ["valid"],
-                  "callbacks": [lgb.early_stopping(int(early_stopping_rounds), verbose=False)]}
-    booster = lgb.train(params, dtrain, num_boost_round=int(n_rounds), **kwargs)
-    best = booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
-    score = booster.best_score.get("valid", {}).get("ndcg@10") if kwargs else None
-    return booster.model_to_string(num_iteration=best), int(best), None if score is None else float(score)
-
-
-def importances(booster) -> pd.DataFrame:
-    """Gain, split count and gain share per feature of a LightGBM booster, most gain first."""
-    out = pd.DataFrame({
-        "feature": booster.feature_name(),
-        "gain": booster.feature_importance("gain"),
-        "split": booster.feature_importance("split").astype(np.int64),
-    }).sort_values("gain", ascending=False, kind="stable", ignore_index=True)
-    total = out["gain"].sum()
-    out["gain_share"] = out["gain"] / (total if total > 0 else 1.0)
     return out

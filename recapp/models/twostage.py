@@ -21,8 +21,9 @@ from recapp.models.members import (
     update_composite,
 )
 from recapp.models.twostage_live import TwoStageScorer
-from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, group_ndcg, importances,
-                                            last_times, lightgbm, retriever_names, subset, train_lambdarank)
+from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, last_times,
+                                            retriever_names, subset)
+from recapp.models.ranking_stage import RankingStage
 from recapp.schema import ITEM_COL
 
 #: The retrievers used when ``retrievers=None``. ALS is wider and weighs ratings more than its own defaults: tuned on
@@ -30,8 +31,6 @@ from recapp.schema import ITEM_COL
 DEFAULT_RETRIEVERS = (("EASE", {"l2": 500.0}), ("ALS", {"factors": 128, "regularization": 35.0, "alpha": 1.0, "verbose": False}),
                       ("ItemKNN", {}), ("Popularity", {}))
 LABELS = ("binary", "weight")
-#: The retrievers whose ranks ``init_from="blend"`` averages (those among the ranker's retrievers).
-BLEND = ("ALS", "EASE", "MultVAE")
 
 
 class TwoStageRanker(Recommender):
@@ -65,9 +64,10 @@ class TwoStageRanker(Recommender):
     boosting starts from the mean -log2(1 + rank) of some retrievers, so the
     trees learn corrections to their blended order: ``init_from="best"`` the
     one whose own order scores best on the holdout; ``"blend"`` those of
-    :data:`BLEND` (ALS, EASE, MultVAE) among the retrievers (the best one when
-    none is); a name or a list of names those; None starts from zero. With ``monotone=True`` a
-    better retriever score or rank never lowers an item's score. Then the
+    :data:`~recapp.models.ranking_stage.BLEND` (ALS, EASE, MultVAE) among the
+    retrievers (the best one when none is); a name or a list of names those;
+    None starts from zero. With ``monotone=True`` a better retriever score or
+    rank never lowers an item's score. Then the
     retrievers are refitted on all the training data for serving, and the same
     features are computed against it.
 
@@ -199,7 +199,7 @@ class TwoStageRanker(Recommender):
                 "num_leaves": int(self.num_leaves), "min_data_in_leaf": int(self.min_data_in_leaf),
                 "feature_fraction": float(self.feature_fraction), "lambda_l2": float(self.lambda_l2),
                 "monotone_constraints": [(-1 if n.endswith("_rank") else 1 if n.endswith("_score") else 0) if self.monotone else 0
-                                         for n in self.used_features_],
+                                         for n in self.stage_.used_features],
                 "deterministic": True, "force_col_wise": True,
                 "num_threads": int(self.num_threads), "seed": int(self.random_state or 0), "verbosity": -1}
 
@@ -222,9 +222,10 @@ class TwoStageRanker(Recommender):
         start = time.perf_counter()
         specs = self._retriever_specs()
         catalogue = ItemSide.catalogue(items, inter.item_ids)
-        self.retriever_names_ = retriever_names([s["class"] for s in specs])
-        self.feature_names_ = feature_names(self.retriever_names_, catalogue)
-        self._choose_features()
+        names = retriever_names([s["class"] for s in specs])
+        all_features = feature_names(names, catalogue)
+        RankingStage.check_init_from(self.init_from, names)
+        self.stage_ = RankingStage(names, all_features, RankingStage.select_features(all_features, self.features), [])
         seed = 0 if self.random_state is None else int(self.random_state)
         groups, Xs, ys, n_held = [], [], [], 0
         for fold in range(int(self.n_folds)):
@@ -243,7 +244,11 @@ class TwoStageRanker(Recommender):
             ys.append((gain > 0).astype(np.int32) if self.label == "binary" else np.clip(np.rint(gain), 0, 30).astype(np.int32))
             n_held += int((held.matrix[users] > 0).sum())
         y = np.concatenate(ys)
-        self._train_ranker(np.concatenate(groups), np.concatenate(Xs), y, inter.n_users)
+        self.ranker_log_ = self.stage_.train(np.concatenate(groups), np.concatenate(Xs), y, inter.n_users,
+                                             init_from=self.init_from, params=self._lgb_params(),
+                                             n_rounds=int(self.n_estimators), validation_fraction=self.validation_fraction,
+                                             early_stopping_rounds=self.early_stopping_rounds,
+                                             random_state=self.random_state)
         self.ranker_log_.update({"holdout": self.holdout, "folds": int(self.n_folds), "holdout_items": n_held,
                                  "candidate_recall": float((y > 0).sum() / max(n_held, 1))})
         # Serving: the same retrievers refitted on every training event; item features from the same data.
@@ -252,71 +257,31 @@ class TwoStageRanker(Recommender):
         self.item_side_ = ItemSide.from_interactions(inter, self.time_window_days, catalogue)
         self.ranker_log_["fit_seconds"] = time.perf_counter() - start
 
-    def _choose_features(self) -> None:
-        names = self.feature_names_
-        if self.features is None:
-            self.used_features_ = list(names)
-        else:
-            unknown = sorted(set(self.features) - set(names))
-            if unknown:
-                raise ValueError(f"features has unknown name(s) {unknown}; available: {names}")
-            self.used_features_ = [n for n in names if n in set(self.features)]
-        self._columns = np.array([names.index(n) for n in self.used_features_], dtype=np.int64)
-        bases = self.retriever_names_
-        named = [] if self.init_from in (None, "best", "blend") else [self.init_from] if isinstance(self.init_from, str) \
-            else list(self.init_from)
-        if any(r not in bases for r in named):
-            raise ValueError(f"init_from={self.init_from!r} is not accepted; accepted: None, 'best', 'blend' or names among {bases}")
+    # ---- the learned stage's state, by the names the ranker has always had ----------------------
+    @property
+    def retriever_names_(self) -> list:
+        """Feature prefixes of the retrievers (class names, numbered when a class repeats)."""
+        return self.stage_.retriever_names
 
-    def _base(self, X: np.ndarray) -> np.ndarray:
-        """The starting score of every candidate: the mean -log2(1 + rank) over the base retrievers (0 without one)."""
-        if not self.base_retrievers_:
-            return np.zeros(len(X))
-        cols = [2 * self.retriever_names_.index(r) + 1 for r in self.base_retrievers_]
-        return -np.mean(np.log2(1.0 + X[:, cols].astype(np.float64)), axis=1)
+    @property
+    def feature_names_(self) -> list:
+        """Every feature column the candidates carry."""
+        return self.stage_.feature_names
 
-    def _choose_base(self, quality: dict) -> list:
-        """The retrievers whose ranks the boosting starts from (see ``init_from``)."""
-        if self.init_from is None:
-            return []
-        if self.init_from == "blend":
-            present = [r for r in BLEND if r in self.retriever_names_]
-            if present:
-                return present
-        if self.init_from in ("best", "blend"):
-            return [max(quality, key=quality.get)]
-        return [self.init_from] if isinstance(self.init_from, str) else list(self.init_from)
+    @property
+    def base_retrievers_(self) -> list:
+        """The retrievers whose blended ranks the boosting starts from."""
+        return self.stage_.base_retrievers
 
-    def _train_ranker(self, group: np.ndarray, X: np.ndarray, y: np.ndarray, n_users: int) -> None:
-        """LambdaRank on candidate rows grouped by ``group`` (fold * n_users + user, ascending); early stopping on users."""
-        keep = np.bincount(group, weights=(y > 0).astype(np.float64))[group] > 0   # a group without a positive teaches nothing
-        group, X, y = group[keep], X[keep], y[keep]
-        if len(group) == 0:
-            raise ValueError("no holdout event is among the retrievers' candidates: raise n_candidates or holdout_fraction")
-        users = np.unique(group % n_users)
-        n_valid = int(round(self.validation_fraction * len(users))) if self.early_stopping_rounds else 0
-        valid_user = np.zeros(n_users, dtype=bool)
-        if 0 < n_valid < len(users):
-            valid_user[np.random.default_rng(self.random_state).choice(users, n_valid, replace=False)] = True
-        valid = valid_user[group % n_users]
-        # The base: a blend of the retrievers' orders (or the best one, or the one named) on the training users' holdout.
-        quality = {r: group_ndcg(group[~valid], -X[~valid, 2 * j + 1], y[~valid]) for j, r in enumerate(self.retriever_names_)}
-        self.base_retrievers_ = self._choose_base(quality)
-        base_score = group_ndcg(group[~valid], self._base(X[~valid]), y[~valid]) if self.base_retrievers_ else None
-        self.base_retriever_ = "+".join(self.base_retrievers_) or None
-        model_str, best, score = train_lambdarank(group, X[:, self._columns], y, self._base(X), self.used_features_,
-                                                  self._lgb_params(), int(self.n_estimators), valid,
-                                                  self.early_stopping_rounds)
-        # Keep exactly the trees that are served (and saved): the best iteration's.
-        self._set_booster(model_str)
-        self.ranker_log_ = {"users": int(len(users) - valid_user.sum()), "validation_users": int(valid_user.sum()),
-                            "rows": int(len(y)), "positives": int((y > 0).sum()), "base": self.base_retriever_,
-                            "retriever_ndcg@10": {k: float(v) for k, v in quality.items()}, "base_ndcg@10": base_score, "best_iteration": int(best),
-                            "validation_ndcg@10": None if score is None else float(score)}
+    @property
+    def base_retriever_(self) -> str | None:
+        """``base_retrievers_`` joined by "+" (None when the boosting starts from zero)."""
+        return self.stage_.base_name
 
-    def _set_booster(self, model_str: str) -> None:
-        self.booster_ = lightgbm().Booster(model_str=model_str)
-        self.feature_importances_ = importances(self.booster_)
+    @property
+    def feature_importances_(self) -> pd.DataFrame:
+        """Gain, split count and gain share per feature, most gain first."""
+        return self.stage_.importances
 
     # ---- features ------------------------------------------------------------------------------
     def _features(self, members: list, inter: Interactions, uidx: np.ndarray, side: ItemSide, batch: int = 1024):
@@ -334,12 +299,7 @@ class TwoStageRanker(Recommender):
         return tuple(np.concatenate(p) for p in zip(*parts))
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        if len(X) == 0:
-            return np.zeros(0)
-        pred = self._base(X) + self.booster_.predict(X[:, self._columns], num_threads=int(self.num_threads))
-        # Trees give piecewise-constant scores: break ties by the retrievers' mean reciprocal rank, not item order.
-        ranks = X[:, 1: 2 * len(self.retriever_names_): 2].astype(np.float64)
-        return pred + 1e-7 * np.mean(1.0 / ranks, axis=1)
+        return self.stage_.predict(X, int(self.num_threads))
 
     # ---- scoring ------------------------------------------------------------------------------
     def _can_score_new_users(self) -> bool:
@@ -407,12 +367,7 @@ class TwoStageRanker(Recommender):
     def _extra_config(self) -> dict:
         specs, extras, sizes = member_config(self.retrievers_)
         return {
-            "booster": self.booster_.model_to_string(),
-            "feature_names": list(self.feature_names_),
-            "used_features": list(self.used_features_),
-            "base_retriever": self.base_retriever_,
-            "base_retrievers": list(self.base_retrievers_),
-            "retriever_names": list(self.retriever_names_),
+            **self.stage_.to_config(),
             "retrievers": specs,
             "retriever_extra": extras,
             "retriever_sizes": sizes,
@@ -426,14 +381,8 @@ class TwoStageRanker(Recommender):
         self.retrievers_ = restore_members(extra["retrievers"], extra["retriever_extra"], extra["retriever_sizes"], arrays,
                                           "r", self.interactions_)
         self.retriever_specs_ = extra["retrievers"]
-        self.retriever_names_ = extra["retriever_names"]
-        self.feature_names_ = extra["feature_names"]
-        self.used_features_ = extra["used_features"]
-        self._columns = np.array([self.feature_names_.index(n) for n in self.used_features_], dtype=np.int64)
-        self.base_retriever_ = extra["base_retriever"]
-        self.base_retrievers_ = extra.get("base_retrievers", [] if self.base_retriever_ is None else [self.base_retriever_])
+        self.stage_ = RankingStage.from_config(extra)
         self.ranker_log_ = extra.get("ranker_log", {})
-        self._set_booster(extra["booster"])
 
     def save(self, path):
         """Write the ranker (LightGBM text model in the JSON config) and every retriever into one folder."""
