@@ -20,7 +20,7 @@
     python benchmarks/twostage.py                   # accuracy, importances, live (about 1 minute on 2 cores)
     python benchmarks/twostage.py --quick           # retrievers skipped, 2,000 live events
     python benchmarks/twostage.py --no-live --json out.json
-    python benchmarks/twostage.py --validation --no-live   # the validation table too (about 2 minutes more)
+    python benchmarks/twostage.py --validation --no-live   # the validation table too (about 1 minute more)
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def accuracy(args) -> tuple[pd.DataFrame, TwoStageRanker]:
 
 
 def validation(args) -> pd.DataFrame:
-    """Mean validation NDCG@10 over three 90/10 splits of the training split: the ranker, a variant, retrievers alone."""
+    """Mean validation NDCG@10 over three 90/10 splits of the training split: the ranker, two variants, retrievers alone."""
     protocol = movielens_protocol()
     rows = []
     for seed in (0, 1, 2):
