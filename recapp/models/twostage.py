@@ -97,7 +97,8 @@ class TwoStageRanker(Recommender):
     min_data_in_leaf 100: 0.1822). Those differences are within the seeds'
     noise (about 0.001), so the cheaper setting is the default: MultVAE makes
     the fit five times longer and its live path (the history re-encoded per
-    event) took the live p99 from 1.9 to 14 ms on a busy 2-core machine. The
+    event) took the live p99 from 1.9 to 14 ms on a busy 2-core machine (3.5
+    ms on a quiet one, ``benchmarks/twostage.py``). The
     trees stop after a few rounds: the ranker keeps its base's order with small
     corrections, so the base retriever sets the level. ALS's own defaults (32
     factors, regularization 30, alpha 0.5) were tuned on one 75/25 split (56%
