@@ -6,6 +6,7 @@ top-10 with training items removed; every model through its default constructor.
     python benchmarks/accuracy.py                       # every model, printed table
     python benchmarks/accuracy.py --models EASE ItemKNN
     python benchmarks/accuracy.py --json out.json --readme README.md
+    python benchmarks/accuracy.py --models BPR --seeds 16   # NDCG@10 over random_state 0-15
 
 The output starts with the settings a figure depends on: the split's seed, each
 model's ``random_state``, torch's threads (and the threads models train on),
@@ -28,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recapp.evaluate import compare, default_models, movielens_protocol  # noqa: E402
+from recapp.evaluate import compare, default_models, evaluate_model, movielens_protocol  # noqa: E402
 from recapp.models.torch_base import TorchMixin  # noqa: E402
 
 #: Sequence models are judged on their own protocol (leave-last-out, `benchmarks/realtime.py --sequential`);
@@ -104,17 +105,32 @@ def _owner(filepath: str) -> str:
     return Path(filepath).name + ":"
 
 
+def seed_spread(names: list, protocol, n_seeds: int) -> pd.DataFrame:
+    """NDCG@10 of each model (default constructor) over ``random_state`` 0..n_seeds-1: mean, std, min and max."""
+    rows = []
+    for name in names:
+        scores = [evaluate_model(default_models([name])[name].set_params(random_state=s), protocol)["ndcg@10"]
+                  for s in range(n_seeds)]
+        rows.append({"model": name, "seeds": n_seeds, "mean ndcg@10": np.mean(scores), "std": np.std(scores, ddof=1),
+                     "min": np.min(scores), "max": np.max(scores)})
+    return pd.DataFrame(rows)
+
+
 def main(argv=None) -> int:
     """Run the benchmark and print (and optionally save) the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", help="class names from recapp.models (default: all but the sequence models)")
     parser.add_argument("--json", type=Path, help="write the table as JSON records here")
     parser.add_argument("--readme", type=Path, help="rewrite the accuracy table in this README")
+    parser.add_argument("--seeds", type=int, help="instead of the table: each model's NDCG@10 over random_state 0..N-1")
     args = parser.parse_args(argv)
     protocol = movielens_protocol()
     names = args.models or [n for n in default_models() if n not in SEQUENTIAL]
     models = default_models(names)
     print("\n".join(run_settings(models, protocol)), flush=True)
+    if args.seeds:
+        print(seed_spread(names, protocol, args.seeds).to_string(index=False, float_format="{:.4f}".format))
+        return 0
     table = compare(models, protocol).sort_values("ndcg@10", ascending=False, ignore_index=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
         print(f"{protocol.name}: {len(protocol.train):,} train / {len(protocol.test):,} test interactions")
