@@ -230,16 +230,30 @@ def test_sparse_and_dense_contributions_agree(knn):
     np.testing.assert_allclose(sparse.contributions(None, h, hist, w, recs), dense.contributions(None, h, hist, w, recs), rtol=1e-6)
 
 
-def test_engine_serves_each_event_on_one_blas_thread():
-    from threadpoolctl import threadpool_info
+def test_engine_serves_each_event_on_one_blas_thread_unless_a_fit_runs_beside_it(ease, monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    from recapp.realtime.threads import one_blas_thread
+    from recapp.realtime.threads import background_fit
 
     def blas_threads():
         return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
-    before = blas_threads()
-    with one_blas_thread():
-        inside = blas_threads()
-    assert inside and all(n == 1 for n in inside)
-    assert blas_threads() == before
+    engine = Engine(ease)
+    seen = []
+    observe, scores = engine.scorer.observe, engine.scorer.scores
+    monkeypatch.setattr(engine.scorer, "observe", lambda *a: (seen.append(blas_threads()), observe(*a))[1])
+    monkeypatch.setattr(engine.scorer, "scores", lambda *a: (seen.append(blas_threads()), scores(*a))[1])
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        assert before and all(n == 2 for n in before)
+        engine.ingest(_ev("blas-user", ease.interactions_.item_ids[0], 1.0))
+        engine.recommend("blas-user")
+        assert seen and all(n == 1 for threads in seen for n in threads), seen
+        assert blas_threads() == before
+        # A fit running in another thread: events leave the thread count alone.
+        seen.clear()
+        with background_fit():
+            engine.ingest(_ev("blas-user", ease.interactions_.item_ids[1], 2.0))
+            engine.recommend("blas-user")
+        assert seen and all(threads == before for threads in seen), seen
+        assert blas_threads() == before

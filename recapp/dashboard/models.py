@@ -22,6 +22,7 @@ from typing import Callable
 
 from recapp.models import EASE, REGISTRY, ItemKNN, load
 from recapp.models.progress import training_progress
+from recapp.realtime.threads import background_fit
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class TrainingJob:
 
     def _run(self, catalogue: ModelCatalogue) -> None:
         try:
-            with training_progress(self._report):
+            with training_progress(self._report), background_fit():
                 self.model = catalogue.get(self.key, self.scenario)
         except Exception as exc:  # noqa: BLE001 - the page shows it; the kernel must live on
             log.exception("training %s failed", self.key)

@@ -18,6 +18,7 @@ import time
 import pandas as pd
 
 from recapp.interactions import Interactions
+from recapp.realtime.threads import background_fit
 from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class Refitter:
             params = model.get_params()
             if "verbose" in params:
                 params["verbose"] = False      # no progress bar from a background thread
-            fresh = type(model)(**params).fit(inter)
+            with background_fit():
+                fresh = type(model)(**params).fit(inter)
             self.engine.swap_model(fresh)
             self.n_refits += 1
             self.last_error = None

@@ -6,6 +6,12 @@ save: the threads must wake for each call, and on a busy machine they wait
 for a core. Measured on the 2-core development machine under load, a
 20,000 x 64 float32 matrix-vector product took 6.0 ms (p50) with OpenBLAS's
 two threads and 0.2 ms with one. Fitting keeps every thread.
+
+The setting is process-wide, and changing it under a BLAS call running in
+another thread is not safe. So a fit that runs in a thread beside live serving
+(the engine's background refit, the dashboard's training) runs inside
+:func:`background_fit`: it waits for events already on one thread to restore
+the count, and while it runs events leave the count alone.
 """
 from __future__ import annotations
 
@@ -16,6 +22,10 @@ import threading
 _blas_libraries = None
 _modules_seen = -1
 _init_lock = threading.Lock()
+# Fits running beside serving, and events that have switched BLAS to one thread; guarded by _switches.
+_switches = threading.Condition()
+_fits_running = 0
+_events_switched = 0
 
 
 def _blas() -> list:
@@ -44,16 +54,27 @@ class _OneThread:
         self.libraries = libraries
 
     def __enter__(self):
-        self.saved = [lib.num_threads for lib in self.libraries]
-        for lib, n in zip(self.libraries, self.saved):
-            if n != 1:
-                lib.set_num_threads(1)
+        global _events_switched
+        with _switches:
+            self.switched = _fits_running == 0
+            if self.switched:
+                _events_switched += 1
+        if self.switched:
+            self.saved = [lib.num_threads for lib in self.libraries]
+            for lib, n in zip(self.libraries, self.saved):
+                if n != 1:
+                    lib.set_num_threads(1)
         return self
 
     def __exit__(self, *exc):
-        for lib, n in zip(self.libraries, self.saved):
-            if n != 1:
-                lib.set_num_threads(n)
+        global _events_switched
+        if self.switched:
+            for lib, n in zip(self.libraries, self.saved):
+                if n != 1:
+                    lib.set_num_threads(n)
+            with _switches:
+                _events_switched -= 1
+                _switches.notify_all()
         return False
 
 
@@ -63,3 +84,17 @@ def one_blas_thread():
         return _OneThread(_blas())
     except Exception:  # noqa: BLE001 - no threadpool information is no reason to fail an event
         return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def background_fit():
+    """Mark a fit running in a thread beside live serving, so no event changes BLAS's threads under it."""
+    global _fits_running
+    with _switches:
+        _switches.wait_for(lambda: _events_switched == 0)
+        _fits_running += 1
+    try:
+        yield
+    finally:
+        with _switches:
+            _fits_running -= 1
