@@ -90,10 +90,11 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
     if k < len(scores):
-        # Every item tied with the k-th score competes, so ties go to the lower index as promised
-        # (argpartition alone keeps an arbitrary one of them).
+        # The items above the k-th score, then the lowest-index items tied with it, so ties go to the
+        # lower index as promised (argpartition alone keeps arbitrary ones) without sorting every tie.
         kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
-        part = np.flatnonzero(scores >= kth)
+        above = np.flatnonzero(scores > kth)
+        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
     else:
         part = np.arange(len(scores))
     part = part[np.isfinite(scores[part])]

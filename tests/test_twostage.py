@@ -8,7 +8,7 @@ import torch
 
 import recapp.models.twostage as twostage
 from recapp.interactions import EVENT_CODES, Interactions
-from recapp.models import EASE, ItemKNN, Popularity, TwoStageRanker, load, members
+from recapp.models import EASE, ItemKNN, Popularity, Recommender, TwoStageRanker, load
 from recapp.models.live import LiveHistory
 from recapp.models.ranking_features import carve_holdout
 from recapp.models.ranking_stage import group_ndcg
@@ -79,7 +79,7 @@ def test_ranker_training_only_sees_the_training_events(planted, monkeypatch):
     key = lambda f: set(zip(f["user_id"], f["item_id"], f["timestamp"]))  # noqa: E731
     train_keys, test_keys = key(train), key(test)
     seen = []
-    real_carve, real_fit = twostage.carve_holdout, members.fit_member
+    real_carve, real_fit = twostage.carve_holdout, Recommender.fit_with_items
 
     def spy_carve(inter, *args, **kwargs):
         held, rest = real_carve(inter, *args, **kwargs)
@@ -88,12 +88,12 @@ def test_ranker_training_only_sees_the_training_events(planted, monkeypatch):
         assert not (held & rest).any()
         return held, rest
 
-    def spy_fit(model, inter, items):
+    def spy_fit(model, inter, items=None):
         seen.append(("retriever", key(inter.frame)))
         return real_fit(model, inter, items)
 
     monkeypatch.setattr(twostage, "carve_holdout", spy_carve)
-    monkeypatch.setattr(members, "fit_member", spy_fit)
+    monkeypatch.setattr(Recommender, "fit_with_items", spy_fit)
     TwoStageRanker(retrievers=RETRIEVERS, n_folds=2, n_estimators=20).fit(train, items=items)
     kinds = [k for k, _ in seen]
     assert kinds.count("holdout") == 2 and kinds.count("retriever") == 3 * len(RETRIEVERS)
@@ -186,7 +186,7 @@ def test_default_retrievers_are_collaborative_and_content_retrievers_join_on_req
                              n_estimators=5).fit(train, items=catalogue)
     scores = content.score(train["user_id"].unique()[:5])
     assert np.isfinite(scores[10_000]).all()                  # the catalogue's item without events is scored
-    assert not any(c.startswith("TfidfContent") for c in default.feature_names_)
+    assert content.retriever_names_ == ["Popularity", "TfidfContent"]
 
 
 def test_update_folds_new_users_in_through_every_retriever(ranker):

@@ -20,11 +20,15 @@ CONFIDENCES = ("linear", "log")
 
 
 def check_factor_params(model) -> None:
-    """Check the implicit-ALS hyper-parameters every ALS flavour shares (recapp's and the Spark-trained one)."""
+    """Check the implicit-ALS hyper-parameters every ALS flavour shares (recapp's, Spark's and the Spark-trained one)."""
     check_param("factors", model.factors, low=1, integer=True)
     check_param("regularization", model.regularization, low=0)
     check_param("alpha", model.alpha, low=0)
     check_param("iterations", model.iterations, low=1, integer=True)
+
+
+def check_confidence_params(model) -> None:
+    """Check how a served ALS weighs events and folds them in (recapp's ALS and the Spark-trained one)."""
     check_param("binary", model.binary, choices=(True, False))
     check_param("confidence", model.confidence, choices=CONFIDENCES)
     check_param("update_items", model.update_items, choices=(True, False))
@@ -85,6 +89,7 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
 
     def _validate_params(self) -> None:
         check_factor_params(self)
+        check_confidence_params(self)
         check_param("cg_steps", self.cg_steps, low=1, integer=True)
         self._check_torch_params()
 

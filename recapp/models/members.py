@@ -13,7 +13,6 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from recapp.interactions import Interactions
 from recapp.models.base import REGISTRY, Recommender
 from recapp.models.live import LiveScorer
 
@@ -40,11 +39,6 @@ def model_from_spec(spec) -> Recommender:
                 params[k] = tuple(v)
         return cls(**params)
     raise ValueError(f"models must be Recommender instances (or {{'class', 'params'}} specs), got {spec!r}")
-
-
-def fit_member(model: Recommender, inter: Interactions, items):
-    """Fit one member on ``inter`` (with the catalogue ``items`` for those that read it); returns the model."""
-    return model.fit_with_items(inter, items)
 
 
 def member_state(models: list, prefix: str) -> dict:

@@ -95,8 +95,9 @@ class RankingStage:
         fit = ~valid
         quality = {r: group_ndcg(group[fit], -X[fit, 2 * j + 1], y[fit]) for j, r in enumerate(self.retriever_names)}
         self.base_retrievers = self.choose_base(init_from, self.retriever_names, quality)
-        base_score = group_ndcg(group[fit], self.base(X[fit]), y[fit]) if self.base_retrievers else None
-        text, best, score = train_lambdarank(group, X[:, self.columns], y, self.base(X), self.used_features, params,
+        init = self.base(X)
+        base_score = group_ndcg(group[fit], init[fit], y[fit]) if self.base_retrievers else None
+        text, best, score = train_lambdarank(group, X[:, self.columns], y, init, self.used_features, params,
                                              n_rounds, valid, early_stopping_rounds)
         # Keep exactly the trees that are served (and saved): the best iteration's.
         self.booster = lightgbm().Booster(model_str=text)
@@ -124,14 +125,14 @@ class RankingStage:
     def to_config(self) -> dict:
         """JSON-ready description (the booster as LightGBM's text model, never pickled)."""
         return {"booster": self.booster.model_to_string(), "feature_names": self.feature_names,
-                "used_features": self.used_features, "base_retriever": self.base_name,
-                "base_retrievers": self.base_retrievers, "retriever_names": self.retriever_names}
+                "used_features": self.used_features, "base_retrievers": self.base_retrievers,
+                "retriever_names": self.retriever_names}
 
     @classmethod
     def from_config(cls, config: dict) -> "RankingStage":
         """The stage :meth:`to_config` described."""
         base = config.get("base_retrievers")
-        if base is None:
+        if base is None:                   # saved before a blend of retrievers could be the base
             base = [] if config.get("base_retriever") is None else [config["base_retriever"]]
         return cls(config["retriever_names"], config["feature_names"], config["used_features"], base, config["booster"])
 

@@ -10,7 +10,6 @@ import scipy.sparse as sp
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.content import extend_catalog
-from recapp.models import members
 from recapp.models.members import (
     member_config,
     member_state,
@@ -238,7 +237,7 @@ class TwoStageRanker(Recommender):
             if len(users) == 0:
                 raise ValueError(f"fold {fold} of the ranker's holdout is empty: too few events per user for holdout="
                                  f"{self.holdout!r}, min_user_events={self.min_user_events}, n_folds={self.n_folds}")
-            fitted = [members.fit_member(model_from_spec(s), rest, items) for s in specs]
+            fitted = [model_from_spec(s).fit_with_items(rest, items) for s in specs]
             side = ItemSide.from_interactions(rest, self.time_window_days, catalogue)
             rows, items_, X = self._features(fitted, rest, users, side)
             gain = np.asarray(held.matrix[users[rows], items_]).ravel()
@@ -256,7 +255,7 @@ class TwoStageRanker(Recommender):
                                  "candidate_recall": float((y > 0).sum() / max(n_held, 1))})
         # Serving: the same retrievers refitted on every training event; item features from the same data.
         self.retriever_specs_ = specs
-        self.retrievers_ = [members.fit_member(model_from_spec(s), inter, items) for s in specs]
+        self.retrievers_ = [model_from_spec(s).fit_with_items(inter, items) for s in specs]
         self.item_side_ = ItemSide.from_interactions(inter, self.time_window_days, catalogue)
         self.ranker_log_["fit_seconds"] = time.perf_counter() - start
 

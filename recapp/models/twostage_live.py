@@ -17,8 +17,7 @@ class TwoStageScorer(CompositeScorer):
     """
 
     def __init__(self, model):
-        self.members = [m.live_scorer() for m in model.retrievers_]
-        super().__init__(model, self.members, len(model.item_side_.stats))
+        super().__init__(model, [m.live_scorer() for m in model.retrievers_], len(model.item_side_.stats))
 
     def _vectors(self, state, history) -> list:
         return [v.astype(np.float64) * s.output_scale(history) for v, s in zip(self.part_vectors(state, history), self.parts)]
@@ -28,7 +27,7 @@ class TwoStageScorer(CompositeScorer):
         return self.model.rank_history(self._vectors(state, history), idx, w).astype(np.float32)
 
     def contributions(self, state, history, hist, w, recs):
-        for j, s in enumerate(self.members):
+        for j, s in enumerate(self.parts):
             got = s.contributions(state["states"][j], history, hist, s.explain_weights(history, hist), recs)
             if got is not None:
                 return got

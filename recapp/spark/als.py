@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recapp.interactions import Interactions
+from recapp.models.als import check_factor_params
 from recapp.models.base import check_param
 from recapp.rerank import top_k_rows
 from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError
@@ -117,10 +118,7 @@ class SparkALS:
         return f"SparkALS({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def _validate_params(self) -> None:
-        check_param("factors", self.factors, low=1, integer=True)
-        check_param("regularization", self.regularization, low=0)
-        check_param("alpha", self.alpha, low=0)
-        check_param("iterations", self.iterations, low=1, integer=True)
+        check_factor_params(self)
         check_param("random_state", self.random_state, low=0, integer=True)
         if self.num_blocks is not None:
             check_param("num_blocks", self.num_blocks, low=1, integer=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from recapp.interactions import Interactions
-from recapp.models.als import ALS, check_factor_params
+from recapp.models.als import ALS, check_confidence_params, check_factor_params
 from recapp.models import base
 from recapp.models.foldin import FoldInScorer, fold_in
 from recapp.models.torch_base import fit_epochs
@@ -103,6 +103,7 @@ class ALSWR(ALS):
 
     def _validate_params(self) -> None:
         check_factor_params(self)
+        check_confidence_params(self)
         self._check_torch_params()
 
     # ---- the one solve every path uses ---------------------------------------------------
