@@ -249,8 +249,11 @@ def test_fatigue_tires_a_shopper_of_the_items_they_ignored_and_no_one_else(shop,
     p_mem = tired_sim.click_probabilities([u_tired, u_new], slate, memory=memory)
     p_raw = tired_sim.click_probabilities([u_tired, u_new], slate)
     assert p_mem[0].sum() < 0.8 * p_raw[0].sum() and np.allclose(p_mem[1], p_raw[1])
-    # The oracle judges the slate on the shopper's current, tired utilities, so regret stays >= 0.
+    # The oracle judges the slate on the shopper's current, tired utilities, so regret stays >= 0,
+    # also for a policy showing the fresh oracle's slates, which are the best ones until fatigue builds.
     assert (tired.slates["regret"] >= -1e-12).all()
+    near_best = tired_sim.run(tired_sim.oracle(), **kw).slates
+    assert (near_best["regret"] >= -1e-12).all() and (near_best["regret"] < 1e-9).any()
 
 
 def test_fatigue_recovers_with_its_half_life():

@@ -399,12 +399,12 @@ class ShopperSimulator:
         buy[np.flatnonzero(bought), choice[bought]] = 1
         price = self.prices[iidx]
         revenue = buy * price
-        memory.record(uidx, iidx, click)      # after the oracle, which judges this slate on the utilities it met
         expected = total / (self.no_click_weight_ + total)
         best = self.oracle_slates(user_ids, k, drift_state, memory)
         z_best = self._z(uidx[:, None], best, drift_state) - memory.penalty(uidx, best)
         att_best = (self.examination_ * np.exp(self.choice_scale * z_best)).sum(axis=1)
         oracle = att_best / (self.no_click_weight_ + att_best)
+        memory.record(uidx, iidx, click)      # after the oracle, which judges this slate on the utilities it met
         imp = pd.DataFrame({
             "request": np.repeat(np.arange(n), k), "step": step, "slate": j, "session": np.repeat(sessions, k),
             TIME_COL: np.repeat(t, k), USER_COL: np.repeat(user_ids, k), ARM_COL: arm, ITEM_COL: shown.ravel(),
