@@ -181,7 +181,6 @@ class DQNReranker(BanditPolicy):
         self.n_slates_trained_ = 0  # gradient steps due so far (one per update_every slates)
         self.n_updates_ = 0         # gradient steps taken
         self.n_syncs_ = 0
-        self.losses_ = []
 
     @property
     def epsilon_(self) -> float:
@@ -267,9 +266,10 @@ class DQNReranker(BanditPolicy):
         # One gradient step per update_every slates served, however the slates arrive in batches.
         due = self.n_slates_ // self.update_every - self.n_slates_trained_
         self.n_slates_trained_ += due
+        ready = self._ready() if due else None       # the buffer does not change between these steps
         with torch_threads(1):
             for _ in range(due):
-                self._train_step()
+                self._train_step(ready)
 
     def _ready(self) -> np.ndarray:
         """Buffer slots whose transition is complete (the next state is known and still stored)."""
@@ -280,9 +280,8 @@ class DQNReranker(BanditPolicy):
             ok &= (nxt >= 0) & (buf["id"][np.maximum(nxt, 0) % self.buffer_size] == nxt)
         return np.flatnonzero(ok)
 
-    def _train_step(self) -> None:
-        """One gradient step of the Huber TD loss on a batch of replayed slates."""
-        ready = self._ready()
+    def _train_step(self, ready: np.ndarray) -> None:
+        """One gradient step of the Huber TD loss on a batch of replayed slates (``ready``: complete transitions)."""
         if len(ready) < self.batch_size:
             return
         b = self.train_rng_.choice(ready, self.batch_size, replace=False)
@@ -304,7 +303,6 @@ class DQNReranker(BanditPolicy):
         torch.nn.utils.clip_grad_norm_(self.online_.parameters(), 10.0)
         self.opt_.step()
         self.n_updates_ += 1
-        self.losses_.append(float(loss.detach()))
         if self.n_updates_ % self.target_update == 0:
             self.sync_target()
 

@@ -220,15 +220,17 @@ class ShopperSimulator:
             return self.utility_[uidx, iidx]
         return np.einsum("...f,...f->...", self.user_factors_[uidx], self.item_factors_[iidx]) + self.item_bias_[iidx]
 
-    def _z(self, uidx, iidx, drift_state=None):
+    def _z(self, uidx, iidx, drift_state=None, memory: ShopperMemory | None = None):
         z = (self._raw(uidx, iidx) - self.mu_) / self.sd_
         if drift_state is not None:
             dirs = self.drift_dirs_[:, iidx]                    # (d, n, k)
             z = z + np.einsum("nd,dnk->nk", drift_state[uidx[:, 0]], dirs)
+        if memory is not None:
+            z = z - memory.penalty(uidx[:, 0], iidx)
         return z
 
-    def utilities(self, users=None, drift_state=None) -> np.ndarray:
-        """Standardised true utilities, shape (users, n_items) (all users when None)."""
+    def utilities(self, users=None, drift_state=None, memory: ShopperMemory | None = None) -> np.ndarray:
+        """Standardised true utilities, shape (users, n_items) (all users when None), less ``memory``'s fatigue."""
         uidx = np.arange(self.n_users) if users is None else self.user_index(users)
         if self.utility_ is not None:
             z = (self.utility_[uidx] - self.mu_) / self.sd_
@@ -236,6 +238,8 @@ class ShopperSimulator:
             z = (self.user_factors_[uidx] @ self.item_factors_.T + self.item_bias_ - self.mu_) / self.sd_
         if drift_state is not None:
             z = z + drift_state[uidx] @ self.drift_dirs_
+        if memory is not None:
+            z = z - memory.penalty_rows(uidx)
         return z
 
     def user_index(self, users) -> np.ndarray:
@@ -252,7 +256,7 @@ class ShopperSimulator:
         """
         uidx = self.user_index(users)
         iidx = np.asarray(slates)
-        z = self._z(uidx[:, None], iidx, drift_state) - (0.0 if memory is None else memory.penalty(uidx, iidx))
+        z = self._z(uidx[:, None], iidx, drift_state, memory)
         a = self.examination_[: iidx.shape[1]] * np.exp(self.choice_scale * z)
         return a / (self.no_click_weight_ + a.sum(axis=1, keepdims=True))
 
@@ -264,9 +268,7 @@ class ShopperSimulator:
         and P(click) increases with that sum.
         """
         k = self.k if k is None else k
-        z = self.utilities(users, drift_state)
-        if memory is not None:
-            z = z - memory.penalty_rows(self.user_index(users))
+        z = self.utilities(users, drift_state, memory)
         top = np.argpartition(-z, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(z, top, axis=1), axis=1)
         return np.take_along_axis(top, order, axis=1)
@@ -378,7 +380,7 @@ class ShopperSimulator:
         iidx = pd.Index(self.item_ids).get_indexer(pd.Index(shown.ravel())).reshape(n, k)
         if (iidx < 0).any():
             raise ValueError(f"policy {getattr(policy, 'name', policy)!r} showed item id(s) outside the catalogue: {shown[iidx < 0][:5].tolist()}")
-        z = self._z(uidx[:, None], iidx, drift_state) - memory.penalty(uidx, iidx)
+        z = self._z(uidx[:, None], iidx, drift_state, memory)
         att = self.examination_ * np.exp(self.choice_scale * z)
         total = att.sum(axis=1)
         p_click = att / (self.no_click_weight_ + total)[:, None]
@@ -401,7 +403,7 @@ class ShopperSimulator:
         revenue = buy * price
         expected = total / (self.no_click_weight_ + total)
         best = self.oracle_slates(user_ids, k, drift_state, memory)
-        z_best = self._z(uidx[:, None], best, drift_state) - memory.penalty(uidx, best)
+        z_best = self._z(uidx[:, None], best, drift_state, memory)
         att_best = (self.examination_ * np.exp(self.choice_scale * z_best)).sum(axis=1)
         oracle = att_best / (self.no_click_weight_ + att_best)
         memory.record(uidx, iidx, click)      # after the oracle, which judges this slate on the utilities it met
