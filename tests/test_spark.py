@@ -426,6 +426,28 @@ def test_export_folds_in_spark_user_factors(spark_als, exported):
 
 
 @needs_spark
+@pytest.mark.parametrize("names", [{}, {"user_id": "uid", "item_id": "iid", "rating": "stars"}])
+def test_export_of_a_log_without_event_types_weighs_ratings_as_recapp_does(spark, names):
+    """No event column means every row is a rating (recapp.interactions): Spark trains and exports with the same weights."""
+    from recapp.spark import SparkALS
+
+    rng = np.random.default_rng(3)
+    log = pd.DataFrame({"user_id": rng.integers(0, 40, 600), "item_id": rng.integers(0, 30, 600),
+                        "rating": rng.integers(1, 6, 600).astype(float), "timestamp": np.arange(600.0)})
+    log = log.drop_duplicates(["user_id", "item_id"]).rename(columns=names)
+    cols = {f"col_{k.split('_')[0]}": v for k, v in names.items()}
+    als = SparkALS(factors=4, iterations=5, regularization=0.1).fit(spark.createDataFrame(log), **cols)
+    model = als.to_recapp()
+    m, factors = model.interactions_.matrix, als.user_factors().toPandas()
+    assert sorted(np.unique(m.data)) == [1.0, 2.0, 3.0, 4.0, 5.0]          # the ratings are the weights
+    for user in factors[cols.get("col_user", "user_id")].to_numpy()[:10]:
+        u = int(model.interactions_.user_index([user])[0])
+        folded = model.fold_in_vector(m.indices[m.indptr[u]:m.indptr[u + 1]], m.data[m.indptr[u]:m.indptr[u + 1]])
+        spark_factor = np.asarray(factors.loc[factors[cols.get("col_user", "user_id")] == user, "features"].iloc[0])
+        np.testing.assert_allclose(folded, spark_factor, rtol=1e-4, atol=1e-5)
+
+
+@needs_spark
 def test_engine_serves_spark_top_k(spark_als, exported, temporal):
     """Same events, same top-k: the engine loads each shopper's training events and shows Spark's list."""
     train, _ = temporal

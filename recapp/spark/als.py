@@ -137,12 +137,12 @@ class SparkALS:
         missing = [c for c in (col_user, col_item) if c not in events.columns]
         if missing:
             raise SchemaError(f"events is missing column(s) {missing}; columns found: {list(events.columns)}")
-        self.col_user_, self.col_item_ = col_user, col_item
+        self.col_user_, self.col_item_, self.col_event_, self.col_rating_ = col_user, col_item, col_event, col_rating
         self.events_ = events
+        if col_event not in events.columns:         # as recapp.interactions reads it: every row is a rating
+            events = events.withColumn(col_event, F.lit("rating"))
         weight = event_weights(self.event_weights, col_event=col_event, col_rating=col_rating,
                                has_rating=col_rating in events.columns)
-        if col_event not in events.columns:
-            weight = F.lit(1.0)
         cells = events.select(col(col_user).alias(col_user), col(col_item).alias(col_item), weight.alias(_W))
         cells = cells.groupBy(col_user, col_item).agg(F.sum(_W).alias(_W))
         self.user_index_ = _index(cells, col_user, _U) if _needs_index(cells, col_user) else None
@@ -256,7 +256,7 @@ class SparkALS:
         self._check_fitted()
         frame = events if isinstance(events, pd.DataFrame) else (self.events_ if events is None else events).toPandas()
         inter = Interactions.from_frame(frame, event_weights=self.event_weights, col_user=self.col_user_,
-                                        col_item=self.col_item_)
+                                        col_item=self.col_item_, col_event=self.col_event_, col_rating=self.col_rating_)
         model = ALSWR(factors=self.factors, regularization=float(self.regularization), alpha=float(self.alpha),
                       iterations=self.iterations, random_state=self.random_state, verbose=verbose)
         U = self._aligned(self.user_factors(), self.col_user_, inter.user_ids)
