@@ -47,7 +47,7 @@ browser:
 
 # The Spark tests and notebook 06 need Java 17+ (Spark 4): Debian's openjdk-17-jre-headless when it is missing.
 spark: install
-	@java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	@$(PY) -c "import sys; from recapp.spark.session import java_available; sys.exit(not java_available())" || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y openjdk-17-jre-headless; }
 	@java -version 2>&1 | head -n 1
 	@$(PY) -c "import pyspark; print('pyspark', pyspark.__version__)"

@@ -43,12 +43,18 @@ def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: 
     return hashlib.sha256(rows.tobytes()).hexdigest()
 
 
-def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:
-    """Per-row implicit weight: the event's weight, or for ``rating`` the rating (1 when absent)."""
+def resolve_event_weights(weights: dict | None = None) -> dict:
+    """:data:`~recapp.schema.DEFAULT_EVENT_WEIGHTS` updated by ``weights``; unknown event types raise."""
     w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
     unknown = set(w) - set(EVENT_TYPES)
     if unknown:
         raise ValueError(f"event_weights has unknown event type(s) {sorted(unknown)}; accepted: {list(EVENT_TYPES)}")
+    return w
+
+
+def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:
+    """Per-row implicit weight: the event's weight, or for ``rating`` the rating (1 when absent)."""
+    w = resolve_event_weights(weights)
     if col_event not in df.columns:
         events = np.full(len(df), "rating", dtype=object)
     else:

@@ -7,6 +7,8 @@ and RatingMF reuse their learned item factors through :class:`FoldInMixin`.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from recapp.models.live import LiveScorer
@@ -43,6 +45,15 @@ class FoldInScorer(LiveScorer):
         self.base = np.asarray(base, dtype=np.float64)
         self.confidence = confidence
         self.bias = None if bias is None else np.asarray(bias, dtype=np.float32)[: Y.shape[0]]
+
+    def detached(self) -> "FoldInScorer":
+        """This scorer without the model: the item factors, the ridge and the confidence rule only."""
+        out = copy.copy(self)
+        out.model = None
+        if getattr(self.confidence, "__self__", None) is self.model:
+            # The same rule, bound to an unfitted copy that holds only the hyperparameters.
+            out.confidence = getattr(type(self.model)(**self.model.get_params()), self.confidence.__name__)
+        return out
 
     def _conf(self, w: float) -> float:
         return float(self.confidence(np.array([w], dtype=np.float64))[0])

@@ -203,6 +203,10 @@ class LiveScorer:
         """A vector q with scores = item_vectors() @ q, for approximate search; None if there is none."""
         return None
 
+    def detached(self) -> "LiveScorer | None":
+        """A copy that scores without the model (to ship to other processes), or None where it needs the model."""
+        return None
+
     def item_vectors(self) -> np.ndarray | None:
         """One row per model item (the search index and MMR similarity), or None."""
         return None

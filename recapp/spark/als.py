@@ -21,13 +21,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recapp.interactions import Interactions
+from recapp.interactions import Interactions, resolve_event_weights
 from recapp.models.als import check_factor_params
 from recapp.models.base import check_param
 from recapp.rerank import top_k_rows
-from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError
+from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL
 from recapp.spark.events import col, event_weights
 from recapp.spark.model import ALSWR
+from recapp.spark.report import require_frame
 
 _INT_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _U, _I, _W = "__u__", "__i__", "__w__"
@@ -123,7 +124,7 @@ class SparkALS:
         if self.num_blocks is not None:
             check_param("num_blocks", self.num_blocks, low=1, integer=True)
         check_param("checkpoint_interval", self.checkpoint_interval, low=-1, integer=True)
-        event_weights(self.event_weights)         # raises for unknown event types
+        resolve_event_weights(self.event_weights)         # raises for unknown event types
 
     # ---- training ----------------------------------------------------------------------------
     def fit(self, events: DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
@@ -132,11 +133,7 @@ class SparkALS:
         from pyspark.ml.recommendation import ALS as MLlibALS
 
         self._validate_params()
-        if not isinstance(events, DataFrame):
-            raise TypeError(f"events must be a Spark DataFrame (see recapp.spark.validate), got {type(events).__name__}")
-        missing = [c for c in (col_user, col_item) if c not in events.columns]
-        if missing:
-            raise SchemaError(f"events is missing column(s) {missing}; columns found: {list(events.columns)}")
+        require_frame(events, "events", col_user, col_item)
         self.col_user_, self.col_item_, self.col_event_, self.col_rating_ = col_user, col_item, col_event, col_rating
         self.events_ = events
         if col_event not in events.columns:         # as recapp.interactions reads it: every row is a rating
@@ -161,13 +158,12 @@ class SparkALS:
         if not hasattr(self, "model_"):
             raise RuntimeError("SparkALS is not fitted yet: call fit(events) first")
 
-    def _to_int_ids(self, sdf: DataFrame, user: bool = True, item: bool = True) -> DataFrame:
-        """``sdf`` with ALS's int ids ``__u__`` / ``__i__`` next to the external ones."""
-        if user:
-            if self.user_index_ is None:
-                sdf = sdf.withColumn(_U, col(self.col_user_).cast("int"))
-            else:
-                sdf = sdf.join(self.user_index_, self.col_user_)
+    def _to_int_ids(self, sdf: DataFrame, item: bool = True) -> DataFrame:
+        """``sdf`` with ALS's int ids ``__u__`` (and, with ``item``, ``__i__``) next to the external ones."""
+        if self.user_index_ is None:
+            sdf = sdf.withColumn(_U, col(self.col_user_).cast("int"))
+        else:
+            sdf = sdf.join(self.user_index_, self.col_user_)
         if item:
             if self.item_index_ is None:
                 sdf = sdf.withColumn(_I, col(self.col_item_).cast("int"))

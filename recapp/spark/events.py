@@ -27,9 +27,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recapp.data.events import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix
+from recapp.interactions import resolve_event_weights
 from recapp.schema import (
     COLUMN_ALIASES,
-    DEFAULT_EVENT_WEIGHTS,
     EVENT_COL,
     EVENT_TYPES,
     ITEM_COL,
@@ -229,13 +229,11 @@ def validate(
     ).collect()[0]
     n_input = int(agg["n"])
     n_missing = int(agg["missing"] or 0)
-    lines = None
 
     def fail(name: str, column: str, what: str, accepted: str | None) -> None:
-        nonlocal lines
         n_bad = int(agg[name] or 0)
         if n_bad:
-            lines = lines or line_numbers(flagged)
+            lines = line_numbers(flagged)
             msg = f"column {column!r}: {n_bad:,} {what}: {_quote(flagged, conds[name], column, n_bad, lines)}"
             raise SchemaError(msg + (f". {accepted}" if accepted else ""))
 
@@ -267,9 +265,7 @@ def validate(
     dropped = dropped_parts[0]
     for part in dropped_parts[1:]:
         dropped = dropped.unionByName(part)
-    report = SparkValidationReport(n_input, n_output, counts, renamed, dropped, None)
-    if counts:
-        report._lines = LazyLines(flagged)
+    report = SparkValidationReport(n_input, n_output, counts, renamed, dropped, LazyLines(flagged) if counts else None)
     if n_output == 0:
         clean.unpersist()
         raise SchemaError(f"no valid rows left after validation: {report.summary()}")
@@ -319,10 +315,7 @@ def event_weights(weights: dict | None = None, *, col_event: str = EVENT_COL, co
     ``weights``; an event whose weight is None (``rating``) weighs its rating, or 1
     when the rating is missing (or the frame has no rating column: ``has_rating=False``).
     """
-    w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
-    unknown = set(w) - set(EVENT_TYPES)
-    if unknown:
-        raise ValueError(f"event_weights has unknown event type(s) {sorted(unknown)}; accepted: {list(EVENT_TYPES)}")
+    w = resolve_event_weights(weights)
     e = col(col_event)
     out = F.lit(1.0)
     for name, weight in w.items():

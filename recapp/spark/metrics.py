@@ -21,15 +21,8 @@ from pyspark.sql import types as T
 from recapp.metrics import DEFAULT_K, RANKING_METRICS, check_k, resolve_metric_names
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
 from recapp.spark.events import col
+from recapp.spark.report import require_frame
 
-
-
-def _require(sdf, name: str, *cols: str) -> None:
-    if not isinstance(sdf, DataFrame):
-        raise TypeError(f"{name} must be a Spark DataFrame, got {type(sdf).__name__}")
-    missing = [c for c in cols if c not in sdf.columns]
-    if missing:
-        raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(sdf.columns)}")
 
 
 def _check_id_kinds(a: DataFrame, a_name: str, b: DataFrame, b_name: str, *cols: str) -> None:
@@ -64,8 +57,8 @@ def per_user_ranking_metrics(
     scores are broken by ``col_rank`` when ``rating_pred`` has it, else by item id.
     """
     k = check_k(k)
-    _require(rating_true, "rating_true", col_user, col_item)
-    _require(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    require_frame(rating_true, "rating_true", col_user, col_item)
+    require_frame(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
     u, i = col(col_user), col(col_item)
     truth = rating_true.select(u.alias("u"), i.alias("i")).distinct()

@@ -8,7 +8,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from recapp.schema import ReportSummary
+from recapp.schema import ReportSummary, SchemaError
 
 #: Columns :func:`recapp.spark.validate` adds to find an input row's line again.
 _ROW = "__recapp_row__"
@@ -18,6 +18,15 @@ _PART = "__recapp_part__"
 def col(name: str) -> Column:
     """A column by its exact name (dots and spaces in names are not paths)."""
     return F.col("`" + name.replace("`", "``") + "`")
+
+
+def require_frame(sdf, name: str, *cols: str) -> None:
+    """Raise unless ``sdf`` is a Spark DataFrame holding ``cols`` (messages name ``name`` and the columns found)."""
+    if not isinstance(sdf, DataFrame):
+        raise TypeError(f"{name} must be a Spark DataFrame, got {type(sdf).__name__}")
+    missing = [c for c in cols if c not in sdf.columns]
+    if missing:
+        raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(sdf.columns)}")
 
 
 @dataclass

@@ -19,17 +19,10 @@ import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL
 from recapp.spark.events import col
+from recapp.spark.report import require_frame
 from recapp.split import _as_epoch, _check_min_rating, _check_ratio, _split_column
-
-
-def _require(sdf, *cols: str) -> None:
-    if not isinstance(sdf, DataFrame):
-        raise TypeError(f"sdf must be a Spark DataFrame, got {type(sdf).__name__}")
-    missing = [c for c in cols if c not in sdf.columns]
-    if missing:
-        raise SchemaError(f"sdf is missing column(s) {missing}; columns found: {list(sdf.columns)}")
 
 
 # ---- the exact quantile ---------------------------------------------------------------------
@@ -95,7 +88,7 @@ def temporal_split(sdf: DataFrame, cutoff=None, quantile: float = 0.8, *, col_ti
     a date string or datetime is read as UTC. Nothing is filtered: users and
     items of test may be new. Returns ``(train, test)`` (lazy DataFrames).
     """
-    _require(sdf, col_timestamp)
+    require_frame(sdf, "sdf", col_timestamp)
     if cutoff is None:
         if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
             raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
@@ -131,7 +124,7 @@ def chrono_split(
     multi, ratios = _check_ratio(ratio)
     split_col = _split_column(filter_by, col_user, col_item)
     min_rating = _check_min_rating(min_rating)
-    _require(sdf, col_user, col_item, col_timestamp, *([order_col] if order_col else []))
+    require_frame(sdf, "sdf", col_user, col_item, col_timestamp, *([order_col] if order_col else []))
     order = "__recapp_order__"
     data = sdf.withColumn(order, col(order_col) if order_col else F.monotonically_increasing_id())
     group = Window.partitionBy(col(split_col))

@@ -36,7 +36,6 @@ folder keeps every shopper's state across restarts.
 """
 from __future__ import annotations
 
-import copy
 import os
 import time
 from pathlib import Path
@@ -108,16 +107,10 @@ def portable_scorer(model) -> FoldInScorer:
     training interactions along. Only fold-in scorers (factor models) qualify.
     """
     scorer = model.live_scorer()
-    if not isinstance(scorer, FoldInScorer):
+    out = scorer.detached()
+    if out is None:
         raise ValueError(f"live_recommendations needs a factor model served by fold-in (ALS, ALSWR, BPR, LightGCN, "
                          f"RatingMF); {type(model).__name__}'s live scorer is {type(scorer).__name__}")
-    out = copy.copy(scorer)
-    out.model = None
-    conf = scorer.confidence
-    if getattr(conf, "__self__", None) is model:
-        # The same rule, bound to an unfitted copy that holds only the hyperparameters.
-        conf = getattr(type(model)(**model.get_params()), conf.__name__)
-    out.confidence = conf
     return out
 
 
