@@ -133,6 +133,10 @@ class FoldInMixin:
     def _fold_in_confidence(self, w: np.ndarray) -> np.ndarray:
         return self.fold_in_alpha * np.asarray(w, dtype=np.float64)
 
+    def _history_ridge(self, n_items: int) -> float:
+        """The part of the ridge that grows with a history of ``n_items`` items (none here; Spark's ALS has one)."""
+        return 0.0
+
     def fold_in_vector(self, items, weights=None) -> np.ndarray:
         """The shopper vector folded in from a history (internal item indices, summed event weights)."""
         self._check_fitted()
@@ -140,7 +144,10 @@ class FoldInMixin:
         items = np.asarray(items, dtype=np.int64).ravel()
         w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
         ok = (items >= 0) & (items < len(Y))
-        return fold_in(Y, self._fold_in_base(Y), items[ok], self._fold_in_confidence(w[ok]))
+        base, ridge = self._fold_in_base(Y), self._history_ridge(int(ok.sum()))
+        if ridge:
+            base = base + ridge * np.eye(base.shape[0])
+        return fold_in(Y, base, items[ok], self._fold_in_confidence(w[ok]))
 
     def _served_side(self) -> tuple[np.ndarray, np.ndarray | None]:
         Y, bias = self._item_side()

@@ -110,7 +110,7 @@ class ALSWR(ALS):
     def _solve_one(self, row_idx: np.ndarray, row_w: np.ndarray, other: np.ndarray, gram: np.ndarray) -> np.ndarray:
         """Spark's normal equations for one user (item) against fixed factors ``other``."""
         ok = row_idx < len(other)
-        base = gram + float(self.regularization) * int(ok.sum()) * np.eye(gram.shape[0])
+        base = gram + self._history_ridge(int(ok.sum())) * np.eye(gram.shape[0])
         return fold_in(other, base, row_idx[ok], self._fold_in_confidence(row_w[ok])).astype(np.float32)
 
     def _solve_rows(self, M, other: np.ndarray, rows=None) -> np.ndarray:
@@ -184,15 +184,9 @@ class ALSWR(ALS):
         # Y'Y only: the ridge depends on the history (fold_in_vector and the live scorer add it).
         return np.asarray(self.YtY_, dtype=np.float64)
 
-    def fold_in_vector(self, items, weights=None) -> np.ndarray:
-        """The shopper factor Spark would solve for this history (internal item indices, summed weights)."""
-        self._check_fitted()
-        Y = self.item_factors_
-        items = np.asarray(items, dtype=np.int64).ravel()
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-        ok = (items >= 0) & (items < len(Y))
-        base = self._fold_in_base(Y) + float(self.regularization) * int(ok.sum()) * np.eye(Y.shape[1])
-        return fold_in(Y, base, items[ok], self._fold_in_confidence(w[ok]))
+    def _history_ridge(self, n_items: int) -> float:
+        """Spark's weighted-lambda ridge: ``regularization`` times the number of items solved against."""
+        return float(self.regularization) * n_items
 
     def live_scorer(self) -> WeightedFoldInScorer:
         """Rank-one updates of Spark's normal equations per event (:class:`WeightedFoldInScorer`)."""
