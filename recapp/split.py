@@ -28,6 +28,13 @@ FILTER_BY = ("user", "item")
 
 
 # ---- argument checks ---------------------------------------------------------
+def _check_quantile(quantile) -> float:
+    """``quantile`` as a float strictly between 0 and 1, or raise ValueError."""
+    if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
+        raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
+    return float(quantile)
+
+
 def _check_ratio(ratio) -> tuple[bool, list[float]]:
     """Return ``(multi, ratios)`` with ratios summing to 1, or raise ValueError."""
     if isinstance(ratio, Real) and not isinstance(ratio, bool):
@@ -201,9 +208,7 @@ def temporal_split(
     require_columns(df, "df", col_timestamp)
     ts = df[col_timestamp]
     if cutoff is None:
-        if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
-            raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
-        cutoff = ts.quantile(float(quantile))
+        cutoff = ts.quantile(_check_quantile(quantile))
     else:
         cutoff = _as_epoch(cutoff, ts)
     train_mask = (ts < cutoff).to_numpy(dtype=bool)

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import warnings
 
+from recapp.models.base import check_param
+
 #: The line printed (and the reason given to pytest) where Java cannot be found.
 JAVA_MISSING = ("Java was not found: Spark 4 needs Java 17 or newer (on Debian: apt-get install openjdk-17-jre-headless; "
                 "`make test` installs it when it is missing)")
@@ -118,8 +120,7 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     reason = spark_unavailable_reason()
     if reason is not None:
         raise RuntimeError(reason)
-    if not isinstance(shuffle_partitions, int) or isinstance(shuffle_partitions, bool) or shuffle_partitions < 1:
-        raise ValueError(f"shuffle_partitions={shuffle_partitions!r} is invalid; accepted: an integer >= 1")
+    check_param("shuffle_partitions", shuffle_partitions, low=1, integer=True)
     from pyspark.sql import SparkSession
 
     os.environ["PYSPARK_PYTHON"] = sys.executable

@@ -12,7 +12,6 @@ checks and messages are recapp.split's own.
 from __future__ import annotations
 
 import math
-from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from pyspark.sql import functions as F
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL
 from recapp.spark.events import col
 from recapp.spark.report import require_frame
-from recapp.split import _as_epoch, _check_min_rating, _check_ratio, _split_column
+from recapp.split import _as_epoch, _check_min_rating, _check_quantile, _check_ratio, _split_column
 
 
 # ---- the exact quantile ---------------------------------------------------------------------
@@ -90,9 +89,7 @@ def temporal_split(sdf: DataFrame, cutoff=None, quantile: float = 0.8, *, col_ti
     """
     require_frame(sdf, "sdf", col_timestamp)
     if cutoff is None:
-        if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
-            raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
-        cutoff = exact_quantile(sdf, col_timestamp, float(quantile))
+        cutoff = exact_quantile(sdf, col_timestamp, _check_quantile(quantile))
     else:
         cutoff = _as_epoch(cutoff, pd.Series([], dtype="float64"))
     ts = col(col_timestamp)

@@ -279,8 +279,7 @@ def write_event_files(events: pd.DataFrame, folder, n_files: int = 4, *, col_tim
     File modification times increase with the period, so a file stream with
     ``maxFilesPerTrigger=1`` reads them in order, one micro-batch each.
     """
-    if not isinstance(n_files, int) or isinstance(n_files, bool) or n_files < 1:
-        raise ValueError(f"n_files={n_files!r} is invalid; accepted: an integer >= 1")
+    check_param("n_files", n_files, low=1, integer=True)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ordered = events.sort_values(col_time, kind="stable").reset_index(drop=True)
