@@ -209,6 +209,11 @@ class Interactions:
         """User ``uidx``'s rows of :attr:`frame`, oldest first (equal times in row order)."""
         return self.frame.iloc[self.seq_order[self.seq_indptr[uidx]:self.seq_indptr[uidx + 1]]]
 
+    def subset(self, mask) -> "Interactions":
+        """The events where ``mask`` (a boolean mask over :attr:`frame`) is True, with the same id maps so indices line up."""
+        frame = self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
+        return Interactions._assemble(frame, self.user_ids, self.item_ids, self.event_weights)
+
     def sequences(self) -> list[np.ndarray]:
         """Every user's time-ordered internal item indices."""
         return np.split(self.seq_items, self.seq_indptr[1:-1])

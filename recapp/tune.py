@@ -33,7 +33,7 @@ def validation_split(train: pd.DataFrame, ratio: float = 0.75, *, filter_by: str
     """``(inner_train, valid)`` cut from a *training* frame; ``ratio`` is the share kept for ``inner_train``.
 
     ``ratio=0.75`` leaves a quarter of ``train`` for validation. (The torch
-    models' early stopping uses :func:`recapp.models.torch_base.holdout_interactions`,
+    models' early stopping uses :func:`recapp.models.holdout_eval.holdout_interactions`,
     whose ``fraction`` is the validation share and which cuts Interactions.)
 
     ``filter_by="item"`` or ``"user"`` stratifies like the benchmark protocol

@@ -3,8 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recapp.models.holdout_eval import holdout_ndcg, validation_users
-from recapp.models.torch_base import ndcg_from_scores
+from recapp.models.holdout_eval import holdout_ndcg, ndcg_from_scores, validation_users
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ from recapp.interactions import Interactions
 from recapp.models import (
     ALS, BPR, EASE, Hybrid, LightGCN, MultVAE, NeuMF, NotFittedError, Popularity, RatingMF, TfidfContent, load,
 )
-from recapp.models.torch_base import fit_epochs, holdout_interactions, holdout_mask, ndcg_from_scores, resolve_device
+from recapp.models.holdout_eval import holdout_interactions, holdout_mask, ndcg_from_scores
+from recapp.models.torch_base import fit_epochs, resolve_device
 
 torch.set_num_threads(1)
 

@@ -9,10 +9,10 @@ import torch
 import recapp.models.twostage as twostage
 from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models import EASE, ItemKNN, Popularity, Recommender, TwoStageRanker, load
+from recapp.models.holdout_eval import ndcg_from_scores
 from recapp.models.live import LiveHistory
 from recapp.models.ranking_features import carve_holdout
 from recapp.models.ranking_stage import group_ndcg
-from recapp.models.torch_base import ndcg_from_scores
 from recapp.realtime import Engine
 from recapp.split import stratified_split
 

@@ -87,12 +87,6 @@ def carve_holdout(inter: Interactions, how: str = "time", fraction: float = 0.2,
     return held_mask, rest_mask
 
 
-def subset(inter: Interactions, rows: np.ndarray) -> Interactions:
-    """The events ``rows`` (a mask over ``inter.frame``) with ``inter``'s id maps, so indices agree."""
-    frame = inter.frame.loc[rows].reset_index(drop=True)
-    return Interactions._assemble(frame, inter.user_ids, inter.item_ids, inter.event_weights)
-
-
 # ---- the item side -------------------------------------------------------------------------
 def _tokens(values: pd.Series) -> list[list[str]]:
     out = []

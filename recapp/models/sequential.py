@@ -21,8 +21,9 @@ from torch import nn
 
 from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.holdout_eval import ndcg_from_scores
 from recapp.models.live import LiveScorer
-from recapp.models.torch_base import TorchMixin, batches, ndcg_from_scores
+from recapp.models.torch_base import TorchMixin, batches
 
 N_EVENT_TYPES = len(EVENT_CODES)
 
@@ -217,8 +218,6 @@ class _Sequential(TorchMixin, Recommender):
 
     def _last_event_split(self, inter: Interactions):
         """Train on all but each user's last event; validate on that event (users with >= 3 events)."""
-        from recapp.models.torch_base import subset
-
         f = inter.frame
         order = inter.seq_order
         ind = inter.seq_indptr
@@ -230,7 +229,7 @@ class _Sequential(TorchMixin, Recommender):
         rng = np.random.default_rng(0)
         if len(users) > 2000:
             users = np.sort(rng.choice(users, 2000, replace=False))
-        return subset(inter, ~mask), subset(inter, mask).matrix, users
+        return inter.subset(~mask), inter.subset(mask).matrix, users
 
     # ---- encoding ------------------------------------------------------------------------------
     def item_vectors(self) -> np.ndarray:

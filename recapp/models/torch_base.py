@@ -8,11 +8,8 @@ each model file only says what is particular to it:
   present, else the CPU, and rejects names torch cannot use.
 * :func:`seed_everything` makes a run repeatable from ``random_state``, and
   :func:`deterministic_kernels` keeps it so on CUDA.
-* :func:`holdout_mask` / :func:`subset` (together: :func:`holdout_interactions`)
-  carve a validation split out of the *training* Interactions (a share of each
-  user's items, at random or the most recent ones), so early stopping never
-  looks at a test split.
-* :func:`ndcg_from_scores` is the NDCG@k used on that validation split.
+* Early stopping validates on a split carved from the *training* data by
+  :func:`recapp.models.holdout_eval.holdout_interactions`, never a test split.
 * :func:`fit_epochs` is the training loop: a tqdm bar over epochs that shows the
   loss (and the validation score) in its postfix, early stopping with patience,
   and the best epoch's state restored at the end.
@@ -40,9 +37,8 @@ from tqdm.auto import tqdm
 
 from recapp.interactions import Interactions
 from recapp.models.base import check_param
+from recapp.models.holdout_eval import holdout_interactions
 from recapp.models.progress import progress_listened, report_progress
-
-HOLDOUT_MODES = ("random", "last")
 
 
 # ---- device and seeds ------------------------------------------------------------
@@ -78,92 +74,6 @@ def seed_everything(random_state) -> np.random.Generator:
     seed = int(np.random.SeedSequence().entropy % (2**31)) if random_state is None else int(random_state)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
-
-
-# ---- validation split carved from the training data -----------------------------
-def holdout_mask(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
-                 rng: np.random.Generator | None = None, min_events: int = 3) -> np.ndarray:
-    """Boolean mask over ``inter.frame`` rows that form a validation split.
-
-    ``mode="random"`` holds out about ``fraction`` of each user's distinct items
-    (every event on a held-out item goes with it, so no item is both in train and
-    validation); ``mode="last"`` holds out the user's most recent ``fraction`` of
-    events (at least one), the protocol sequential models are judged by. Users
-    with fewer than ``min_events`` distinct items (events for ``"last"``) keep
-    everything in train, so nobody loses their whole history.
-    """
-    check_param("fraction", fraction, low=0, high=1, low_inclusive=False)
-    check_param("mode", mode, choices=HOLDOUT_MODES)
-    rng = rng if rng is not None else np.random.default_rng(0)
-    f = inter.frame
-    u = f["uidx"].to_numpy()
-    mask = np.zeros(len(f), dtype=bool)
-    if mode == "last":
-        indptr = inter.seq_indptr
-        counts = np.diff(indptr)
-        n_out = np.where(counts >= min_events, np.maximum(1, np.floor(fraction * counts)).astype(np.int64), 0)
-        order = inter.seq_order  # sequence positions -> frame rows
-        pos = np.arange(len(f)) - indptr[u[order]]
-        keep_len = counts[u[order]] - n_out[u[order]]
-        mask[order[pos >= keep_len]] = True
-        return mask
-    pairs = u.astype(np.int64) * inter.n_items + f["iidx"].to_numpy()
-    upairs, inverse = np.unique(pairs, return_inverse=True)
-    pu = upairs // inter.n_items
-    counts = np.bincount(pu, minlength=inter.n_users)
-    # A random key per pair, ranked within its user: the lowest ranks are held out.
-    key = rng.random(len(upairs))
-    order = np.lexsort((key, pu))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty(len(upairs), dtype=np.int64)
-    rank[order] = np.arange(len(upairs)) - starts[pu[order]]
-    n_out = np.where(counts >= min_events, np.maximum(1, np.round(fraction * counts)).astype(np.int64), 0)
-    out_pair = rank < n_out[pu]
-    return out_pair[inverse]
-
-
-def subset(inter: Interactions, mask: np.ndarray) -> Interactions:
-    """The events of ``inter`` where ``mask`` is True, keeping the same id maps (indices line up)."""
-    frame = inter.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True)
-    return Interactions._assemble(frame, inter.user_ids, inter.item_ids, inter.event_weights)
-
-
-def holdout_interactions(inter: Interactions, fraction: float = 0.1, *, mode: str = "random",
-                         rng: np.random.Generator | None = None, min_events: int = 3) -> tuple[Interactions, Interactions]:
-    """``(train, valid)`` Interactions carved from ``inter`` with :func:`holdout_mask`.
-
-    ``fraction`` is the share held out for *validation* (about that share of each
-    user's (user, item) pairs). Not :func:`recapp.tune.validation_split`, whose
-    ``ratio`` is the share kept for training and which cuts a DataFrame.
-    """
-    mask = holdout_mask(inter, fraction, mode=mode, rng=rng, min_events=min_events)
-    return subset(inter, ~mask), subset(inter, mask)
-
-
-def ndcg_from_scores(scores, train_rows: sp.csr_matrix, valid_rows: sp.csr_matrix, k: int = 10) -> float:
-    """Mean NDCG@k (binary relevance) of dense ``scores`` against ``valid_rows``, train items excluded.
-
-    ``scores`` is an (n_users, n_items) numpy array or tensor aligned with the
-    rows of both matrices; users with no validation items are skipped. Range [0, 1].
-    """
-    s = torch.as_tensor(scores).detach().float().cpu().clone()
-    n_items = s.shape[1]
-    tr = train_rows[:, :n_items].tocoo()
-    s[torch.as_tensor(tr.row, dtype=torch.long), torch.as_tensor(tr.col, dtype=torch.long)] = -float("inf")
-    va = valid_rows[:, :n_items].tocsr()
-    n_rel = np.diff(va.indptr)
-    users = np.flatnonzero(n_rel > 0)
-    if len(users) == 0:
-        return 0.0
-    kk = min(k, n_items)
-    top = torch.topk(s[torch.as_tensor(users)], kk, dim=1).indices.numpy()
-    # Hits: is the top item in the user's validation row?
-    rows = np.repeat(np.arange(len(users)), kk)
-    hits = np.asarray(va[users][rows, top.ravel()]).reshape(len(users), kk) != 0
-    disc = 1.0 / np.log2(np.arange(2, kk + 2))
-    dcg = (hits * disc).sum(axis=1)
-    idcg = np.cumsum(disc)[np.minimum(n_rel[users], kk) - 1]
-    return float(np.mean(dcg / idcg))
 
 
 # ---- the training loop ----------------------------------------------------------------

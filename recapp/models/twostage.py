@@ -21,7 +21,7 @@ from recapp.models.members import (
 )
 from recapp.models.twostage_live import TwoStageScorer
 from recapp.models.ranking_features import (HOLDOUTS, ItemSide, build, carve_holdout, feature_names, last_times,
-                                            retriever_names, subset)
+                                            retriever_names)
 from recapp.models.ranking_stage import RankingStage
 from recapp.schema import ITEM_COL
 
@@ -232,7 +232,7 @@ class TwoStageRanker(Recommender):
         groups, Xs, ys, n_held = [], [], [], 0
         for fold in range(int(self.n_folds)):
             held_mask, rest_mask = carve_holdout(inter, self.holdout, self.holdout_fraction, self.min_user_events, seed, fold)
-            rest, held = subset(inter, rest_mask), subset(inter, held_mask)
+            rest, held = inter.subset(rest_mask), inter.subset(held_mask)
             users = np.flatnonzero((np.diff(held.matrix.indptr) > 0) & (np.diff(rest.matrix.indptr) > 0))
             if len(users) == 0:
                 raise ValueError(f"fold {fold} of the ranker's holdout is empty: too few events per user for holdout="
