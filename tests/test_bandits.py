@@ -87,6 +87,20 @@ def test_bandits_rerank_a_recommenders_candidates(setting):
     assert all((u, i) in allowed for u, i in zip(res.impressions["user_id"], res.impressions["item_id"]))
 
 
+def test_slates_hand_the_shown_columns_to_learning(setting):
+    sim, shop = setting
+    ease = EASE(l2=100.0).fit(shop.events)
+    for pol in (ThompsonSampling(candidates=ease, n_candidates=8), ThompsonSampling()):
+        pol.reset(sim.environment())
+        users = sim.user_ids[:40]
+        shown = pol.slates(users, 3)
+        last_users, cand, pos = pol.last_
+        assert np.array_equal(last_users, users) and pos.shape == (40, 3)
+        # pos is the column of each shown item in its shopper's candidate row, in slate order.
+        assert np.array_equal(pol.env_.item_ids[np.take_along_axis(cand, pos, axis=1)], shown)
+        assert np.array_equal(pos, np.argmax(cand[:, None, :] == pol.env_.item_index(shown.ravel()).reshape(40, 3)[:, :, None], axis=2))
+
+
 def test_reinforce_learns_in_the_simulator(setting):
     sim, shop = setting
     kw = dict(n_steps=400, sessions_per_step=50)

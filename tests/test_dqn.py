@@ -1,10 +1,13 @@
 """The DQN slate re-ranker: it learns in the documented bandit setting, checks its parameters, and its replay and target network behave."""
+import inspect
+
 import numpy as np
 import pytest
 import torch
 
 from recapp.experiment import DQNReranker, RandomPolicy, compare_long_term, returning_simulator
 from recapp.experiment.bandits import bandit_simulator, compare_policies
+from recapp.experiment.simulator import ShopperSimulator
 
 RUN = dict(n_steps=100, sessions_per_step=50)   # 5,000 slates: a twelfth of the documented run
 
@@ -94,6 +97,14 @@ def test_history_state_counts_a_shoppers_clicks(sim):
     assert pol.counts_[1, pol.user_pos_.get_loc(u), pol.env_.item_index([i])[0]] == clicks.max() >= 1
 
 
+def test_without_history_no_counters_are_kept(sim):
+    pol = DQNReranker(random_state=0, history=False, batch_size=16)
+    sim.run(pol, n_steps=10, sessions_per_step=50)
+    assert pol.counts_ is None and pol.n_updates_ > 0
+    assert pol.buf_["x"].shape[1] == sim.environment().n_context      # the state is the context alone
+    assert not pol.buf_["pair"][..., :3].any()                          # and no history features
+
+
 def test_long_term_comparison_of_returning_shoppers():
     sim = returning_simulator(random_state=0)
     shaped = {"click": 0.1, "cart": 0.3, "purchase": 1.0}
@@ -127,6 +138,9 @@ def test_returning_shoppers_can_tire_and_churn():
 
     plain, memory = returning_simulator(random_state=0), returning_simulator(random_state=0, **LONG_TERM_EFFECTS)
     assert (plain.fatigue, plain.churn) == (0.0, 0.0)
+    # Unset knobs take the simulator's own defaults.
+    defaults = inspect.signature(ShopperSimulator).parameters
+    assert all(getattr(plain, knob) == defaults[knob].default for knob in ("fatigue", "fatigue_half_life", "churn"))
     assert (memory.fatigue, memory.fatigue_half_life, memory.churn) == pytest.approx((np.log(2) / 5, 24.0, 0.1))
     pols = lambda: {"random": RandomPolicy()}  # noqa: E731
     t_plain = compare_long_term(plain, pols(), n_steps=20).iloc[0]

@@ -66,6 +66,9 @@ class BanditPolicy(Policy):
 
     Subclasses implement ``_scores(users, cand)`` returning one score per
     (shopper, candidate) and may extend ``_learn(feedback, item_idx)``.
+    ``slates`` leaves ``last_ = (users, cand, pos)`` for ``_learn``: the
+    candidate matrix it scored and, per shopper, the columns of ``cand``
+    shown, in slate order (the shown items are ``cand[row, pos[row]]``).
     """
 
     def __init__(self, candidates=None, n_candidates: int = 50, reward: str = "click", random_state=0,
@@ -114,9 +117,9 @@ class BanditPolicy(Policy):
         s = s + 1e-9 * self.rng_.random(s.shape)       # random tie-breaking among equal scores
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
-        chosen = np.take_along_axis(cand, np.take_along_axis(top, order, axis=1), axis=1)
-        self.last_ = (users, cand, chosen)
-        return self.env_.item_ids[chosen]
+        pos = np.take_along_axis(top, order, axis=1)      # the shown candidates' columns, best first
+        self.last_ = (users, cand, pos)
+        return self.env_.item_ids[np.take_along_axis(cand, pos, axis=1)]
 
     def observe(self, feedback):
         """Count one trial per impression and its reward, then call ``_learn``."""
@@ -308,13 +311,11 @@ class ReinforceReRanker(BanditPolicy):
     def _step(self, feedback, r):
         import torch
 
-        users, cand, chosen = self.last_
-        n, k = chosen.shape
+        users, cand, pos = self.last_                              # pos: column of each shown item in its row
+        n, k = pos.shape
         reward = np.zeros(n)
         np.add.at(reward, feedback["request"].to_numpy(), r)
         logits = self._logits(users, cand)                         # (n, m)
-        # Column of each chosen item inside its candidate row.
-        pos = np.argmax(cand[:, None, :] == chosen[:, :, None], axis=2)
         pos_t = torch.as_tensor(pos, device=self.device)
         chosen_logits = torch.gather(logits, 1, pos_t)             # (n, k)
         mask = torch.zeros_like(logits, dtype=torch.bool)

@@ -26,9 +26,9 @@ buffer until they do (with ``gamma=0`` every slate is ready at once).
 
 Reward: the bandit's ``reward`` column (clicks by default), or a weighted sum
 of click, cart and purchase with ``reward_weights`` (reward shaping towards
-purchases). Per-shopper counters take ``3 x shoppers x items`` float32s and
-the buffer ``buffer_size x candidates x 4``; re-rank a Recommender's shortlist
-(``candidates=``) for large catalogues.
+purchases). Per-shopper counters take ``3 x shoppers x items`` float32s
+(none with ``history=False``) and the buffer ``buffer_size x candidates x
+4``; re-rank a Recommender's shortlist (``candidates=``) for large catalogues.
 
 :func:`returning_simulator` and :func:`compare_long_term` measure what the
 discount is for: purchases per shopper over many returns. Without a memory
@@ -169,8 +169,8 @@ class DQNReranker(BanditPolicy):
         self.target_.requires_grad_(False)
         self.opt_ = torch.optim.Adam(self.online_.parameters(), lr=self.lr)
         self.train_rng_ = np.random.default_rng(np.random.SeedSequence([int(self.random_state or 0), 5]))
-        # Per (shopper, item) counts of shows, clicks and purchases under this policy.
-        self.counts_ = np.zeros((3, n_users, n_items), dtype=np.float32)
+        # Per (shopper, item) counts of shows, clicks and purchases under this policy (only when in the state).
+        self.counts_ = np.zeros((3, n_users, n_items), dtype=np.float32) if self.history else None
         m = n_items if self.candidates is None else min(self.n_candidates, n_items)
         b, k = self.buffer_size, env.k
         self.buf_ = {"x": np.zeros((b, self.n_user_features_), np.float32), "cand": np.zeros((b, m), np.int64),
@@ -238,14 +238,13 @@ class DQNReranker(BanditPolicy):
 
     def _learn(self, feedback, idx, r):
         """Store the slates, link each shopper's previous slate to this one, update counters, then train."""
-        users, cand, chosen = self.last_
+        _, cand, pos = self.last_           # pos: the shown candidates' columns (BanditPolicy.slates)
         uidx, x, pair = self.state_
-        n, k = chosen.shape
+        n, k = pos.shape
         req = feedback["request"].to_numpy()
         col = feedback["position"].to_numpy() - 1
         reward = np.zeros((n, k), dtype=np.float32)
         reward[req, col] = self._rewards(feedback, r)
-        pos = np.argmax(cand[:, None, :] == chosen[:, :, None], axis=2)
         ids = self.n_slates_ + np.arange(n)
         slots = ids % self.buffer_size
         buf = self.buf_
@@ -308,20 +307,20 @@ class DQNReranker(BanditPolicy):
 
 
 # ---- the returning-shopper comparison ----------------------------------------------------
-def returning_simulator(random_state: int = 0, n_users: int = 300, session_length: float = 3.0, fatigue: float = 0.0,
-                        fatigue_half_life: float | None = None, churn: float = 0.0, **kwargs):
+def returning_simulator(random_state: int = 0, n_users: int = 300, session_length: float = 3.0, **kwargs):
     """The documented bandit shop with fewer shoppers and sessions of about three slates, so shoppers come back often.
 
     :func:`~recapp.experiment.bandits.bandit_simulator` with ``n_users=300``
     and ``session_length=3``: at 50 sessions an hour a shopper returns every
     six hours on average (active ones far more often), so a policy can learn
-    from each shopper's own past. ``fatigue``, ``fatigue_half_life`` and
-    ``churn`` give the shoppers a memory of what they were shown (off by
-    default; see :mod:`recapp.experiment.shopper_memory`);
+    from each shopper's own past. Keyword arguments go to the simulator:
+    ``fatigue``, ``fatigue_half_life`` and ``churn`` give the shoppers a
+    memory of what they were shown (off by default, as in
+    :class:`~recapp.experiment.simulator.ShopperSimulator`; see
+    :mod:`recapp.experiment.shopper_memory`).
     ``returning_simulator(seed, **LONG_TERM_EFFECTS)`` is the benchmark's shop.
     """
-    return bandit_simulator(random_state=random_state, n_users=n_users, session_length=session_length, fatigue=fatigue,
-                            fatigue_half_life=fatigue_half_life, churn=churn, **kwargs)
+    return bandit_simulator(random_state=random_state, n_users=n_users, session_length=session_length, **kwargs)
 
 
 def compare_long_term(simulator, policies: dict, n_steps: int = 100, sessions_per_step: int = 50) -> pd.DataFrame:
