@@ -174,6 +174,15 @@ def test_bad_policies_are_reported(sim):
         sim.run(Short(), n_steps=1, sessions_per_step=5)
     with pytest.raises(TypeError, match="not a policy"):
         as_policy(object())
+
+    class SlatesOnly:                 # converts itself into something without reset / observe / end_step
+        def as_policy(self):
+            return self
+
+        def slates(self, users, k):
+            return np.zeros((len(users), k), dtype=int)
+    with pytest.raises(TypeError, match="returned a SlatesOnly, not a Policy"):
+        sim.run(SlatesOnly(), n_steps=1, sessions_per_step=5)
     assert feedback_to_events(pd.DataFrame({"user_id": [], "item_id": [], "timestamp": [], "click": [], "cart": [],
                                             "purchase": [], "revenue": []})).empty
 

@@ -54,8 +54,7 @@ class _PrePeriod(Policy):
         super().reset(env)
         self.step_ = 0
         for p in {id(self.before): self.before, id(self.after): self.after}.values():
-            if hasattr(p, "reset"):
-                p.reset(env)
+            p.reset(env)
 
     def _live(self):
         return self.before if self.step_ < self.pre_steps else self.after
@@ -66,13 +65,12 @@ class _PrePeriod(Policy):
 
     def observe(self, feedback):
         """Feedback goes to the policy that served it."""
-        if hasattr(self._live(), "observe"):
-            self._live().observe(feedback)
+        self._live().observe(feedback)
 
     def end_step(self):
         """End the live policy's step (the shared pre-period policy once per step), then count it."""
         p = self._live()
-        if hasattr(p, "end_step") and (p is not self.before or self.owner):
+        if p is not self.before or self.owner:
             p.end_step()
         self.step_ += 1
 

@@ -80,8 +80,7 @@ class InterleavedPolicy(Policy):
         """Reset both policies, seed the coins and empty the log."""
         super().reset(env)
         for p in (self.policy_a, self.policy_b):
-            if hasattr(p, "reset"):
-                p.reset(env)
+            p.reset(env)
         self.rng_ = np.random.default_rng(self.random_state)
         self.step_ = 0
         self.parts_ = []
@@ -99,15 +98,13 @@ class InterleavedPolicy(Policy):
         ca, cb = team_clicks(self.teams_, clicks)
         self.parts_.append(pd.DataFrame({"step": self.step_, USER_COL: self.users_, "clicks_A": ca, "clicks_B": cb}))
         for p in (self.policy_a, self.policy_b):
-            if hasattr(p, "observe"):
-                p.observe(feedback)
+            p.observe(feedback)
 
     def end_step(self):
         """Tell both policies a step ended."""
         self.step_ += 1
         for p in (self.policy_a, self.policy_b):
-            if hasattr(p, "end_step"):
-                p.end_step()
+            p.end_step()
 
     def log(self) -> pd.DataFrame:
         """One row per shown list since the last reset: step, user_id, clicks_A, clicks_B."""

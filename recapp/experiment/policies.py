@@ -224,7 +224,12 @@ def as_policy(obj, **kwargs) -> Policy:
             f"{type(obj).__name__} is not a policy: pass a Policy, a Recommender or an Engine, or wrap it "
             "in EnginePolicy(...) or RecommenderPolicy(...)"
         ) from None
-    return convert(**kwargs)
+    policy = convert(**kwargs)
+    if not isinstance(policy, Policy):
+        # Runs call reset, observe and end_step on every policy; the Policy base class gives them their defaults.
+        raise TypeError(f"{type(obj).__name__}.as_policy() returned a {type(policy).__name__}, not a Policy; "
+                        "subclass recapp.experiment.Policy")
+    return policy
 
 
 def feedback_to_events(feedback: pd.DataFrame, events=FEEDBACK_EVENTS) -> pd.DataFrame:

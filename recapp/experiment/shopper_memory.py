@@ -35,7 +35,7 @@ from recapp.schema import USER_COL
 class ShopperMemory:
     """Per-run state of the long-term effects: a (shoppers x items) fatigue penalty and who has churned.
 
-    Built by :meth:`recapp.experiment.simulator.ShopperSimulator.run_ab` for
+    Built by :func:`recapp.experiment.sessions.run_sessions` for
     every run and returned in ``result.params["memory"]``, so the state at the
     end of a run can be read. With both effects off every method is a no-op.
     """

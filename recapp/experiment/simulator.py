@@ -16,7 +16,7 @@ A click leads to the cart with ``sigmoid(logit(cart_rate) + funnel_slope * z -
 price_sensitivity * log(price / median price))`` and a cart to a purchase with
 ``purchase_rate``, at the item's price: so revenue is measured.
 
-Time runs in steps. In each step ``sessions_per_step`` shoppers arrive, drawn
+Time runs in steps (:mod:`recapp.experiment.sessions`). In each step ``sessions_per_step`` shoppers arrive, drawn
 by their activity (so active shoppers return often); a session shows about
 ``session_length`` slates and the policy sees the feedback of each slate
 before the next. With ``drift > 0`` every shopper's tastes take a random-walk
@@ -298,80 +298,25 @@ class ShopperSimulator:
 
         ``policies`` maps arm names to policies (Recommenders and engines are
         wrapped by :func:`as_policy`); ``weights`` are the arms' traffic shares.
-        Returns a :class:`SimulationResult`.
+        Arrivals, sessions, drift and the shoppers' memory over the steps are
+        :func:`recapp.experiment.sessions.run_sessions`'s; each slate's response
+        is :meth:`serve`'s. Returns a :class:`SimulationResult`.
         """
-        from recapp.experiment.abtest import assign
+        from recapp.experiment.sessions import run_sessions
 
-        if not policies:
-            raise ValueError("policies must name at least one arm")
-        pols = {arm: as_policy(p) for arm, p in policies.items()}
-        arms = list(pols)
-        if len(arms) == 1:
-            assignment = pd.Series(arms[0], index=pd.Index(self.user_ids, name=USER_COL), name=ARM_COL, dtype=object)
-        else:
-            assignment = assign(self.user_ids, arms, weights, salt=salt)
-        arm_code = pd.Index(arms).get_indexer(assignment.to_numpy())
-        env = self.environment()
-        for p in pols.values():
-            # reset, observe and end_step are optional for duck-typed policies that only have slates.
-            if hasattr(p, "reset"):
-                p.reset(env)
-        seeds = np.random.SeedSequence([int(self.random_state or 0), 1]).spawn(3)
-        rng_arrive, rng_out, rng_drift = (np.random.default_rng(s) for s in seeds)
-        drift_state = np.zeros((self.n_users, self.drift_dirs_.shape[0])) if self.drift > 0 else None
-        # With both effects off the memory does nothing, and runs are exactly what they were without it.
-        memory = ShopperMemory(self.n_users, self.n_items, self.fatigue, self.fatigue_half_life, self.churn, self.random_state)
-        imp_parts, slate_parts = [], []
-        session_counter = 0
-        visits = np.zeros(self.n_users, dtype=np.int64)
-        steps = range(n_steps)
-        if progress:
-            from tqdm.auto import tqdm
-            steps = tqdm(steps, desc="simulating")
-        for step in steps:
-            users = rng_arrive.choice(self.n_users, sessions_per_step, p=self.activity)
-            lengths = rng_arrive.geometric(1.0 / self.session_length, sessions_per_step)
-            sessions = session_counter + np.arange(sessions_per_step)
-            session_counter += sessions_per_step
-            returning = visits[users] > 0
-            np.add.at(visits, users, 1)
-            churn_draws = memory.draw_churn(sessions_per_step)
-            clicked = np.zeros(sessions_per_step, dtype=bool)
-            for j in range(int(lengths.max())):
-                live = np.flatnonzero(lengths > j)
-                # Draw outcomes for every live session before asking policies, so draws do not depend on the policy.
-                draws = rng_out.random((len(live), 3))
-                t = self.start + step * self.step_seconds + j * 60.0 + np.arange(len(live)) * 1e-3
-                # A churned shopper's sessions are skipped after the draws, so the others keep theirs.
-                stay = ~memory.churned_[users[live]]
-                live, draws, t = live[stay], draws[stay], t[stay]
-                u_all = users[live]
-                for a, arm in enumerate(arms):
-                    sel = np.flatnonzero(arm_code[u_all] == a)
-                    if len(sel) == 0:
-                        continue
-                    imp, sl, fb = self._serve(pols[arm], arm, u_all[sel], draws[sel], t[sel], step, j,
-                                              sessions[live[sel]], returning[live[sel]], drift_state, memory)
-                    clicked[live[sel]] |= sl["clicks"].to_numpy() > 0
-                    imp_parts.append(imp)
-                    slate_parts.append(sl)
-                    if hasattr(pols[arm], "observe"):
-                        pols[arm].observe(fb)
-            for p in pols.values():
-                if hasattr(p, "end_step"):
-                    p.end_step()
-            if drift_state is not None:
-                drift_state += self.drift * rng_drift.standard_normal(drift_state.shape)
-            memory.end_step(step, users, clicked, churn_draws)
-        impressions = pd.concat(imp_parts, ignore_index=True)
-        slates = pd.concat(slate_parts, ignore_index=True)
-        events = feedback_to_events(impressions, ("view",) + FEEDBACK_EVENTS)
-        params = {"n_steps": n_steps, "sessions_per_step": sessions_per_step, "k": self.k, "arms": arms, "salt": salt,
-                  "memory": memory, "churned": memory.churned(self.user_ids)}
-        return SimulationResult(impressions, slates, events, assignment, params)
+        return run_sessions(self, policies, n_steps=n_steps, sessions_per_step=sessions_per_step, weights=weights,
+                            salt=salt, progress=progress)
 
-    def _serve(self, policy, arm, uidx, draws, t, step, j, sessions, returning, drift_state, memory):
-        """Show one slate to each shopper in ``uidx`` and sample their response."""
+    def serve(self, policy, arm, uidx, draws, t, step, j, sessions, returning, drift_state, memory):
+        """Show one slate of ``policy`` to each shopper in ``uidx`` and sample their response from ``draws``.
+
+        ``draws`` holds three uniforms per shopper (click, cart, purchase), drawn
+        by the caller before the policy is asked, so outcomes do not depend on
+        the policy; ``t``, ``step``, ``j`` (slate in the session), ``sessions``
+        and ``returning`` label the rows. Returns (impressions, slates,
+        feedback): the impression rows, one summary row per slate (clicks,
+        expected and oracle clicks, regret) and the feedback the policy observes.
+        """
         k, n = self.k, len(uidx)
         user_ids = self.user_ids[uidx]
         shown = np.asarray(policy.slates(user_ids, k))
