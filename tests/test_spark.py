@@ -564,6 +564,21 @@ def alswr(shop):
     return ALSWR(factors=8, regularization=0.1, alpha=2.0, iterations=6, verbose=False).fit(shop.events)
 
 
+def test_alswr_is_unlisted_yet_recapp_spark_load_reads_it(alswr, tmp_path):
+    from recapp.models import REGISTRY
+    from recapp.models.base import UNLISTED
+    from recapp.spark import load as spark_load
+
+    assert "ALSWR" not in REGISTRY and UNLISTED["ALSWR"] is ALSWR
+    path = alswr.save(tmp_path / "alswr")
+    with pytest.raises(ValueError, match="unknown model class 'ALSWR'"):
+        load(path)
+    again = spark_load(path)
+    assert type(again) is ALSWR and "ALSWR" not in REGISTRY
+    users = alswr.interactions_.user_ids[:10]
+    pd.testing.assert_frame_equal(again.recommend(users, k=5), alswr.recommend(users, k=5))
+
+
 def test_alswr_fit_is_the_fixed_point_of_its_fold_in(alswr):
     inter = alswr.interactions_
     m = inter.matrix

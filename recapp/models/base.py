@@ -21,8 +21,12 @@ from recapp.interactions import Interactions, as_interactions
 from recapp.rerank import top_k_rows
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
 
-#: Every public Recommender class by name, for :func:`load` (private bases such as ``_Sequential`` stay out).
+#: Every public, listed Recommender class by name: recapp's model families, which :func:`load` reads and the
+#: dashboard offers (private bases such as ``_Sequential`` stay out).
 REGISTRY: dict[str, type["Recommender"]] = {}
+#: Public classes declared ``listed=False`` (``class ALSWR(ALS, listed=False)``), by name: not one of recapp's
+#: families, so not in :data:`REGISTRY`, but ``load(path, unlisted=True)`` reads them.
+UNLISTED: dict[str, type["Recommender"]] = {}
 
 FALLBACK_COL = "fallback"
 
@@ -60,10 +64,11 @@ class Recommender:
     #: such models serve any user who has events, new ones included, with no refit.
     history_based: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, listed: bool = True, **kwargs):
+        """Register a public subclass by name: in :data:`REGISTRY`, or :data:`UNLISTED` with ``listed=False``."""
         super().__init_subclass__(**kwargs)
         if not cls.__name__.startswith("_"):
-            REGISTRY[cls.__name__] = cls
+            (REGISTRY if listed else UNLISTED)[cls.__name__] = cls
 
     # ---- hyperparameters ---------------------------------------------------
     @classmethod
@@ -341,8 +346,12 @@ def _json_default(o):
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
-def load(path) -> Recommender:
-    """Load a model written by :meth:`Recommender.save`."""
+def load(path, *, unlisted: bool = False) -> Recommender:
+    """Load a model written by :meth:`Recommender.save`.
+
+    ``unlisted=True`` also reads the classes declared ``listed=False`` (:data:`UNLISTED`), as
+    :func:`recapp.spark.load` does for a saved ALSWR.
+    """
     from safetensors.numpy import load_file
 
     from recapp.interactions import EVENT_CODES
@@ -352,9 +361,10 @@ def load(path) -> Recommender:
     if not cfg_path.exists() or not st_path.exists():
         raise FileNotFoundError(f"{path} is not a saved recapp model: expected config.json and state.safetensors")
     config = json.loads(cfg_path.read_text())
-    cls = REGISTRY.get(config.get("class"))
+    name = config.get("class")
+    cls = REGISTRY.get(name) or (UNLISTED.get(name) if unlisted else None)
     if cls is None:
-        raise ValueError(f"{cfg_path}: unknown model class {config.get('class')!r}; known: {sorted(REGISTRY)}")
+        raise ValueError(f"{cfg_path}: unknown model class {name!r}; known: {sorted(REGISTRY)}")
     arrays = load_file(str(st_path))
     model = cls(**config["params"])
     user_ids = pd.Index(np.asarray(config["user_ids"]["values"], dtype=object if config["user_ids"]["dtype"] == "str" else np.int64))

@@ -29,11 +29,9 @@ from pyspark.sql import types as T
 from recapp.data.events import CSV_SUFFIXES, PARQUET_SUFFIXES, _suffix
 from recapp.interactions import resolve_event_weights
 from recapp.schema import (
-    COLUMN_ALIASES,
     EVENT_COL,
     EVENT_TYPES,
     ITEM_COL,
-    OPTIONAL_COLUMNS,
     RATING_COL,
     REQUIRED_COLUMNS,
     TIME_COL,
@@ -42,6 +40,7 @@ from recapp.schema import (
     SchemaError,
     _normalise_events,
     _numeric,
+    column_renames,
     normalise_event,
     parse_timestamps,
 )
@@ -59,19 +58,6 @@ FORMATS = ("csv", "tsv", "parquet", "json")
 
 
 # ---- column rules ------------------------------------------------------------------------
-def _renames(columns: list[str], aliases: dict | None) -> dict:
-    """The renaming :func:`recapp.schema.validate` applies to these column names."""
-    mapping = {**COLUMN_ALIASES, **{str(k).strip().lower(): v for k, v in (aliases or {}).items()}}
-    rename = {}
-    present = set(columns)
-    for c in columns:
-        key = str(c).strip().lower()
-        target = mapping.get(key, key if key in REQUIRED_COLUMNS + OPTIONAL_COLUMNS else None)
-        if target and target != c and target not in present and target not in rename.values():
-            rename[c] = target
-    return rename
-
-
 def _blank(dtype: T.DataType, c: Column) -> Column:
     """The schema's missing-cell rule: null, NaN, or text that is only whitespace."""
     if isinstance(dtype, T.StringType):
@@ -192,7 +178,7 @@ def validate(
     if sdf.isEmpty():
         raise SchemaError("the event log is empty: no rows to validate")
     original = list(sdf.columns)
-    renamed = _renames(original, aliases)
+    renamed = column_renames(original, aliases)
     out = sdf.withColumnsRenamed(renamed) if renamed else sdf
     if col_event not in out.columns and default_event is not None:
         out = out.withColumn(col_event, F.lit(default_event))

@@ -24,15 +24,11 @@ item_factors=...)`` adopts factors learned elsewhere instead, which is how
 pyspark nor Java.
 
 ``recapp.models.REGISTRY`` lists recapp's own model families (the dashboard
-offers each one), so ALSWR stays out of it; a saved ALSWR (``model.save(path)``,
-recapp's safetensors + JSON format) is read back with :func:`load`, which reads
-every other saved recapp model too.
+offers each one), so ALSWR is declared ``listed=False`` and stays out of it; a
+saved ALSWR (``model.save(path)``, recapp's safetensors + JSON format) is read
+back with :func:`load`, which reads every other saved recapp model too.
 """
 from __future__ import annotations
-
-import json
-import threading
-from pathlib import Path
 
 import numpy as np
 
@@ -70,7 +66,7 @@ class WeightedFoldInScorer(FoldInScorer):
         return out
 
 
-class ALSWR(ALS):
+class ALSWR(ALS, listed=False):
     """Implicit ALS with Spark MLlib's ridge: ``regularization`` times each user's (item's) number of items.
 
     Parameters are Spark's under recapp's names: ``factors`` (rank),
@@ -195,24 +191,9 @@ class ALSWR(ALS):
         return WeightedFoldInScorer(self, Y, self._fold_in_base(Y), self._fold_in_confidence, self.regularization)
 
 
-# Recommender registers every public subclass; this one is Spark's, not one of recapp.models' families.
-base.REGISTRY.pop(ALSWR.__name__, None)
-_LOAD_LOCK = threading.Lock()
-
-
 def load(path):
     """:func:`recapp.models.load` that also reads a saved :class:`ALSWR` (any other saved model as it does)."""
-    config = Path(path) / "config.json"
-    name = json.loads(config.read_text()).get("class") if config.exists() else None
-    if name != ALSWR.__name__:
-        return base.load(path)
-    with _LOAD_LOCK:
-        # Known to the loader for this call only, so the registry keeps listing recapp's own families.
-        base.REGISTRY[name] = ALSWR
-        try:
-            return base.load(path)
-        finally:
-            base.REGISTRY.pop(name, None)
+    return base.load(path, unlisted=True)
 
 
 __all__ = ["ALSWR", "WeightedFoldInScorer", "load"]

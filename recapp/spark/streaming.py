@@ -53,7 +53,6 @@ from recapp.models.live import LiveHistory
 from recapp.schema import (
     DEFAULT_EVENT_WEIGHTS,
     EVENT_COL,
-    EVENT_TYPES,
     ITEM_COL,
     RANK_COL,
     RATING_COL,
@@ -61,6 +60,7 @@ from recapp.schema import (
     TIME_COL,
     USER_COL,
     VALUE_COL,
+    check_event_types,
     check_events,
 )
 from recapp.spark.events import col
@@ -167,9 +167,7 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
     timeout): size the state store for the shoppers you serve.
     """
     check_param("k", k, low=1, integer=True)
-    bad = set(exclude_events) - set(EVENT_TYPES)
-    if bad:
-        raise ValueError(f"exclude_events has unknown event type(s) {sorted(bad)}; accepted: {list(EVENT_TYPES)}")
+    check_event_types("exclude_events", exclude_events)
     missing = [c for c in (col_user, col_item, EVENT_COL) if c not in events.columns]
     if missing:
         raise ValueError(f"events is missing column(s) {missing}; columns found: {list(events.columns)}")
