@@ -21,6 +21,7 @@ from recapp.schema import (
     TIME_COL,
     USER_COL,
     SchemaError,
+    check_event_types,
     require_columns,
 )
 
@@ -46,9 +47,7 @@ def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: 
 def resolve_event_weights(weights: dict | None = None) -> dict:
     """:data:`~recapp.schema.DEFAULT_EVENT_WEIGHTS` updated by ``weights``; unknown event types raise."""
     w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
-    unknown = set(w) - set(EVENT_TYPES)
-    if unknown:
-        raise ValueError(f"event_weights has unknown event type(s) {sorted(unknown)}; accepted: {list(EVENT_TYPES)}")
+    check_event_types("event_weights", w)
     return w
 
 

@@ -73,6 +73,13 @@ def require_columns(df, name: str, *cols: str) -> None:
         raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(df.columns)}")
 
 
+def check_event_types(name: str, events) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every one of ``events`` is in :data:`EVENT_TYPES`."""
+    bad = set(events) - set(EVENT_TYPES)
+    if bad:
+        raise ValueError(f"{name} has unknown event type(s) {sorted(bad)}; accepted: {list(EVENT_TYPES)}")
+
+
 class ReportSummary:
     """The readable summary every validation report shares: needs ``n_input``, ``n_output``,
     ``n_dropped``, ``counts()`` and ``renamed``."""
@@ -239,6 +246,24 @@ def _normalise_events(values: pd.Series) -> np.ndarray:
     return lookup[codes]
 
 
+def column_renames(columns, aliases: Mapping | None = None) -> dict:
+    """The renaming :func:`validate` applies to these column names, ``{old: new}``.
+
+    A name is matched case-insensitively against :data:`COLUMN_ALIASES`, then ``aliases``
+    (which win), then the schema's own column names; it is renamed unless its target is
+    already a column or already taken by an earlier column.
+    """
+    mapping = {**COLUMN_ALIASES, **{str(k).strip().lower(): v for k, v in (aliases or {}).items()}}
+    rename = {}
+    present = set(columns)
+    for c in columns:
+        key = str(c).strip().lower()
+        target = mapping.get(key, key if key in REQUIRED_COLUMNS + OPTIONAL_COLUMNS else None)
+        if target and target != c and target not in present and target not in rename.values():
+            rename[c] = target
+    return rename
+
+
 def validate(
     df: pd.DataFrame,
     *,
@@ -265,18 +290,8 @@ def validate(
     dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if dupes:
         raise SchemaError(f"duplicate column name(s) {dupes}; columns found: {list(df.columns)}")
-    # Column names are matched case-insensitively, so user aliases are too.
-    mapping = {**COLUMN_ALIASES, **{str(k).strip().lower(): v for k, v in (aliases or {}).items()}}
-    renamed = {}
-    rename = {}
-    present = set(df.columns)
-    for c in df.columns:
-        key = str(c).strip().lower()
-        target = mapping.get(key, key if key in REQUIRED_COLUMNS + OPTIONAL_COLUMNS else None)
-        if target and target != c and target not in present and target not in rename.values():
-            rename[c] = target
-            renamed[c] = target
-    out = df.rename(columns=rename).copy()
+    renamed = column_renames(df.columns, aliases)
+    out = df.rename(columns=renamed).copy()
     if col_event not in out.columns and default_event is not None:
         out[col_event] = default_event
     missing = [c for c in (col_user, col_item, col_time, col_event) if c not in out.columns]

@@ -18,7 +18,9 @@ from recapp.schema import (
     SchemaError,
     ValidationReport,
     check_event,
+    check_event_types,
     check_events,
+    column_renames,
     normalise_event,
     parse_timestamps,
     validate,
@@ -170,6 +172,23 @@ def test_an_existing_schema_column_wins_over_an_alias():
     out, report = validate(df)
     assert out[USER_COL].tolist() == ["u1", "u1", "u2", "u3"]
     assert "user" not in report.renamed
+
+
+def test_column_renames_are_validates_renames():
+    cols = ["VisitorID", "Item_ID", "ts", "behavior", "event_type", "Rating", "extra"]
+    expected = {"VisitorID": "user_id", "Item_ID": "item_id", "ts": "timestamp", "behavior": "event", "Rating": "rating"}
+    assert column_renames(cols) == expected                     # the first alias of a column wins, others stay
+    assert column_renames(["user_id", "user"]) == {}            # an existing schema column wins over an alias
+    assert column_renames(["Who", "item_id"], aliases={"WHO": "user_id"}) == {"Who": "user_id"}
+    frame = pd.DataFrame({c: ["view"] if c in ("behavior", "event_type") else [T0] for c in cols})
+    assert validate(frame)[1].renamed == expected
+
+
+def test_check_event_types_names_the_argument_and_the_accepted_types():
+    check_event_types("exclude_events", ("purchase", "rating"))
+    check_event_types("exclude_events", ())
+    with pytest.raises(ValueError, match=r"^exclude_events has unknown event type\(s\) \['Z', 'like'\]; accepted: \["):
+        check_event_types("exclude_events", ["view", "Z", "like"])
 
 
 def test_duplicate_column_names_are_an_error():

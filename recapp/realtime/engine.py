@@ -33,7 +33,7 @@ from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
-from recapp.schema import DEFAULT_EVENT_WEIGHTS, EVENT_COL, EVENT_TYPES, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL
+from recapp.schema import DEFAULT_EVENT_WEIGHTS, EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL, check_event_types
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,7 @@ class Engine:
                  categories: str = "category", exposure_target: float | None = None, pseudonymizer=None):
         model._check_fitted()
         check_param("k", k, low=1, integer=True)
-        bad = set(exclude_events) - set(EVENT_TYPES)
-        if bad:
-            raise ValueError(f"exclude_events has unknown event type(s) {sorted(bad)}; accepted: {list(EVENT_TYPES)}")
+        check_event_types("exclude_events", exclude_events)
         check_reranking(diversity, calibration, exposure)
         if exposure_target is not None and not 0.0 <= exposure_target <= 1.0:
             raise ValueError(f"exposure_target={exposure_target!r} must be a head share in [0, 1], or None (each user's own)")
