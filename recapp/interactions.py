@@ -228,6 +228,57 @@ class Interactions:
         frame = pd.concat([self.frame, new.frame], ignore_index=True)
         return Interactions._assemble(frame, new.user_ids, new.item_ids, self.event_weights)
 
+    def with_catalog(self, item_ids) -> "Interactions":
+        """These events with every id of ``item_ids`` not yet known appended to the item id map (items with no events)."""
+        ids = pd.Index(pd.unique(np.asarray(item_ids)))
+        new = ids[self.item_ids.get_indexer(ids) < 0]
+        if len(new) == 0:
+            return self
+        return Interactions._assemble(self.frame, self.user_ids, self.item_ids.append(new), self.event_weights)
+
+    # ---- saving --------------------------------------------------------------
+    def to_saved(self) -> tuple[dict, dict]:
+        """``(arrays, config)``: the events as ``inter.*`` arrays for safetensors, the id maps and weights as JSON."""
+        f = self.frame
+        arrays = {
+            "inter.uidx": f["uidx"].to_numpy(np.int64), "inter.iidx": f["iidx"].to_numpy(np.int64),
+            "inter.time": f[TIME_COL].to_numpy(np.float64), "inter.event_code": f["event_code"].to_numpy(np.int8),
+            "inter.weight": f["weight"].to_numpy(np.float64),
+        }
+        if RATING_COL in f.columns:
+            arrays["inter.rating"] = f[RATING_COL].to_numpy(np.float64)
+        config = {"user_ids": _ids_to_json(self.user_ids), "item_ids": _ids_to_json(self.item_ids),
+                  "event_weights": self.event_weights}
+        return arrays, config
+
+    @classmethod
+    def from_saved(cls, arrays: dict, config: dict) -> "Interactions":
+        """The Interactions that :meth:`to_saved` wrote (``config`` may hold other keys too)."""
+        user_ids, item_ids = _ids_from_json(config["user_ids"]), _ids_from_json(config["item_ids"])
+        codes = arrays["inter.event_code"]
+        frame = pd.DataFrame({
+            USER_COL: user_ids.to_numpy()[arrays["inter.uidx"]],
+            ITEM_COL: item_ids.to_numpy()[arrays["inter.iidx"]],
+            TIME_COL: arrays["inter.time"],
+            EVENT_COL: np.array(EVENT_TYPES, dtype=object)[codes],
+        })
+        if "inter.rating" in arrays:
+            frame[RATING_COL] = arrays["inter.rating"]
+        frame["uidx"], frame["iidx"] = arrays["inter.uidx"], arrays["inter.iidx"]
+        frame["weight"], frame["event_code"] = arrays["inter.weight"], codes
+        return cls._assemble(frame, user_ids, item_ids, config.get("event_weights") or {})
+
+
+def _ids_to_json(index: pd.Index) -> dict:
+    values = index.to_numpy()
+    if np.issubdtype(values.dtype, np.integer):
+        return {"dtype": "int64", "values": [int(v) for v in values]}
+    return {"dtype": "str", "values": [str(v) for v in values]}
+
+
+def _ids_from_json(saved: dict) -> pd.Index:
+    return pd.Index(np.asarray(saved["values"], dtype=object if saved["dtype"] == "str" else np.int64))
+
 
 def _user_time_order(frame: pd.DataFrame) -> np.ndarray:
     """Row positions of ``frame`` by user, then time, then row (each user's events in time order)."""

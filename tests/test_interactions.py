@@ -81,3 +81,21 @@ def test_bad_input_is_an_error():
         Interactions.from_frame(bad)
     with pytest.raises(TypeError):
         as_interactions([1, 2, 3])
+
+
+def test_saved_arrays_give_back_the_same_interactions():
+    inter = Interactions.from_frame(_events(), event_weights={"view": 0.5})
+    arrays, config = inter.to_saved()
+    back = Interactions.from_saved(arrays, config)
+    pd.testing.assert_frame_equal(back.frame, inter.frame, check_dtype=False)
+    assert back.user_ids.equals(inter.user_ids) and back.item_ids.equals(inter.item_ids)
+    assert (back.matrix != inter.matrix).nnz == 0 and back.event_weights == {"view": 0.5}
+    assert back.fingerprint() == inter.fingerprint()
+
+
+def test_catalogue_items_without_events_join_the_item_map():
+    inter = Interactions.from_frame(_events())
+    grown = inter.with_catalog([12, 13, 10, 14])
+    assert grown.item_ids.tolist() == [10, 11, 12, 13, 14]
+    assert grown.matrix.shape == (3, 5) and grown.matrix[:, 3:].nnz == 0
+    assert inter.with_catalog([10, 11]) is inter

@@ -306,24 +306,16 @@ class Recommender:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         inter = self.interactions_
-        f = inter.frame
         arrays = {f"model.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
-        arrays.update({
-            "inter.uidx": f["uidx"].to_numpy(np.int64), "inter.iidx": f["iidx"].to_numpy(np.int64),
-            "inter.time": f["timestamp"].to_numpy(np.float64), "inter.event_code": f["event_code"].to_numpy(np.int8),
-            "inter.weight": f["weight"].to_numpy(np.float64),
-            "fit.item_popularity": np.asarray(self.item_popularity_, dtype=np.float64),
-        })
-        if "rating" in f.columns:
-            arrays["inter.rating"] = f["rating"].to_numpy(np.float64)
+        inter_arrays, inter_config = inter.to_saved()
+        arrays.update(inter_arrays)
+        arrays["fit.item_popularity"] = np.asarray(self.item_popularity_, dtype=np.float64)
         config = {
             "class": type(self).__name__,
             "params": self.get_params(),
             "n_items": int(self.n_items_),
             "n_users_fit": int(self.n_users_fit_),
-            "user_ids": _ids_to_json(inter.user_ids),
-            "item_ids": _ids_to_json(inter.item_ids),
-            "event_weights": inter.event_weights,
+            **inter_config,
             # Lets a reader tell which data the model was trained on without loading it.
             "data_fingerprint": inter.fingerprint(),
             "extra": self._extra_config(),
@@ -331,13 +323,6 @@ class Recommender:
         save_file(arrays, str(path / "state.safetensors"))
         (path / "config.json").write_text(json.dumps(config, default=_json_default))
         return path
-
-
-def _ids_to_json(index: pd.Index) -> dict:
-    values = index.to_numpy()
-    if np.issubdtype(values.dtype, np.integer):
-        return {"dtype": "int64", "values": [int(v) for v in values]}
-    return {"dtype": "str", "values": [str(v) for v in values]}
 
 
 def _json_default(o):
@@ -354,8 +339,6 @@ def load(path, *, unlisted: bool = False) -> Recommender:
     """
     from safetensors.numpy import load_file
 
-    from recapp.interactions import EVENT_CODES
-
     path = Path(path)
     cfg_path, st_path = path / "config.json", path / "state.safetensors"
     if not cfg_path.exists() or not st_path.exists():
@@ -367,21 +350,7 @@ def load(path, *, unlisted: bool = False) -> Recommender:
         raise ValueError(f"{cfg_path}: unknown model class {name!r}; known: {sorted(REGISTRY)}")
     arrays = load_file(str(st_path))
     model = cls(**config["params"])
-    user_ids = pd.Index(np.asarray(config["user_ids"]["values"], dtype=object if config["user_ids"]["dtype"] == "str" else np.int64))
-    item_ids = pd.Index(np.asarray(config["item_ids"]["values"], dtype=object if config["item_ids"]["dtype"] == "str" else np.int64))
-    codes = arrays["inter.event_code"]
-    names = np.array(list(EVENT_CODES), dtype=object)
-    frame = pd.DataFrame({
-        USER_COL: user_ids.to_numpy()[arrays["inter.uidx"]],
-        ITEM_COL: item_ids.to_numpy()[arrays["inter.iidx"]],
-        "timestamp": arrays["inter.time"],
-        "event": names[codes],
-    })
-    if "inter.rating" in arrays:
-        frame["rating"] = arrays["inter.rating"]
-    frame["uidx"], frame["iidx"] = arrays["inter.uidx"], arrays["inter.iidx"]
-    frame["weight"], frame["event_code"] = arrays["inter.weight"], codes
-    model.interactions_ = Interactions._assemble(frame, user_ids, item_ids, config.get("event_weights") or {})
+    model.interactions_ = Interactions.from_saved(arrays, config)
     model.n_items_ = config["n_items"]
     model.n_users_fit_ = config["n_users_fit"]
     model.item_popularity_ = arrays["fit.item_popularity"]

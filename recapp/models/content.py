@@ -37,15 +37,6 @@ def _category_tokens(col: str, values: pd.Series) -> pd.Series:
     return values.map(one).astype(str)
 
 
-def extend_catalog(inter: Interactions, item_ids) -> Interactions:
-    """``inter`` with catalog items that have no events appended to its item id map (cold-start items)."""
-    ids = pd.Index(pd.unique(np.asarray(item_ids)))
-    new = ids[inter.item_ids.get_indexer(ids) < 0]
-    if len(new) == 0:
-        return inter
-    return Interactions._assemble(inter.frame, inter.user_ids, inter.item_ids.append(new), inter.event_weights)
-
-
 class TfidfContent(Recommender):
     """Scores items by the TF-IDF similarity of their text to the items in the user's history.
 
@@ -137,7 +128,7 @@ class TfidfContent(Recommender):
                 f"{ITEM_COL!r} column and text columns such as {list(TEXT_COLUMNS + CATEGORY_COLUMNS)}"
             )
         self._columns(items)
-        inter = extend_catalog(as_interactions(data), items[ITEM_COL].to_numpy())
+        inter = as_interactions(data).with_catalog(items[ITEM_COL].to_numpy())
         return super().fit(inter, items=items)
 
     def fit_with_items(self, data, items: pd.DataFrame | None = None) -> "TfidfContent":
@@ -261,7 +252,7 @@ class TfidfContent(Recommender):
     def add_items(self, items: pd.DataFrame) -> "TfidfContent":
         """Add (or re-describe) catalog items after fit with the fitted vocabulary; they can be recommended at once."""
         self._check_fitted()
-        inter = extend_catalog(self.interactions_, items[ITEM_COL].to_numpy())
+        inter = self.interactions_.with_catalog(items[ITEM_COL].to_numpy())
         self.interactions_ = inter
         self.item_popularity_ = inter.item_popularity()
         words, cats = self._documents(items, pd.Index(pd.unique(items[ITEM_COL].to_numpy())))

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.content import TfidfContent, extend_catalog
+from recapp.models.content import TfidfContent
 from recapp.models.hybrid_live import HybridScorer
 from recapp.models.members import (
     member_config,
@@ -157,7 +157,7 @@ class Hybrid(Recommender):
         self._validate_params()
         inter = as_interactions(data)
         if items is not None:
-            inter = extend_catalog(inter, items[ITEM_COL].to_numpy())
+            inter = inter.with_catalog(items[ITEM_COL].to_numpy())
         if isinstance(self.weights, str):
             self.tuning_ = self.tune_weights(inter, items=items)
             weights = np.asarray(self.tuning_.iloc[0]["weights"], dtype=np.float64)
@@ -214,7 +214,7 @@ class Hybrid(Recommender):
         inner = as_interactions(inner_df[[c for c in inner_df.columns if c not in ("uidx", "iidx", "weight", "event_code")]],
                                 event_weights=weights)
         if items is not None:
-            inner = extend_catalog(inner, items[ITEM_COL].to_numpy())
+            inner = inner.with_catalog(items[ITEM_COL].to_numpy())
         v = Interactions.from_frame(valid, user_ids=inner.user_ids, item_ids=inner.item_ids, event_weights=weights)
         users = np.unique(v.frame["uidx"].to_numpy())
         # Each member's scores are dense (users x items): a bounded, seeded sample of validation users keeps them small.

@@ -9,7 +9,6 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.content import extend_catalog
 from recapp.models.members import (
     member_config,
     member_state,
@@ -217,7 +216,7 @@ class TwoStageRanker(Recommender):
         if items is not None:
             if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
                 raise ValueError(f"items must be a DataFrame with an {ITEM_COL!r} column")
-            inter = extend_catalog(inter, items[ITEM_COL].to_numpy())
+            inter = inter.with_catalog(items[ITEM_COL].to_numpy())
         return super().fit(inter, items=items)
 
     def _fit(self, inter: Interactions, items: pd.DataFrame | None = None, **kwargs) -> None:
