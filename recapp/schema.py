@@ -191,8 +191,7 @@ def _scalar_timestamp(value) -> float:
     """:func:`parse_timestamps` for one value."""
     v = _number(value)
     if math.isfinite(v):
-        # Same rule as the column: beyond 1e11 the epoch is in milliseconds.
-        return v / 1000.0 if abs(v) > 1e11 else v
+        return float(_epoch_seconds(np.float64(v)))
     if isinstance(value, (str, datetime.datetime, np.datetime64)):
         try:
             ts = pd.to_datetime(value, utc=True, format="mixed")
@@ -202,8 +201,18 @@ def _scalar_timestamp(value) -> float:
     return math.nan
 
 
+def _epoch_seconds(v):
+    """Epoch numbers in seconds, milliseconds, microseconds or nanoseconds, as seconds.
+
+    Each finer unit starts where the coarser one would pass the year 5138 (1e11 s),
+    so the scale is unambiguous for any date after 1973 in the finer unit.
+    """
+    a = np.abs(v)
+    return np.where(a > 1e17, v / 1e9, np.where(a > 1e14, v / 1e6, np.where(a > 1e11, v / 1e3, v)))
+
+
 def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Convert epoch seconds, epoch milliseconds or ISO strings to float UTC seconds.
+    """Convert epoch seconds (or milli-, micro-, nanoseconds) or ISO strings to float UTC seconds.
 
     Values that cannot be parsed (or are not finite) become NaN; the caller
     decides what that means.
@@ -215,10 +224,8 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
         is_text = values.map(lambda v: isinstance(v, (str, datetime.datetime, np.datetime64))).to_numpy(dtype=bool)
     else:
         is_text = np.zeros(len(values), bool)
-    out = pd.Series(_numeric(values), index=values.index)
-    out = out.where(np.isfinite(out.to_numpy()))
-    # Epochs in milliseconds exceed ~1e11 (year 5138 in seconds), so the scale is unambiguous.
-    out = out.where(~(out.abs() > 1e11), out / 1000.0)
+    num = _numeric(values)
+    out = pd.Series(np.where(np.isfinite(num), _epoch_seconds(num), np.nan), index=values.index)
     need_text = out.isna().to_numpy() & is_text
     if need_text.any():
         parsed = pd.to_datetime(values[need_text].astype(object), utc=True, errors="coerce", format="mixed")
@@ -329,9 +336,9 @@ def validate(
     for col in (RATING_COL, VALUE_COL):
         if col in out.columns:
             num = _numeric(out[col])
-            bad = np.isnan(num) & ~_blank(out[col])
-            if bad.any():
-                raise SchemaError(f"column {col!r}: {int(bad.sum()):,} non-numeric value(s): {_quote_rows(out, bad, col)}")
+            for bad, what in ((np.isnan(num) & ~_blank(out[col]), "non-numeric"), (np.isinf(num), "infinite")):
+                if bad.any():
+                    raise SchemaError(f"column {col!r}: {int(bad.sum()):,} {what} value(s): {_quote_rows(out, bad, col)}")
             out[col] = num
 
     if drop_duplicates:
@@ -383,8 +390,8 @@ def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
         v = event.get(col)
         if not _missing(v):
             x = _number(v)
-            if math.isnan(x):
-                return None, f"non-numeric {col} {_plain(v)!r}"
+            if not math.isfinite(x):
+                return None, f"{'non-numeric' if math.isnan(x) else 'infinite'} {col} {_plain(v)!r}"
             rating = x if col == RATING_COL else rating
     return (_plain(user), _plain(item), t, ev, rating), None
 

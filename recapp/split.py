@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL, require_columns
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, require_columns
 
 FILTER_BY = ("user", "item")
 
@@ -33,6 +33,39 @@ def _check_quantile(quantile) -> float:
     if isinstance(quantile, bool) or not isinstance(quantile, Real) or not 0.0 < float(quantile) < 1.0:
         raise ValueError(f"quantile={quantile!r} is out of range; accepted: a float strictly between 0 and 1")
     return float(quantile)
+
+
+def _bad_rows(df: pd.DataFrame, mask: np.ndarray, column: str, limit: int = 5) -> str:
+    """The first offending rows as 'index label: value', for an error message."""
+    bad = df.loc[mask, column]
+    more = f" (and {len(bad) - limit:,} more)" if len(bad) > limit else ""
+    return ", ".join(f"{label!r}: {value!r}" for label, value in bad[:limit].items()) + more
+
+
+def _check_ids(df: pd.DataFrame, *cols: str) -> None:
+    """Raise SchemaError naming the rows whose id in ``cols`` is missing: a split would drop them unseen."""
+    for col in cols:
+        missing = df[col].isna().to_numpy()
+        if missing.any():
+            raise SchemaError(f"column {col!r} has {int(missing.sum()):,} missing id(s), at rows "
+                              f"{_bad_rows(df, missing, col)}; run recapp.schema.validate first")
+
+
+def _check_times(df: pd.DataFrame, col: str) -> None:
+    """Raise SchemaError unless ``col`` holds numbers (UTC seconds) or datetimes, none missing.
+
+    Text would sort as text ('2024-1-10' before '2024-1-9') and a missing time
+    would sort last, so a time split would quietly put events on the wrong side.
+    """
+    values = df[col]
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)) \
+            or pd.api.types.is_bool_dtype(values):
+        raise SchemaError(f"column {col!r} holds {values.dtype} values, not times: a time split needs UTC seconds or "
+                          "datetimes; run recapp.schema.validate (or recapp.schema.parse_timestamps) first")
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise SchemaError(f"column {col!r} has {int(missing.sum()):,} missing time(s), at rows "
+                          f"{_bad_rows(df, missing, col)}; a time split cannot place them")
 
 
 def _check_ratio(ratio) -> tuple[bool, list[float]]:
@@ -104,6 +137,9 @@ def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, ra
     split_col = _split_column(filter_by, col_user, col_item)
     min_rating = _check_min_rating(min_rating)
     require_columns(df, "df", col_user, col_item, *([] if order_by is None else [order_by]))
+    _check_ids(df, split_col)
+    if order_by is not None:
+        _check_times(df, order_by)
 
     data = df
     if min_rating > 1:
@@ -183,6 +219,9 @@ def chrono_split(
 # ---- global time cutoff ----------------------------------------------------------
 def _as_epoch(cutoff, column: pd.Series):
     """A str/datetime cutoff against a numeric (UTC seconds) column becomes UTC seconds."""
+    if pd.api.types.is_datetime64_any_dtype(column) and isinstance(cutoff, Real):
+        raise ValueError(f"cutoff={cutoff!r} is a number but column {column.name!r} holds datetimes; "
+                         "pass a date string or a datetime")
     if isinstance(cutoff, (str, _dt.datetime, _dt.date, np.datetime64)) and pd.api.types.is_numeric_dtype(column):
         ts = pd.Timestamp(cutoff)
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
@@ -206,6 +245,7 @@ def temporal_split(
     Returns ``(train, test)`` in input row order.
     """
     require_columns(df, "df", col_timestamp)
+    _check_times(df, col_timestamp)
     ts = df[col_timestamp]
     if cutoff is None:
         cutoff = ts.quantile(_check_quantile(quantile))
@@ -231,6 +271,7 @@ def leave_last_out(
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r} is invalid; accepted: an integer >= 1 (events held out per user)")
     require_columns(df, "df", col_user, col_timestamp)
+    _check_times(df, col_timestamp)
     m = len(df)
     users = pd.factorize(df[col_user], use_na_sentinel=False)[0]
     times = df[col_timestamp].to_numpy()

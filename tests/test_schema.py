@@ -202,11 +202,20 @@ def test_non_numeric_value_is_an_error():
         validate(log(value=[1.0, 2.0, "free", None]))
 
 
+def test_infinite_rating_is_an_error():
+    with pytest.raises(SchemaError, match=r"column 'rating': 1 infinite value\(s\): line 2: inf"):
+        validate(log(rating=[1.0, np.inf, None, 3.0]))
+    assert check_event({"user_id": 1, "item_id": 2, "timestamp": T0, "event": "rating", "rating": "-inf"})[1] == \
+        "infinite rating '-inf'"
+
+
 @pytest.mark.parametrize(
     "values, expected",
     [
         ([T0, T0 + 60], [T0, T0 + 60]),
         ([T0 * 1000, (T0 + 60) * 1000], [T0, T0 + 60]),
+        ([T0 * 10**6, (T0 + 60) * 10**6], [T0, T0 + 60]),
+        ([T0 * 10**9, (T0 + 60) * 10**9], [T0, T0 + 60]),
         ([str(T0 * 1000), str(T0)], [T0, T0]),
         (["2023-11-14T22:13:20Z", "2023-11-14 23:13:20+01:00"], [T0, T0]),
         (["2023-11-14T22:13:20", "2023-11-14"], [T0, T0 - 80_000]),
@@ -214,7 +223,7 @@ def test_non_numeric_value_is_an_error():
         (pd.to_datetime([T0, T0 + 1], unit="s", utc=True).tz_convert("Asia/Tokyo"), [T0, T0 + 1]),
         (np.array([dt.datetime(2023, 11, 14, 22, 13, 20), "2023-11-14T22:13:21Z"], dtype=object), [T0, T0 + 1]),
     ],
-    ids=["seconds", "milliseconds", "numeric-strings", "iso-tz", "iso-naive", "datetime64", "tz-aware", "datetime-objects"],
+    ids=["seconds", "milliseconds", "microseconds", "nanoseconds", "numeric-strings", "iso-tz", "iso-naive", "datetime64", "tz-aware", "datetime-objects"],
 )
 def test_timestamp_formats(values, expected):
     got = parse_timestamps(pd.Series(values))

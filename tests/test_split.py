@@ -279,3 +279,27 @@ def test_other_bad_arguments():
         leave_last_out(df, n=0)
     with pytest.raises(ValueError, match="quantile"):
         temporal_split(df, quantile=1.2)
+
+
+def test_times_that_would_sort_wrong_are_refused():
+    # Text sorts '2024-1-10' before '2024-1-9'; a missing time sorts last and would be held out as the "latest".
+    text = pd.DataFrame({USER_COL: [1, 1, 1], ITEM_COL: [1, 2, 3], TIME_COL: ["2024-1-9", "2024-1-10", "2024-2-1"]})
+    gap = text.assign(**{TIME_COL: [1.0, np.nan, 3.0]})
+    for split in (leave_last_out, chrono_split, temporal_split):
+        with pytest.raises(ValueError, match=f"column '{TIME_COL}' holds .* not times"):
+            split(text)
+        with pytest.raises(ValueError, match=r"1 missing time\(s\), at rows 1: nan"):
+            split(gap)
+    dates = pd.DataFrame({TIME_COL: pd.to_datetime(["2024-01-01", "2024-02-01"])})
+    assert [len(part) for part in temporal_split(dates, cutoff="2024-01-15")] == [1, 1]
+    with pytest.raises(ValueError, match="cutoff=5 is a number but column 'timestamp' holds datetimes"):
+        temporal_split(dates, cutoff=5)
+
+
+def test_rows_without_an_id_are_refused_not_dropped():
+    df = toy(3)
+    df.loc[df.index[:2], USER_COL] = np.nan
+    with pytest.raises(ValueError, match=rf"column '{USER_COL}' has 2 missing id\(s\)"):
+        stratified_split(df)
+    with pytest.raises(ValueError, match=rf"column '{USER_COL}' has 2 missing id\(s\)"):
+        chrono_split(df)
