@@ -28,6 +28,22 @@ from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
 CALIBRATION_ALPHA = 0.01
 
 
+def finite_candidates(candidates: np.ndarray, scores, name: str = "scores") -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The candidates with a finite score, their scores, and their positions (None when all are finite).
+
+    ``-inf`` means "never recommend", and one non-finite score would turn the
+    min-max scaling into NaN, after which argmax may pick anything.
+    """
+    rel = np.asarray(scores, dtype=np.float64)
+    if rel.shape != (len(candidates),):
+        raise ValueError(f"{name} has shape {rel.shape}; expected one score per candidate ({len(candidates)},)")
+    finite = np.isfinite(rel)
+    if finite.all():
+        return candidates, rel, None
+    keep = np.flatnonzero(finite)
+    return candidates[keep], rel[keep], keep
+
+
 def _unit_relevance(relevance: np.ndarray) -> np.ndarray:
     rel = np.asarray(relevance, dtype=np.float64)
     span = rel.max() - rel.min() if len(rel) else 0.0
@@ -97,13 +113,12 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, item_categories: np.n
     candidates' (n x categories) p(g|i) (:func:`category_matrix`);
     ``user_history_categories`` is p(g|u) as a vector, or the history items'
     category rows (averaged). ``lam=0`` returns the relevance order exactly, as
-    does a user with no categorised history. Returns the chosen candidates in pick order.
+    does a user with no categorised history. A candidate whose score is not
+    finite is never picked, so fewer than ``k`` may come back. Returns the chosen candidates in pick order.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam={lam!r} is out of range; it must be in [0, 1] (0 = relevance only)")
     candidates = np.asarray(candidates)
-    k = min(int(k), len(candidates))
-    rel = _unit_relevance(scores)
     cats = np.asarray(item_categories, dtype=np.float64)
     p = np.asarray(user_history_categories, dtype=np.float64)
     if p.ndim == 2:
@@ -111,6 +126,11 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, item_categories: np.n
     if cats.shape != (len(candidates), len(p)):
         raise ValueError(f"item_categories has shape {cats.shape}; expected (len(candidates), n_categories) = "
                          f"({len(candidates)}, {len(p)})")
+    candidates, scores, keep = finite_candidates(candidates, scores)
+    if keep is not None:
+        cats = cats[keep]
+    k = min(int(k), len(candidates))
+    rel = _unit_relevance(scores)
     if lam == 0.0 or k == 0 or p.sum() <= 0:
         return _relevance_order(candidates, rel, k)
     p = p / p.sum()
@@ -163,7 +183,8 @@ def exposure_aware(candidates: np.ndarray, scores: np.ndarray, is_head: np.ndarr
     among its top-50 against 69% in the histories) but can raise it for a user
     whose history is head-heavier than the list; a fixed ``user_head_share``
     (e.g. 0.2) pulls every list towards that share. ``beta=0`` returns the relevance order exactly.
-    Returns the chosen candidates in pick order.
+    A candidate whose score is not finite is never picked, so fewer than ``k`` may
+    come back. Returns the chosen candidates in pick order.
     """
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta={beta!r} is out of range; it must be in [0, 1] (0 = relevance only)")
@@ -173,6 +194,9 @@ def exposure_aware(candidates: np.ndarray, scores: np.ndarray, is_head: np.ndarr
     head = np.asarray(is_head, dtype=bool)
     if head.shape != (len(candidates),):
         raise ValueError(f"is_head has shape {head.shape}; expected one flag per candidate ({len(candidates)},)")
+    candidates, scores, keep = finite_candidates(candidates, scores)
+    if keep is not None:
+        head = head[keep]
     k = min(int(k), len(candidates))
     rel = _unit_relevance(scores)
     if beta == 0.0 or k == 0:

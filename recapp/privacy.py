@@ -72,6 +72,8 @@ KEY_ENV = "RECAPP_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
 DEFAULT_LENGTH = 32
 MECHANISMS = ("laplace", "gaussian")
+#: Floats at or above this size may stand for more than one integer (2**53 + 1 rounds to 2**53).
+MAX_EXACT_FLOAT_INT = 2 ** 53
 
 
 class MissingKeyError(RuntimeError):
@@ -88,12 +90,19 @@ def _missing(v) -> bool:
 
 
 def canonical_id(v) -> str:
-    """The text an id is keyed by: integers (and integral floats) in decimal, anything else ``str(v)``."""
+    """The text an id is keyed by: integers (and integral floats) in decimal, anything else ``str(v)``.
+
+    Raises ``ValueError`` for a float of magnitude 2**53 or more: it no longer
+    tells neighbouring integers apart, so distinct shoppers would share a pseudonym.
+    """
     if isinstance(v, (bool, np.bool_)):
         raise TypeError(f"user id {v!r} is a boolean; ids are integers or strings")
     if isinstance(v, (int, np.integer)):
         return str(int(v))
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        if abs(float(v)) >= MAX_EXACT_FLOAT_INT:
+            raise ValueError(f"user id {v!r} is a float at or above 2**53, so it may stand for several integer ids; "
+                             "keep large ids as int or str (e.g. read the column with dtype=object or 'Int64')")
         return str(int(v))
     if isinstance(v, bytes):
         return v.decode("utf-8")
@@ -187,7 +196,12 @@ class Pseudonymizer:
         if isinstance(events, Mapping):
             return {**events, USER_COL: self(events[USER_COL])} if USER_COL in events else events
         if not isinstance(events, pd.DataFrame):
-            events = pd.DataFrame(list(events))
+            rows = list(events)
+            if all(isinstance(e, Mapping) for e in rows):
+                # Hash each id before framing: one missing id would make pandas store the column as
+                # float64, and ids above 2**53 would then merge into one pseudonym.
+                return pd.DataFrame([self.events(e) for e in rows])
+            events = pd.DataFrame(rows)
         return self.frame(events) if USER_COL in events.columns else events
 
     def looks_like(self, values) -> np.ndarray:
@@ -247,9 +261,23 @@ def clipped_item_counts(users, items, times, n_items: int, max_items_per_user: i
 
     ``users`` and ``items`` are internal indices (one row per event). Returns
     (integer counts of length ``n_items``, share of distinct user-item pairs dropped).
+    Raises ``ValueError`` naming the first index outside ``users >= 0`` or ``0 <= items < n_items``.
     """
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
+    if not len(users) == len(items) == len(times):
+        raise ValueError(f"users, items and times have lengths {len(users)}, {len(items)}, {len(times)}; "
+                         "they need one entry per event")
+    # An out-of-range index would collide in the pair key u * n_items + i, or release a count for an item
+    # outside the public universe.
+    bad = np.flatnonzero((items < 0) | (items >= n_items))
+    if len(bad):
+        raise ValueError(f"items[{bad[0]}] = {items[bad[0]]} is outside the item universe [0, n_items={n_items}); "
+                         f"{len(bad)} item indices are out of range")
+    bad = np.flatnonzero(users < 0)
+    if len(bad):
+        raise ValueError(f"users[{bad[0]}] = {users[bad[0]]} is negative; user indices must be >= 0 "
+                         f"({len(bad)} are negative)")
     if len(users) == 0:
         return np.zeros(n_items, dtype=np.int64), 0.0
     order = np.lexsort((items, np.asarray(times, dtype=np.float64), users))
@@ -355,7 +383,7 @@ def private_item_counts(users, items, times, n_items: int, *, epsilon: float, de
 
 
 __all__ = [
-    "KEY_ENV", "MIN_KEY_BYTES", "MECHANISMS", "MissingKeyError", "Pseudonymizer", "canonical_id", "new_key_file",
+    "KEY_ENV", "MIN_KEY_BYTES", "MECHANISMS", "MAX_EXACT_FLOAT_INT", "MissingKeyError", "Pseudonymizer", "canonical_id", "new_key_file",
     "pseudonymize_frame", "check_dp_params", "clipped_item_counts", "sensitivity", "noise_scale", "noise_variance",
     "add_noise",
     "private_item_counts",

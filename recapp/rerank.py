@@ -15,6 +15,7 @@ import pandas as pd
 from recapp.fairness import (  # noqa: F401
     CALIBRATION_ALPHA, calibrated, category_distribution, category_matrix, exposure_aware, head_items, kl_divergence,
 )
+from recapp.fairness import finite_candidates
 from recapp.schema import ITEM_COL
 
 #: Explanation of an item that comes from the popularity fallback.
@@ -89,6 +90,10 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n_finite)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
+    if n_finite < len(scores) and not (scores < np.inf).all():
+        # A +inf (or NaN) would take a place in the partition and then be dropped, losing a slot. -inf
+        # (excluded items, on every call) already sorts last, so only this rare case pays for a copy.
+        scores = np.where(finite, scores, -np.inf)
     if k < len(scores):
         # The items above the k-th score, then the lowest-index items tied with it, so ties go to the
         # lower index as promised (argpartition alone keeps arbitrary ones) without sorting every tie.
@@ -96,8 +101,7 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         above = np.flatnonzero(scores > kth)
         part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
     else:
-        part = np.arange(len(scores))
-    part = part[np.isfinite(scores[part])]
+        part = np.arange(len(scores))           # k == len(scores) == n_finite: every score is finite
     order = np.lexsort((part, -scores[part]))
     return part[order][:k].astype(np.int64)
 
@@ -107,11 +111,18 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Ties keep argpartition's order (a stable sort after it), the rule every batch
     ``recommend`` uses, so the Spark layer reproduces recapp's lists exactly.
-    Entries whose score is not finite are still returned; callers drop them.
+    Non-finite scores rank below every finite one and come back as ``-inf`` when
+    a row has fewer than ``k`` finite scores; callers drop them.
     """
     k_eff = min(k, scores.shape[1])
     top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
     top_scores = np.take_along_axis(scores, top, axis=1)
+    if not (top_scores < np.inf).all():
+        # A +inf (or NaN) won a place the caller then drops, leaving its row one short: partition again
+        # with those as -inf. Checking the k picks, not the block, keeps the usual case free of a full pass.
+        scores = np.where(scores < np.inf, scores, -np.inf)
+        top = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        top_scores = np.take_along_axis(scores, top, axis=1)
     order = np.argsort(-top_scores, axis=1, kind="stable")
     return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
 
@@ -123,21 +134,23 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     with relevance min-max scaled to [0, 1] over the candidates and ``max_sim`` its
     largest similarity (``similarity`` is a candidates x candidates matrix) to the
     items already chosen. ``lam=1`` keeps the relevance order; smaller values trade
-    relevance for diversity. Returns the chosen candidates in pick order.
+    relevance for diversity. A candidate whose relevance is not finite is never
+    picked, so fewer than ``k`` may come back. Returns the chosen candidates in pick order.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam={lam!r} is out of range; it must be in [0, 1] (1 = relevance only)")
-    candidates = np.asarray(candidates)
+    candidates, rel, keep = finite_candidates(np.asarray(candidates), relevance, "relevance")
     n = len(candidates)
     k = min(k, n)
     if k == 0:
         return candidates[:0]
-    rel = np.asarray(relevance, dtype=np.float64)
     span = rel.max() - rel.min()
     rel = (rel - rel.min()) / span if span > 0 else np.ones(n)
     if lam >= 1.0:
         return candidates[np.lexsort((np.arange(n), -rel))[:k]]
     sim = np.asarray(similarity, dtype=np.float64)
+    if keep is not None:
+        sim = sim[np.ix_(keep, keep)]
     chosen = [int(np.argmax(rel))]
     max_sim = sim[chosen[0]].copy()
     available = np.ones(n, dtype=bool)

@@ -324,3 +324,17 @@ def test_ml100k_popularity_baseline_is_in_range():
     assert all(0.0 <= v <= 1.0 for v in acc.values())
     assert 0.05 < acc["precision_at_k"] < 0.5     # most-popular on ML-100K is a known, modest baseline
     assert 0.0 < beyond[0] < 0.1 and beyond[2] > 0 and np.isfinite(beyond).all()
+
+
+def test_duplicate_predictions_count_once_at_their_best_score():
+    truth = frame([(1, "a"), (1, "b")])
+    recs = frame([(1, "a", 0.5), (1, "x", 0.9), (1, "a", 1.0), (1, "a", 0.7)], (USER_COL, ITEM_COL, SCORE_COL))
+    row = M.per_user_ranking_metrics(truth, recs, k=3).iloc[0]
+    # "a" ranks first at its best score, "x" second; the other "a" rows are dropped, so one hit
+    assert row["n_hits"] == 1
+    assert row["recall_at_k"] == pytest.approx(0.5) and row["mrr_at_k"] == 1.0
+    assert row["precision_at_k"] == pytest.approx(1 / 3)
+    assert row["ndcg_at_k"] == pytest.approx(1 / (1 + 1 / L2(3)))
+    one = frame([(1, "a")])
+    got = M.ranking_metrics(one, recs, k=3)
+    assert all(0.0 <= v <= 1.0 for v in got.values()), got

@@ -290,3 +290,29 @@ def test_engine_popular_now_uses_the_released_counts(shop):
     np.testing.assert_allclose(top["score"], model.dp_counts_[order])
     exact = Engine(Popularity().fit(shop.events), half_life=None).popular(10)
     assert top["score"].tolist() != exact["score"].tolist()
+
+
+def test_batch_of_events_keeps_large_ids_exact(p):
+    # One missing id used to turn the column into float64, merging ids above 2**53 into one pseudonym.
+    big = 2 ** 60 + 1
+    out = p.events([{"user_id": big, "item_id": 1}, {"user_id": big + 1, "item_id": 2}, {"user_id": None, "item_id": 3}])
+    assert out["user_id"].tolist()[:2] == [p(big), p(big + 1)]
+    assert p(big) != p(big + 1)
+    assert pd.isna(out["user_id"].iloc[2])                        # a missing id stays missing, for validation
+    assert out["item_id"].tolist() == [1, 2, 3]
+
+
+def test_canonical_id_refuses_floats_too_large_to_hold_an_exact_integer():
+    assert privacy.canonical_id(float(2 ** 53 - 1)) == str(2 ** 53 - 1)
+    with pytest.raises(ValueError, match=r"user id 1\.15.*2\*\*53"):
+        privacy.canonical_id(float(2 ** 60 + 1))
+
+
+@pytest.mark.parametrize("users,items,match", [
+    ([0, 0, 1], [1, 4, 2], r"items\[1\] = 4 .*n_items=4"),
+    ([0, 0, 1], [1, 2, -1], r"items\[2\] = -1 .*n_items=4"),
+    ([0, -2, 1], [1, 2, 3], r"users\[1\] = -2"),
+])
+def test_clipped_counts_refuse_indices_outside_the_universe(users, items, match):
+    with pytest.raises(ValueError, match=match):
+        privacy.clipped_item_counts(users, items, [1.0, 2.0, 3.0], 4, max_items_per_user=2)

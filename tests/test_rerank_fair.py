@@ -185,3 +185,30 @@ def test_top_k_breaks_ties_by_the_lower_index():
     got = rerank.top_k(scores, 5)
     assert got.tolist() == [900, 901, 0, 1, 2]
     assert rerank.top_k(np.array([1.0, np.nan, 1.0, -np.inf]), 3).tolist() == [0, 2]
+
+
+def test_top_k_skips_non_finite_scores_without_losing_a_slot():
+    scores = np.array([np.inf, 1.0, 2.0])
+    assert rerank.top_k(scores, 2).tolist() == [2, 1]
+    assert np.isinf(scores[0])                                      # the caller's array is untouched
+    assert rerank.top_k(np.array([np.nan, 1.0, 2.0, np.inf, 0.5, -np.inf]), 3).tolist() == [2, 1, 4]
+    assert rerank.top_k(np.array([np.inf, 1.0]), 5).tolist() == [1]
+    top, vals = rerank.top_k_rows(np.array([[np.inf, 1.0, 2.0], [3.0, np.nan, np.inf]]), 2)
+    assert top[0].tolist() == [2, 1] and vals[0].tolist() == [2.0, 1.0]
+    assert top[1, 0] == 0 and vals[1, 0] == 3.0 and not np.isfinite(vals[1, 1])     # callers drop the second
+
+
+def test_rerankers_never_pick_a_non_finite_score():
+    cand = np.array([12, 10, 11])
+    rel = np.array([-np.inf, 1.0, 0.5])                             # -inf: never recommend
+    for lam in (0.7, 1.0):
+        assert rerank.mmr(cand, rel, np.eye(3), k=2, lam=lam).tolist() == [10, 11]
+        assert rerank.mmr(cand, rel, np.eye(3), k=3, lam=lam).tolist() == [10, 11]      # k capped at the finite ones
+    cats = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    for lam in (0.0, 0.5):
+        assert rerank.calibrated(cand, rel, cats, np.array([0.5, 0.5]), 3, lam).tolist() == [10, 11]
+    for beta in (0.0, 0.5):
+        got = rerank.exposure_aware(cand, rel, np.array([True, True, False]), 3, beta, user_head_share=0.2)
+        assert sorted(got.tolist()) == [10, 11]
+    nan_rel = np.array([1.0, np.nan, 0.5])
+    assert rerank.mmr(cand, nan_rel, np.eye(3), k=3, lam=0.7).tolist() == [12, 11]

@@ -30,8 +30,10 @@ def per_user_ranking_metrics(
 ) -> pd.DataFrame:
     """One row per evaluated user: ``n_relevant``, ``n_hits`` and every ranking metric at ``k``.
 
-    Users are those in both frames (see the module docstring). Each metric lies
-    in [0, 1]; the averages of its columns are what the ``*_at_k`` functions return.
+    Users are those in both frames (see the module docstring). A (user, item)
+    pair listed several times in ``rating_pred`` is ranked once, at its highest
+    score (the first such row on a tie). Each metric lies in [0, 1]; the
+    averages of its columns are what the ``*_at_k`` functions return.
     """
     k = check_k(k)
     require_columns(rating_true, "rating_true", col_user, col_item)
@@ -49,6 +51,10 @@ def per_user_ranking_metrics(
     ucode = users.get_indexer(pred[col_user])
     score = pred[col_prediction].to_numpy(dtype=np.float64)
     order = np.lexsort((np.arange(len(pred)), -score, ucode))
+    # A pair listed twice is one recommendation: counted twice it would push recall, NDCG and MAP above 1.
+    # In this order the first row of each pair is its best-scored one.
+    dup = pd.DataFrame({"u": ucode[order], "i": pred[col_item].to_numpy()[order]}).duplicated().to_numpy()
+    order = order[~dup]
     su = ucode[order]
     starts = np.r_[0, np.flatnonzero(np.diff(su)) + 1] if len(su) else np.zeros(0, dtype=np.int64)
     rank = np.arange(len(su)) - np.repeat(starts, np.diff(np.r_[starts, len(su)])) + 1
