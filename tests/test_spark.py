@@ -367,6 +367,11 @@ def test_ranking_metrics_edge_cases(spark):
     assert abs(by_id - metrics.ndcg_at_k(truth, pred.iloc[[0, 2, 1, 3, 4]], 2)) < 1e-12
     assert by_id > metrics.ndcg_at_k(truth, pred, 2)
     assert ranking_metrics(t, p.filter("user_id = 4"), 5) == {name: 0.0 for name in metrics.RANKING_METRICS}
+    # A pair listed twice is one recommendation, at its best score: no metric passes 1, and recapp agrees.
+    twice = pd.DataFrame({"user_id": [2, 2, 2], "item_id": [20, 20, 21], "score": [3.0, 2.0, 1.0], "rank": [1, 2, 3]})
+    got = ranking_metrics(t, spark.createDataFrame(twice), 3)
+    assert got == pytest.approx(metrics.ranking_metrics(truth, twice, 3), abs=1e-12)
+    assert got["recall_at_k"] == 1.0 and got["ndcg_at_k"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="k=0"):
         ranking_metrics(t, p, 0)
     with pytest.raises(ValueError, match="unknown metric 'auc'"):

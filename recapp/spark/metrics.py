@@ -55,6 +55,7 @@ def per_user_ranking_metrics(
 
     :func:`recapp.metrics.per_user_ranking_metrics` on Spark. Ties between equal
     scores are broken by ``col_rank`` when ``rating_pred`` has it, else by item id.
+    A (user, item) pair listed several times in ``rating_pred`` is ranked once, at its highest score.
     """
     k = check_k(k)
     require_frame(rating_true, "rating_true", col_user, col_item)
@@ -64,6 +65,9 @@ def per_user_ranking_metrics(
     truth = rating_true.select(u.alias("u"), i.alias("i")).distinct()
     tie = col(col_rank) if col_rank is not None and col_rank in rating_pred.columns else i
     pred = rating_pred.select(u.alias("u"), i.alias("i"), col(col_prediction).cast("double").alias("s"), tie.alias("t"))
+    # A (user, item) pair listed twice is one recommendation, ranked at its best score, as in recapp.
+    best = Window.partitionBy("u", "i").orderBy(F.col("s").desc(), F.col("t").asc())
+    pred = pred.withColumn("_dup", F.row_number().over(best)).filter(F.col("_dup") == 1).drop("_dup")
     users = truth.select("u").distinct().join(pred.select("u").distinct(), "u")
     n_rel = truth.join(users, "u").groupBy("u").agg(F.count(F.lit(1)).alias("n_relevant"))
 
