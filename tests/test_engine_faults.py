@@ -111,3 +111,60 @@ def test_concurrent_ingest_and_recommend_lose_nothing(ease, shop):
         h = engine.history(f"w{w}")
         bought = set(h.loc[h["event"] == "purchase", "item_id"])
         assert not bought & set(engine.recommend(f"w{w}")["item_id"])
+
+
+def test_duplicate_events_are_refused_with_a_store_too(ease, tmp_path):
+    from recapp.realtime import EventStore
+
+    path = tmp_path / "dedup.duckdb"
+    with EventStore(path) as store:
+        engine = Engine(ease, explain=False, store=store)
+        first = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
+        again = engine.ingest(_ev("dup", 9, 2e9, event_id="e-1"))
+        assert first.n_ingested == 1 and again.n_ingested == 0
+        assert again.rejected["reason"].iloc[0] == "duplicate event_id 'e-1'"
+        batch = engine.ingest([_ev("dup", 10, 2e9 + 1, event_id="e-2"), _ev("dup", 11, 2e9 + 2, event_id="e-1"),
+                               _ev("dup", 12, 2e9 + 3, event_id="e-3"), _ev("dup", 13, 2e9 + 4, event_id="e-3")])
+        assert batch.n_ingested == 2 and batch.n_rejected == 2
+        assert engine.history("dup")["item_id"].tolist() == [9, 10, 12]
+        assert len(store) == 3
+        q = store.quarantine()
+        assert q["reason"].tolist() == ["duplicate event_id 'e-1'", "duplicate event_id 'e-1'", "duplicate event_id 'e-3'"]
+        assert engine.stats()["events_rejected"] == 3
+        # Events without an id are never deduplicated.
+        engine.ingest(_ev("dup", 14, 2e9 + 5))
+        engine.ingest(_ev("dup", 14, 2e9 + 5))
+        assert len(engine.history("dup")) == 5
+    # The ids are in the file, so a restarted engine still refuses a redelivery.
+    with EventStore(path) as store:
+        restarted = Engine(ease, explain=False, store=store)
+        res = restarted.ingest([_ev("dup", 9, 2e9, event_id="e-1"), _ev("dup", 15, 2e9 + 6, event_id="e-4")])
+        assert (res.n_ingested, res.n_rejected) == (1, 1)
+        assert len(store) == 6
+
+
+def test_store_file_without_event_ids_still_opens(ease, tmp_path):
+    import duckdb
+
+    from recapp.realtime import EventStore
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))                     # the layout before event_id was stored
+    con.execute("""
+        CREATE TABLE batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT, committed_at DOUBLE);
+        CREATE TABLE quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
+        CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+        CREATE TABLE events (seq BIGINT, batch_id BIGINT, user_id BIGINT NOT NULL, item_id BIGINT NOT NULL,
+                             timestamp DOUBLE NOT NULL, event VARCHAR NOT NULL, rating DOUBLE, value DOUBLE,
+                             ingested_at DOUBLE);
+        INSERT INTO batches VALUES (1, 1, 0, 1.0);
+        INSERT INTO events VALUES (1, 1, 7, 3, 1e9, 'view', NULL, NULL, 1.0);
+    """)
+    con.close()
+    with EventStore(path, read_only=True) as ro:
+        assert ro.events()["user_id"].tolist() == [7] and len(list(ro.iter_batches())) == 1
+    with EventStore(path) as store:
+        engine = Engine(ease, explain=False, store=store)
+        assert engine.ingest(_ev(7, 4, 2e9, event_id="e-1")).n_ingested == 1
+        assert engine.ingest(_ev(7, 4, 2e9, event_id="e-1")).n_rejected == 1
+        assert store.events()["item_id"].tolist() == [3, 4]

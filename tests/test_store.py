@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -132,3 +133,140 @@ def test_sigkill_mid_stream_loses_no_committed_batch(tmp_path):
         assert set(have.values()) == {50}
         assert np.array_equal(np.sort(list(have)), np.arange(1, len(have) + 1))
         store.append(_ev(1, 1, 1.0))                          # and the file is writable again
+
+
+def test_reads_from_another_thread_during_appends(tmp_path):
+    # len()/events() used the connection without the store's lock: appends then failed with "connection is busy".
+    with EventStore(tmp_path / "conc.duckdb") as store:
+        store.append(_ev(0, 1, 0.0))
+        errors, done = [], threading.Event()
+
+        def writer():
+            try:
+                for i in range(1, 61):
+                    store.append([_ev(i, 1, float(i)), _ev(i, 2, float(i), "click")])
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(("append", exc))
+            finally:
+                done.set()
+
+        def reader():
+            while not done.is_set():
+                try:
+                    len(store)
+                    store.events()
+                    repr(store)
+                except Exception as exc:  # pragma: no cover - reported below
+                    errors.append(("read", exc))
+
+        threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert len(store) == 1 + 2 * 60 == int(store.batches()["n_rows"].sum())
+        assert store.append(_ev(999, 1, 1e3)).batch_id == 62          # the connection is still usable
+
+
+def test_failed_append_rolls_back_and_keeps_the_first_error(tmp_path, monkeypatch):
+    class FlakyRollback:                                   # the connection, but its first rollback() fails
+        def __init__(self, con):
+            self._con = con
+
+        def __getattr__(self, name):
+            return getattr(self._con, name)
+
+        def rollback(self):
+            raise RuntimeError("rollback failed")
+
+    with EventStore(tmp_path / "rb.duckdb") as store:
+        store.append(_ev(1, 1, 1.0))
+        real_exec, real_con = store._exec, store.con
+
+        def boom(query, params=None):
+            if query.startswith("INSERT INTO batches"):
+                raise RuntimeError("disk on fire")
+            return real_exec(query, params)
+
+        monkeypatch.setattr(store, "_exec", boom)
+        store.con = FlakyRollback(real_con)
+        with pytest.raises(RuntimeError, match="disk on fire"):      # the first error, not the rollback's
+            store.append(_ev(2, 1, 2.0))
+        store.con = real_con
+        monkeypatch.setattr(store, "_exec", real_exec)
+        # No transaction was left open: the half-written batch is gone and the next one commits.
+        assert len(store) == 1
+        assert store.append(_ev(3, 1, 3.0)).batch_id == 2 and len(store) == 2
+
+
+def test_id_outside_bigint_is_quarantined(tmp_path):
+    with EventStore(tmp_path / "big.duckdb") as store:
+        store.append(_ev(1, 10, 1.0))
+        res = store.append([_ev(2, 10, 2.0), _ev(2 ** 64, 10, 3.0), _ev(3, -2 ** 63 - 1, 3.0), _ev(4, 2 ** 63 - 1, 4.0)])
+        assert (res.n_written, res.n_quarantined) == (2, 2)
+        q = store.quarantine()
+        assert len(q) == 2 and q["reason"].str.contains("BIGINT").all()
+        assert "user_id" in q["reason"].iloc[0] and "item_id" in q["reason"].iloc[1]
+        assert store.events()["item_id"].tolist() == [10, 10, 2 ** 63 - 1]
+
+
+def test_engine_rejects_bigint_overflow_without_losing_the_batch(tmp_path):
+    shop = synthetic_shop(n_users=30, n_items=20, n_events=400, random_state=2)
+    model = EASE(l2=20.0).fit(shop.events)
+    with EventStore(tmp_path / "big.duckdb") as store:
+        engine = Engine(model, store=store, explain=False)
+        res = engine.ingest([_ev(1, 2, 5e9), _ev(2 ** 64, 2, 5e9 + 1)])
+        assert (res.n_ingested, res.n_rejected) == (1, 1)
+        assert len(store) == 1 and len(store.quarantine()) == 1
+
+
+def test_iter_batches_is_a_snapshot(tmp_path):
+    with EventStore(tmp_path / "it.duckdb") as store:
+        store.append(pd.DataFrame([_ev(u, 10 + u, float(u)) for u in (1, 2, 3, 4, 5)]))
+        got = []
+        for i, batch in enumerate(store.iter_batches(batch_size=2)):
+            got += batch["user_id"].tolist()
+            if i == 0:   # a late event (earlier event time) committed mid-replay
+                store.append(_ev(9, 99, 0.5))
+        assert got == [1, 2, 3, 4, 5]
+        assert store.events()["user_id"].tolist() == [9, 1, 2, 3, 4, 5]
+
+
+def test_from_store_closes_the_store_it_opened(tmp_path):
+    path = tmp_path / "ro.duckdb"
+    shop = synthetic_shop(n_users=30, n_items=20, n_events=400, random_state=2)
+    model = EASE(l2=20.0).fit(shop.events)
+    with EventStore(path) as store:
+        store.append(_ev(1, 2, 5e9))
+
+    class Failing(Engine):
+        def ingest(self, *args, **kwargs):
+            raise RuntimeError("replay failed")
+
+    with pytest.raises(RuntimeError, match="replay failed") as info:   # info keeps the frames alive
+        Failing.from_store(model, path)
+    assert info.value is not None
+    with EventStore(path) as again:                         # a writer can open it: from_store closed its copy
+        assert len(again) == 1
+    Engine.from_store(model, path)
+    with EventStore(path) as again:
+        assert len(again) == 1
+
+
+def test_text_store_feeds_the_engine_what_it_writes(tmp_path):
+    # In a VARCHAR store an integer id is written as text; the live engine must see that text too,
+    # or a replayed engine disagrees with it.
+    shop = synthetic_shop(n_users=30, n_items=20, n_events=400, random_state=2)
+    model = EASE(l2=20.0).fit(shop.events)
+    path = tmp_path / "txt.duckdb"
+    with EventStore(path) as store:
+        live = Engine(model, store=store, explain=False)
+        live.ingest([_ev("guest-a", 3, 5e9)])
+        res = live.ingest([_ev(1, 4, 5e9 + 1, "purchase")])
+        assert res.n_ingested == 1
+        assert store.events()["user_id"].tolist() == ["guest-a", "1"]
+    replayed = Engine.from_store(model, path, explain=False)
+    for user in ("guest-a", "1", 1):
+        assert live.history(user).equals(replayed.history(user))
+        pd.testing.assert_frame_equal(live.recommend(user), replayed.recommend(user))

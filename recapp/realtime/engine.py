@@ -229,6 +229,9 @@ class Engine:
         With a pseudonymizer, user ids are replaced before anything else (rejected
         rows come back with pseudonyms too); ``pseudonymised=True`` says they
         already are (a replay from a pseudonymised store).
+        A row whose ``event_id`` was seen before is refused as a duplicate; with a
+        store the store does this check (ids kept in its file, so it survives a
+        restart) and the engine is fed the rows exactly as the store wrote them.
         """
         if self.pseudonymizer is not None and not pseudonymised:
             events = self.pseudonymizer.events(events)
@@ -380,12 +383,23 @@ class Engine:
         """A fresh engine with every event of ``store`` replayed in timestamp order (store not attached).
 
         A pseudonymised store's rows are ingested as the pseudonyms they are; its key
-        must be the engine's ``pseudonymizer``'s.
+        must be the engine's ``pseudonymizer``'s. ``store`` is an EventStore or a path;
+        a path is opened read-only and closed again before this returns (or raises).
+        DuckDB lets one process write a file and refuses to open it a second time
+        alongside, so a store a writer holds (an engine's ``store=``, an open
+        EventStore) must be passed as that writer's EventStore object, not its path.
+        The replay is a snapshot: events appended while it runs are not included.
         """
         engine = cls(model, **kwargs)
         from recapp.realtime.store import EventStore
 
-        st = store if isinstance(store, EventStore) else EventStore(store, read_only=True)
+        if isinstance(store, EventStore):
+            return cls._replay(engine, store, batch_size)
+        with EventStore(store, read_only=True) as st:
+            return cls._replay(engine, st, batch_size)
+
+    @staticmethod
+    def _replay(engine: "Engine", st, batch_size: int) -> "Engine":
         p = engine.pseudonymizer
         if st.pseudonymised and p is not None and st.key_id != p.key_id:
             raise ValueError(f"the store holds pseudonyms of key id {st.key_id!r} but pseudonymizer has key id "

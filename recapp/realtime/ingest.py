@@ -4,6 +4,10 @@ The checks are :func:`recapp.schema.check_event` / :func:`recapp.schema.check_ev
 the same rules the event store and ``schema.validate`` apply. An optional
 ``event_id`` makes delivery idempotent: an id seen before is refused as a
 duplicate, so a stream replayed after a fault does not count events twice.
+Without a store the engine remembers the latest million ids in memory
+(:class:`SeenIds`); with one, the store applies the same check and keeps the
+ids in its file (:func:`event_id_key` is their stored text), so a restarted
+engine still refuses a redelivery.
 """
 from __future__ import annotations
 
@@ -68,6 +72,20 @@ class SeenIds:
 
 def _has_id(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v)) and v is not pd.NA
+
+
+def event_id_key(v) -> str | None:
+    """An ``event_id`` as the event store keeps it (text), or None for a missing one.
+
+    A whole float (``7.0``, as pandas makes of an integer column with gaps) is the integer's text ``"7"``.
+    """
+    if isinstance(v, np.generic):
+        v = v.item()
+    if not _has_id(v) or v is pd.NaT:
+        return None
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return str(v)
 
 
 def event_rows(events, seen: SeenIds | None = None) -> tuple[list, object]:

@@ -5,6 +5,9 @@ rows that fail go to ``quarantine`` with the reason and the row as JSON, in
 the same transaction, so nothing is dropped silently and a batch is either
 wholly committed or not at all. DuckDB writes its log before a commit returns,
 so a process killed mid-stream loses no committed batch.
+A row with an ``event_id`` already stored (among the latest million) is
+quarantined as a duplicate, so a redelivered event is neither written nor
+applied twice; the ids are kept in the file, so this survives a restart.
 
 >>> store = EventStore("shop.duckdb")
 >>> store.append(events_frame)                        # AppendResult(batch_id, n_written, n_quarantined)
@@ -31,11 +34,13 @@ import pandas as pd
 
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
+from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
 )
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
+BIGINT_MIN, BIGINT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 @dataclass
@@ -45,7 +50,7 @@ class AppendResult:
     batch_id: int
     n_written: int
     n_quarantined: int
-    events: pd.DataFrame       # the clean rows written, in the store's columns
+    events: pd.DataFrame       # the clean rows written, in the store's columns, ids as stored
     rejected: pd.DataFrame     # row, reason
 
 
@@ -73,12 +78,18 @@ class EventStore:
 
     ``path`` is a file (created if needed; ``":memory:"`` for a throw-away store).
     Tables: ``events`` (seq, batch_id, user_id, item_id, timestamp, event,
-    rating, value, ingested_at), ``quarantine`` (batch_id, reason, row as JSON,
+    rating, value, ingested_at, event_id), ``quarantine`` (batch_id, reason, row as JSON,
     received_at) and ``batches`` (batch_id, n_rows, n_quarantined, committed_at).
-    Id columns are BIGINT when the first batch's ids are integers, else VARCHAR;
-    a later id that does not fit is quarantined, not coerced. ``pseudonymizer``
+    A file written before ``event_id`` was stored still opens (opened for writing,
+    the column is added). Id columns are BIGINT when the first batch's ids are
+    integers, else VARCHAR; a later id that does not fit (text, or an integer
+    outside the signed 64-bit range, in a BIGINT column) is quarantined, not
+    coerced. An integer id fits a VARCHAR column as its text ("7"), and that text
+    is what ``append`` returns in ``AppendResult.events``, so an engine writing
+    through the store holds exactly what a replay from it would. ``pseudonymizer``
     (see the module docstring) makes the store hold pseudonyms; read methods
     return what is stored, so filter by ``pseudonymizer.many(raw_ids)``.
+    One object may be shared by threads: every use of its connection holds its lock.
     """
 
     def __init__(self, path: str | Path = "events.duckdb", *, read_only: bool = False, pseudonymizer=None):
@@ -89,16 +100,22 @@ class EventStore:
             Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
         self.con = duckdb.connect(self.path, read_only=read_only)
-        self._lock = threading.Lock()
-        if not read_only:
-            self._exec("""
-                CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
-                                                    committed_at DOUBLE);
-                CREATE TABLE IF NOT EXISTS quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
-                CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
-            """)
+        # Re-entrant: a DuckDB connection refuses a second call while one runs ("connection is busy"),
+        # so every use of self.con holds this lock, including reads nested in append.
+        self._lock = threading.RLock()
+        self._seen: SeenIds | None = None      # event ids, loaded from the file on the first append
         self.pseudonymizer = pseudonymizer
         try:
+            if not read_only:
+                self._exec("""
+                    CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
+                                                        committed_at DOUBLE);
+                    CREATE TABLE IF NOT EXISTS quarantine (batch_id BIGINT, reason VARCHAR, row_json VARCHAR, received_at DOUBLE);
+                    CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+                """)
+                types = self._id_types()
+                if types is not None and EVENT_ID_COL not in types:     # a file from before event ids were kept
+                    self._exec(f"ALTER TABLE events ADD COLUMN {EVENT_ID_COL} VARCHAR")
             self._check_key()
         except BaseException:
             self.con.close()
@@ -106,10 +123,11 @@ class EventStore:
 
     # ---- pseudonyms -----------------------------------------------------------------------
     def _read_key_id(self) -> str | None:
-        if "meta" not in self._tables():
-            return None
-        got = self.con.execute("SELECT value FROM meta WHERE key = 'pseudonym_key_id'").fetchall()
-        return got[0][0] if got else None
+        with self._lock:
+            if "meta" not in self._tables():
+                return None
+            got = self.con.execute("SELECT value FROM meta WHERE key = 'pseudonym_key_id'").fetchall()
+            return got[0][0] if got else None
 
     @property
     def pseudonymised(self) -> bool:
@@ -135,18 +153,22 @@ class EventStore:
 
     def _exec(self, query: str, params=None) -> None:
         # DuckDB wants every result consumed before the next statement on the connection.
-        self.con.execute(query, params or []).fetchall()
+        with self._lock:
+            self.con.execute(query, params or []).fetchall()
 
     # ---- schema -------------------------------------------------------------------------
     def _tables(self) -> set:
-        return {r[0] for r in self.con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        with self._lock:
+            return {r[0] for r in self.con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
 
     def _id_types(self) -> dict | None:
-        if "events" not in self._tables():
-            return None
-        rows = self.con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'events'").fetchall()
-        return {c: t for c, t in rows}
+        with self._lock:
+            if "events" not in self._tables():
+                return None
+            rows = self.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                    "WHERE table_schema = 'main' AND table_name = 'events'").fetchall()
+            return {c: t for c, t in rows}
 
     def _create_events(self, clean: pd.DataFrame) -> None:
         ut, it = _id_kind(clean[USER_COL]), _id_kind(clean[ITEM_COL])
@@ -154,14 +176,50 @@ class EventStore:
             CREATE TABLE IF NOT EXISTS events (
                 seq BIGINT, batch_id BIGINT, {USER_COL} {ut} NOT NULL, {ITEM_COL} {it} NOT NULL,
                 {TIME_COL} DOUBLE NOT NULL, {EVENT_COL} VARCHAR NOT NULL, {RATING_COL} DOUBLE, {VALUE_COL} DOUBLE,
-                ingested_at DOUBLE)
+                ingested_at DOUBLE, {EVENT_ID_COL} VARCHAR)
         """)
 
     @staticmethod
-    def _fits(values: pd.Series, kind: str) -> np.ndarray:
+    def _misfits(values: pd.Series, col: str, kind: str) -> list:
+        """Per value, why it cannot go into the store's ``col`` column of type ``kind`` (None when it can)."""
         if kind != "BIGINT":
-            return np.ones(len(values), dtype=bool)
-        return values.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).to_numpy(dtype=bool)
+            return [None] * len(values)
+
+        def why(v):
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+                return f"{col} {_plain(v)!r} is not an integer like the store's ids"
+            if not BIGINT_MIN <= int(v) <= BIGINT_MAX:
+                return f"{col} {_plain(v)!r} is outside the range of the store's BIGINT {col} column (signed 64-bit)"
+            return None
+
+        return [why(v) for v in values]
+
+    def _seen_ids(self) -> SeenIds:
+        """The latest event ids in the file (read once, then kept up to date by ``append``)."""
+        if self._seen is None:
+            seen = SeenIds()
+            types = self._id_types()
+            if types is not None and EVENT_ID_COL in types:
+                rows = self.con.execute(
+                    f"SELECT {EVENT_ID_COL} FROM (SELECT {EVENT_ID_COL}, seq FROM events WHERE {EVENT_ID_COL} IS NOT NULL "
+                    f"ORDER BY seq DESC LIMIT {int(seen.capacity)}) ORDER BY seq").fetchall()
+                for (eid,) in rows:
+                    seen.check_and_add(eid)
+            self._seen = seen
+        return self._seen
+
+    def _rollback(self, exc: BaseException) -> None:
+        """Roll back the open transaction after ``exc``; a failing rollback is noted on ``exc``, never raised instead."""
+        try:
+            self.con.rollback()
+            return
+        except Exception as err:
+            exc.add_note(f"rolling back the batch in {self.path} also failed: {type(err).__name__}: {err}")
+        try:
+            # Once more as SQL, so no transaction stays open; "no transaction is active" means none did.
+            self.con.execute("ROLLBACK").fetchall()
+        except Exception as err:
+            exc.add_note(f"the second rollback in {self.path} failed too: {type(err).__name__}: {err}")
 
     # ---- writing --------------------------------------------------------------------------
     def append(self, events, *, pseudonymised: bool = False) -> AppendResult:
@@ -192,23 +250,39 @@ class EventStore:
             if not pseudonymised and USER_COL in frame.columns:
                 frame = self.pseudonymizer.frame(frame)
         clean, rejected = check_events(frame)
+        # Normalised event ids (None: no id) of the clean rows; check_events keeps the input's index labels.
+        eids = ([event_id_key(v) for v in frame[EVENT_ID_COL].to_numpy(dtype=object)[clean.index.to_numpy()]]
+                if EVENT_ID_COL in frame.columns else [None] * len(clean))
         with self._lock:
             types = self._id_types()
             if types is None and len(clean):
                 self._create_events(clean)
                 types = self._id_types()
+            extra, new_ids = [], []
             if types is not None and len(clean):
                 bad = np.zeros(len(clean), dtype=bool)
-                extra = []
                 for col in (USER_COL, ITEM_COL):
-                    fits = self._fits(clean[col], types[col])
-                    for i in np.flatnonzero(~fits & ~bad):
-                        extra.append((clean.iloc[i].to_dict(), f"{col} {clean[col].iloc[i]!r} is not an integer like the store's ids"))
-                    bad |= ~fits
-                if extra:
-                    more = pd.DataFrame({"row": [r for r, _ in extra], "reason": [w for _, w in extra]})
-                    rejected = pd.concat([rejected.astype(object), more.astype(object)], ignore_index=True) if len(rejected) else more
+                    for i, why in enumerate(self._misfits(clean[col], col, types[col])):
+                        if why is not None and not bad[i]:
+                            extra.append((clean.iloc[i].to_dict(), why))
+                            bad[i] = True
+                # Idempotent delivery: an event_id already stored, or earlier in this batch, is a duplicate.
+                seen, batch_ids = self._seen_ids(), set()
+                for i, eid in enumerate(eids):
+                    if eid is None or bad[i]:
+                        continue
+                    if eid in seen or eid in batch_ids:
+                        extra.append((frame.loc[clean.index[i]].to_dict(), f"duplicate {EVENT_ID_COL} {_plain(frame.at[clean.index[i], EVENT_ID_COL])!r}"))
+                        bad[i] = True
+                    else:
+                        batch_ids.add(eid)
+                        new_ids.append(eid)
+                eids = [e for e, b in zip(eids, bad) if not b]
                 clean = clean.loc[~bad].reset_index(drop=True)
+            if extra:
+                more = pd.DataFrame({"row": [r for r, _ in extra], "reason": [w for _, w in extra]})
+                rejected = pd.concat([rejected.astype(object), more.astype(object)], ignore_index=True) if len(rejected) else more
+            written = clean
             now = _time.time()
             self.con.begin()
             try:
@@ -225,11 +299,13 @@ class EventStore:
                         ins[ITEM_COL] = ins[ITEM_COL].astype(str)
                     ins[USER_COL] = ins[USER_COL].to_numpy(dtype=object if types[USER_COL] == "VARCHAR" else np.int64)
                     ins[ITEM_COL] = ins[ITEM_COL].to_numpy(dtype=object if types[ITEM_COL] == "VARCHAR" else np.int64)
+                    ins[EVENT_ID_COL] = pd.Series(eids, dtype=object)
+                    # The engine is fed these rows, ids converted as written, so it agrees with a replay.
+                    written = ins[list(STORE_COLUMNS)]
+                    cols = f"seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, {RATING_COL}, {VALUE_COL}, ingested_at, {EVENT_ID_COL}"
                     self.con.register("_batch", ins)
                     try:
-                        self._exec(
-                            f"INSERT INTO events SELECT seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, "
-                            f"{RATING_COL}, {VALUE_COL}, ingested_at FROM _batch")
+                        self._exec(f"INSERT INTO events ({cols}) SELECT {cols} FROM _batch")
                     finally:
                         self.con.unregister("_batch")
                 if len(rejected):
@@ -246,10 +322,12 @@ class EventStore:
                         self.con.unregister("_quar")
                 self._exec("INSERT INTO batches VALUES (?, ?, ?, ?)", [batch_id, len(clean), len(rejected), now])
                 self.con.commit()
-            except BaseException:
-                self.con.rollback()
+            except BaseException as exc:
+                self._rollback(exc)
                 raise
-        return AppendResult(batch_id, len(clean), len(rejected), clean, rejected.reset_index(drop=True))
+            for eid in new_ids:           # only once committed: a batch that failed may be sent again
+                self._seen.check_and_add(eid)
+        return AppendResult(batch_id, len(written), len(rejected), written, rejected.reset_index(drop=True))
 
     # ---- reading -----------------------------------------------------------------------------
     def sql(self, query: str, params=None) -> pd.DataFrame:
@@ -258,13 +336,17 @@ class EventStore:
             return self.con.execute(query, params or []).df()
 
     def __len__(self) -> int:
-        if "events" not in self._tables():
-            return 0
         with self._lock:
+            if "events" not in self._tables():
+                return 0
             return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
     def events(self, *, since: float | None = None, until: float | None = None, users=None) -> pd.DataFrame:
         """Stored events in timestamp order (then arrival order), optionally a time window or some users."""
+        with self._lock:
+            return self._events(since, until, users)
+
+    def _events(self, since, until, users) -> pd.DataFrame:
         if "events" not in self._tables():
             return pd.DataFrame(columns=list(STORE_COLUMNS))
         where, params = [], []
@@ -291,13 +373,33 @@ class EventStore:
         return self.sql("SELECT * FROM batches ORDER BY batch_id")
 
     def iter_batches(self, batch_size: int = 10_000):
-        """Stored events in timestamp order as DataFrames of at most ``batch_size`` rows (for replay)."""
-        if "events" not in self._tables():
+        """Stored events in timestamp order as DataFrames of at most ``batch_size`` rows (for replay).
+
+        A snapshot: the events committed when iteration starts, each exactly once;
+        a batch appended meanwhile (even with earlier timestamps) is not included.
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        with self._lock:
+            if "events" not in self._tables():
+                return
+            top = self.con.execute("SELECT max(seq) FROM events").fetchall()[0][0]
+        if top is None:
             return
         cols = ", ".join(STORE_COLUMNS)
-        total = len(self)
-        for offset in range(0, total, batch_size):
-            yield self.sql(f"SELECT {cols} FROM events ORDER BY {TIME_COL}, seq LIMIT {int(batch_size)} OFFSET {int(offset)}")
+        after, params = "", [int(top)]
+        while True:
+            # Keyset paging on (timestamp, seq), so rows committed mid-replay shift nothing.
+            page = self.sql(f"SELECT {cols}, seq FROM events WHERE seq <= ?{after} "
+                            f"ORDER BY {TIME_COL}, seq LIMIT {int(batch_size)}", params)
+            if not len(page):
+                return
+            last_t, last_seq = float(page[TIME_COL].iloc[-1]), int(page["seq"].iloc[-1])
+            yield page.drop(columns="seq")
+            if len(page) < batch_size:
+                return
+            after = f" AND ({TIME_COL} > ? OR ({TIME_COL} = ? AND seq > ?))"
+            params = [int(top), last_t, last_t, last_seq]
 
     def replay(self, engine, batch_size: int = 10_000):
         """Ingest every stored event, in timestamp order, into ``engine`` (which should not write back here)."""
@@ -313,7 +415,8 @@ class EventStore:
 
     def close(self) -> None:
         """Close the database connection."""
-        self.con.close()
+        with self._lock:
+            self.con.close()
 
     def __enter__(self) -> "EventStore":
         return self
