@@ -29,17 +29,39 @@ EVENT_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
 
 
 def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
-                       col_time: str = TIME_COL, col_event: str = EVENT_COL) -> str:
-    """A hex digest of an event log's content (user, item, time, event), the same in any row order.
+                       col_time: str = TIME_COL, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> str:
+    """A hex digest of an event log's content (user, item, time, event, rating), the same in any row order.
 
     Two logs with the same events give the same fingerprint, so a model trained
     on one can be recognised as trained on the other (the dashboard's model cache
-    and its list of saved models use this).
+    and its list of saved models use this). Columns that
+    :meth:`Interactions.from_frame` fills in are filled the same way here (time 0,
+    event ``"rating"``, no rating), so ``events_fingerprint(df) ==
+    Interactions.from_frame(df).fingerprint()``. Other columns (such as ``value``)
+    are not hashed: Interactions does not keep them, and no model sees them.
     """
-    require_columns(df, "df", col_user, col_item, col_time)
-    cols = [c for c in (col_user, col_item, col_time, col_event) if c in df.columns]
-    part = df[cols].reset_index(drop=True)
-    part[col_time] = part[col_time].astype(np.float64)
+    require_columns(df, "df", col_user, col_item)
+    n = len(df)
+    return _fingerprint(
+        df[col_user].to_numpy(),
+        df[col_item].to_numpy(),
+        df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(n),
+        df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(n, "rating", dtype=object),
+        df[col_rating].to_numpy(dtype=np.float64) if col_rating in df.columns else np.full(n, np.nan),
+    )
+
+
+def _canonical_float(values: np.ndarray) -> np.ndarray:
+    # Hashing reads a float's bits: give every NaN one bit pattern, and -0.0 that of 0.0.
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(values), np.nan, values + 0.0)
+
+
+def _fingerprint(users, items, times, events, ratings) -> str:
+    part = pd.DataFrame({
+        USER_COL: users, ITEM_COL: items, TIME_COL: _canonical_float(times),
+        EVENT_COL: np.asarray(events, dtype=object), RATING_COL: _canonical_float(ratings),
+    })
     rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
     return hashlib.sha256(rows.tobytes()).hexdigest()
 
@@ -189,8 +211,8 @@ class Interactions:
         return self.item_ids.get_indexer(pd.Index(np.atleast_1d(np.asarray(items, dtype=object if self.item_ids.dtype == object else None))))
 
     def fingerprint(self) -> str:
-        """:func:`events_fingerprint` of the events held here."""
-        return events_fingerprint(self.frame)
+        """:func:`events_fingerprint` of the events held here (equal to that of the frame they were built from)."""
+        return events_fingerprint(self.frame)  # the frame holds from_frame's filled-in columns
 
     # ---- views ---------------------------------------------------------------
     def binary(self) -> sp.csr_matrix:

@@ -91,6 +91,99 @@ def test_movielens_failed_sources_are_named(empty_cache, monkeypatch):
         load_movielens("1m")
 
 
+def _truncated_zip(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 truncated")
+
+
+def _tampered_zip(path: Path) -> None:
+    """A well-formed zip whose content is not the publisher's."""
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t1\t5\t0\n")
+
+
+@pytest.mark.parametrize("make_bad", [_truncated_zip, _tampered_zip])
+def test_movielens_bad_cached_zip_is_removed_and_replaced(real_cache, tmp_path, monkeypatch, make_bad):
+    cache = tmp_path / "cache"
+    copy_wheel(cache, ml.RECBOLE_WHEEL, ml.RECBOLE_WHEEL_SHA256)
+    zip_path = cache / "movielens-100k" / "ml-100k.zip"
+    make_bad(zip_path)
+    monkeypatch.setenv("RECAPP_DATA", str(cache))
+    tried = []
+
+    def unreachable(url, dest, **kwargs):
+        tried.append(url)
+        raise DataSourceError("simulated outage")
+
+    monkeypatch.setattr(ml, "download", unreachable)
+    m = load_movielens()
+    assert tried == [ml.GROUPLENS_URL]  # the bad copy did not stop the download being tried
+    assert "recbole" in m.source and len(m.interactions) == 100_000
+    assert not zip_path.exists()
+
+
+@pytest.mark.parametrize("make_bad", [_truncated_zip, _tampered_zip])
+def test_movielens_bad_cached_zip_without_downloads_is_named(empty_cache, make_bad):
+    zip_path = empty_cache / "movielens-100k" / "ml-100k.zip"
+    make_bad(zip_path)
+    with pytest.raises(DataSourceError, match="ml-100k.zip") as err:
+        load_movielens(allow_download=False)
+    assert "downloads are disabled" in str(err.value)
+    assert not zip_path.exists()
+
+
+def _serve_once(response: bytes) -> str:
+    """A one-shot HTTP server on 127.0.0.1 that answers ``response``; returns its URL."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(10)
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(response)
+        except OSError:
+            pass
+        finally:
+            srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}/ml-100k.zip"
+
+
+SHORT_BODY = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"PK" * 100
+
+
+def test_download_errors_are_data_source_errors(tmp_path):
+    from recapp.data.cache import download
+
+    url = _serve_once(SHORT_BODY)
+    with pytest.raises(DataSourceError, match="could not download http://127.0.0.1:") as err:
+        download(url, tmp_path / "x.zip", md5=ml.GROUPLENS_MD5)
+    assert url in str(err.value)
+    with pytest.raises(DataSourceError, match="could not download 'no-scheme/ml-100k.zip'|could not download no-scheme/ml-100k.zip"):
+        download("no-scheme/ml-100k.zip", tmp_path / "y.zip")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_movielens_truncated_download_falls_back(empty_cache, monkeypatch):
+    url = _serve_once(SHORT_BODY)
+    monkeypatch.setattr(ml, "fetch_wheel", fail)
+    with pytest.raises(DataSourceError) as err:
+        load_movielens(url=url)
+    assert f"GroupLens ({url})" in str(err.value) and "simulated outage" in str(err.value)
+    assert not (empty_cache / "movielens-100k" / "ml-100k.zip").exists()
+
+
 # --- Open Bandit ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("policy", ["random", "bts"])
@@ -193,6 +286,34 @@ def test_read_events_files(tmp_path, suffix):
     assert report.counts().to_dict() == {"missing user or item id": 1, "exact duplicate": 1}
     assert df.attrs["validation_report"] == report.summary()
     assert isinstance(read_events(str(path)), pd.DataFrame)
+
+
+def test_read_events_csv_ids_are_read_as_written(tmp_path):
+    # Zero-padded ids stay text: "007" and "7" are two items, not one duplicate.
+    (tmp_path / "lz.csv").write_text("user_id,item_id,timestamp,event\n1,007,100,view\n1,7,100,view\n2,0042,200,view\n")
+    df, report = read_events(tmp_path / "lz.csv", return_report=True)
+    assert df["item_id"].tolist() == ["007", "7", "0042"] and report.n_dropped == 0
+    assert df["user_id"].dtype == np.int64 and df["user_id"].tolist() == [1, 1, 2]
+    # Ids beyond 2**53 survive a blank cell exactly (a float column would round them).
+    (tmp_path / "big.tsv").write_text(
+        "visitorid\titemid\tts\tbehavior\n9007199254740993\t1\t100\tpv\n\t2\t100\tpv\n9007199254740995\t1\t100\tpv\n")
+    df, report = read_events(tmp_path / "big.tsv", return_report=True)
+    assert df["user_id"].dtype == np.int64 and df["user_id"].tolist() == [9007199254740993, 9007199254740995]
+    assert report.counts().to_dict() == {"missing user or item id": 1}
+    # Custom aliases are resolved before the id columns are picked; ids that do not read back
+    # exactly (" 5", "+6", "-0", or past int64) keep the column as text.
+    for ids in (["5", " 5"], ["5", "+6"], ["5", "-0"], ["5", str(2**63)]):
+        (tmp_path / "odd.csv").write_text("Shopper,SKU,When,What\n" + "".join(f"{u},{i},{i},view\n" for i, u in enumerate(ids, 1)))
+        df = read_events(tmp_path / "odd.csv", aliases={"shopper": "user_id", "sku": "item_id", "when": "timestamp", "what": "event"})
+        assert df["user_id"].tolist() == ids, ids
+        assert df["item_id"].dtype == np.int64
+    for ids in (["-3", "4"], ["1.0", "2.0"], ["1", "1.0"], ["1.0", "2.5"]):
+        (tmp_path / "ids.csv").write_text("user_id,item_id,timestamp,event\n" + "".join(f"{u},1,{t},view\n" for t, u in enumerate(ids)))
+        got = read_events(tmp_path / "ids.csv")["user_id"]
+        if ids in (["-3", "4"], ["1.0", "2.0"]):  # one uniform integer form: int64
+            assert got.dtype == np.int64 and got.tolist() == [int(float(v)) for v in ids]
+        else:  # "1" and "1.0" would merge, "2.5" is no integer: text, as written
+            assert got.tolist() == ids
 
 
 def test_read_events_frame_custom_aliases_and_options():
@@ -302,6 +423,10 @@ def test_synthetic_bad_arguments():
         synthetic_shop(n_items=5, n_categories=20)
     with pytest.raises(ValueError, match="funnel_rates"):
         synthetic_shop(funnel_rates=(0.5, 1.5, 0.2))
+    for n_items, share in ((2, 0.75), (1, 0.6), (4, 0.9)):
+        with pytest.raises(ValueError, match=rf"launch_share={share} would launch every one of the n_items={n_items} items"):
+            synthetic_shop(n_users=5, n_items=n_items, n_events=50, launch_share=share)
+    assert len(synthetic_shop(n_users=5, n_items=4, n_events=50, launch_share=0.6).events) == 50
 
 
 def test_synthetic_default_size():

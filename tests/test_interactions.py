@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recapp.interactions import Interactions, as_interactions, event_weights_for
+from recapp.interactions import Interactions, as_interactions, event_weights_for, events_fingerprint
 from recapp.schema import SchemaError
 
 
@@ -99,3 +99,23 @@ def test_catalogue_items_without_events_join_the_item_map():
     assert grown.item_ids.tolist() == [10, 11, 12, 13, 14]
     assert grown.matrix.shape == (3, 5) and grown.matrix[:, 3:].nnz == 0
     assert inter.with_catalog([10, 11]) is inter
+
+
+def test_fingerprint_covers_ratings():
+    r1 = pd.DataFrame({"user_id": [1, 2], "item_id": [10, 11], "timestamp": [1.0, 2.0], "event": ["rating"] * 2, "rating": [5.0, 1.0]})
+    r2 = r1.assign(rating=[1.0, 5.0])
+    assert events_fingerprint(r1) != events_fingerprint(r2)
+    assert Interactions.from_frame(r1).fingerprint() != Interactions.from_frame(r2).fingerprint()
+    assert events_fingerprint(r1) == events_fingerprint(r1.iloc[::-1])  # row order still does not matter
+    assert events_fingerprint(r1) != events_fingerprint(r1.drop(columns="rating"))
+
+
+@pytest.mark.parametrize("drop", [[], ["event"], ["rating"], ["event", "rating"], ["timestamp"], ["timestamp", "event", "rating"]])
+def test_fingerprint_of_a_frame_matches_its_interactions(drop):
+    df = _events().drop(columns=drop)
+    inter = Interactions.from_frame(df)
+    assert events_fingerprint(df) == inter.fingerprint()
+    arrays, config = inter.to_saved()
+    assert Interactions.from_saved(arrays, config).fingerprint() == inter.fingerprint()
+    renamed = df.rename(columns={"user_id": "u", "item_id": "i"})
+    assert events_fingerprint(renamed, col_user="u", col_item="i") == inter.fingerprint()

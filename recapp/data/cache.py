@@ -7,6 +7,7 @@ later run would trust.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
@@ -64,12 +65,19 @@ def atomic_write_bytes(dest: Path, data: bytes, expected_sha256: str | None = No
 
 
 def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None, timeout: float = 20.0) -> Path:
-    """Fetch ``url`` to ``dest`` atomically, verifying the digest given."""
+    """Fetch ``url`` to ``dest`` atomically, verifying the digest given.
+
+    Every failure to fetch (unreachable host, HTTP error, a body cut short, a
+    malformed URL) raises :class:`DataSourceError` naming ``url``, so callers can
+    move on to their next source.
+    """
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             data = resp.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DataSourceError(f"could not download {url}: {exc}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as exc:
+        # HTTPException covers IncompleteRead (a body shorter than its Content-Length);
+        # ValueError is what urllib raises for a URL it cannot parse.
+        raise DataSourceError(f"could not download {url}: {type(exc).__name__}: {exc}") from exc
     if md5 is not None and hashlib.md5(data).hexdigest() != md5:
         raise DataSourceError(f"md5 mismatch for {url}: expected {md5}, got {hashlib.md5(data).hexdigest()}")
     return atomic_write_bytes(dest, data, sha256, source=url)

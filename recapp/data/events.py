@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recapp.schema import ITEM_COL, USER_COL, ValidationReport, validate
+from recapp.schema import ITEM_COL, USER_COL, ValidationReport, column_renames, validate
 
 #: Accepted file endings, longest first so ".csv.gz" wins over ".gz".
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".tsv", ".tsv.gz")
@@ -23,19 +23,67 @@ def _suffix(path: Path) -> str | None:
     return None
 
 
-def read_raw(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV/TSV (optionally compressed) or Parquet file as it is, without validation."""
+def _checked_path(path: str | os.PathLike) -> tuple[Path, str]:
     path = Path(path).expanduser()
     suffix = _suffix(path)
     if suffix is None:
         raise ValueError(f"cannot read {path}: unsupported file type {''.join(path.suffixes) or '(none)'!r}; accepted suffixes: {list(ACCEPTED_SUFFIXES)}")
     if not path.is_file():
         raise FileNotFoundError(f"event log not found: {path}")
+    return path, suffix
+
+
+def read_raw(path: str | os.PathLike, *, text_columns=()) -> pd.DataFrame:
+    """Read a CSV/TSV (optionally compressed) or Parquet file as it is, without validation.
+
+    CSV/TSV columns named in ``text_columns`` are read as text (blank cells stay
+    missing) instead of letting pandas guess their type.
+    """
+    path, suffix = _checked_path(path)
     if suffix in PARQUET_SUFFIXES:
         return pd.read_parquet(path)
     sep = "\t" if suffix.startswith(".tsv") else ","
     # Compression is inferred from the suffix by pandas.
-    return pd.read_csv(path, sep=sep)
+    dtype = {c: str for c in text_columns} or None
+    return pd.read_csv(path, sep=sep, dtype=dtype)
+
+
+def _csv_id_columns(path: Path, suffix: str, aliases: dict | None, id_cols) -> list[str]:
+    """The file's header names that :func:`~recapp.schema.validate` will treat as the id columns."""
+    if suffix in PARQUET_SUFFIXES:
+        return []  # Parquet stores its column types; nothing is guessed
+    header = pd.read_csv(path, sep="\t" if suffix.startswith(".tsv") else ",", nrows=0).columns
+    renamed = column_renames(header, aliases)
+    return [c for c in header if renamed.get(c, c) in id_cols]
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _exact_int(v, tail: str = "") -> bool:
+    """Whether ``v`` is an int64 written canonically (``str(int(...)) == ...``), followed by ``tail``."""
+    if not (isinstance(v, str) and v.endswith(tail)):
+        return False
+    digits = v[: len(v) - len(tail)]
+    try:
+        n = int(digits)
+    except ValueError:
+        return False
+    return str(n) == digits and _INT64_MIN <= n <= _INT64_MAX
+
+
+def _ids_from_text(ids: pd.Series) -> pd.Series:
+    # Ids read as text become int64 only when every one reads back exactly as written:
+    # "007", " 7", "+7" or "-0" keep the whole column as text, so no two ids merge. A column
+    # written entirely as "<int>.0" (how pandas writes integer ids next to a blank cell) is
+    # converted too: one uniform form maps distinct ids to distinct ints; a mix ("1", "1.0") is not.
+    if not len(ids):
+        return ids
+    values = ids.to_numpy(dtype=object)
+    for tail in ("", ".0"):
+        if all(_exact_int(v, tail) for v in values):
+            return pd.Series([int(v[: len(v) - len(tail)]) for v in values], index=ids.index, name=ids.name, dtype="int64")
+    return ids
 
 
 def _integral_ids(ids: pd.Series) -> pd.Series:
@@ -60,20 +108,29 @@ def read_events(
     ``.parquet`` files, or a DataFrame. Column aliases (``behavior`` -> event,
     ``visitorid`` -> user_id, ...) and timestamps in epoch seconds,
     milliseconds or ISO 8601 are handled by ``validate``; ``aliases`` adds your
-    own ``{your_column: schema_column}``. Whole-number float ids (what a CSV
-    with a blank id cell gives) become int64 once those rows are dropped. Returns the clean frame, or
+    own ``{your_column: schema_column}``. In a CSV/TSV file the user and item id
+    columns (found after alias resolution) are read as text, so ``007`` and ``7``
+    stay two ids and long ids keep every digit; such a column becomes int64 only
+    when every id reads back exactly as written (``str(int(v)) == v``), or when
+    every id is written as ``<int>.0`` (as pandas writes integer ids beside a blank
+    cell), and stays text otherwise. Whole-number float ids in a DataFrame or
+    Parquet file become int64 once rows with a missing id are dropped. Returns the clean frame, or
     ``(frame, report)`` when ``return_report`` is true; the report's summary is
     also kept in ``frame.attrs["validation_report"]``. Raises
     :class:`~recapp.schema.SchemaError` for a log that cannot be used.
     """
+    id_cols = (validate_kwargs.get("col_user", USER_COL), validate_kwargs.get("col_item", ITEM_COL))
+    text_ids = []
     if isinstance(path_or_frame, pd.DataFrame):
         raw = path_or_frame
     elif isinstance(path_or_frame, (str, os.PathLike)):
-        raw = read_raw(path_or_frame)
+        path, suffix = _checked_path(path_or_frame)
+        text_ids = _csv_id_columns(path, suffix, aliases, id_cols)
+        raw = read_raw(path, text_columns=text_ids)
     else:
         raise TypeError(f"read_events expects a file path or a pandas DataFrame, got {type(path_or_frame).__name__}")
     clean, report = validate(raw, aliases=aliases, **validate_kwargs)
-    for col in (validate_kwargs.get("col_user", USER_COL), validate_kwargs.get("col_item", ITEM_COL)):
-        clean[col] = _integral_ids(clean[col])
+    for col in id_cols:
+        clean[col] = _ids_from_text(clean[col]) if text_ids else _integral_ids(clean[col])
     clean.attrs["validation_report"] = report.summary()
     return (clean, report) if return_report else clean

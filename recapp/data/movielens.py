@@ -2,7 +2,10 @@
 
 Sources, in order: the local cache; the publisher's zip; the copy that the
 ``recbole==1.2.1`` wheel on the Python package index ships (downloaded, never
-installed). Every file is verified before it is trusted.
+installed). Every file is verified before it is trusted: the recbole files and
+wheel by sha256, the publisher's zip (cached or downloaded) by the md5 GroupLens
+publishes beside it, which is the only digest it publishes. A cached file that
+fails its check is deleted and fetched again.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from recapp.data.cache import DataSourceError, cached_files, data_dir, download, extract_verified, fetch_wheel
+from recapp.data.cache import DataSourceError, cached_files, data_dir, download, extract_verified, fetch_wheel, file_digest
 from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
 
 log = logging.getLogger(__name__)
@@ -72,8 +75,33 @@ def parse_recbole(folder: Path, source: str) -> MovieLens:
     return _check_counts(MovieLens(_frame(inter), items.sort_values(ITEM_COL, ignore_index=True), users, source))
 
 
+def verify_grouplens_zip(path: Path, source: str) -> None:
+    """Raise :class:`DataSourceError` unless ``path`` has the md5 GroupLens publishes for ml-100k.zip.
+
+    GroupLens publishes only an md5 for this zip (no sha256), and the recbole copy's
+    sha256 digests are of other files, so the publisher's md5 is the one digest that
+    names these exact bytes; the parsed tables are then checked against the known counts.
+    """
+    got = file_digest(path, "md5")
+    if got != GROUPLENS_MD5:
+        raise DataSourceError(f"md5 mismatch for {path.name} from {source}: expected {GROUPLENS_MD5} (published by GroupLens), got {got}")
+
+
 def parse_grouplens_zip(path: Path, source: str) -> MovieLens:
-    """Read ``u.data``, ``u.item`` and ``u.user`` from the publisher's zip."""
+    """Read ``u.data``, ``u.item`` and ``u.user`` from the publisher's zip.
+
+    Raises :class:`DataSourceError` naming ``path`` when the zip cannot be read or parsed.
+    """
+    try:
+        return _parse_grouplens_zip(path, source)
+    except DataSourceError:
+        raise
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, IndexError, EOFError) as exc:
+        # KeyError: a member is missing; ValueError/IndexError: a table that does not parse.
+        raise DataSourceError(f"cannot read {path} from {source}: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_grouplens_zip(path: Path, source: str) -> MovieLens:
     with zipfile.ZipFile(path) as zf:
         def read(name: str) -> io.BytesIO:
             return io.BytesIO(zf.read(f"ml-100k/{name}"))
@@ -104,15 +132,22 @@ def load_movielens(size: str = "100k", *, allow_download: bool = True, url: str 
     cached = cached_files(mirror_dir, RECBOLE_FILES)
     if cached:
         return parse_recbole(mirror_dir, f"cache {mirror_dir}")
-    if zip_path.exists():
-        return parse_grouplens_zip(zip_path, f"cache {zip_path}")
-    if not allow_download:
-        raise DataSourceError(f"MovieLens-100K is not in the cache ({root}) and downloads are disabled")
     errors = []
+    if zip_path.exists():
+        try:
+            verify_grouplens_zip(zip_path, f"cache {zip_path}")
+            return parse_grouplens_zip(zip_path, f"cache {zip_path}")
+        except DataSourceError as exc:
+            # A corrupt or foreign copy is never trusted, and never left to break the next run.
+            zip_path.unlink(missing_ok=True)
+            errors.append(f"cached {zip_path} (removed): {exc}")
+            log.warning("removed a bad cached MovieLens zip %s: %s", zip_path, exc)
+    if not allow_download:
+        raise DataSourceError("\n  ".join([f"MovieLens-100K is not in the cache ({root}) and downloads are disabled", *errors]))
     try:
         download(url, zip_path, md5=GROUPLENS_MD5)
         return parse_grouplens_zip(zip_path, url)
-    except (DataSourceError, zipfile.BadZipFile, KeyError) as exc:
+    except DataSourceError as exc:
         zip_path.unlink(missing_ok=True)
         errors.append(f"GroupLens ({url}): {exc}")
         log.info("GroupLens unreachable, falling back to the recbole wheel: %s", exc)

@@ -247,6 +247,11 @@ def synthetic_shop(
         raise ValueError(f"session_length must be >= 1 (mean views per session), got {session_length!r}")
     if not 0.0 <= launch_share < 1.0:
         raise ValueError(f"launch_share must be in [0, 1), got {launch_share!r}")
+    if launch_share > 0 and int(round(launch_share * n_items)) >= n_items:
+        raise ValueError(
+            f"launch_share={launch_share} would launch every one of the n_items={n_items} items "
+            f"(round({launch_share} * {n_items}) = {int(round(launch_share * n_items))}); at least one item must be on sale "
+            "from the start, since views before a launch go to an item already on sale. Use a smaller launch_share or more items")
     if not (len(launch_window) == 2 and 0.0 <= launch_window[0] <= launch_window[1] <= 1.0):
         raise ValueError(f"launch_window must be two fractions 0 <= a <= b <= 1 of the log's span, got {launch_window!r}")
     _check_int("n_candidates", n_candidates, 1)
