@@ -13,17 +13,43 @@ def plain(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
+class _Uncacheable:
+    """The key of a filter whose results must not be cached (see :func:`freeze`)."""
+
+    def __repr__(self) -> str:
+        return "UNCACHEABLE"
+
+
+UNCACHEABLE = _Uncacheable()
+
+
+def cacheable(key) -> bool:
+    """False for :data:`UNCACHEABLE` and for a tuple key with it as one of its parts."""
+    return key is not UNCACHEABLE and not (isinstance(key, tuple) and any(p is UNCACHEABLE for p in key))
+
+
 def freeze(obj):
-    """A hashable key for filter specifications (dicts, lists, ranges, callables)."""
+    """A hashable key for filter specifications (dicts, lists, ranges), or :data:`UNCACHEABLE`.
+
+    A specification that holds a callable anywhere is :data:`UNCACHEABLE`: what a
+    callable selects cannot be told from the object, and its ``id`` is reused
+    once it is freed (a lambda built per call), so a key on it would serve one
+    filter's results for another. Caches store nothing under such a key.
+    """
     if obj is None:
         return None
     if isinstance(obj, Mapping):
-        return tuple(sorted((str(k), freeze(v)) for k, v in obj.items()))
+        parts = [(str(k), freeze(v)) for k, v in obj.items()]
+        if any(v is UNCACHEABLE for _, v in parts):
+            return UNCACHEABLE
+        return tuple(sorted(parts))
     if isinstance(obj, (list, tuple, set, frozenset, np.ndarray, pd.Index)):
         items = [freeze(v) for v in obj]
+        if any(v is UNCACHEABLE for v in items):
+            return UNCACHEABLE
         return ("set", tuple(sorted(items, key=repr))) if isinstance(obj, (set, frozenset)) else tuple(items)
     if callable(obj):
-        return ("callable", id(obj))
+        return UNCACHEABLE
     return plain(obj)
 
 
@@ -43,8 +69,8 @@ class ResultCache:
         self.misses = 0
 
     def get(self, key):
-        """The cached value for ``key`` (counted as a hit) or None (a miss)."""
-        value = self._data.get(key) if self.size > 0 else None
+        """The cached value for ``key`` (counted as a hit) or None (a miss; always for an uncacheable key)."""
+        value = self._data.get(key) if self.size > 0 and cacheable(key) else None
         if value is None:
             self.misses += 1
             return None
@@ -53,8 +79,8 @@ class ResultCache:
         return value
 
     def put(self, key, value, uses_popularity: bool) -> None:
-        """Store ``value``; ``uses_popularity`` marks it for invalidation by anyone's event."""
-        if self.size <= 0:
+        """Store ``value`` (never under an uncacheable key); ``uses_popularity``: dropped by anyone's event."""
+        if self.size <= 0 or not cacheable(key):
             return
         self._data[key] = value
         self._by_user.setdefault(key[0], set()).add(key)

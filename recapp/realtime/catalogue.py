@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from recapp import rerank
-from recapp.realtime.cache import freeze
+from recapp.realtime.cache import UNCACHEABLE, freeze
 from recapp.schema import ITEM_COL
 
 
@@ -48,14 +48,15 @@ class Catalogue:
         return [item for item in table.index if item not in self.pos]
 
     def mask(self, filters) -> np.ndarray | None:
-        """Boolean mask of the items that pass ``filters`` (:func:`recapp.rerank.filter_mask`), cached."""
+        """Items that pass ``filters`` as a boolean mask (:func:`recapp.rerank.filter_mask`); cached unless callable."""
         if filters is None or (isinstance(filters, dict) and not filters):
             return None
         key = freeze(filters)
-        hit = self._masks.get(key)
+        hit = self._masks.get(key) if key is not UNCACHEABLE else None
         if hit is None or len(hit) != len(self.ids):
             hit = rerank.filter_mask(None if self.table is None else self.table.reset_index(), filters, self.ids)
-            self._masks[key] = hit
+            if key is not UNCACHEABLE:     # a callable's mask is computed on every call, never cached
+                self._masks[key] = hit
         return hit
 
     def categories(self, idx: np.ndarray) -> np.ndarray | None:

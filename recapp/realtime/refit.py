@@ -4,7 +4,8 @@ Per-event scoring folds a shopper's events in against the model's fixed item
 side, so an item launched after training is only ever reached through "popular
 now". The refitter keeps every event the engine applies; after ``every`` of
 them it fits a fresh copy of the model (same class and hyperparameters) on the
-training log plus those events, in a background thread, with the engine's item
+served model's log (training plus the events earlier refits learned) plus the
+events since the last successful refit, in a background thread, with the engine's item
 order, so indices line up; then :meth:`Engine.swap_model` replaces the model
 atomically under the engine's lock. ``ingest`` and ``recommend`` go on while
 the copy trains; at most one refit runs at a time.
@@ -48,16 +49,26 @@ class Refitter:
             self._since += len(rows)
             if self._since < self.every or not self._done.is_set():
                 return
-            self._since = 0
+            since, self._since = self._since, 0
             snapshot = list(self._log)
             item_ids = list(self.engine.catalogue.ids)
             model = self.engine.model
             self._done.clear()
         # Not a daemon: a refit still running when the interpreter exits is waited for, because
         # killing a thread inside torch or BLAS aborts the whole process.
-        self._thread = threading.Thread(target=self._run, args=(model, snapshot, item_ids), daemon=False,
-                                        name="recapp-refit")
-        self._thread.start()
+        thread = threading.Thread(target=self._run, args=(model, snapshot, item_ids), daemon=False,
+                                  name="recapp-refit")
+        try:
+            thread.start()
+        except Exception as exc:  # noqa: BLE001 - e.g. "can't start new thread"; the events are applied
+            with self.engine._lock:
+                self._since += since           # the refit is still due: the next ingest tries again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._done.set()
+            log.warning("could not start a background refit; the engine keeps serving the current model: %s",
+                        self.last_error)
+            return
+        self._thread = thread
 
     def _run(self, model, rows: list, item_ids: list) -> None:
         t0 = time.perf_counter()
@@ -72,7 +83,15 @@ class Refitter:
                 params["verbose"] = False      # no progress bar from a background thread
             with background_fit():
                 fresh = type(model)(**params).fit(inter)
-            self.engine.swap_model(fresh)
+            try:
+                self.engine.swap_model(fresh)
+            finally:
+                with self.engine._lock:
+                    if self.engine.model is fresh:
+                        # The served model now holds these events and the next refit starts from its log,
+                        # so they leave ours, or they would be trained on again (and weigh twice). Events
+                        # applied during this refit stay; no other refit took a snapshot (_done is clear).
+                        del self._log[: len(rows)]
             self.n_refits += 1
             self.last_error = None
         except Exception as exc:  # a failed refit must never stop serving

@@ -16,8 +16,11 @@ the count, and while it runs events leave the count alone.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
+
+log = logging.getLogger(__name__)
 
 _blas_libraries = None
 _modules_seen = -1
@@ -26,6 +29,7 @@ _init_lock = threading.Lock()
 _switches = threading.Condition()
 _fits_running = 0
 _events_switched = 0
+_warned = False
 
 
 def _blas() -> list:
@@ -41,6 +45,15 @@ def _blas() -> list:
                 _blas_libraries = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
                 _modules_seen = len(sys.modules)
     return _blas_libraries
+
+
+def _warn_once(exc: Exception) -> None:
+    """Log the first failure to change BLAS's thread count around an event (serving goes on regardless)."""
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("could not change BLAS's thread count around an event; serving goes on: %s: %s",
+                    type(exc).__name__, exc)
 
 
 class _OneThread:
@@ -60,10 +73,23 @@ class _OneThread:
             if self.switched:
                 _events_switched += 1
         if self.switched:
-            self.saved = [lib.num_threads for lib in self.libraries]
-            for lib, n in zip(self.libraries, self.saved):
-                if n != 1:
-                    lib.set_num_threads(1)
+            done = []
+            try:
+                self.saved = [lib.num_threads for lib in self.libraries]
+                for lib, n in zip(self.libraries, self.saved):
+                    if n != 1:
+                        lib.set_num_threads(1)
+                        done.append((lib, n))
+            except Exception as exc:  # noqa: BLE001 - a failed switch is no reason to fail an event
+                # Put back what was switched and leave the count, so background fits do not wait forever.
+                for lib, n in done:
+                    with contextlib.suppress(Exception):
+                        lib.set_num_threads(n)
+                self.switched = False
+                with _switches:
+                    _events_switched -= 1
+                    _switches.notify_all()
+                _warn_once(exc)
         return self
 
     def __exit__(self, *exc):
@@ -71,7 +97,10 @@ class _OneThread:
         if self.switched:
             for lib, n in zip(self.libraries, self.saved):
                 if n != 1:
-                    lib.set_num_threads(n)
+                    try:
+                        lib.set_num_threads(n)
+                    except Exception as err:  # noqa: BLE001 - the count below must come down regardless
+                        _warn_once(err)
             with _switches:
                 _events_switched -= 1
                 _switches.notify_all()
