@@ -466,3 +466,210 @@ def test_explanations_read_as_the_issue_asks():
     assert dash.display_explanation("because of Toy Story, Heat") == "because you viewed Toy Story, Heat"
     assert dash.display_explanation("popular now") == "popular now"
     assert dash.display_explanation("because of Heat", "rated") == "because you rated Heat"
+
+
+# ---- one training at a time, and the selectors show what the page serves --------------------------
+def _gated(gate):
+    """A Popularity factory whose training waits for ``gate``, so a test knows a training is still running."""
+    def factory(scenario):
+        model = Popularity()
+        fit = model.fit
+
+        def gated_fit(*args, **kwargs):
+            assert gate.wait(60), "the test never opened the gate"
+            return fit(*args, **kwargs)
+
+        model.fit = gated_fit
+        return model
+    return factory
+
+
+def _text(widget) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", widget.value))
+
+
+def _training_threads() -> list:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith("recapp-train")]
+
+
+def test_ab_play_never_replaces_a_live_training(tmp_path):
+    import threading
+
+    gate = threading.Event()
+    app = _app(tmp_path, model_factories={**MODELS, "Gated": _gated(gate)}, default_model="Popularity")
+    try:
+        app.model_dd.value = "Gated"           # the Live tab's model trains
+        job = app.job
+        assert job is not None and job.key == "Gated"
+        ab = app.ab
+        ab.a_dd.value, ab.b_dd.value = "Popularity", "ItemKNN"   # not trained on the shop yet
+        for _ in range(2):
+            _press_play(ab.play, 1)
+            assert app.job is job, "A/B play must not replace the Live tab's training"
+            assert not ab.play.playing and "Gated" in _text(app.message) and "Live" in _text(app.message)
+    finally:
+        gate.set()
+    app.wait_for_training(60)
+    assert app.job is None and app.model_key == "Gated" and app.model_dd.value == "Gated"
+    assert app.live.session is not None and not ab.play.playing
+
+
+def _ab_training(tmp_path):
+    """An app whose A/B test has just started training the gated model A (set the gate to let it finish)."""
+    import threading
+
+    gate = threading.Event()
+    app = _app(tmp_path, model_factories={**MODELS, "Gated": _gated(gate)}, default_model="Popularity")
+    app.ab.a_dd.value, app.ab.b_dd.value = "Gated", "Popularity"
+    _press_play(app.ab.play, 1)
+    assert app.job is not None and app.job.key == "Gated"
+    return app, app.ab, gate
+
+
+def test_a_double_click_on_ab_play_trains_once(tmp_path):
+    app, ab, gate = _ab_training(tmp_path)
+    try:
+        job = app.job
+        _press_play(ab.play, 1)                # the second click while it trains
+        assert app.job is job and _training_threads().count("recapp-train-Gated") == 1
+    finally:
+        gate.set()
+    app.wait_for_training(60)
+    assert ab.play.playing, "the A/B test resumes once its model is trained"
+
+
+def test_ab_training_leaves_the_live_selectors_alone(tmp_path):
+    app, ab, gate = _ab_training(tmp_path)
+    try:
+        assert app.model_dd.value == "Popularity" and "A/B" in _text(app.message)
+        app.model_dd.value = "ItemKNN"         # the Live tab's model cannot change now: said, and the selector is put back
+        assert app.model_dd.value == "Popularity" == app.model_key
+        assert "A/B" in _text(app.message) and "Gated" in _text(app.message)
+        app.data_dd.value = "Shop"
+        assert app.data_dd.value == "MovieLens" and app.scenario.key == "movielens" and "A/B" in _text(app.message)
+    finally:
+        gate.set()
+    app.wait_for_training(60)
+    assert app.model_dd.value == "Popularity" == app.model_key, "the A/B model is never the Live tab's"
+    assert "model Popularity" in app.live.profile.value
+    assert "A/B" in _text(app.message) and ab.play.playing
+    app.model_dd.value = "ItemKNN"             # and the Live tab's selectors work again
+    app.wait_for_training(60)
+    assert app.model_key == "ItemKNN"
+
+
+def test_ab_reset_cancels_a_pending_resume(tmp_path):
+    import threading
+
+    gate1, gate2 = threading.Event(), threading.Event()
+    app = _app(tmp_path, model_factories={**MODELS, "Gated": _gated(gate1), "Gated2": _gated(gate2)},
+               default_model="Popularity")
+    ab = app.ab
+    ab.a_dd.value, ab.b_dd.value = "Gated", "Popularity"
+    try:
+        _press_play(ab.play, 1)
+        ab.reset_btn.click()                   # Reset while its model trains
+        ab.mode_tb.value = "interleaving"
+    finally:
+        gate1.set()
+    app.wait_for_training(60)
+    assert not ab.play.playing and ab.sim is None, "a reset test must not start when the training ends"
+    ab.a_dd.value = "Gated2"
+    try:
+        _press_play(ab.play, 1)
+        job = app.job
+        ab.reset_btn.click()
+        _press_play(ab.play, 1)                # play again while the same model trains: no second training
+        assert app.job is job
+    finally:
+        gate2.set()
+    app.wait_for_training(60)
+    assert ab.play.playing
+
+
+def test_failed_choices_put_the_selectors_back(tmp_path):
+    import threading
+
+    def offline(share):
+        raise OSError("the network is unreachable")
+
+    gate = threading.Event()
+    ml = _movielens()
+    Popularity().fit(ml.train).save(tmp_path / "mine")
+    for f in (tmp_path / "mine").iterdir():
+        if f.name != "config.json":
+            f.write_bytes(b"garbage")
+    app = _app(tmp_path, data={"good": DATA["MovieLens"], "offline": offline},
+               model_factories={**MODELS, "Gated": _gated(gate)}, default_model="Popularity")
+    for _ in range(2):                         # choosing it again shows the problem again
+        app.show_message("")
+        app.data_dd.value = "offline"
+        assert "network is unreachable" in _text(app.message) and "lambda" not in _text(app.message)
+        assert app.data_dd.value == "good" and app.scenario.key == "movielens"
+    for _ in range(2):
+        app.show_message("")
+        app.model_dd.value = "saved:mine"      # a corrupt saved model
+        assert "could not be read" in _text(app.message) and "lambda" not in _text(app.message)
+        assert app.model_dd.value == "Popularity" == app.model_key
+    try:
+        app.model_dd.value = "Gated"
+        app.share.value = 0.4                  # refused while the model trains
+        assert app.share.value == pytest.approx(0.2) and "still training" in _text(app.message)
+    finally:
+        gate.set()
+    app.wait_for_training(60)
+    assert app.model_key == "Gated"
+
+
+def test_a_data_switch_clears_the_live_and_stream_tabs(tmp_path):
+    app = _app(tmp_path, default_model="Popularity")
+    live, stream = app.live, app.stream
+    _press_play(live.play, 5)
+    stream.step(seconds=1.0)
+    assert "5 events" in live.status.value and "Popular now" in stream.panel.value
+    app.data_dd.value = "Shop"                 # Popularity is not trained on the shop yet
+    assert app.job is not None
+    assert live.session is None and "MovieLens" not in live.profile.value
+    assert _rows(live.recs.value) == 0 and _rows(live.feed.value) == 0 and "events" not in live.status.value
+    assert len(live.fig.data[0].x) == 0
+    assert stream.session is None and "Popular now" not in stream.panel.value and len(stream.fig.data[0].x) == 0
+    app.wait_for_training(60)
+    assert live.session is not None and "synthetic shop" in live.profile.value
+
+
+def test_catalogue_problems_are_counted_and_ids_match_the_log(shop_log, tmp_path):
+    items = pd.read_csv(shop_log / "items.csv")
+    bad = pd.concat([items, items.head(10).assign(name="DUPLICATE"), items.head(5).assign(item_id=np.nan)],
+                    ignore_index=True).astype({"item_id": object})
+    bad.loc[len(bad)] = ["SKU-X", "stray", "misc", 1.0]          # one id the log's integer ids can never match
+    bad.to_csv(tmp_path / "items.csv", index=False)
+    sc = dash.log_scenario(shop_log / "events.csv", tmp_path / "items.csv")
+    logged = pd.concat([sc.train.item_id, sc.replay.item_id]).nunique()
+    note = next(n for n in sc.notes if n.startswith("catalogue"))
+    assert f"{len(bad):,} rows" in note and "5 without an item id" in note and "10 repeating an item id" in note
+    assert "1 whose id is not a whole number" in note and "SKU-X" in note
+    assert f"{logged:,} of {logged:,} logged items labelled" in note
+    assert note in html.unescape(dash.views.data_report(sc))
+    assert not sc.titles.str.startswith("item ").any(), "the catalogue's ids match the log's"
+    assert pd.api.types.is_integer_dtype(sc.items.item_id)
+    assert sc.title(int(items.item_id[0])).startswith("DUPLICATE")    # the last row of a repeated id
+    # Zero-padded ids, written as text in both files, label the log's items too.
+    ev = pd.read_csv(shop_log / "events.csv")
+    ev["itemid"] = ev["itemid"].astype(str).str.zfill(5)
+    ev.to_csv(tmp_path / "padded.csv", index=False)
+    items.assign(item_id=items.item_id.astype(str).str.zfill(5)).to_csv(tmp_path / "padded_items.csv", index=False)
+    sc = dash.log_scenario(tmp_path / "padded.csv", tmp_path / "padded_items.csv")
+    labelled, logged = map(int, re.search(r"(\d+) of (\d+) logged items labelled", sc.notes[-1]).groups())
+    assert not sc.titles.str.startswith("item ").any() and labelled == logged
+
+
+def test_prepare_reports_a_model_that_cannot_train(shop_log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECAPP_MODELS", str(tmp_path))
+    code = dashboard_main(["--prepare", "--events", str(shop_log / "events.csv"), "--models", "TfidfContent", "Popularity"])
+    out = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out.err
+    assert "error: TfidfContent on your log (events.csv): items has none of the text columns" in out.err
+    assert "Popularity on your log (events.csv): ready" in out.out
+    assert list((tmp_path / "dashboard").glob("log-*/Popularity-*/config.json"))

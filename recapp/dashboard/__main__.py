@@ -10,21 +10,47 @@ from recapp.dashboard.models import DEFAULT_MODEL, ModelCatalogue
 from recapp.dashboard.scenarios import EVENTS_ENV, ITEMS_ENV, DataError, log_scenario, movielens_scenario, shop_scenario
 
 
+class PrepareError(RuntimeError):
+    """Some models could not be prepared; ``failures`` holds one ``<model> on <data>: <message>`` line each."""
+
+    def __init__(self, failures: list[str]):
+        super().__init__("; ".join(failures))
+        self.failures = failures
+
+
+def _reason(exc: Exception) -> str:
+    # KeyError's str() quotes its message; the analyst should read the message itself.
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc) or type(exc).__name__
+
+
 def prepare(events=None, items=None, models=(DEFAULT_MODEL,), root=None) -> list:
     """Read the data the page will open and train and cache ``models`` on it; returns the scenarios prepared.
 
     With ``events`` (a log file) only that log is prepared; otherwise MovieLens-100K
-    and the synthetic shop (the A/B tab's world) are.
+    and the synthetic shop (the A/B tab's world) are. A model that cannot be
+    trained on a scenario is reported on stderr as ``error: <model> on <data>:
+    <message>`` and the others are still prepared; then :class:`PrepareError` is raised.
     """
     catalogue = ModelCatalogue(root=root)
     scenarios = [log_scenario(events, items)] if events else [movielens_scenario(), shop_scenario()]
+    failures = []
     for scenario in scenarios:
         if scenario.report is not None:
-            print(f"{scenario.label}: {scenario.notes[0]}")
+            for note in scenario.notes[:1] + [n for n in scenario.notes if n.startswith("catalogue ")]:
+                print(f"{scenario.label}: {note}")
         for name in models:
             t0 = time.perf_counter()
-            catalogue.get(name, scenario)
-            print(f"{name} on {scenario.label}: ready in {time.perf_counter() - t0:.1f}s")
+            try:
+                catalogue.get(name, scenario)
+            except Exception as exc:  # noqa: BLE001 - one model that cannot train must not stop the others
+                failures.append(f"{name} on {scenario.label}: {_reason(exc)}")
+                print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
+                continue
+            print(f"{name} on {scenario.label}: ready in {time.perf_counter() - t0:.1f}s", flush=True)
+    if failures:
+        raise PrepareError(failures)
     return scenarios
 
 
@@ -46,8 +72,10 @@ def main(argv=None) -> int:
 
     try:
         prepare(args.events, args.items, args.models)
+    except PrepareError:
+        return 1   # each failure was printed as it happened
     except (DataError, DataSourceError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_reason(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -6,6 +6,7 @@ import pandas as pd
 
 from recapp.dashboard import figures, views
 from recapp.dashboard.clock import Clock
+from recapp.dashboard.models import AB
 from recapp.dashboard.scenarios import shop_scenario
 from recapp.dashboard.session import SERIES_POINTS, make_engine
 
@@ -109,6 +110,8 @@ class ABTab:
         self.app = app
         self.sim = None
         self._scenario = None
+        #: Counts resets: a training started before a reset must not resume the test after it.
+        self.generation = 0
         names = list(app.catalogue.factories)
         self.a_dd = W.Dropdown(options=names, value="Popularity" if "Popularity" in names else names[-1],
                                description="Policy A", layout=W.Layout(width="240px"))
@@ -125,9 +128,9 @@ class ABTab:
         self.summary.add_class("recapp-ab-summary")
         self.fig = ab_figure()
         self.clock.on_tick(self.step, app.guarded)
-        self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
+        self.reset_btn.on_click(app.guarded(self._on_reset))
         for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
-            w.observe(app.guarded(lambda _c: self.reset()), "value")
+            w.observe(app.guarded(self._on_setting), "value")
         intro = W.HTML(
             "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
             "arrive and see one list from their arm (always the same arm), and the policies learn from the clicks. "
@@ -153,8 +156,19 @@ class ABTab:
         """Pause the experiment."""
         self.clock.stop()
 
+    def _on_reset(self, _button) -> None:
+        self.reset()
+
+    def _on_setting(self, _change) -> None:
+        self.reset()
+
     def reset(self) -> None:
-        """Stop and forget the traffic (the policies are fetched again on the next play)."""
+        """Stop and forget the traffic (the policies are fetched again on the next play).
+
+        A policy still training keeps training (and is cached), but the test no longer
+        resumes when it is done: press Play again.
+        """
+        self.generation += 1
         self.clock.reset()
         self.sim = None
         figures.clear(self.fig)
@@ -163,6 +177,14 @@ class ABTab:
             self.fig.layout.annotations[0].text, self.fig.layout.annotations[1].text = left, right
             self.fig.layout.yaxis.tickformat = ".1%" if self.mode_tb.value == "ab" else ",d"
         self.summary.value = IDLE
+
+    def _resume_callback(self):
+        generation = self.generation
+
+        def resume_ab_test(_key, _model) -> None:
+            if generation == self.generation and self.sim is None:
+                self.clock.play.playing = True
+        return resume_ab_test
 
     def scenario(self):
         """The synthetic shop the experiment runs in (built on first use)."""
@@ -181,9 +203,11 @@ class ABTab:
             for key in keys:
                 model = self.app.catalogue.ready(key, sc)
                 if model is None:
-                    # Trained in the background; the clock resumes from the poll when it is done.
+                    # Trained in the background; the clock resumes from the poll when it is done,
+                    # unless the test was reset meanwhile. While another model trains the app refuses
+                    # and says so: press Play again when it is done.
                     self.stop()
-                    self.app.request_model(key, sc, lambda _k, _m: self.clock.play.set_trait("playing", True))
+                    self.app.request_model(key, sc, self._resume_callback(), purpose=AB)
                     return None
                 models.append(model)
             modes = (self.a_serve.value, self.b_serve.value)

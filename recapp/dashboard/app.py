@@ -4,6 +4,11 @@ Every widget callback goes through :meth:`Dashboard.guarded`, so a failure
 shows as a message in the page, never as a traceback. A model that is not
 cached trains on a background thread while a poll clock updates the progress
 bar, so the page stays responsive and a second click never starts a second training.
+One model trains at a time for the whole page: the Live tab's (whose key the
+Model selector shows) or the A/B test's (which never touches the Live tab's
+selectors); a request while the other trains is refused with a message saying
+which model is training and for what. A selector whose choice fails or is
+refused is put back to what the page uses.
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from recapp.dashboard import views
 from recapp.dashboard.ab_tab import ABTab
 from recapp.dashboard.clock import Clock
 from recapp.dashboard.live_tab import LiveTab
-from recapp.dashboard.models import DEFAULT_MODEL, ModelCatalogue, TrainingJob
+from recapp.dashboard.models import AB, DEFAULT_MODEL, LIVE, ModelCatalogue, TrainingJob
 from recapp.dashboard.scenarios import DEFAULT_REPLAY_SHARE, DataError, UnknownUserError, data_choices
 from recapp.dashboard.stream_tab import StreamTab
 
@@ -47,7 +52,10 @@ class Dashboard:
         self.model = None
         self.model_key: str | None = None
         self.job: TrainingJob | None = None
+        #: Who the running job is for: LIVE (the Model selector's choice) or AB (the A/B test).
+        self.job_purpose: str | None = None
         self._after_training: Callable | None = None
+        self._share_used: float | None = None   # the replay share of the data in use
         self._quiet = False
         self._build()
         self.guarded(self._start)(default_model)
@@ -72,8 +80,8 @@ class Dashboard:
         self.stream = StreamTab(self)
         self.ab = ABTab(self)
         self.tabs = W.Tab(children=[self.live.root, self.stream.root, self.ab.root], titles=("Live", "Stream", "A/B test"))
-        self.data_dd.observe(self.guarded(lambda c: self.select_data(c["new"])), "value")
-        self.share.observe(self.guarded(lambda c: self.select_data(self.data_dd.value)), "value")
+        self.data_dd.observe(self.guarded(self._on_data), "value")
+        self.share.observe(self.guarded(self._on_share), "value")
         self.model_dd.observe(self.guarded(self._on_model), "value")
         self.poll.on_tick(self._poll_training, self.guarded)
         controls = W.HBox([self.data_dd, self.share, self.model_dd, self.progress, self.poll.play],
@@ -122,39 +130,62 @@ class Dashboard:
         finally:
             self._quiet = False
 
+    def _training_note(self) -> str:
+        # What is training and for what, for a refusal message.
+        what = "for the A/B test" if self.job_purpose == AB else "for the Live tab"
+        return f"{self.catalogue.describe(self.job.key)} is still training {what}"
+
     # ---- data ------------------------------------------------------------------------------
     def _start(self, default_model: str) -> None:
         self.select_data(self.data_dd.value, default_model)
 
+    def _on_data(self, change) -> None:
+        self.select_data(change["new"])
+
+    def _on_share(self, change) -> None:
+        self.select_data(self.data_dd.value)
+
+    def _restore_data_controls(self) -> None:
+        # Put Data and Replay back to the data in use (nothing when no data opened yet).
+        self._quietly(self.data_dd, value=self.scenario_label)
+        if self._share_used is not None:
+            self._quietly(self.share, value=self._share_used)
+
     def select_data(self, label: str, model_key: str | None = None) -> None:
-        """Open the data ``label`` names (read, validate, split) and serve the current model on it."""
+        """Open the data ``label`` names (read, validate, split) and serve the current model on it.
+
+        Refused while a model trains; on a refusal or a failure the Data and Replay
+        controls go back to the data in use, so the page never shows a choice it is not using.
+        """
         if self._quiet or label is None:
             return
         if self.job is not None:
-            self.show_message(f"{self.catalogue.describe(self.job.key)} is still training; the data can change when it is done.", "warn")
-            self._quietly(self.data_dd, value=self.scenario_label)
+            self.show_message(f"{self._training_note()}; the data can change when it is done.", "warn")
+            self._restore_data_controls()
             return
-        if label not in self.data_factories:
-            raise DataError(f"unknown data {label!r}; available: {list(self.data_factories)}")
-        self.stop_clocks()
-        self.show_message(f"Opening {label}…")
         try:
-            scenario = self.data_factories[label](float(self.share.value))
-        except DataError:
-            if self.scenario is not None:
-                self._quietly(self.data_dd, value=self.scenario_label)
+            if label not in self.data_factories:
+                raise DataError(f"unknown data {label!r}; available: {list(self.data_factories)}")
+            self.stop_clocks()
+            self.show_message(f"Opening {label}…")
+            share = float(self.share.value)
+            scenario = self.data_factories[label](share)
+            choices = self.catalogue.choices(scenario)
+        except Exception:
+            self._restore_data_controls()
             raise
-        self.scenario, self.scenario_label = scenario, label
+        self.scenario, self.scenario_label, self._share_used = scenario, label, share
         self.share.layout.visibility = "visible" if scenario.source == "replay" else "hidden"
         self.data_info.value = views.data_report(scenario)
         self.show_message("")
-        choices = self.catalogue.choices(scenario)
         keys = [k for _, k in choices]
         wanted = model_key or self.model_key
         wanted = wanted if wanted in keys else (DEFAULT_MODEL if DEFAULT_MODEL in keys else keys[0])
         self.model, self.model_key = None, None
         self._quietly(self.model_dd, options=choices, value=None)
+        # The tabs show nothing of the previous data while the new model loads (or if it fails).
         self.live.on_data()
+        self.stream.on_data()
         self.model_dd.value = wanted   # loads it through the same path as a click
 
     # ---- models ----------------------------------------------------------------------------
@@ -163,26 +194,61 @@ class Dashboard:
             return
         self.select_model(change["new"])
 
+    def _shown_model(self) -> str | None:
+        # What the Model selector should show: the Live tab's model in training, else the one served.
+        return self.job.key if self.job is not None and self.job_purpose == LIVE else self.model_key
+
     def select_model(self, key: str) -> None:
-        """Serve model ``key`` on the current data: at once if cached, else after training in the background."""
+        """Serve model ``key`` on the current data: at once if cached, else after training in the background.
+
+        Refused while a model trains (the selector goes back, and the message says
+        which model trains for what); a model that cannot be read puts the selector back too.
+        """
         if self.job is not None:
-            if self.job.key != key:
-                self.show_message(f"{self.catalogue.describe(self.job.key)} is still training; pick another model when it is done.", "warn")
-            self._quietly(self.model_dd, value=self.job.key)
+            if self.job_purpose != LIVE or self.job.key != key:
+                self.show_message(f"{self._training_note()}; pick another model when it is done.", "warn")
+            self._quietly(self.model_dd, value=self._shown_model())
             return
         self.stop_clocks()
-        self.request_model(key, self.scenario, self._use_model)
+        try:
+            self.request_model(key, self.scenario, self._use_model, LIVE)
+        except Exception:
+            self._quietly(self.model_dd, value=self._shown_model())
+            raise
 
-    def request_model(self, key: str, scenario, then: Callable) -> None:
-        """Call ``then(key, model)`` with the fitted model: now if it is cached, else when training ends."""
+    def request_model(self, key: str, scenario, then: Callable, purpose: str = LIVE) -> bool:
+        """Call ``then(key, model)`` with the fitted model: now if it is cached, else when training ends.
+
+        ``purpose`` is LIVE (the Live tab's model) or AB (the A/B test's). One model
+        trains at a time: asked again for the model already training for the same
+        purpose, only ``then`` is replaced (never a second training); asked for
+        another while one trains, it says so and returns False. Returns True when
+        the model was served now or its training started.
+        """
+        if self.job is not None:
+            job = self.job
+            if job.key == key and job.scenario.fingerprint == scenario.fingerprint and self.job_purpose == purpose:
+                self._after_training = then
+                self.show_message(views.training(self.catalogue.describe(key), job.elapsed, job.progress,
+                                                 self._where(purpose, scenario)))
+            else:
+                after = "press Play on the A/B test again" if purpose == AB else "pick the model again"
+                self.show_message(f"{self._training_note()}; {after} when it is done.", "warn")
+            return False
         model = self.catalogue.ready(key, scenario)
         if model is not None:
             then(key, model)
-            return
-        self.job, self._after_training = TrainingJob(self.catalogue, key, scenario), then
+            return True
+        self.job, self.job_purpose, self._after_training = TrainingJob(self.catalogue, key, scenario), purpose, then
         self.progress.value, self.progress.layout.visibility = 0.0, "visible"
-        self.show_message(views.training(self.catalogue.describe(key), 0.0, None))
+        self.show_message(views.training(self.catalogue.describe(key), 0.0, None, self._where(purpose, scenario)))
         self.poll.play.playing = True
+        return True
+
+    @staticmethod
+    def _where(purpose: str, scenario) -> str:
+        # What the training message says the model trains on, or for.
+        return f"for the A/B test on the {scenario.label}" if purpose == AB else "on this data"
 
     def _poll_training(self) -> None:
         job = self.job
@@ -192,18 +258,28 @@ class Dashboard:
         if not job.finished:
             # Without epochs to count, the bar fills slowly towards 90% so it still shows life.
             self.progress.value = job.progress if job.progress is not None else min(0.9, job.elapsed / (job.elapsed + 20.0))
-            self.show_message(views.training(self.catalogue.describe(job.key), job.elapsed, job.progress))
+            self.show_message(views.training(self.catalogue.describe(job.key), job.elapsed, job.progress,
+                                             self._where(self.job_purpose, job.scenario)))
             return
         self.poll.stop()
-        self.job, then = None, self._after_training
+        purpose, then = self.job_purpose, self._after_training
+        self.job, self.job_purpose, self._after_training = None, None, None
         self.progress.layout.visibility = "hidden"
+        name = self.catalogue.describe(job.key)
         if job.error is not None:
-            self.show_message(f"Could not train {self.catalogue.describe(job.key)}: {job.error or type(job.error).__name__}. "
+            detail = str(job.error) or type(job.error).__name__
+            if purpose == AB:
+                self.show_message(f"Could not train {name} for the A/B test: {detail}. Pick another policy.", "problem")
+                return
+            self.show_message(f"Could not train {name}: {detail}. "
                               + (f"Still showing {self.catalogue.describe(self.model_key)}." if self.model_key else
                                  "Pick another model."), "problem")
             self._quietly(self.model_dd, value=self.model_key)
             return
-        self.show_message(f"{self.catalogue.describe(job.key)} trained in {job.elapsed:.1f} s and cached.")
+        if purpose == AB:
+            self.show_message(f"{name} trained for the A/B test in {job.elapsed:.1f} s and cached.")
+        else:
+            self.show_message(f"{name} trained in {job.elapsed:.1f} s and cached.")
         then(job.key, job.model)
 
     def wait_for_training(self, timeout: float | None = None) -> None:

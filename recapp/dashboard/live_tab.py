@@ -11,6 +11,8 @@ from recapp.dashboard.session import HIT_WINDOW, K, LiveSession
 #: one and redrawn the page (tens of ms on a busy machine), so 1x asks for 150 ms to deliver
 #: at least 5 events per second.
 SPEEDS = {"0.5x": 300, "1x": 150, "2x": 75, "4x": 40}
+#: The list panel while no model is served on the data.
+WAITING = "<i style='color:#888'>The list appears once a model is served on this data.</i>"
 
 
 class LiveTab:
@@ -35,8 +37,8 @@ class LiveTab:
             w.add_class(cls)
         self.fig = figures.live_figure(HIT_WINDOW)
         self.user_box.observe(app.guarded(self._on_user), "value")
-        self.speed_dd.observe(app.guarded(lambda c: self.clock.set_interval(c["new"])), "value")
-        self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
+        self.speed_dd.observe(app.guarded(self._on_speed), "value")
+        self.reset_btn.on_click(app.guarded(self._on_reset))
         self.clock.on_tick(self.step, app.guarded)
         clock_row = W.HBox([self.user_box, self.play, self.speed_dd, self.reset_btn, self.status],
                            layout=W.Layout(align_items="center", flex_flow="row wrap"))
@@ -50,13 +52,30 @@ class LiveTab:
         self.clock.stop()
 
     def on_data(self) -> None:
-        """New data: fill the user list and pick its most interesting shopper."""
+        """New data: fill the user list, pick its most interesting shopper, and clear what the old data showed."""
         sc = self.app.scenario
         ids = sc.user_ids()
         self.session = None
+        self.clock.reset()
         self._set_box(options=[sc.user_label(u) for u in ids], value=sc.user_label(ids[0]))
         self.user_id = ids[0]
-        self.clock.reset()
+        # Until a model is served on the new data (or if none can be), nothing of the old data stays.
+        self._show_waiting()
+
+    def _show_waiting(self) -> None:
+        # The shopper without a list: no model is served on this data (yet).
+        sc = self.app.scenario
+        self.profile.value = views.profile(sc, self.user_id, self.app.model_label) if self.user_id is not None else ""
+        self.recs.value = WAITING
+        self.feed.value = views.feed(sc, [])
+        self.status.value = ""
+        figures.clear(self.fig)
+
+    def _on_speed(self, change) -> None:
+        self.clock.set_interval(change["new"])
+
+    def _on_reset(self, _button) -> None:
+        self.reset()
 
     def on_model(self) -> None:
         """A new model is served: start the session again."""
@@ -92,6 +111,8 @@ class LiveTab:
         app = self.app
         if app.model is None or self.user_id is None:
             self.session = None
+            if app.scenario is not None:
+                self._show_waiting()
             return
         self.session = LiveSession(app.scenario, app.model, self.user_id, K, app.random_state)
         self._render(first=True)

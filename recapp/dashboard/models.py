@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 MODELS_ENV = "RECAPP_MODELS"
 DEFAULT_MODEL = "EASE"
 SAVED_PREFIX = "saved:"
+#: Who a training is for: the Live tab (its key is the Model selector's) or the A/B test.
+LIVE, AB = "live", "ab"
 #: The dashboard's own cache lives here inside the models folder; the rest is the analyst's.
 CACHE_FOLDER = "dashboard"
 #: Where the page's defaults differ from a model's own: a smaller EASE penalty on small logs

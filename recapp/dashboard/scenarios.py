@@ -192,9 +192,48 @@ def item_labels(items: pd.DataFrame | None, item_ids) -> tuple[pd.Series, pd.Ser
     return labels, tags
 
 
-def read_catalogue(path) -> pd.DataFrame:
-    """An item catalogue file (CSV/TSV/Parquet) with an item id column; raises :class:`DataError`."""
-    from recapp.data.events import read_raw
+def _id_text(value) -> str:
+    # An id as text; a whole number read as a float (12.0) is written as the integer ("12").
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _and(parts: list) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def ids_like(values: pd.Series, like: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """``values`` (catalogue item ids) as the type of ``like`` (the log's item ids) where they can be.
+
+    Returns ``(ids, unmatched)``: ``unmatched`` marks ids that cannot have the log's
+    type (text such as ``"SKU-X"`` among integer ids), whose ``ids`` entry is meaningless.
+    Without ``like``, ids are integers when every one is a whole number, else text.
+    """
+    num = pd.to_numeric(values, errors="coerce").astype("float64")
+    whole = num.notna() & np.isfinite(num) & (num == np.round(num)) & (num.abs() < 2**53)
+    none = pd.Series(False, index=values.index)
+    if like is None:
+        if whole.all():
+            return num.astype("int64"), none
+        return values.map(_id_text), none
+    if pd.api.types.is_integer_dtype(like.dtype):
+        return num.where(whole, 0).astype("int64"), ~whole
+    if pd.api.types.is_float_dtype(like.dtype):
+        return num, num.isna()
+    return values.map(_id_text), none
+
+
+def read_catalogue(path, log_ids: pd.Series | None = None) -> tuple[pd.DataFrame, str]:
+    """An item catalogue file (CSV/TSV/Parquet) with an item id column; raises :class:`DataError`.
+
+    Ids take the type of ``log_ids`` (the log's item ids) where they can, so the
+    catalogue labels the log's items whatever type the file's reader gave them.
+    Rows without an id, rows whose id cannot be one of the log's, and rows repeating
+    an id (the last row of each id is kept) are dropped and counted. Returns
+    ``(items, note)``: the note is the line the page shows about the catalogue.
+    """
+    from recapp.data.events import PARQUET_SUFFIXES, read_raw
     from recapp.schema import COLUMN_ALIASES
 
     path = Path(path).expanduser()
@@ -206,16 +245,41 @@ def read_catalogue(path) -> pd.DataFrame:
         raise DataError(f"items file {path} could not be read: {exc}") from exc
     renames = {c: COLUMN_ALIASES[str(c).lower()] for c in items.columns
                if COLUMN_ALIASES.get(str(c).lower()) == ITEM_COL and c != ITEM_COL}
-    items = items.rename(columns=renames)
-    if ITEM_COL not in items.columns:
+    if ITEM_COL not in items.columns and not renames:
         raise DataError(f"items file {path} has no item id column (looked for {ITEM_COL!r} and its aliases); "
                         f"its columns are {list(items.columns)[:10]}")
-    items = items.dropna(subset=[ITEM_COL])
-    try:
-        items[ITEM_COL] = pd.to_numeric(items[ITEM_COL], downcast=None).astype("int64")
-    except (ValueError, TypeError):
-        items[ITEM_COL] = items[ITEM_COL].astype(str)
-    return items.drop_duplicates(ITEM_COL, keep="last").reset_index(drop=True)
+    id_col = ITEM_COL if ITEM_COL in items.columns else next(iter(renames))
+    items = items.drop(columns=[c for c in renames if c != id_col]).rename(columns={id_col: ITEM_COL})
+    if not path.name.lower().endswith(PARQUET_SUFFIXES):
+        # The ids as written (the reader's guess turns "007" into 7), as the event log's reader keeps them.
+        try:
+            items[ITEM_COL] = pd.read_csv(path, sep="\t" if ".tsv" in path.name.lower() else ",",
+                                          usecols=[id_col], dtype=str)[id_col].to_numpy()
+        except Exception as exc:  # noqa: BLE001 - as above
+            raise DataError(f"items file {path} could not be read: {exc}") from exc
+    n_rows = len(items)
+    raw = items[ITEM_COL]
+    no_id = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
+    items = items[~no_id]
+    ids, unmatched = ids_like(items[ITEM_COL], log_ids)
+    odd = items.loc[unmatched, ITEM_COL]
+    items = items[~unmatched].assign(**{ITEM_COL: ids[~unmatched]})
+    repeated = items[ITEM_COL].duplicated(keep="last")
+    items = items[~repeated].reset_index(drop=True)
+    dropped = []
+    if no_id.any():
+        dropped.append(f"{int(no_id.sum()):,} without an item id")
+    if len(odd):
+        examples = ", ".join(repr(_id_text(v)) for v in odd.head(3))
+        kind = "a whole number" if pd.api.types.is_integer_dtype(log_ids.dtype) else "a number"
+        dropped.append(f"{len(odd):,} whose id is not {kind} like the log's ({examples}{', …' if len(odd) > 3 else ''})")
+    if repeated.any():
+        dropped.append(f"{int(repeated.sum()):,} repeating an item id (the last row of each id kept)")
+    note = f"catalogue {path.name}: {n_rows:,} rows" + (f", {_and(dropped)} dropped" if dropped else "")
+    if log_ids is not None:
+        logged = pd.Index(pd.unique(log_ids))
+        note += f"; {int(logged.isin(items[ITEM_COL]).sum()):,} of {len(logged):,} logged items labelled"
+    return items, note
 
 
 # ---- the three kinds of scenario -----------------------------------------------------------------
@@ -237,8 +301,9 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE)
     except Exception as exc:  # noqa: BLE001 - an unreadable file is one message, whatever the reader raised
         raise DataError(f"event log {path} could not be read: {exc}") from exc
     train, test = split_for_replay(events_df, replay_share, f"event log {path.name}")
-    catalogue = read_catalogue(items) if items is not None else None
-    labels, tags = item_labels(catalogue, pd.concat([train[ITEM_COL], test[ITEM_COL]]))
+    logged = pd.concat([train[ITEM_COL], test[ITEM_COL]], ignore_index=True)
+    catalogue, catalogue_note = read_catalogue(items, logged) if items is not None else (None, None)
+    labels, tags = item_labels(catalogue, logged)
     users = replay_users(train, test)
     users["summary"] = [f"{r.n_train} past, {r.n_replay} to replay" for r in users.itertuples()]
     # The catalogue as given (content models read its text); without one, only the ids, so a model
@@ -248,6 +313,8 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE)
         item_frame = pd.concat([catalogue, item_frame[~item_frame[ITEM_COL].isin(catalogue[ITEM_COL])]], ignore_index=True)
     notes = [f"{report.n_input:,} rows read, {report.n_output:,} kept, {report.n_dropped:,} dropped",
              split_note(train, test, replay_share)]
+    if catalogue_note:
+        notes.append(catalogue_note)
     return Scenario("log", f"your log ({path.name})", train, labels, item_frame, users, replay=test,
                     item_tags=tags, report=report, notes=notes)
 

@@ -30,8 +30,8 @@ class StreamTab:
         self.fig = figures.stream_figure(K, HIT_WINDOW)
         self._last: float | None = None
         self._carry = 0.0
-        self.reset_btn.on_click(app.guarded(lambda _b: self.reset()))
-        self.rate_dd.observe(app.guarded(lambda _c: setattr(self, "_carry", 0.0)), "value")
+        self.reset_btn.on_click(app.guarded(self._on_reset))
+        self.rate_dd.observe(app.guarded(self._on_rate), "value")
         self.clock.on_tick(self.step, app.guarded)
         intro = W.HTML(
             "Every shopper's held-out events in time order (simulated shoppers for the synthetic shop), through the "
@@ -47,8 +47,18 @@ class StreamTab:
         self._last = None
 
     def on_model(self) -> None:
-        """A new model (or new data): start again."""
+        """A new model: start again."""
         self.reset()
+
+    def on_data(self) -> None:
+        """New data: forget the old data's stream at once, before a model is served on the new one."""
+        self.reset()
+
+    def _on_reset(self, _button) -> None:
+        self.reset()
+
+    def _on_rate(self, _change) -> None:
+        self._carry = 0.0
 
     def reset(self) -> None:
         """Stop and forget the stream; the next play starts from the first held-out event."""

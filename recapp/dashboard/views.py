@@ -126,10 +126,10 @@ def status(bits) -> str:
     return f"<span style='color:#666'>{esc(' · '.join(bits))}</span>"
 
 
-def training(label: str, elapsed: float, progress: float | None) -> str:
-    """What the page says while a model trains."""
+def training(label: str, elapsed: float, progress: float | None, where: str = "on this data") -> str:
+    """What the page says while a model trains; ``where`` says on what or for what (default "on this data")."""
     share = f", {progress:.0%} of its epochs" if progress is not None else ""
-    return f"Training {label} on this data… {elapsed:.0f} s{share}. The page stays usable; the model is cached when done."
+    return f"Training {label} {where}… {elapsed:.0f} s{share}. The page stays usable; the model is cached when done."
 
 
 def _kpi(label: str, value: str) -> str:
