@@ -183,3 +183,85 @@ def test_figures_for_the_notebooks():
                              "revenue": rng.exponential(10, 1000)})
     fig = plots.ab_plot(abtest.analyze(per_user))
     assert len(fig.data[0].y) == 3
+
+
+# ---- review fixes: sequential monitoring past the plan, fixed tau, the combined stop rule ----------
+def _aa_looks(rng, batch=1000, n_looks=10, rate=0.1):
+    n = np.arange(1, n_looks + 1) * batch
+    return pd.DataFrame({"users_c": n, "conversions_c": np.cumsum(rng.binomial(batch, rate, n_looks)),
+                         "users_t": n, "conversions_t": np.cumsum(rng.binomial(batch, rate, n_looks))})
+
+
+def test_monitor_looks_past_the_plan_spend_no_more_alpha():
+    looks = _aa_looks(np.random.default_rng(0))
+    m = sequential.monitor(looks, planned_users=5000)       # looks 6..10 come after the final analysis
+    plan = sequential.spending_boundaries(np.arange(1, 6) / 5)["z_boundary"].to_numpy()
+    assert m["z_boundary"].to_numpy()[:5] == pytest.approx(plan)
+    assert np.isinf(m["z_boundary"].to_numpy()[5:]).all()   # the final boundary is not reused
+    assert m["past_plan"].tolist() == [False] * 5 + [True] * 5
+    # A huge z after the plan cannot reject by the boundary rule.
+    late = looks.copy()
+    late.loc[7:, "conversions_t"] += 400
+    m2 = sequential.monitor(late, planned_users=5000)
+    assert abs(m2["z"].iloc[9]) > 5 and not m2["obf_reject"].iloc[5:].any()
+
+
+def test_monitor_tau_is_fixed_so_new_looks_do_not_change_old_pvalues():
+    looks = _aa_looks(np.random.default_rng(2), rate=0.05)
+    looks.loc[5:, ["conversions_c", "conversions_t"]] *= 3     # the pooled rate drifts after look 5
+    early = sequential.monitor(looks.iloc[:5], planned_users=10_000)
+    full = sequential.monitor(looks, planned_users=10_000)
+    assert full["msprt_p"].to_numpy()[:5] == pytest.approx(early["msprt_p"].to_numpy(), rel=1e-12)
+    fixed = sequential.monitor(looks, planned_users=10_000, baseline_rate=0.05)
+    explicit = sequential.monitor(looks, planned_users=10_000, tau=0.005)
+    assert fixed["msprt_p"].to_numpy() == pytest.approx(explicit["msprt_p"].to_numpy())
+
+
+def test_monitor_stop_splits_alpha_between_the_two_rules():
+    # A z just past the alpha boundary but inside the alpha/2 boundary: obf_reject says yes, stop (both rules at alpha/2) no.
+    b_full = sequential.spending_boundaries([1.0], 0.05)["z_boundary"].iloc[0]
+    b_half = sequential.spending_boundaries([1.0], 0.025)["z_boundary"].iloc[0]
+    n, xc = 10_000, 1000
+    for xt in range(1000, 1400):
+        m = sequential.monitor(pd.DataFrame({"users_c": [n], "conversions_c": [xc], "users_t": [n], "conversions_t": [xt]}),
+                               planned_users=n, tau=0.01)
+        if b_full <= abs(m["z"].iloc[0]) < b_half:
+            break
+    assert m["obf_reject"].iloc[0] and not m["stop"].iloc[0]
+
+
+def test_spending_docstring_states_the_per_side_form():
+    assert "z_{1-alpha/4}" in sequential.__doc__ and "2 - 2 * Phi(z_{1-alpha/2} / sqrt(t))``" not in sequential.__doc__
+    t = np.array([0.3, 1.0])
+    by_doc = 2 * (2 - 2 * __import__("scipy").stats.norm.cdf(__import__("scipy").stats.norm.ppf(1 - 0.05 / 4) / np.sqrt(t)))
+    assert sequential.alpha_spent(t) == pytest.approx(by_doc)
+
+
+# ---- review fixes: compare_proportions methods, arrays and 0 vs 0 --------------------------------
+def test_compare_proportions_score_on_arrays_matches_scalar_calls():
+    xc, xt = np.array([3, 10, 25]), np.array([7, 4, 30])
+    vec = abtest.compare_proportions(xc, 1000, xt, 1200, method="score")
+    for i in range(3):
+        one = abtest.compare_proportions(xc[i], 1000, xt[i], 1200, method="score")
+        for k in ("pvalue", "ci_low", "ci_high", "statistic"):
+            assert vec[k][i] == pytest.approx(one[k], nan_ok=True)
+    assert vec["pvalue"].shape == (3,) and np.isfinite(vec["pvalue"]).all()
+
+
+def test_compare_proportions_newcomb_is_an_interval_method():
+    with pytest.raises(ValueError, match='ci_method="newcomb"'):
+        abtest.compare_proportions(3, 1000, 7, 1000, method="newcomb")
+    out = abtest.compare_proportions(np.array([3, 0]), 1000, np.array([7, 0]), 1000, ci_method="newcomb")
+    wald = abtest.compare_proportions(np.array([3, 0]), 1000, np.array([7, 0]), 1000)
+    assert out["pvalue"][0] == pytest.approx(wald["pvalue"][0])       # the test is still Wald
+    assert out["ci_low"][1] < 0 < out["ci_high"][1]                   # Newcomb is not degenerate at 0 vs 0
+    with pytest.raises(ValueError, match="ci_method"):
+        abtest.compare_proportions(3, 1000, 7, 1000, ci_method="exact")
+
+
+def test_compare_proportions_zero_vs_zero_is_no_evidence():
+    for method in ("wald", "score", "agresti-caffo"):
+        out = abtest.compare_proportions(0, 1000, 0, 1000, method=method)
+        assert out["pvalue"] == 1.0 and out["statistic"] == 0.0
+    both = abtest.compare_proportions(np.array([0, 3]), 500, np.array([0, 9]), 500)
+    assert both["pvalue"][0] == 1.0 and 0 < both["pvalue"][1] < 1

@@ -167,3 +167,21 @@ def test_the_package_exports_these_names_and_keeps_abtest_calibration():
 
     assert ex.calibration is abtest.calibration
     assert ex.fit_click_model is fit_click_model and "calibration_report" in ex.__all__
+
+
+def test_the_appeal_sd_interval_endpoints_solve_the_profile_equation():
+    from scipy.stats import chi2
+
+    from recapp.experiment.click_model import APPEAL_SD_BOUNDS, _cells, _encode, _neg_marginal
+
+    appeal = np.random.default_rng(0).normal(0.0, 0.5, 80)
+    rounds = synthetic_rounds(30_000, -3.5, [0.0, -0.3, -0.6], appeal, random_state=1000)
+    model = fit_click_model(rounds, items=np.arange(80), n_draws=0)
+    low, high = model.appeal_sd_interval_
+    assert APPEAL_SD_BOUNDS[0] < low < model.appeal_sd_ < high < APPEAL_SD_BOUNDS[1]
+    n, c = _cells(*_encode(rounds, np.arange(80), 3), 80, 3)
+    at = lambda t: _neg_marginal(n, c, t, model.theta_)[0]     # noqa: E731
+    level = at(model.appeal_sd_) + chi2.ppf(0.95, 1) / 2
+    # The endpoints are roots of profile - level, not grid points (the 25-point grid's neighbours are 27% apart).
+    assert at(low) == pytest.approx(level, abs=2e-3) and at(high) == pytest.approx(level, abs=2e-3)
+    assert at(low * 0.97) > level > at(low * 1.03) and at(high * 0.97) < level < at(high * 1.03)

@@ -127,3 +127,24 @@ def test_interval_plot_marks_the_truth():
                               reference={"published": 0.5})
     assert list(fig.data[0].y) == ["IPW", "SNIPW"]
     assert len(fig.layout.shapes) == 3                   # band, truth line, reference line
+
+
+# ---- review fixes: zero propensities ---------------------------------------------------------
+def test_zero_propensity_with_positive_target_names_the_row():
+    with pytest.raises(ValueError, match=r"pscore\[1\]"):
+        ope.estimate([0, 0, 1], [0.5, 0.0, 0.2], [0.5, 0.3, 0.2], estimators=("IPW", "SNIPW"), n_bootstrap=20)
+
+
+def test_zero_propensity_and_zero_target_gives_weight_zero():
+    got = ope.estimate([0, 1, 1], [0.5, 0.0, 0.2], [0.5, 0.0, 0.2], estimators=("IPW", "SNIPW"), n_bootstrap=50)
+    got = got.set_index("estimator")["estimate"]
+    assert np.isfinite(got).all()
+    assert got["IPW"] == pytest.approx((0 * 1 + 0 + 1 * 1) / 3)       # weights 1, 0, 1
+    assert got["SNIPW"] == pytest.approx(0.5)
+
+
+def test_snipw_with_all_weights_zero_is_nan_with_a_reason():
+    with pytest.warns(RuntimeWarning, match="every importance weight is 0"):
+        got = ope.estimate([0, 1, 1], [0.5, 0.5, 0.2], [0.0, 0.0, 0.0], estimators=("IPW", "SNIPW"), n_bootstrap=50)
+    got = got.set_index("estimator")
+    assert np.isnan(got.loc["SNIPW", "estimate"]) and got.loc["IPW", "estimate"] == 0.0

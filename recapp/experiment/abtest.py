@@ -192,19 +192,71 @@ def compare_ratio(num_c, den_c, num_t, den_t, alpha: float = 0.05, axis: int = 0
             "pvalue": 2 * stats.norm.sf(np.abs(z)), "ci_low": diff - zcrit * se, "ci_high": diff + zcrit * se}
 
 
-def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, method: str = "wald") -> dict:
-    """Test and interval for ``p_t - p_c`` with statsmodels (vectorised over arrays).
+PROPORTION_TESTS = ("wald", "agresti-caffo", "score")
+PROPORTION_INTERVALS = ("wald", "agresti-caffo", "newcomb", "score")
 
-    ``method`` is passed to ``test_proportions_2indep`` ("wald", "agresti-caffo",
-    "score") and, for the interval, to ``confint_proportions_2indep`` ("wald",
-    "agresti-caffo", "newcomb", "score").
+
+def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, method: str = "wald",
+                        ci_method: str | None = None) -> dict:
+    """Test and interval for ``p_t - p_c`` with statsmodels; arrays give one comparison per element.
+
+    ``method`` is the test (``test_proportions_2indep``): "wald",
+    "agresti-caffo" or "score". ``ci_method`` is the interval
+    (``confint_proportions_2indep``): "wald", "agresti-caffo", "newcomb" or
+    "score"; None uses ``method``. Newcomb is an interval only: ask for it with
+    ``ci_method="newcomb"`` (``method="newcomb"`` raises). Inputs broadcast
+    against each other; statsmodels' score test and interval take scalars
+    only, so with arrays they run element by element (slower).
+
+    When both arms show the same degenerate rate (0 of n in both, or n of n in
+    both) there is no evidence of a difference and the Wald/score variance
+    is 0: the statistic is 0 and the p-value 1 (not NaN). Where statsmodels'
+    root finder cannot solve the score interval (0 of n in both arms, and some
+    small counts such as 7/1200 vs 3/1000) it is NaN rather than an error;
+    the Newcomb and Agresti-Caffo intervals are always defined.
+    Returns a dict of arrays (scalars for scalar input): control, treatment,
+    diff, statistic, pvalue, ci_low, ci_high.
     """
-    count_c, nobs_c, count_t, nobs_t = (np.asarray(v, dtype=np.float64) for v in (count_c, nobs_c, count_t, nobs_t))
-    res = test_proportions_2indep(count_t, nobs_t, count_c, nobs_c, compare="diff", method=method)
-    low, high = confint_proportions_2indep(count_t, nobs_t, count_c, nobs_c, compare="diff", method=method, alpha=alpha)
-    pc, pt = count_c / nobs_c, count_t / nobs_t
-    return {"control": pc, "treatment": pt, "diff": pt - pc, "statistic": np.asarray(res.statistic),
-            "pvalue": np.asarray(res.pvalue), "ci_low": np.asarray(low), "ci_high": np.asarray(high)}
+    if method not in PROPORTION_TESTS:
+        hint = ' (an interval only: pass ci_method="newcomb" with a test method)' if method == "newcomb" else ""
+        raise ValueError(f"method={method!r} is not a test method{hint}; accepted: {list(PROPORTION_TESTS)}")
+    ci_method = method if ci_method is None else ci_method
+    if ci_method not in PROPORTION_INTERVALS:
+        raise ValueError(f"ci_method={ci_method!r} is not accepted; accepted: {list(PROPORTION_INTERVALS)}")
+    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (count_c, nobs_c, count_t, nobs_t)))
+    shape = arrays[0].shape
+    count_c, nobs_c, count_t, nobs_t = (a.ravel() for a in arrays)
+
+    def _one(fn, i, m, **kw):
+        try:
+            return fn(float(count_t[i]), float(nobs_t[i]), float(count_c[i]), float(nobs_c[i]), compare="diff", method=m, **kw)
+        except ValueError:      # statsmodels' score-interval root finder failed (see the docstring)
+            return (np.nan, np.nan)
+
+    def _run(fn, m, **kw):
+        if m == "score":
+            return [_one(fn, i, m, **kw) for i in range(len(count_c))]
+        return fn(count_t, nobs_t, count_c, nobs_c, compare="diff", method=m, **kw)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = _run(test_proportions_2indep, method)
+        if isinstance(res, list):
+            stat = np.array([float(r.statistic) for r in res])
+            pvalue = np.array([float(r.pvalue) for r in res])
+        else:
+            stat = np.asarray(res.statistic, dtype=np.float64).reshape(-1)
+            pvalue = np.asarray(res.pvalue, dtype=np.float64).reshape(-1)
+        ci = _run(confint_proportions_2indep, ci_method, alpha=alpha)
+        if isinstance(ci, list):
+            low, high = np.array([float(c[0]) for c in ci]), np.array([float(c[1]) for c in ci])
+        else:
+            low, high = (np.asarray(v, dtype=np.float64).reshape(-1) for v in ci)
+        pc, pt = count_c / nobs_c, count_t / nobs_t
+    same = ((count_c == 0) & (count_t == 0)) | ((count_c == nobs_c) & (count_t == nobs_t))
+    stat = np.where(same, 0.0, stat)
+    pvalue = np.where(same, 1.0, pvalue)
+    out = {"control": pc, "treatment": pt, "diff": pt - pc, "statistic": stat, "pvalue": pvalue, "ci_low": low, "ci_high": high}
+    return {k: (v.reshape(shape) if shape else v.reshape(())[()]) for k, v in out.items()}
 
 
 def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:

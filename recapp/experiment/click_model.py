@@ -199,14 +199,36 @@ def _fit_cells(n, c, appeal_sd, x0):
     return th, float(appeal_sd), H
 
 
-def _appeal_sd_interval(n, c, theta, alpha, points: int = 25):
-    """Profile-likelihood interval for tau from the Laplace marginal on a log grid over ``APPEAL_SD_BOUNDS``."""
+def _appeal_sd_interval(n, c, theta, alpha, points: int = 25, tau_hat: float | None = None):
+    """Profile-likelihood interval for tau from the Laplace marginal over ``APPEAL_SD_BOUNDS``.
+
+    The taus whose profile value lies within ``chi2(1).ppf(1 - alpha) / 2`` of
+    the minimum. The profile is evaluated on a log grid of ``points`` taus
+    (plus ``tau_hat``, the estimate, when given), and each endpoint is solved
+    with :func:`scipy.optimize.brentq` (in log tau) between the two grid points
+    around the crossing, so it does not depend on the grid's spacing. When the
+    set reaches the edge of the grid, that end is open: it is reported as the
+    bound itself (``APPEAL_SD_BOUNDS[0]`` or ``[1]``), meaning "at most / at
+    least what the search range allows".
+    """
+    from scipy.optimize import brentq
     from scipy.stats import chi2
 
     grid = np.geomspace(*APPEAL_SD_BOUNDS, points)
+    if tau_hat is not None and APPEAL_SD_BOUNDS[0] < tau_hat < APPEAL_SD_BOUNDS[1]:
+        grid = np.unique(np.r_[grid, float(tau_hat)])
     values = np.array([_neg_marginal(n, c, t, theta)[0] for t in grid])
-    inside = grid[values - values.min() <= chi2.ppf(1 - alpha, 1) / 2]
-    return float(inside.min()), float(inside.max())
+    level = values.min() + chi2.ppf(1 - alpha, 1) / 2
+    inside = np.flatnonzero(values <= level)
+    first, last = int(inside[0]), int(inside[-1])
+
+    def excess(log_tau):
+        return _neg_marginal(n, c, float(np.exp(log_tau)), theta)[0] - level
+
+    lg = np.log(grid)
+    low = grid[0] if first == 0 else float(np.exp(brentq(excess, lg[first - 1], lg[first], xtol=1e-6)))
+    high = grid[-1] if last == len(grid) - 1 else float(np.exp(brentq(excess, lg[last], lg[last + 1], xtol=1e-6)))
+    return float(low), float(high)
 
 
 def fit_click_model(rounds: pd.DataFrame, items=None, n_positions: int | None = None, appeal_sd="auto",
@@ -245,7 +267,7 @@ def fit_click_model(rounds: pd.DataFrame, items=None, n_positions: int | None = 
     n, c = _cells(a, p, y, A, P)
     theta, tau, H = _fit_cells(n, c, appeal_sd, x0)
     cov = np.linalg.inv(H)
-    tau_ci = _appeal_sd_interval(n, c, theta, alpha) if appeal_sd == "auto" else (tau, tau)
+    tau_ci = _appeal_sd_interval(n, c, theta, alpha, tau_hat=tau) if appeal_sd == "auto" else (tau, tau)
     rng = np.random.default_rng(random_state)
     if intervals == "laplace":
         draws = rng.multivariate_normal(theta, cov, size=n_draws, method="cholesky")

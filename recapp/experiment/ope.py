@@ -23,6 +23,7 @@ gives a distribution over items for the round's slot.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,12 +101,41 @@ def _point(est: str, r, w, q_logged, q_expected, axis=-1):
     if est == "IPW":
         return (w * r).mean(axis)
     if est == "SNIPW":
-        return (w * r).sum(axis) / np.maximum(w.sum(axis), 1e-300)
+        total = w.sum(axis)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, (w * r).sum(axis) / np.where(total > 0, total, 1.0), np.nan)
     if est == "DM":
         return q_expected.mean(axis)
     if est == "DR":
         return (q_expected + w * (r - q_logged)).mean(axis)
     raise ValueError(f"unknown estimator {est!r}; accepted: {list(ESTIMATORS)}")
+
+
+def importance_weights(target_prob, pscore) -> np.ndarray:
+    """``w_i = pi_e(a_i | x_i) / pi_0(a_i | x_i)``, checked.
+
+    A round whose logged action has propensity <= 0 cannot have been logged,
+    and one the target policy might take there (target_prob > 0) has no
+    finite weight: ValueError naming the first such row. Where both are 0 the
+    weight is 0 (the target policy never takes that action).
+    """
+    target = np.asarray(target_prob, dtype=np.float64)
+    ps = np.asarray(pscore, dtype=np.float64)
+    target, ps = np.broadcast_arrays(target, ps)
+    bad = np.flatnonzero((ps <= 0) & (target > 0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"logging propensity pscore[{i}] = {float(ps[i])} <= 0 while target_prob[{i}] = {float(target[i])} > 0 "
+                         f"({len(bad)} such row(s)): the importance weight is undefined; the logging policy must give "
+                         "positive probability to every action the target policy may take")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(target == 0, 0.0, target / np.where(ps > 0, ps, 1.0))
+
+
+def _warn_snipw(estimators, w):
+    if "SNIPW" in estimators and not w.sum() > 0:
+        warnings.warn("SNIPW is undefined (NaN): every importance weight is 0, i.e. the target policy gives probability 0 "
+                      "to every logged action, so the logs hold no round to normalise by", RuntimeWarning, stacklevel=3)
 
 
 def _check_estimators(estimators, have_model: bool):
@@ -122,10 +152,12 @@ def _table(estimators, point, boots, alpha, n, w):
     ess = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
     rows = []
     for e in estimators:
-        b = np.asarray(boots[e])
-        rows.append({"estimator": e, "estimate": float(point[e]),
-                     "ci_low": float(np.quantile(b, alpha / 2)), "ci_high": float(np.quantile(b, 1 - alpha / 2)),
-                     "se": float(b.std(ddof=1)), "n_rounds": n, "ess": n if e == "DM" else ess})
+        b = np.asarray(boots[e], dtype=np.float64)
+        b = b[~np.isnan(b)]     # SNIPW is undefined in a resample whose weights are all 0
+        low, high, se = ((float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2)), float(b.std(ddof=1)))
+                         if len(b) > 1 else (np.nan, np.nan, np.nan))
+        rows.append({"estimator": e, "estimate": float(point[e]), "ci_low": low, "ci_high": high,
+                     "se": se, "n_rounds": n, "ess": n if e == "DM" else ess})
     return pd.DataFrame(rows)
 
 
@@ -141,9 +173,10 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     sample size ``(sum w)^2 / sum w^2`` of the weights).
     """
     r = np.asarray(reward, dtype=np.float64)
-    w = np.asarray(target_prob, dtype=np.float64) / np.asarray(pscore, dtype=np.float64)
+    w = importance_weights(target_prob, pscore)
     have = q_logged is not None and q_expected is not None
     estimators = _check_estimators(estimators, have)
+    _warn_snipw(estimators, w)
     ql = np.asarray(q_logged, dtype=np.float64) if have else np.zeros_like(r)
     qe = np.asarray(q_expected, dtype=np.float64) if have else np.zeros_like(r)
     n = len(r)
@@ -183,6 +216,7 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
     estimators = _check_estimators(estimators, use_model or reward_model is not None)
     rows = np.arange(logged.n_rounds)
     target = dist[rows, logged.action]
+    w = importance_weights(target, logged.pscore)      # fails fast, before any model is fitted
     if not use_model:
         return estimate(logged.reward, logged.pscore, target, estimators=estimators, alpha=alpha,
                         n_bootstrap=n_bootstrap, random_state=random_state)
@@ -191,7 +225,7 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
     ql, qe = q[rows, logged.action], np.einsum("na,na->n", dist, q)
     if not refit:
         return estimate(logged.reward, logged.pscore, target, ql, qe, estimators, alpha, n_bootstrap, random_state)
-    w = target / logged.pscore
+    _warn_snipw(estimators, w)
     point = {e: _point(e, logged.reward, w, ql, qe) for e in estimators}
     rng = np.random.default_rng(random_state)
     boots = {e: np.empty(n_bootstrap) for e in estimators}

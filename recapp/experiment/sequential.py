@@ -5,9 +5,10 @@ raises the false-positive rate far above 5% (:func:`peeking_simulation`
 measures it). Two remedies:
 
 * group-sequential boundaries from an alpha-spending function (Lan and DeMets,
-  Biometrika 1983): the O'Brien-Fleming-type function
-  ``alpha(t) = 2 - 2 * Phi(z_{1-alpha/2} / sqrt(t))`` spends almost nothing early,
-  so the final look keeps nearly the fixed-horizon critical value;
+  Biometrika 1983): the O'Brien-Fleming-type function, which spends
+  ``alpha / 2`` on each side, ``alpha(t) = 2 * (2 - 2 * Phi(z_{1-alpha/4} / sqrt(t)))``
+  (the gsDesign / ldbounds convention; :func:`alpha_spent`), spends almost
+  nothing early, so the final look keeps nearly the fixed-horizon critical value;
 * the mixture sequential probability ratio test (mSPRT; Johari, Pekelis and
   Walsh, "Always valid inference", Operations Research 2022), whose p-value
   and confidence sequence stay valid however often and whenever one looks.
@@ -152,42 +153,91 @@ def confidence_sequence(diff, variance, tau: float, alpha: float = 0.05, axis: i
 
 
 def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: float | None = None,
-            spending: str = "obrien_fleming") -> pd.DataFrame:
+            spending: str = "obrien_fleming", baseline_rate: float | None = None) -> pd.DataFrame:
     """Monitor a conversion A/B test look by look with three rules side by side.
 
     ``looks`` has cumulative columns ``users_c``, ``conversions_c``, ``users_t``,
     ``conversions_t`` (one row per look). ``planned_users`` (per arm) sets the
     information fraction. Adds columns z (Wald, statsmodels), naive_p,
-    naive_reject (p < alpha at this look), z_boundary / obf_reject (the
-    alpha-spending boundary), msprt_p (always valid) / msprt_reject, and
-    ``stop``: whether the sound rules (spending or mSPRT) would have stopped by then.
-    ``tau`` defaults to a tenth of the pooled rate (a 10% relative lift in absolute units).
+    naive_reject (p < alpha at this look), information, past_plan,
+    z_boundary / obf_reject (the alpha-spending boundary), msprt_p (always
+    valid) / msprt_reject, and ``stop``.
+
+    Looks past the plan: the group-sequential design ends at its final
+    analysis, the first look whose information reaches 1 (all of alpha is
+    spent there). Later looks are reported (z, naive_p, msprt_p) and flagged
+    ``past_plan``, but their ``z_boundary`` is ``inf``, so they cannot reject:
+    each would otherwise be one more full level-alpha test (5 extra looks
+    roughly double the false-positive rate). ``obf_reject`` of those looks is
+    False; the boundary verdict is the one reached by the final analysis
+    (``stop`` carries it forward). Only the mSPRT may keep looking.
+
+    ``tau`` (the mSPRT mixture scale, in conversion-rate units) must be fixed
+    before the data are seen, or re-running ``monitor`` as looks arrive would
+    change earlier always-valid p-values. When ``tau`` is None it is a tenth of
+    ``baseline_rate`` (the planned control rate; a 10% relative lift) when
+    given, else a tenth of the pooled rate at the first look with a
+    conversion: fixed from that look on, so appending looks never changes the
+    p-values already reported. Pass ``tau`` or ``baseline_rate`` to make it
+    part of the design.
+
+    ``stop``: the rules run together, each at ``alpha / 2`` (Bonferroni): stop
+    once ``|z|`` crosses the spending boundary for ``alpha / 2`` (within the
+    plan) or the mSPRT p-value falls below ``alpha / 2``. The union of two
+    level-alpha rules is not a level-alpha rule (its false-positive rate can
+    reach 2 alpha), so ``stop`` is the one column whose error rate is alpha for
+    the combination; ``obf_reject`` and ``msprt_reject`` are each valid at
+    ``alpha`` only when that rule alone was chosen in advance.
     """
     need = ["users_c", "conversions_c", "users_t", "conversions_t"]
     missing = [c for c in need if c not in looks.columns]
     if missing:
         raise ValueError(f"looks is missing column(s) {missing}; required: {need}")
+    if not planned_users > 0:
+        raise ValueError(f"planned_users={planned_users!r} must be > 0")
+    if baseline_rate is not None and not 0 < baseline_rate < 1:
+        raise ValueError(f"baseline_rate={baseline_rate!r} must lie in (0, 1)")
     out = looks.copy().reset_index(drop=True)
     nc, xc = out["users_c"].to_numpy(float), out["conversions_c"].to_numpy(float)
     nt, xt = out["users_t"].to_numpy(float), out["conversions_t"].to_numpy(float)
     res = test_proportions_2indep(xt, nt, xc, nc, method="wald", compare="diff")
-    out["z"] = np.asarray(res.statistic)
+    z = np.asarray(res.statistic, dtype=np.float64).reshape(-1)
+    out["z"] = z
     out["naive_p"] = np.asarray(res.pvalue)
     out["naive_reject"] = out["naive_p"] < alpha
-    info = np.minimum((nc + nt) / (2.0 * planned_users), 1.0)
-    # Looks past the plan reuse the final boundary; duplicate fractions are merged for the recursion.
-    uniq, inv = np.unique(info, return_inverse=True)
-    bounds = spending_boundaries(uniq, alpha, spending)["z_boundary"].to_numpy()
+    raw = (nc + nt) / (2.0 * planned_users)
+    info = np.minimum(raw, 1.0)
+    # The design ends at the first look reaching information 1; later looks spend nothing.
+    reached = np.flatnonzero(raw >= 1.0)
+    last = int(reached[0]) if len(reached) else len(info) - 1
+    past = np.arange(len(info)) > last
+
+    def _bounds(level):
+        b = np.full(len(info), np.inf)
+        if last >= 0:
+            within = info[: last + 1]
+            uniq, inv = np.unique(within, return_inverse=True)   # duplicate fractions merged for the recursion
+            b[: last + 1] = spending_boundaries(uniq, level, spending)["z_boundary"].to_numpy()[inv]
+        return b
+
     out["information"] = info
-    out["z_boundary"] = bounds[inv]
-    out["obf_reject"] = np.abs(out["z"]) >= out["z_boundary"]
+    out["past_plan"] = past
+    out["z_boundary"] = _bounds(alpha)
+    out["obf_reject"] = np.abs(z) >= out["z_boundary"].to_numpy()
     pc, pt = xc / nc, xt / nt
-    pooled = (xc + xt) / (nc + nt)
-    tau = 0.1 * float(pooled[-1]) if tau is None else tau
+    if tau is None:
+        if baseline_rate is not None:
+            tau = 0.1 * float(baseline_rate)
+        else:
+            seen = np.flatnonzero(xc + xt > 0)
+            tau = 0.1 * float((xc[seen[0]] + xt[seen[0]]) / (nc[seen[0]] + nt[seen[0]])) if len(seen) else np.nan
+    if not tau > 0:
+        raise ValueError(f"tau={tau!r} must be > 0 (no conversions yet: pass tau or baseline_rate)")
     var = pc * (1 - pc) + pt * (1 - pt)
     out["msprt_p"] = always_valid_pvalues(msprt_statistic(pt - pc, var, np.minimum(nc, nt), tau))
     out["msprt_reject"] = out["msprt_p"] < alpha
-    out["stop"] = np.logical_or.accumulate((out["obf_reject"] | out["msprt_reject"]).to_numpy())
+    either = (np.abs(z) >= _bounds(alpha / 2)) | (out["msprt_p"].to_numpy() < alpha / 2)
+    out["stop"] = np.logical_or.accumulate(either)
     return out
 
 
