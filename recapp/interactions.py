@@ -67,9 +67,20 @@ def _fingerprint(users, items, times, events, ratings) -> str:
 
 
 def resolve_event_weights(weights: dict | None = None) -> dict:
-    """:data:`~recapp.schema.DEFAULT_EVENT_WEIGHTS` updated by ``weights``; unknown event types raise."""
+    """:data:`~recapp.schema.DEFAULT_EVENT_WEIGHTS` updated by ``weights``.
+
+    Unknown event types raise, and so does a weight that is not a finite number
+    (None, "use the rating", is accepted): a NaN weight would spread NaN through
+    every model's matrix.
+    """
     w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
     check_event_types("event_weights", w)
+    bad = {e: v for e, v in w.items()
+           if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                                 or not np.isfinite(v))}
+    if bad:
+        raise ValueError(f"event_weights has weight(s) that are not finite numbers: {bad}; "
+                         "give a number per event type (None for 'rating' uses the rating)")
     return w
 
 

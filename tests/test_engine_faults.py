@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recapp.realtime import Engine
@@ -168,3 +169,14 @@ def test_store_file_without_event_ids_still_opens(ease, tmp_path):
         assert engine.ingest(_ev(7, 4, 2e9, event_id="e-1")).n_ingested == 1
         assert engine.ingest(_ev(7, 4, 2e9, event_id="e-1")).n_rejected == 1
         assert store.events()["item_id"].tolist() == [3, 4]
+
+
+def test_engine_refuses_event_weights_that_are_not_numbers():
+    from recapp.models import Popularity
+
+    model = Popularity().fit(pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": [1.0, 2.0],
+                                           "event": ["view", "click"]}))
+    with pytest.raises(ValueError, match="not finite numbers: {'click': nan}"):
+        Engine(model, event_weights={"click": float("nan")})
+    with pytest.raises(ValueError, match="unknown event type"):
+        Engine(model, event_weights={"like": 1.0})

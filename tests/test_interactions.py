@@ -25,6 +25,9 @@ def test_weights_configurable_and_unknown_rejected():
     assert event_weights_for(_events(), {"view": 0.5})[0] == 0.5
     with pytest.raises(ValueError, match="unknown event type"):
         event_weights_for(_events(), {"wishlist": 1.0})
+    for bad in (float("nan"), float("inf"), "2", True):
+        with pytest.raises(ValueError, match="not finite numbers: {'view': "):
+            event_weights_for(_events(), {"view": bad})
 
 
 def test_matrix_sums_weights_per_user_item():

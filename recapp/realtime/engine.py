@@ -22,7 +22,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from recapp.interactions import EVENT_CODES
+from recapp.interactions import EVENT_CODES, resolve_event_weights
 from recapp.models.base import check_param
 from recapp.realtime.cache import ResultCache, freeze, plain
 from recapp.realtime.catalogue import Catalogue
@@ -33,7 +33,7 @@ from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
-from recapp.schema import DEFAULT_EVENT_WEIGHTS, EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL, check_event_types
+from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL, check_event_types
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class Engine:
         self.half_life = half_life
         self.recency = float(recency)
         inter = model.interactions_
-        self.event_weights = {**DEFAULT_EVENT_WEIGHTS, **(inter.event_weights or {}), **(event_weights or {})}
+        self.event_weights = resolve_event_weights({**(inter.event_weights or {}), **(event_weights or {})})
         self._lock = threading.RLock()
         self.catalogue = Catalogue(inter.item_ids.tolist())
         self.trending = Trending(inter, half_life, getattr(model, "dp_counts_", None))
