@@ -41,29 +41,38 @@ def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: 
     are not hashed: Interactions does not keep them, and no model sees them.
     """
     require_columns(df, "df", col_user, col_item)
+    part = _schema_frame(df, col_user, col_item, col_time, col_event, col_rating)
+    if RATING_COL not in part.columns:
+        part[RATING_COL] = np.nan
+    part[TIME_COL] = _canonical_float(part[TIME_COL])
+    part[RATING_COL] = _canonical_float(part[RATING_COL])
+    rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
+    return hashlib.sha256(rows.tobytes()).hexdigest()
+
+
+def _schema_frame(df: pd.DataFrame, col_user: str, col_item: str, col_time: str, col_event: str,
+                  col_rating: str) -> pd.DataFrame:
+    """``df``'s events under the schema's names, missing times as 0 and missing events as ``"rating"``.
+
+    The one rule for filling what a log leaves out: :meth:`Interactions.from_frame`
+    builds on it and :func:`events_fingerprint` hashes it, so the two agree.
+    """
     n = len(df)
-    return _fingerprint(
-        df[col_user].to_numpy(),
-        df[col_item].to_numpy(),
-        df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(n),
-        df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(n, "rating", dtype=object),
-        df[col_rating].to_numpy(dtype=np.float64) if col_rating in df.columns else np.full(n, np.nan),
-    )
+    frame = pd.DataFrame({
+        USER_COL: df[col_user].to_numpy(),
+        ITEM_COL: df[col_item].to_numpy(),
+        TIME_COL: df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(n),
+        EVENT_COL: df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(n, "rating", dtype=object),
+    })
+    if col_rating in df.columns:
+        frame[RATING_COL] = df[col_rating].to_numpy(dtype=np.float64)
+    return frame
 
 
 def _canonical_float(values: np.ndarray) -> np.ndarray:
     # Hashing reads a float's bits: give every NaN one bit pattern, and -0.0 that of 0.0.
     values = np.asarray(values, dtype=np.float64)
     return np.where(np.isnan(values), np.nan, values + 0.0)
-
-
-def _fingerprint(users, items, times, events, ratings) -> str:
-    part = pd.DataFrame({
-        USER_COL: users, ITEM_COL: items, TIME_COL: _canonical_float(times),
-        EVENT_COL: np.asarray(events, dtype=object), RATING_COL: _canonical_float(ratings),
-    })
-    rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
-    return hashlib.sha256(rows.tobytes()).hexdigest()
 
 
 def resolve_event_weights(weights: dict | None = None) -> dict:
@@ -152,14 +161,7 @@ class Interactions:
             raise SchemaError(f"columns {col_user!r} and {col_item!r} must not contain missing ids; run recapp.schema.validate first")
         user_ids = _extend_index(user_ids, df[col_user])
         item_ids = _extend_index(item_ids, df[col_item])
-        frame = pd.DataFrame({
-            USER_COL: df[col_user].to_numpy(),
-            ITEM_COL: df[col_item].to_numpy(),
-            TIME_COL: df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(len(df)),
-            EVENT_COL: df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(len(df), "rating", dtype=object),
-        })
-        if col_rating in df.columns:
-            frame[RATING_COL] = df[col_rating].to_numpy(dtype=np.float64)
+        frame = _schema_frame(df, col_user, col_item, col_time, col_event, col_rating)
         unknown_events = ~pd.Series(frame[EVENT_COL]).isin(EVENT_TYPES).to_numpy()
         if unknown_events.any():
             bad = sorted(set(frame[EVENT_COL][unknown_events].astype(str)))[:5]
@@ -263,11 +265,8 @@ class Interactions:
 
     def with_catalog(self, item_ids) -> "Interactions":
         """These events with every id of ``item_ids`` not yet known appended to the item id map (items with no events)."""
-        ids = pd.Index(pd.unique(np.asarray(item_ids)))
-        new = ids[self.item_ids.get_indexer(ids) < 0]
-        if len(new) == 0:
-            return self
-        return Interactions._assemble(self.frame, self.user_ids, self.item_ids.append(new), self.event_weights)
+        ids = _extend_index(self.item_ids, pd.Series(np.asarray(item_ids)))
+        return self if ids is self.item_ids else Interactions._assemble(self.frame, self.user_ids, ids, self.event_weights)
 
     # ---- saving --------------------------------------------------------------
     def to_saved(self) -> tuple[dict, dict]:

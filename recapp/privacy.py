@@ -197,11 +197,12 @@ class Pseudonymizer:
             return {**events, USER_COL: self(events[USER_COL])} if USER_COL in events else events
         if not isinstance(events, pd.DataFrame):
             rows = list(events)
-            if all(isinstance(e, Mapping) for e in rows):
-                # Hash each id before framing: one missing id would make pandas store the column as
-                # float64, and ids above 2**53 would then merge into one pseudonym.
-                return pd.DataFrame([self.events(e) for e in rows])
             events = pd.DataFrame(rows)
+            if USER_COL in events.columns and all(isinstance(e, Mapping) for e in rows):
+                # Hash the ids as the dicts hold them: one missing id makes pandas store the column as
+                # float64, and ids above 2**53 would then merge into one pseudonym.
+                ids = self.many([e.get(USER_COL) for e in rows])
+                return events.assign(**{USER_COL: pd.Series(ids, index=events.index, dtype=object)})
         return self.frame(events) if USER_COL in events.columns else events
 
     def looks_like(self, values) -> np.ndarray:

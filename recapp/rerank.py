@@ -15,7 +15,7 @@ import pandas as pd
 from recapp.fairness import (  # noqa: F401
     CALIBRATION_ALPHA, calibrated, category_distribution, category_matrix, exposure_aware, head_items, kl_divergence,
 )
-from recapp.fairness import finite_candidates
+from recapp.fairness import _unit_relevance, finite_candidates
 from recapp.schema import ITEM_COL
 
 #: Explanation of an item that comes from the popularity fallback.
@@ -90,20 +90,29 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, n_finite)
     if k <= 0:
         return np.zeros(0, dtype=np.int64)
-    if n_finite < len(scores) and not (scores < np.inf).all():
-        # A +inf (or NaN) would take a place in the partition and then be dropped, losing a slot. -inf
-        # (excluded items, on every call) already sorts last, so only this rare case pays for a copy.
+    part = _top_part(scores, k)
+    if not np.isfinite(scores[part]).all():
+        # A +inf (or NaN) took a place and would be dropped, losing a slot: pick again with it as -inf.
+        # Checking the k picks, not every score, keeps the usual call (excluded items at -inf) to one pass.
         scores = np.where(finite, scores, -np.inf)
-    if k < len(scores):
-        # The items above the k-th score, then the lowest-index items tied with it, so ties go to the
-        # lower index as promised (argpartition alone keeps arbitrary ones) without sorting every tie.
-        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
-        above = np.flatnonzero(scores > kth)
-        part = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
-    else:
-        part = np.arange(len(scores))           # k == len(scores) == n_finite: every score is finite
+        part = _top_part(scores, k)
     order = np.lexsort((part, -scores[part]))
     return part[order][:k].astype(np.int64)
+
+
+def _top_part(scores: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best indices of ``scores`` in no order, ties with the k-th going to the lower index."""
+    if k >= len(scores):
+        return np.arange(len(scores))
+    # The items above the k-th score, then the lowest-index items tied with it, so ties go to the
+    # lower index as promised (argpartition alone keeps arbitrary ones) without sorting every tie.
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    part = np.flatnonzero(scores >= kth)
+    if len(part) > k:
+        v = scores[part]
+        above = v > kth
+        part = part[above | (np.cumsum(~above) <= k - np.count_nonzero(above))]
+    return part
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -144,8 +153,7 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     k = min(k, n)
     if k == 0:
         return candidates[:0]
-    span = rel.max() - rel.min()
-    rel = (rel - rel.min()) / span if span > 0 else np.ones(n)
+    rel = _unit_relevance(rel)
     if lam >= 1.0:
         return candidates[np.lexsort((np.arange(n), -rel))[:k]]
     sim = np.asarray(similarity, dtype=np.float64)

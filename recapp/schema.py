@@ -120,8 +120,11 @@ class ValidationReport(ReportSummary):
 
 
 def _quote_rows(df: pd.DataFrame, mask: np.ndarray, column: str, limit: int = 5) -> str:
+    """The first offending rows as 'line N: value' (by the ``__line__`` column), else 'index label: value'."""
     bad = df.loc[mask]
-    shown = ", ".join(f"line {int(line)}: {val!r}" for line, val in zip(bad["__line__"][:limit], bad[column][:limit]))
+    where = (f"line {int(line)}" for line in bad["__line__"][:limit]) if "__line__" in bad.columns \
+        else (repr(label) for label in bad.index[:limit])
+    shown = ", ".join(f"{w}: {val!r}" for w, val in zip(where, bad[column][:limit]))
     more = f" (and {len(bad) - limit:,} more)" if len(bad) > limit else ""
     return shown + more
 

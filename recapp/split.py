@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, require_columns
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, _quote_rows, require_columns
 
 FILTER_BY = ("user", "item")
 
@@ -35,20 +35,13 @@ def _check_quantile(quantile) -> float:
     return float(quantile)
 
 
-def _bad_rows(df: pd.DataFrame, mask: np.ndarray, column: str, limit: int = 5) -> str:
-    """The first offending rows as 'index label: value', for an error message."""
-    bad = df.loc[mask, column]
-    more = f" (and {len(bad) - limit:,} more)" if len(bad) > limit else ""
-    return ", ".join(f"{label!r}: {value!r}" for label, value in bad[:limit].items()) + more
-
-
 def _check_ids(df: pd.DataFrame, *cols: str) -> None:
     """Raise SchemaError naming the rows whose id in ``cols`` is missing: a split would drop them unseen."""
     for col in cols:
         missing = df[col].isna().to_numpy()
         if missing.any():
             raise SchemaError(f"column {col!r} has {int(missing.sum()):,} missing id(s), at rows "
-                              f"{_bad_rows(df, missing, col)}; run recapp.schema.validate first")
+                              f"{_quote_rows(df, missing, col)}; run recapp.schema.validate first")
 
 
 def _check_times(df: pd.DataFrame, col: str) -> None:
@@ -65,7 +58,7 @@ def _check_times(df: pd.DataFrame, col: str) -> None:
     missing = values.isna().to_numpy()
     if missing.any():
         raise SchemaError(f"column {col!r} has {int(missing.sum()):,} missing time(s), at rows "
-                          f"{_bad_rows(df, missing, col)}; a time split cannot place them")
+                          f"{_quote_rows(df, missing, col)}; a time split cannot place them")
 
 
 def _check_ratio(ratio) -> tuple[bool, list[float]]:

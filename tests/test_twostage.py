@@ -187,6 +187,9 @@ def test_default_retrievers_are_collaborative_and_content_retrievers_join_on_req
     scores = content.score(train["user_id"].unique()[:5])
     assert np.isfinite(scores[10_000]).all()                  # the catalogue's item without events is scored
     assert content.retriever_names_ == ["Popularity", "TfidfContent"]
+    # The ranker learns from the content retriever's score and rank; the default one has no such column.
+    assert {"TfidfContent_score", "TfidfContent_rank"} <= set(content.feature_names_)
+    assert not any(name.startswith("TfidfContent") for name in default.feature_names_)
 
 
 def test_update_folds_new_users_in_through_every_retriever(ranker):

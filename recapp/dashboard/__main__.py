@@ -38,7 +38,7 @@ def prepare(events=None, items=None, models=(DEFAULT_MODEL,), root=None) -> list
     failures = []
     for scenario in scenarios:
         if scenario.report is not None:
-            for note in scenario.notes[:1] + [n for n in scenario.notes if n.startswith("catalogue ")]:
+            for note in scenario.notes[:1] + ([scenario.catalogue_note] if scenario.catalogue_note else []):
                 print(f"{scenario.label}: {note}")
         for name in models:
             t0 = time.perf_counter()

@@ -130,7 +130,7 @@ class ABTab:
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(self._on_reset))
         for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
-            w.observe(app.guarded(self._on_setting), "value")
+            w.observe(app.guarded(self._on_reset), "value")
         intro = W.HTML(
             "Two policies side by side on simulated shop traffic: each tick is one simulated hour in which shoppers "
             "arrive and see one list from their arm (always the same arm), and the policies learn from the clicks. "
@@ -156,10 +156,8 @@ class ABTab:
         """Pause the experiment."""
         self.clock.stop()
 
-    def _on_reset(self, _button) -> None:
-        self.reset()
-
-    def _on_setting(self, _change) -> None:
+    def _on_reset(self, _event) -> None:
+        # The Reset button and every setting of the test: a click or a changed value.
         self.reset()
 
     def reset(self) -> None:

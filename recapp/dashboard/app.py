@@ -51,9 +51,7 @@ class Dashboard:
         self.scenario_label: str | None = None
         self.model = None
         self.model_key: str | None = None
-        self.job: TrainingJob | None = None
-        #: Who the running job is for: LIVE (the Model selector's choice) or AB (the A/B test).
-        self.job_purpose: str | None = None
+        self.job: TrainingJob | None = None    # its ``purpose``: LIVE (the Model selector's choice) or AB
         self._after_training: Callable | None = None
         self._share_used: float | None = None   # the replay share of the data in use
         self._quiet = False
@@ -132,7 +130,7 @@ class Dashboard:
 
     def _training_note(self) -> str:
         # What is training and for what, for a refusal message.
-        what = "for the A/B test" if self.job_purpose == AB else "for the Live tab"
+        what = "for the A/B test" if self.job.purpose == AB else "for the Live tab"
         return f"{self.catalogue.describe(self.job.key)} is still training {what}"
 
     # ---- data ------------------------------------------------------------------------------
@@ -196,7 +194,7 @@ class Dashboard:
 
     def _shown_model(self) -> str | None:
         # What the Model selector should show: the Live tab's model in training, else the one served.
-        return self.job.key if self.job is not None and self.job_purpose == LIVE else self.model_key
+        return self.job.key if self.job is not None and self.job.purpose == LIVE else self.model_key
 
     def select_model(self, key: str) -> None:
         """Serve model ``key`` on the current data: at once if cached, else after training in the background.
@@ -205,7 +203,7 @@ class Dashboard:
         which model trains for what); a model that cannot be read puts the selector back too.
         """
         if self.job is not None:
-            if self.job_purpose != LIVE or self.job.key != key:
+            if self.job.purpose != LIVE or self.job.key != key:
                 self.show_message(f"{self._training_note()}; pick another model when it is done.", "warn")
             self._quietly(self.model_dd, value=self._shown_model())
             return
@@ -216,34 +214,32 @@ class Dashboard:
             self._quietly(self.model_dd, value=self._shown_model())
             raise
 
-    def request_model(self, key: str, scenario, then: Callable, purpose: str = LIVE) -> bool:
+    def request_model(self, key: str, scenario, then: Callable, purpose: str = LIVE) -> None:
         """Call ``then(key, model)`` with the fitted model: now if it is cached, else when training ends.
 
         ``purpose`` is LIVE (the Live tab's model) or AB (the A/B test's). One model
         trains at a time: asked again for the model already training for the same
         purpose, only ``then`` is replaced (never a second training); asked for
-        another while one trains, it says so and returns False. Returns True when
-        the model was served now or its training started.
+        another while one trains, it says so.
         """
         if self.job is not None:
             job = self.job
-            if job.key == key and job.scenario.fingerprint == scenario.fingerprint and self.job_purpose == purpose:
+            if job.key == key and job.scenario.fingerprint == scenario.fingerprint and job.purpose == purpose:
                 self._after_training = then
                 self.show_message(views.training(self.catalogue.describe(key), job.elapsed, job.progress,
                                                  self._where(purpose, scenario)))
             else:
                 after = "press Play on the A/B test again" if purpose == AB else "pick the model again"
                 self.show_message(f"{self._training_note()}; {after} when it is done.", "warn")
-            return False
+            return
         model = self.catalogue.ready(key, scenario)
         if model is not None:
             then(key, model)
-            return True
-        self.job, self.job_purpose, self._after_training = TrainingJob(self.catalogue, key, scenario), purpose, then
+            return
+        self.job, self._after_training = TrainingJob(self.catalogue, key, scenario, purpose), then
         self.progress.value, self.progress.layout.visibility = 0.0, "visible"
         self.show_message(views.training(self.catalogue.describe(key), 0.0, None, self._where(purpose, scenario)))
         self.poll.play.playing = True
-        return True
 
     @staticmethod
     def _where(purpose: str, scenario) -> str:
@@ -259,11 +255,11 @@ class Dashboard:
             # Without epochs to count, the bar fills slowly towards 90% so it still shows life.
             self.progress.value = job.progress if job.progress is not None else min(0.9, job.elapsed / (job.elapsed + 20.0))
             self.show_message(views.training(self.catalogue.describe(job.key), job.elapsed, job.progress,
-                                             self._where(self.job_purpose, job.scenario)))
+                                             self._where(job.purpose, job.scenario)))
             return
         self.poll.stop()
-        purpose, then = self.job_purpose, self._after_training
-        self.job, self.job_purpose, self._after_training = None, None, None
+        purpose, then = job.purpose, self._after_training
+        self.job, self._after_training = None, None
         self.progress.layout.visibility = "hidden"
         name = self.catalogue.describe(job.key)
         if job.error is not None:

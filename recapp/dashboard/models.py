@@ -170,12 +170,13 @@ class TrainingJob:
 
     ``progress`` is the share of epochs done for models that train in epochs
     (None otherwise); ``model`` is set when it succeeds, ``error`` when it fails.
+    ``purpose`` says who it is for: LIVE (the Model selector's choice) or AB (the A/B test).
     The thread is not a daemon: a process that exits mid-training waits for it
     rather than stopping inside torch.
     """
 
-    def __init__(self, catalogue: ModelCatalogue, key: str, scenario):
-        self.key, self.scenario = key, scenario
+    def __init__(self, catalogue: ModelCatalogue, key: str, scenario, purpose: str = LIVE):
+        self.key, self.scenario, self.purpose = key, scenario, purpose
         self.model = None
         self.error: BaseException | None = None
         self.progress: float | None = None

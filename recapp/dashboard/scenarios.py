@@ -46,7 +46,8 @@ class Scenario:
     ``fingerprint`` changes whenever the training data does (it hashes the
     training events themselves), so a cached or saved model is never used with
     data it was not trained on. ``report`` is the validation report of an
-    analyst's log; ``notes`` are lines the page shows about how the data was read.
+    analyst's log; ``notes`` are lines the page shows about how the data was read,
+    ``catalogue_note`` among them when an item catalogue was read.
     """
 
     key: str
@@ -61,6 +62,7 @@ class Scenario:
     history_verb: str = "viewed"           # what the shopper did: "rated" for rating logs
     report: ValidationReport | None = None
     notes: list = field(default_factory=list)
+    catalogue_note: str | None = None      # the line about the analyst's catalogue (also among ``notes``)
     _train_by_user: dict = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
@@ -203,60 +205,62 @@ def _and(parts: list) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def ids_like(values: pd.Series, like: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+def _int_id(text: str) -> int | None:
+    # The int64 an id written canonically ("12", or "12.0" as pandas writes integers beside a
+    # blank cell) stands for, by the event log reader's rule (so "007" is never 7); else None.
+    from recapp.data.events import _exact_int
+
+    for tail in ("", ".0"):
+        if _exact_int(text, tail):
+            return int(text[: len(text) - len(tail)])
+    return None
+
+
+def ids_like(values: pd.Series, like: pd.Series) -> tuple[pd.Series, pd.Series]:
     """``values`` (catalogue item ids) as the type of ``like`` (the log's item ids) where they can be.
 
     Returns ``(ids, unmatched)``: ``unmatched`` marks ids that cannot have the log's
-    type (text such as ``"SKU-X"`` among integer ids), whose ``ids`` entry is meaningless.
-    Without ``like``, ids are integers when every one is a whole number, else text.
+    type (text such as ``"SKU-X"`` or ``"007"`` among integer ids), whose ``ids`` entry is meaningless.
     """
-    num = pd.to_numeric(values, errors="coerce").astype("float64")
-    whole = num.notna() & np.isfinite(num) & (num == np.round(num)) & (num.abs() < 2**53)
-    none = pd.Series(False, index=values.index)
-    if like is None:
-        if whole.all():
-            return num.astype("int64"), none
-        return values.map(_id_text), none
+    text = values.map(_id_text)
     if pd.api.types.is_integer_dtype(like.dtype):
-        return num.where(whole, 0).astype("int64"), ~whole
+        ints = text.map(_int_id)
+        unmatched = ints.isna()
+        return ints.where(~unmatched, 0).astype("int64"), unmatched
     if pd.api.types.is_float_dtype(like.dtype):
+        num = pd.to_numeric(text, errors="coerce").astype("float64")
         return num, num.isna()
-    return values.map(_id_text), none
+    return text, pd.Series(False, index=values.index)
 
 
-def read_catalogue(path, log_ids: pd.Series | None = None) -> tuple[pd.DataFrame, str]:
+def read_catalogue(path, log_ids: pd.Series) -> tuple[pd.DataFrame, str]:
     """An item catalogue file (CSV/TSV/Parquet) with an item id column; raises :class:`DataError`.
 
-    Ids take the type of ``log_ids`` (the log's item ids) where they can, so the
-    catalogue labels the log's items whatever type the file's reader gave them.
+    The file is read as the event log is (same separators, column aliases, and item
+    ids read as text from a CSV/TSV), and ids take the type of ``log_ids`` (the log's
+    item ids) where they can, so the catalogue labels the log's items.
     Rows without an id, rows whose id cannot be one of the log's, and rows repeating
     an id (the last row of each id is kept) are dropped and counted. Returns
     ``(items, note)``: the note is the line the page shows about the catalogue.
     """
-    from recapp.data.events import PARQUET_SUFFIXES, read_raw
-    from recapp.schema import COLUMN_ALIASES
+    from recapp.data.events import _checked_path, _csv_id_columns, read_raw
+    from recapp.schema import column_renames
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"items file {path} does not exist")
     try:
-        items = read_raw(path)
+        path, suffix = _checked_path(path)
+        items = read_raw(path, text_columns=_csv_id_columns(path, suffix, None, (ITEM_COL,)))
     except Exception as exc:  # noqa: BLE001 - any reader failure is the same message to the analyst
         raise DataError(f"items file {path} could not be read: {exc}") from exc
-    renames = {c: COLUMN_ALIASES[str(c).lower()] for c in items.columns
-               if COLUMN_ALIASES.get(str(c).lower()) == ITEM_COL and c != ITEM_COL}
+    renames = {c: t for c, t in column_renames(items.columns).items() if t == ITEM_COL}
     if ITEM_COL not in items.columns and not renames:
         raise DataError(f"items file {path} has no item id column (looked for {ITEM_COL!r} and its aliases); "
                         f"its columns are {list(items.columns)[:10]}")
-    id_col = ITEM_COL if ITEM_COL in items.columns else next(iter(renames))
-    items = items.drop(columns=[c for c in renames if c != id_col]).rename(columns={id_col: ITEM_COL})
-    if not path.name.lower().endswith(PARQUET_SUFFIXES):
-        # The ids as written (the reader's guess turns "007" into 7), as the event log's reader keeps them.
-        try:
-            items[ITEM_COL] = pd.read_csv(path, sep="\t" if ".tsv" in path.name.lower() else ",",
-                                          usecols=[id_col], dtype=str)[id_col].to_numpy()
-        except Exception as exc:  # noqa: BLE001 - as above
-            raise DataError(f"items file {path} could not be read: {exc}") from exc
+    # Other item id aliases than the one used are dropped.
+    others = [c for c in items.columns if c != ITEM_COL and c not in renames and column_renames([c]).get(c) == ITEM_COL]
+    items = items.drop(columns=others).rename(columns=renames)
     n_rows = len(items)
     raw = items[ITEM_COL]
     no_id = raw.isna() | raw.map(lambda v: isinstance(v, str) and not v.strip())
@@ -276,9 +280,8 @@ def read_catalogue(path, log_ids: pd.Series | None = None) -> tuple[pd.DataFrame
     if repeated.any():
         dropped.append(f"{int(repeated.sum()):,} repeating an item id (the last row of each id kept)")
     note = f"catalogue {path.name}: {n_rows:,} rows" + (f", {_and(dropped)} dropped" if dropped else "")
-    if log_ids is not None:
-        logged = pd.Index(pd.unique(log_ids))
-        note += f"; {int(logged.isin(items[ITEM_COL]).sum()):,} of {len(logged):,} logged items labelled"
+    logged = pd.Index(pd.unique(log_ids))
+    note += f"; {int(logged.isin(items[ITEM_COL]).sum()):,} of {len(logged):,} logged items labelled"
     return items, note
 
 
@@ -316,7 +319,7 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE)
     if catalogue_note:
         notes.append(catalogue_note)
     return Scenario("log", f"your log ({path.name})", train, labels, item_frame, users, replay=test,
-                    item_tags=tags, report=report, notes=notes)
+                    item_tags=tags, report=report, notes=notes, catalogue_note=catalogue_note)
 
 
 def movielens_scenario(replay_share: float = DEFAULT_REPLAY_SHARE) -> Scenario:

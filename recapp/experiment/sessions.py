@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recapp.experiment.abtest import assign
 from recapp.experiment.policies import ARM_COL, FEEDBACK_EVENTS, as_policy, feedback_to_events
 from recapp.experiment.results import SimulationResult
 from recapp.experiment.shopper_memory import ShopperMemory
@@ -23,8 +24,6 @@ from recapp.schema import USER_COL
 def run_sessions(sim, policies: dict, n_steps: int = 20, sessions_per_step: int = 100, weights=None,
                  salt: str = "recapp-sim", progress: bool = False) -> SimulationResult:
     """Run ``policies`` (arm name -> policy) side by side on ``sim``'s shoppers; see :meth:`ShopperSimulator.run_ab`."""
-    from recapp.experiment.abtest import assign
-
     if not policies:
         raise ValueError("policies must name at least one arm")
     pols = {arm: as_policy(p) for arm, p in policies.items()}

@@ -55,6 +55,7 @@ from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home
     fill_slates,
 )
 from recapp.experiment.results import SimulationResult
+from recapp.experiment.sessions import run_sessions
 from recapp.experiment.shopper_memory import ShopperMemory
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL
 
@@ -302,8 +303,6 @@ class ShopperSimulator:
         :func:`recapp.experiment.sessions.run_sessions`'s; each slate's response
         is :meth:`serve`'s. Returns a :class:`SimulationResult`.
         """
-        from recapp.experiment.sessions import run_sessions
-
         return run_sessions(self, policies, n_steps=n_steps, sessions_per_step=sessions_per_step, weights=weights,
                             salt=salt, progress=progress)
 

@@ -83,15 +83,12 @@ class Refitter:
                 params["verbose"] = False      # no progress bar from a background thread
             with background_fit():
                 fresh = type(model)(**params).fit(inter)
-            try:
+            with self.engine._lock:
                 self.engine.swap_model(fresh)
-            finally:
-                with self.engine._lock:
-                    if self.engine.model is fresh:
-                        # The served model now holds these events and the next refit starts from its log,
-                        # so they leave ours, or they would be trained on again (and weigh twice). Events
-                        # applied during this refit stay; no other refit took a snapshot (_done is clear).
-                        del self._log[: len(rows)]
+                # The served model now holds these events and the next refit starts from its log, so they
+                # leave ours, or they would be trained on again (and weigh twice). Events applied during
+                # this refit stay; no other refit took a snapshot (_done is clear).
+                del self._log[: len(rows)]
             self.n_refits += 1
             self.last_error = None
         except Exception as exc:  # a failed refit must never stop serving

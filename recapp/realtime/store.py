@@ -34,6 +34,7 @@ import pandas as pd
 
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
+from recapp.models.base import check_param
 from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
@@ -378,8 +379,7 @@ class EventStore:
         A snapshot: the events committed when iteration starts, each exactly once;
         a batch appended meanwhile (even with earlier timestamps) is not included.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
+        check_param("batch_size", batch_size, low=1, integer=True)
         with self._lock:
             if "events" not in self._tables():
                 return
