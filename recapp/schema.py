@@ -443,6 +443,7 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if col in df.columns and n:
             numbers[col] = _numeric(df[col])
             flag(np.isnan(numbers[col]) & ~_blank(df[col]), f"non-numeric {col}", col)
+            flag(np.isinf(numbers[col]), f"infinite {col}", col)
     ok = pd.isna(reason)
     clean = pd.DataFrame({
         USER_COL: df[USER_COL].to_numpy()[ok] if USER_COL in df.columns else [],

@@ -207,6 +207,9 @@ def test_infinite_rating_is_an_error():
         validate(log(rating=[1.0, np.inf, None, 3.0]))
     assert check_event({"user_id": 1, "item_id": 2, "timestamp": T0, "event": "rating", "rating": "-inf"})[1] == \
         "infinite rating '-inf'"
+    batch = pd.DataFrame({"user_id": [1, 2], "item_id": [2, 3], "timestamp": [T0, T0], "event": ["rating"] * 2,
+                          "rating": ["INF", 4.0]})
+    assert check_events(batch)[1]["reason"].tolist() == ["infinite rating 'INF'"]
 
 
 @pytest.mark.parametrize(
