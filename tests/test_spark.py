@@ -629,3 +629,14 @@ def test_alswr_update_and_factor_checks(alswr, shop):
         ALSWR(factors=8).fit(inter, user_factors=np.zeros((inter.n_users, 8)))
     with pytest.raises(ValueError, match="regularization=-1"):
         ALSWR(regularization=-1).fit(shop.events)
+
+
+def test_composite_with_an_alswr_member_saves_and_loads(shop, tmp_path):
+    from recapp.models import Hybrid
+
+    member = ALSWR(factors=8, regularization=0.1, alpha=2.0, iterations=4, verbose=False)
+    hybrid = Hybrid([member, EASE()], weights=[0.5, 0.5]).fit(shop.events)
+    again = load(hybrid.save(tmp_path / "hybrid"))
+    assert type(again.members_[0]) is ALSWR
+    users = hybrid.interactions_.user_ids[:10]
+    pd.testing.assert_frame_equal(again.recommend(users, k=5), hybrid.recommend(users, k=5))

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import pandas as pd
 
-from recapp.models.base import REGISTRY, Recommender
+from recapp.models.base import REGISTRY, UNLISTED, Recommender
 from recapp.models.live import LiveScorer
 
 _POPULARITY = "__item_popularity"
@@ -26,13 +26,19 @@ def model_spec(model: Recommender) -> dict:
 
 
 def model_from_spec(spec) -> Recommender:
-    """A fresh, unfitted model from a Recommender instance or a ``{"class", "params"}`` spec."""
+    """A fresh, unfitted model from a Recommender instance or a ``{"class", "params"}`` spec.
+
+    A spec may name a class declared ``listed=False`` (:data:`~recapp.models.base.UNLISTED`, such
+    as ALSWR once ``recapp.spark`` is imported): a composite given such a member saves it by name
+    and must read it back.
+    """
     if isinstance(spec, Recommender):
         return type(spec)(**spec.get_params())
     if isinstance(spec, dict) and "class" in spec:
-        cls = REGISTRY.get(spec["class"])
+        cls = REGISTRY.get(spec["class"]) or UNLISTED.get(spec["class"])
         if cls is None:
-            raise ValueError(f"unknown model class {spec['class']!r}; known: {sorted(REGISTRY)}")
+            raise ValueError(f"unknown model class {spec['class']!r}; known: {sorted(REGISTRY)}, "
+                             f"and once their modules are imported {sorted(UNLISTED)}")
         params = dict(spec.get("params") or {})
         for k, v in params.items():
             if isinstance(v, list) and k in ("layers",):
