@@ -72,6 +72,10 @@ def test_duplicate_events_are_ignored_by_id(ease):
     engine.ingest(_ev("dup", 12, 2e9 + 3))
     engine.ingest(_ev("dup", 12, 2e9 + 3))
     assert len(engine.history("dup")) == 4
+    # Ids compare as the store keeps them: 7, 7.0 (pandas' integer column with gaps) and "7" are one id.
+    assert engine.ingest(_ev("dup", 13, 2e9 + 4, event_id=7)).n_ingested == 1
+    again = engine.ingest([_ev("dup", 13, 2e9 + 4, event_id=7.0), _ev("dup", 13, 2e9 + 4, event_id="7")])
+    assert again.n_ingested == 0 and again.n_rejected == 2
 
 
 def test_concurrent_ingest_and_recommend_lose_nothing(ease, shop):

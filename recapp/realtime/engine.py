@@ -394,19 +394,9 @@ class Engine:
         from recapp.realtime.store import EventStore
 
         if isinstance(store, EventStore):
-            return cls._replay(engine, store, batch_size)
+            return store.replay(engine, batch_size)
         with EventStore(store, read_only=True) as st:
-            return cls._replay(engine, st, batch_size)
-
-    @staticmethod
-    def _replay(engine: "Engine", st, batch_size: int) -> "Engine":
-        p = engine.pseudonymizer
-        if st.pseudonymised and p is not None and st.key_id != p.key_id:
-            raise ValueError(f"the store holds pseudonyms of key id {st.key_id!r} but pseudonymizer has key id "
-                             f"{p.key_id!r}; replay with the store's key")
-        for batch in st.iter_batches(batch_size):
-            engine.ingest(batch, pseudonymised=st.pseudonymised)
-        return engine
+            return st.replay(engine, batch_size)
 
     def __repr__(self) -> str:
         return (f"Engine({type(self.model).__name__}, k={self.k}, users={self.n_users:,}, items={self.n_items:,}, "

@@ -51,20 +51,25 @@ class IngestResult:
 
 
 class SeenIds:
-    """The most recent ``capacity`` event ids, to refuse a redelivered event."""
+    """The most recent ``capacity`` event ids, to refuse a redelivered event.
+
+    Ids are compared as the event store keeps them (:func:`event_id_key`), so
+    ``7``, ``7.0`` and ``"7"`` are one id for the engine as for the store.
+    """
 
     def __init__(self, capacity: int = 1_000_000):
         self.capacity = int(capacity)
         self._ids: OrderedDict = OrderedDict()
 
     def __contains__(self, event_id) -> bool:
-        return event_id in self._ids
+        return event_id_key(event_id) in self._ids
 
     def check_and_add(self, event_id) -> bool:
         """True when ``event_id`` is new (and remember it); False for a duplicate."""
-        if event_id in self._ids:
+        key = event_id_key(event_id)
+        if key in self._ids:
             return False
-        self._ids[event_id] = None
+        self._ids[key] = None
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
         return True
