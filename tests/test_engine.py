@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from recapp import rerank
-from recapp.models import ItemKNN, Popularity
+from recapp.models import ALS, ItemKNN, Popularity
 from recapp.realtime import Engine
 
 
@@ -173,7 +173,6 @@ def test_popularity_model_is_live(shop):
 
 
 def test_als_fold_in_matches_model(shop):
-    ALS = pytest.importorskip("recapp.models.als").ALS
     model = ALS(factors=8, iterations=3, verbose=False, device="cpu").fit(shop.events)
     engine = Engine(model, explain=True)
     events = [_ev("fresh", 3, 2e9, "view"), _ev("fresh", 8, 2e9 + 1, "purchase"), _ev("fresh", 11, 2e9 + 2, "click")]
@@ -189,9 +188,6 @@ def test_als_fold_in_matches_model(shop):
 
 
 def test_ann_search_agrees_with_exact(shop):
-    pytest.importorskip("faiss")
-    ALS = pytest.importorskip("recapp.models.als").ALS
-
     model = ALS(factors=16, iterations=3, verbose=False, device="cpu").fit(shop.events)
     exact = Engine(model, explain=False)
     approx = Engine(model, ann="faiss", explain=False)

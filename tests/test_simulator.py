@@ -15,6 +15,7 @@ from recapp.experiment.simulator import (
     feedback_to_events,
 )
 from recapp.models import EASE, Popularity
+from recapp.realtime import Engine
 from recapp.schema import validate
 
 
@@ -189,8 +190,7 @@ def test_bad_policies_are_reported(sim):
 
 @pytest.mark.parametrize("batch", [False, True])
 def test_the_realtime_engine_runs_in_the_simulator(sim, shop, batch):
-    engine_mod = pytest.importorskip("recapp.realtime.engine")
-    engine = engine_mod.Engine(EASE(l2=200.0).fit(shop.events), k=5, explain=False)
+    engine = Engine(EASE(l2=200.0).fit(shop.events), k=5, explain=False)
     pol = as_policy(engine, batch=batch)
     assert isinstance(pol, EnginePolicy)
     res = sim.run(pol, n_steps=4, sessions_per_step=30)
