@@ -124,6 +124,12 @@ def _drawn(page, trace_name: str, timeout: float = 30_000) -> bool:
         return False
 
 
+def _traces(page) -> list:
+    """Each plotly figure's traces as (name, points), for a failure's message."""
+    return page.evaluate("() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => (d.data || [])"
+                         ".map(t => [t.name, (t.y || []).filter(v => v !== null).length]))")
+
+
 def _toggle(page, css: str) -> None:
     page.locator(f"{css} button").first.click()
 
@@ -197,7 +203,7 @@ def test_dashboard_on_the_analysts_own_log(voila_url, tmp_path):
             page.wait_for_function("() => document.querySelector('.recapp-ab-summary').innerText.includes('Verdict')",
                                    timeout=120_000)
             page.wait_for_timeout(3_000)
-            assert _drawn(page, "A:") and _drawn(page, "B − A"), "the A/B figure shows no CTR or difference line"
+            assert _drawn(page, "A:") and _drawn(page, "B − A"), f"the A/B figure shows no CTR or difference line: {_traces(page)}"
             _toggle(page, ".recapp-ab-play")
             page.wait_for_timeout(500)
             ab_shot = tmp_path / "ab_test.png"

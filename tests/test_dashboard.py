@@ -400,7 +400,9 @@ def test_stream_quarantines_bad_events_and_counts_new_shoppers():
 def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     app = _app(tmp_path)                   # a fresh model cache: the shop's models are not trained yet
     ab = app.ab
+    assert ab.fig.data[1].name.startswith("A: ") and ab.fig.data[3].name.startswith("B: ")
     ab.a_dd.value, ab.b_dd.value = "Popularity", "ItemKNN"
+    assert [ab.fig.data[1].name, ab.fig.data[3].name] == ["A: Popularity", "B: ItemKNN"]
     for _ in range(2):                     # each model trains on the shop in the background, then play resumes
         _press_play(ab.play, 1)
         assert app.job is not None and not ab.play.playing and ab.sim is None
@@ -418,6 +420,8 @@ def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     assert "always-valid" in text and "Verdict:" in text and f"planned for {last['planned_users']:,} shoppers" in text
     ab.b_dd.value = "Popularity"           # changing a policy starts a new test (an A/A test)
     assert ab.sim is None and len(ab.fig.data[1].y) == 0
+    # The legend names the arms as soon as the settings change, before any traffic.
+    assert [ab.fig.data[1].name, ab.fig.data[3].name] == ["A: Popularity (A)", "B: Popularity (B)"]
     _press_play(ab.play, 2)
     assert ab.sim.names == ["Popularity (A)", "Popularity (B)"]
     ab.cuped_cb.value = True                # CUPED on the pre-period CTR

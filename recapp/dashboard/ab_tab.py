@@ -22,17 +22,21 @@ TITLES = {"ab": ("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)
 IDLE = "<i>Press play to send simulated shoppers to both policies.</i>"
 
 
-def ab_figure():
-    """CTR per arm with 95% bands (left) and B − A with its always-valid confidence sequence (right)."""
+def ab_figure(names=("", "")):
+    """CTR per arm with 95% bands (left) and B − A with its always-valid confidence sequence (right).
+
+    ``names`` are the arms' policies, shown in the legend as "A: name" and "B: name".
+    """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)"),
                         horizontal_spacing=0.1)
-    for arm, color in (("A", "99,110,250"), ("B", "239,85,59")):
+    for arm, color, name in (("A", "99,110,250", names[0]), ("B", "239,85,59", names[1])):
         fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor=f"rgba({color},0.18)", line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, name=f"{arm} 95%"), 1, 1)
-        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color=f"rgb({color})"), name=arm), 1, 1)
+        fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color=f"rgb({color})"),
+                                 name=f"{arm}: {name}"), 1, 1)
     fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor="rgba(120,120,120,0.2)", line=dict(width=0),
                              hoverinfo="skip", showlegend=False, name="sequence"), 1, 2)
     fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color="#333"), name="B − A"), 1, 2)
@@ -126,7 +130,7 @@ class ABTab:
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
         self.summary.add_class("recapp-ab-summary")
-        self.fig = ab_figure()
+        self.fig = ab_figure(self._arm_names())
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(self._on_reset))
         for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
@@ -175,6 +179,23 @@ class ABTab:
             self.fig.layout.annotations[0].text, self.fig.layout.annotations[1].text = left, right
             self.fig.layout.yaxis.tickformat = ".1%" if self.mode_tb.value == "ab" else ",d"
         self.summary.value = IDLE
+        self._name_arms()
+
+    def _arm_names(self) -> list[str]:
+        """The two arms' names from the settings: the model, and whether the live engine serves it."""
+        keys = (self.a_dd.value, self.b_dd.value)
+        modes = (self.a_serve.value, self.b_serve.value)
+        names = [k if m == "model" else f"{k}, live engine" for k, m in zip(keys, modes)]
+        # The same arm twice is an A/A test: the names must still differ.
+        return names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
+
+    def _name_arms(self) -> None:
+        # Named in the figure as built, then again whenever the settings change, never while data
+        # streams in: a name sent beside the data updates (even in a batch of its own) could leave
+        # plotly's widget drawing nothing (plotly 7.1, anywidget 0.11). Nor before the page shows
+        # the figure: a change sent then never reaches it.
+        for j, (arm, name) in enumerate(zip(("A", "B"), self._arm_names())):
+            self.fig.data[2 * j + 1].name = f"{arm}: {name}"
 
     def _resume_callback(self):
         generation = self.generation
@@ -209,9 +230,7 @@ class ABTab:
                     return None
                 models.append(model)
             modes = (self.a_serve.value, self.b_serve.value)
-            names = [k if m == "model" else f"{k}, live engine" for k, m in zip(keys, modes)]
-            # The same arm twice is an A/A test: the names must still differ.
-            names = names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
+            names = self._arm_names()
             policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
                         for m, mode, n in zip(models, modes, names)]
             if self.mode_tb.value == "ab":
@@ -219,10 +238,6 @@ class ABTab:
                                         cuped=self.cuped_cb.value)
             else:
                 self.sim = InterleavingSimulation(sc, dict(zip(names, policies)), random_state=self.app.random_state)
-            # Named once, apart from the data updates: a name changed in the same batch as the data
-            # stopped plotly's widget from drawing the data (plotly 7.1, anywidget 0.11).
-            for j, arm in enumerate(("A", "B")):
-                self.fig.data[2 * j + 1].name = f"{arm}: {names[j]}"
         row = self.sim.step()
         h = pd.DataFrame(self.sim.history).tail(SERIES_POINTS)
         x = h["step"].tolist()
