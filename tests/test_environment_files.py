@@ -43,12 +43,14 @@ def pyproject_requirements() -> dict[str, str]:
 
 
 def conda_requirements(path: Path) -> dict[str, str]:
-    """The conda entries of an environment file, renamed to package-index names."""
+    """The conda and pip entries of an environment file, renamed to package-index names."""
     env = yaml.safe_load(path.read_text())
     out = {}
+    deps = []
     for dep in env["dependencies"]:
-        if isinstance(dep, dict):      # the pip: section installs recapp itself
-            continue
+        # The pip: section: packages conda-forge lacks, and recapp itself ("-e .", an option, not a package).
+        deps += [d for d in dep.get("pip", []) if not d.startswith("-")] if isinstance(dep, dict) else [dep]
+    for dep in deps:
         name, spec = _split(dep)
         if name in CONDA_ONLY:
             continue
