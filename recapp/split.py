@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, _quote_rows, require_columns
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, require_columns
+from recapp.schema.errors import _quote_rows
 
 FILTER_BY = ("user", "item")
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema import ITEM_COL, PREDICTION_COL, USER_COL
+from recapp.schema.cells import _plain
 
 METRICS = ("ndcg", "recall", "precision", "rmse", "mae")
 #: metrics where lower is better
@@ -147,10 +148,6 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
     best_i = int(np.argmin(scores) if metric in LOWER_IS_BETTER else np.argmax(scores))
     best = {k_: _plain(v) for k_, v in cands[best_i].items()}
     return TuneResult(best_params=best, best_score=float(results.iloc[0][metric]), results=results, metric=metric)
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def tune(model, param_grid, train: pd.DataFrame, **kwargs):

@@ -39,6 +39,7 @@ from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
 )
+from recapp.schema.cells import _plain
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
 BIGINT_MIN, BIGINT_MAX = -2 ** 63, 2 ** 63 - 1
@@ -426,10 +427,6 @@ class EventStore:
 
     def __repr__(self) -> str:
         return f"EventStore({self.path!r}, events={len(self):,})"
-
-
-def _plain(v):
-    return v.item() if isinstance(v, np.generic) else v
 
 
 __all__ = ["EventStore", "AppendResult", "check_events", "normalise_event", "STORE_COLUMNS"]

@@ -38,12 +38,11 @@ from recapp.schema import (
     USER_COL,
     VALUE_COL,
     SchemaError,
-    _normalise_events,
-    _numeric,
     column_renames,
     normalise_event,
     parse_timestamps,
 )
+from recapp.schema.cells import _normalise_events, _numeric
 from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers
 
 MISSING_ID = "missing user or item id"
