@@ -217,6 +217,16 @@ def test_monitor_tau_is_fixed_so_new_looks_do_not_change_old_pvalues():
     assert fixed["msprt_p"].to_numpy() == pytest.approx(explicit["msprt_p"].to_numpy())
 
 
+def test_monitor_looks_before_any_conversion_read_no_difference_not_nan():
+    looks = pd.DataFrame({"users_c": [100, 200, 300], "conversions_c": [0, 0, 5],
+                          "users_t": [100, 200, 300], "conversions_t": [0, 0, 9]})
+    m = sequential.monitor(looks, planned_users=1000, baseline_rate=0.02)
+    assert m["z"].tolist()[:2] == [0.0, 0.0] and m["naive_p"].tolist()[:2] == [1.0, 1.0]
+    assert m[["z", "naive_p", "msprt_p"]].notna().all().all() and not m["stop"].any()
+    # From the first conversion on, the same Wald test as compare_proportions.
+    assert m["z"].iloc[2] == pytest.approx(abtest.compare_proportions(5, 300, 9, 300)["statistic"])
+
+
 def test_monitor_stop_splits_alpha_between_the_two_rules():
     # A z just past the alpha boundary but inside the alpha/2 boundary: obf_reject says yes, stop (both rules at alpha/2) no.
     b_full = sequential.spending_boundaries([1.0], 0.05)["z_boundary"].iloc[0]

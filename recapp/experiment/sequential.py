@@ -18,7 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from statsmodels.stats.proportion import test_proportions_2indep
+
+from recapp.experiment.abtest import compare_proportions
 
 SPENDING = ("obrien_fleming", "pocock")
 
@@ -158,7 +159,7 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
 
     ``looks`` has cumulative columns ``users_c``, ``conversions_c``, ``users_t``,
     ``conversions_t`` (one row per look). ``planned_users`` (per arm) sets the
-    information fraction. Adds columns z (Wald, statsmodels), naive_p,
+    information fraction. Adds columns z (Wald, :func:`~recapp.experiment.abtest.compare_proportions`), naive_p,
     naive_reject (p < alpha at this look), information, past_plan,
     z_boundary / obf_reject (the alpha-spending boundary), msprt_p (always
     valid) / msprt_reject, and ``stop``.
@@ -200,10 +201,11 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     out = looks.copy().reset_index(drop=True)
     nc, xc = out["users_c"].to_numpy(float), out["conversions_c"].to_numpy(float)
     nt, xt = out["users_t"].to_numpy(float), out["conversions_t"].to_numpy(float)
-    res = test_proportions_2indep(xt, nt, xc, nc, method="wald", compare="diff")
-    z = np.asarray(res.statistic, dtype=np.float64).reshape(-1)
+    # The Wald test of abtest.compare_proportions: z 0 and p 1 (not NaN) while both arms have no conversion.
+    res = compare_proportions(xc, nc, xt, nt, alpha=alpha, method="wald")
+    z = np.asarray(res["statistic"], dtype=np.float64).reshape(-1)
     out["z"] = z
-    out["naive_p"] = np.asarray(res.pvalue)
+    out["naive_p"] = np.asarray(res["pvalue"], dtype=np.float64).reshape(-1)
     out["naive_reject"] = out["naive_p"] < alpha
     raw = (nc + nt) / (2.0 * planned_users)
     info = np.minimum(raw, 1.0)
@@ -264,9 +266,8 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     xc = np.cumsum(rng.binomial(batch, rate, (n_experiments, n_looks)), axis=1).astype(np.float64)
     xt = np.cumsum(rng.binomial(batch, rate * (1 + lift), (n_experiments, n_looks)), axis=1).astype(np.float64)
     nn = np.broadcast_to(n, xc.shape).astype(np.float64)
-    res = test_proportions_2indep(xt.ravel(), nn.ravel(), xc.ravel(), nn.ravel(), method="wald", compare="diff")
-    z = np.nan_to_num(np.asarray(res.statistic).reshape(xc.shape))
-    p = np.nan_to_num(np.asarray(res.pvalue).reshape(xc.shape), nan=1.0)
+    res = compare_proportions(xc, nn, xt, nn, alpha=alpha, method="wald")
+    z, p = res["statistic"], res["pvalue"]
     bounds = spending_boundaries(n / n_per_arm, alpha)
     pc, pt = xc / nn, xt / nn
     tau = 0.1 * rate if tau is None else tau
