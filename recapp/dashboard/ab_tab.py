@@ -22,16 +22,16 @@ TITLES = {"ab": ("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)
 IDLE = "<i>Press play to send simulated shoppers to both policies.</i>"
 
 
-def ab_figure(names=("", "")):
+def ab_figure(names=("", ""), mode: str = "ab"):
     """CTR per arm with 95% bands (left) and B − A with its always-valid confidence sequence (right).
 
-    ``names`` are the arms' policies, shown in the legend as "A: name" and "B: name".
+    ``names`` are the arms' policies, shown in the legend as "A: name" and "B: name";
+    ``mode`` ("ab" or "interleaving") sets the panel titles and the left axis' format.
     """
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("CTR per arm (95% bands)", "B − A (always-valid 95% sequence)"),
-                        horizontal_spacing=0.1)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=TITLES[mode], horizontal_spacing=0.1)
     for arm, color, name in (("A", "99,110,250", names[0]), ("B", "239,85,59", names[1])):
         fig.add_trace(go.Scatter(x=[], y=[], fill="toself", fillcolor=f"rgba({color},0.18)", line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, name=f"{arm} 95%"), 1, 1)
@@ -41,7 +41,7 @@ def ab_figure(names=("", "")):
                              hoverinfo="skip", showlegend=False, name="sequence"), 1, 2)
     fig.add_trace(go.Scatter(x=[], y=[], mode="lines", line=dict(color="#333"), name="B − A"), 1, 2)
     fig.add_hline(y=0, line=dict(color="#c62828", width=1, dash="dot"), row=1, col=2)
-    fig.update_yaxes(tickformat=".1%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(tickformat=".1%" if mode == "ab" else ",d", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(tickformat=".1%", row=1, col=2)
     fig.update_xaxes(title_text="simulated hour")
     fig.update_layout(height=300, width=figures.WIDTH, margin=dict(l=60, r=10, t=60, b=40), template="plotly_white",
@@ -130,7 +130,7 @@ class ABTab:
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
         self.summary.add_class("recapp-ab-summary")
-        self.fig = ab_figure(self._arm_names())
+        self.fig = ab_figure(self._arm_names(), self.mode_tb.value)
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(self._on_reset))
         for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
@@ -173,13 +173,8 @@ class ABTab:
         self.generation += 1
         self.clock.reset()
         self.sim = None
-        figures.clear(self.fig)
-        left, right = TITLES[self.mode_tb.value]
-        with self.fig.batch_update():
-            self.fig.layout.annotations[0].text, self.fig.layout.annotations[1].text = left, right
-            self.fig.layout.yaxis.tickformat = ".1%" if self.mode_tb.value == "ab" else ",d"
+        self._new_figure()
         self.summary.value = IDLE
-        self._name_arms()
 
     def _arm_names(self) -> list[str]:
         """The two arms' names from the settings: the model, and whether the live engine serves it."""
@@ -189,13 +184,15 @@ class ABTab:
         # The same arm twice is an A/A test: the names must still differ.
         return names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
 
-    def _name_arms(self) -> None:
-        # Named in the figure as built, then again whenever the settings change, never while data
-        # streams in: a name sent beside the data updates (even in a batch of its own) could leave
-        # plotly's widget drawing nothing (plotly 7.1, anywidget 0.11). Nor before the page shows
-        # the figure: a change sent then never reaches it.
-        for j, (arm, name) in enumerate(zip(("A", "B"), self._arm_names())):
-            self.fig.data[2 * j + 1].name = f"{arm}: {name}"
+    def _new_figure(self) -> None:
+        # Each experiment draws into a figure widget built whole (names, titles, axes) when it starts,
+        # never into one restyled or renamed in place. The figure made with the page sometimes never
+        # drew the updates sent to it (plotly 7.1 FigureWidget, anywidget 0.11, Voila: the browser
+        # test saw an empty A/B figure in about one run in three), and a change sent before the page
+        # shows a figure never reaches it. A new widget's view draws the state it has when shown.
+        old, self.fig = self.fig, ab_figure(self._arm_names(), self.mode_tb.value)
+        self.root.children = tuple(self.fig if child is old else child for child in self.root.children)
+        old.close()
 
     def _resume_callback(self):
         generation = self.generation
@@ -231,6 +228,7 @@ class ABTab:
                 models.append(model)
             modes = (self.a_serve.value, self.b_serve.value)
             names = self._arm_names()
+            self._new_figure()
             policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
                         for m, mode, n in zip(models, modes, names)]
             if self.mode_tb.value == "ab":
