@@ -403,10 +403,10 @@ class EventStore:
             params = [int(top), last_t, last_t, last_seq]
 
     def replay(self, engine, batch_size: int = 10_000):
-        """Ingest every stored event, in timestamp order, into ``engine`` (which should not write back here)."""
-        if getattr(engine, "store", None) is self:
+        """Ingest every stored event, in timestamp order, into ``engine`` (an Engine not attached to this store)."""
+        if engine.store is self:
             raise ValueError("replaying a store into an engine attached to the same store would duplicate every event")
-        theirs = getattr(engine, "pseudonymizer", None)
+        theirs = engine.pseudonymizer
         if self.pseudonymised and theirs is not None and theirs.key_id != self.key_id:
             raise ValueError(f"the store holds pseudonyms of key id {self.key_id!r} but the engine's pseudonymizer has "
                              f"key id {theirs.key_id!r}; replay with the store's key")
