@@ -257,6 +257,26 @@ def test_timestamp_types_read_as_utc_seconds(spark):
 
 
 @needs_spark
+def test_epoch_numbers_read_in_every_unit_as_recapp_reads_them(spark):
+    from pyspark.sql import functions as F
+
+    from recapp.schema import parse_timestamps
+    from recapp.spark import validate as spark_validate
+
+    # One moment in seconds, milli-, micro- and nanoseconds (negative: before 1970), and small plain seconds.
+    epochs = [1_700_000_000, 1_700_000_000_123, 1_700_000_000_123_456, 1_700_000_000_123_456_789,
+              -1_700_000_000_000, 86_400, 0]
+    pdf = pd.DataFrame({"user_id": 1, "item_id": range(len(epochs)), "timestamp": epochs, "event": "view"})
+    expected = parse_timestamps(pdf["timestamp"]).tolist()
+    assert expected[:4] == pytest.approx([1_700_000_000, 1_700_000_000.123, 1_700_000_000.123456, 1_700_000_000.123456789])
+    for cast in ("long", "double"):
+        sdf = spark.createDataFrame(pdf).withColumn("timestamp", F.col("timestamp").cast(cast))
+        clean, _ = spark_validate(sdf)
+        got = clean.orderBy("item_id").toPandas()["timestamp"].tolist()
+        assert got == pytest.approx(expected, rel=1e-15, abs=1e-6), cast
+
+
+@needs_spark
 def test_event_weights_match_interactions(spark):
     from recapp.spark import event_weights
 

@@ -93,14 +93,19 @@ def _scalar_timestamp(value) -> float:
     return math.nan
 
 
-def _epoch_seconds(v):
-    """Epoch numbers in seconds, milliseconds, microseconds or nanoseconds, as seconds.
+# (above this magnitude, divide by): nano-, micro- and milliseconds, finest first. Each finer unit
+# starts where the coarser one would pass the year 5138 (1e11 s), so the scale is unambiguous for any
+# date after 1973 in the finer unit. The Spark layer reads numbers by the same table.
+EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
-    Each finer unit starts where the coarser one would pass the year 5138 (1e11 s),
-    so the scale is unambiguous for any date after 1973 in the finer unit.
-    """
+
+def _epoch_seconds(v):
+    """Epoch numbers in seconds, milliseconds, microseconds or nanoseconds, as seconds (see ``EPOCH_UNITS``)."""
     a = np.abs(v)
-    return np.where(a > 1e17, v / 1e9, np.where(a > 1e14, v / 1e6, np.where(a > 1e11, v / 1e3, v)))
+    out = v
+    for above, per_second in reversed(EPOCH_UNITS):
+        out = np.where(a > above, v / per_second, out)
+    return out
 
 
 def parse_timestamps(values: pd.Series) -> pd.Series:

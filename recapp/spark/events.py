@@ -42,7 +42,7 @@ from recapp.schema import (
     normalise_event,
     parse_timestamps,
 )
-from recapp.schema.cells import _normalise_events, _numeric
+from recapp.schema.cells import EPOCH_UNITS, _normalise_events, _numeric
 from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers
 
 MISSING_ID = "missing user or item id"
@@ -89,8 +89,10 @@ def _timestamps(dtype: T.DataType, c: Column) -> Column:
     """UTC seconds as :func:`recapp.schema.parse_timestamps` reads them; null where unparseable."""
     if isinstance(dtype, _NUMERIC):
         v = c.cast("double")
-        # Beyond 1e11 an epoch is in milliseconds, as in recapp.schema.
-        return F.when(_finite(v), F.when(F.abs(v) > 1e11, v / 1000.0).otherwise(v))
+        seconds = v
+        for above, per_second in reversed(EPOCH_UNITS):      # milli-, micro-, nanoseconds, as recapp.schema reads them
+            seconds = F.when(F.abs(v) > above, v / per_second).otherwise(seconds)
+        return F.when(_finite(v), seconds)
     if isinstance(dtype, T.TimestampType):
         return F.unix_micros(c) / 1e6
     if isinstance(dtype, T.TimestampNTZType):
