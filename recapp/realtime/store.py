@@ -32,17 +32,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# The row check lives in recapp.schema (one definition for validate, the store and the engine);
-# its names stay importable from here.
 from recapp.models.base import check_param
 from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
+# Which checked rows fit the store's columns and ids lives in store_rows; the BIGINT bounds stay importable from here.
+from recapp.realtime.store_rows import BIGINT_MAX, BIGINT_MIN, id_kind, insert_frame, json_default, screen  # noqa: F401
+# The row check lives in recapp.schema (one definition for validate, the store and the engine);
+# its names stay importable from here.
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
 )
 from recapp.schema.cells import _plain
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
-BIGINT_MIN, BIGINT_MAX = -2 ** 63, 2 ** 63 - 1
 
 
 @dataclass
@@ -54,25 +55,6 @@ class AppendResult:
     n_quarantined: int
     events: pd.DataFrame       # the clean rows written, in the store's columns, ids as stored
     rejected: pd.DataFrame     # row, reason
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (pd.Timestamp,)):
-        return o.isoformat()
-    if o is pd.NA or o is pd.NaT:
-        return None
-    return str(o)
-
-
-def _id_kind(values: pd.Series) -> str:
-    """'BIGINT' when every id is an integer, else 'VARCHAR'."""
-    if pd.api.types.is_integer_dtype(values):
-        return "BIGINT"
-    if pd.api.types.is_object_dtype(values) and len(values) and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return "BIGINT"
-    return "VARCHAR"
 
 
 class EventStore:
@@ -173,28 +155,13 @@ class EventStore:
             return {c: t for c, t in rows}
 
     def _create_events(self, clean: pd.DataFrame) -> None:
-        ut, it = _id_kind(clean[USER_COL]), _id_kind(clean[ITEM_COL])
+        ut, it = id_kind(clean[USER_COL]), id_kind(clean[ITEM_COL])
         self._exec(f"""
             CREATE TABLE IF NOT EXISTS events (
                 seq BIGINT, batch_id BIGINT, {USER_COL} {ut} NOT NULL, {ITEM_COL} {it} NOT NULL,
                 {TIME_COL} DOUBLE NOT NULL, {EVENT_COL} VARCHAR NOT NULL, {RATING_COL} DOUBLE, {VALUE_COL} DOUBLE,
                 ingested_at DOUBLE, {EVENT_ID_COL} VARCHAR)
         """)
-
-    @staticmethod
-    def _misfits(values: pd.Series, col: str, kind: str) -> list:
-        """Per value, why it cannot go into the store's ``col`` column of type ``kind`` (None when it can)."""
-        if kind != "BIGINT":
-            return [None] * len(values)
-
-        def why(v):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-                return f"{col} {_plain(v)!r} is not an integer like the store's ids"
-            if not BIGINT_MIN <= int(v) <= BIGINT_MAX:
-                return f"{col} {_plain(v)!r} is outside the range of the store's BIGINT {col} column (signed 64-bit)"
-            return None
-
-        return [why(v) for v in values]
 
     def _seen_ids(self) -> SeenIds:
         """The latest event ids in the file (read once, then kept up to date by ``append``)."""
@@ -262,25 +229,7 @@ class EventStore:
                 types = self._id_types()
             extra, new_ids = [], []
             if types is not None and len(clean):
-                bad = np.zeros(len(clean), dtype=bool)
-                for col in (USER_COL, ITEM_COL):
-                    for i, why in enumerate(self._misfits(clean[col], col, types[col])):
-                        if why is not None and not bad[i]:
-                            extra.append((clean.iloc[i].to_dict(), why))
-                            bad[i] = True
-                # Idempotent delivery: an event_id already stored, or earlier in this batch, is a duplicate.
-                seen, batch_ids = self._seen_ids(), set()
-                for i, eid in enumerate(eids):
-                    if eid is None or bad[i]:
-                        continue
-                    if eid in seen or eid in batch_ids:
-                        extra.append((frame.loc[clean.index[i]].to_dict(), f"duplicate {EVENT_ID_COL} {_plain(frame.at[clean.index[i], EVENT_ID_COL])!r}"))
-                        bad[i] = True
-                    else:
-                        batch_ids.add(eid)
-                        new_ids.append(eid)
-                eids = [e for e, b in zip(eids, bad) if not b]
-                clean = clean.loc[~bad].reset_index(drop=True)
+                clean, eids, extra, new_ids = screen(clean, frame, eids, types, self._seen_ids())
             if extra:
                 more = pd.DataFrame({"row": [r for r, _ in extra], "reason": [w for _, w in extra]})
                 rejected = pd.concat([rejected.astype(object), more.astype(object)], ignore_index=True) if len(rejected) else more
@@ -291,17 +240,7 @@ class EventStore:
                 batch_id = int(self.con.execute("SELECT coalesce(max(batch_id), 0) + 1 FROM batches").fetchall()[0][0])
                 if len(clean):
                     start = int(self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0])
-                    ins = clean.copy()
-                    ins.insert(0, "batch_id", batch_id)
-                    ins.insert(0, "seq", np.arange(start + 1, start + 1 + len(ins), dtype=np.int64))
-                    ins["ingested_at"] = now
-                    if types[USER_COL] == "VARCHAR":
-                        ins[USER_COL] = ins[USER_COL].astype(str)
-                    if types[ITEM_COL] == "VARCHAR":
-                        ins[ITEM_COL] = ins[ITEM_COL].astype(str)
-                    ins[USER_COL] = ins[USER_COL].to_numpy(dtype=object if types[USER_COL] == "VARCHAR" else np.int64)
-                    ins[ITEM_COL] = ins[ITEM_COL].to_numpy(dtype=object if types[ITEM_COL] == "VARCHAR" else np.int64)
-                    ins[EVENT_ID_COL] = pd.Series(eids, dtype=object)
+                    ins = insert_frame(clean, eids, types, batch_id=batch_id, first_seq=start + 1, now=now)
                     # The engine is fed these rows, ids converted as written, so it agrees with a replay.
                     written = ins[list(STORE_COLUMNS)]
                     cols = f"seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, {RATING_COL}, {VALUE_COL}, ingested_at, {EVENT_ID_COL}"
@@ -314,7 +253,7 @@ class EventStore:
                     q = pd.DataFrame({
                         "batch_id": batch_id,
                         "reason": rejected["reason"].astype(str).to_numpy(dtype=object),
-                        "row_json": [json.dumps(r, default=_json_default) for r in rejected["row"]],
+                        "row_json": [json.dumps(r, default=json_default) for r in rejected["row"]],
                         "received_at": now,
                     })
                     self.con.register("_quar", q)
