@@ -160,6 +160,20 @@ def test_engine_calibration_and_exposure_live(shop, ease):
     assert live.stats()["cache_misses"] == misses + 1
 
 
+def test_a_call_that_sets_one_reranker_turns_the_default_one_off(shop, ease):
+    items, users = shop.items, list(range(8))
+    by_default = Engine(ease, items=items, exposure=0.9, exposure_target=0.0, explain=False)
+    plain = Engine(ease, items=items, explain=False)
+
+    def lists(engine, **kw):          # rank_change depends on the calls before, so compare the lists alone
+        return _lists(engine, users, **kw)[["user_id", "item_id", "score"]]
+
+    assert not lists(by_default).equals(lists(plain))                                  # the default re-ranker acts
+    pd.testing.assert_frame_equal(lists(by_default, diversity=0.3), lists(plain, diversity=0.3))   # a call's MMR replaces it
+    pd.testing.assert_frame_equal(lists(by_default, exposure=0.0), lists(plain))
+    assert by_default.recommend(users[0], k=3)["rank"].tolist() == [1, 2, 3]       # k overrides alone
+
+
 def test_engine_rejects_conflicting_or_impossible_reranking(shop, ease):
     with pytest.raises(ValueError, match="diversity and calibration"):
         Engine(ease, items=shop.items, diversity=0.5, calibration=0.5)

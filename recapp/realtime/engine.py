@@ -3,8 +3,9 @@
 A thin façade. The model says how to score a changing history (its
 :class:`~recapp.models.live.LiveScorer`, from ``model.live_scorer()``); the
 pieces of this package do the rest: per-shopper state (:mod:`.state`), the
-"popular now" counters (:mod:`.trending`), candidates, filters, MMR,
-explanations and rank changes (:mod:`.ranking`), the item space
+"popular now" counters (:mod:`.trending`), a list's settings and per-call
+overrides (:mod:`.options`), candidates, filters, MMR, explanations and rank
+changes (:mod:`.ranking`), the item space
 (:mod:`.catalogue`), approximate search (:mod:`.index`), the result cache
 (:mod:`.cache`) and the background refit that learns new items (:mod:`.refit`).
 The engine never asks what kind of model it has.
@@ -23,12 +24,12 @@ import numpy as np
 import pandas as pd
 
 from recapp.interactions import EVENT_CODES, resolve_event_weights
-from recapp.models.base import check_param
-from recapp.realtime.cache import ResultCache, freeze, plain
+from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.index import FaissIndex, faiss_available
 from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
-from recapp.realtime.ranking import Ranker, check_reranking
+from recapp.realtime.options import ListOptions
+from recapp.realtime.ranking import Ranker
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
 from recapp.realtime.threads import one_blas_thread
@@ -100,11 +101,8 @@ class Engine:
                  refit_every: int | None = None, calibration: float = 0.0, exposure: float = 0.0,
                  categories: str = "category", exposure_target: float | None = None, pseudonymizer=None):
         model._check_fitted()
-        check_param("k", k, low=1, integer=True)
+        options = ListOptions(k, filters, exclude_viewed, diversity, calibration, exposure, categories, exposure_target)
         check_event_types("exclude_events", exclude_events)
-        check_reranking(diversity, calibration, exposure)
-        if exposure_target is not None and not 0.0 <= exposure_target <= 1.0:
-            raise ValueError(f"exposure_target={exposure_target!r} must be a head share in [0, 1], or None (each user's own)")
         if calibration > 0.0 and (items is None or categories not in items.columns):
             raise ValueError(f"calibration={calibration!r} needs items=... with a {categories!r} column "
                              "(categories= names the column)")
@@ -121,16 +119,9 @@ class Engine:
         if ann not in (None, "faiss", "auto"):
             raise ValueError(f"ann={ann!r} is not accepted; accepted values: [None, 'faiss', 'auto']")
         self.model = model
-        self.k = int(k)
+        self.options = options
         self.exclude_codes = frozenset(EVENT_CODES[e] for e in exclude_events)
-        self.exclude_viewed = bool(exclude_viewed)
-        self.diversity = float(diversity)
-        self.calibration = float(calibration)
-        self.exposure = float(exposure)
-        self.categories = categories
-        self.exposure_target = exposure_target
         self.pseudonymizer = pseudonymizer
-        self.filters = filters
         self.half_life = half_life
         self.recency = float(recency)
         inter = model.interactions_
@@ -158,10 +149,7 @@ class Engine:
         if store is not None:
             from recapp.realtime.store import EventStore
 
-            self.store = store if isinstance(store, EventStore) else EventStore(store, pseudonymizer=pseudonymizer)
-            if self.store.pseudonymizer != pseudonymizer or (self.store.pseudonymised and pseudonymizer is None):
-                raise ValueError(f"store has pseudonymizer {self.store.pseudonymizer!r} but the engine has "
-                                 f"{pseudonymizer!r}; give both the same one")
+            self.store = EventStore.for_writer(store, pseudonymizer)
         self.refitter = Refitter(self, refit_every) if refit_every is not None else None
 
     def _build_index(self) -> None:
@@ -175,6 +163,11 @@ class Engine:
         self.ranker.index = FaissIndex(vectors)
 
     # ---- the item space ------------------------------------------------------------
+    @property
+    def k(self) -> int:
+        """Default list length."""
+        return self.options.k
+
     @property
     def n_items(self) -> int:
         """Items the engine knows (the model's plus those first seen in events or ``add_items``)."""
@@ -296,25 +289,15 @@ class Engine:
         items; ``rank_change`` is previous rank minus rank (<NA> for a new entry).
         Repeated calls with no ingest in between come from an LRU cache.
         """
-        k = self.k if k is None else k
-        check_param("k", k, low=1, integer=True)
-        filters = self.filters if filters is None else filters
-        exclude_viewed = self.exclude_viewed if exclude_viewed is None else bool(exclude_viewed)
-        if diversity is None and calibration is None and exposure is None:
-            diversity, calibration, exposure = self.diversity, self.calibration, self.exposure
-        diversity = 1.0 if diversity is None else float(diversity)
-        calibration = 0.0 if calibration is None else float(calibration)
-        exposure = 0.0 if exposure is None else float(exposure)
-        check_reranking(diversity, calibration, exposure)
+        opts = self.options.override(k, filters=filters, exclude_viewed=exclude_viewed, diversity=diversity,
+                                     calibration=calibration, exposure=exposure)
         user_id = self._user(user_id)
         with self._lock, one_blas_thread():
-            key = (user_id, int(k), freeze(filters), exclude_viewed, diversity, calibration, exposure)
+            key = (user_id, *opts.cache_key())
             arrays = self.cache.get(key)
             if arrays is None:
                 st = self.shoppers.get(user_id, self.scorer, create=False)
-                arrays, uses_pop = self.ranker.rank(self.scorer, self.shoppers, user_id, st, int(k), filters,
-                                                    exclude_viewed, diversity, calibration, exposure, self.categories,
-                                                    self.exposure_target)
+                arrays, uses_pop = self.ranker.rank(self.scorer, self.shoppers, user_id, st, opts)
                 self.cache.put(key, arrays, uses_pop)
             # Each call builds its own frame, so a caller that edits it cannot change the next.
             return _result_frame(*arrays)

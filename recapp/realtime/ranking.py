@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from recapp import rerank
 from recapp.models.live import LiveHistory, LiveScorer
 from recapp.realtime.catalogue import Catalogue
+from recapp.realtime.options import ListOptions
 from recapp.realtime.state import Shoppers, UserState
 from recapp.realtime.trending import Trending
 
@@ -33,14 +34,12 @@ class Ranker:
         self.head_share = 0.2        # the short head for exposure-aware re-ranking (rerank.head_items)
         self._labels = None          # (table, n_items, column, p(g|i) rows by item index, category names)
 
-    def rank(self, scorer: LiveScorer, shoppers: Shoppers, user, st: UserState | None, k: int, filters,
-             exclude_viewed: bool, diversity: float, calibration: float = 0.0, exposure: float = 0.0,
-             categories: str = "category", exposure_target: float | None = None):
+    def rank(self, scorer: LiveScorer, shoppers: Shoppers, user, st: UserState | None, opts: ListOptions):
         """(item ids, scores, explanations, rank changes) for ``user``, and whether popularity was used."""
-        n = len(self.catalogue)
-        mask = self.catalogue.mask(filters)
-        banned = (st.seen if exclude_viewed else st.consumed) if st is not None else set()
-        reranked = diversity < 1.0 or calibration > 0.0 or exposure > 0.0
+        n, k = len(self.catalogue), opts.k
+        mask = self.catalogue.mask(opts.filters)
+        banned = (st.seen if opts.exclude_viewed else st.consumed) if st is not None else set()
+        reranked = opts.reranked
         n_cand = max(4 * k, 50) if reranked else k
 
         model_idx, model_scores = np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -55,7 +54,7 @@ class Ranker:
         else:
             pop_idx, pop_scores = model_idx[:0], model_scores[:0]
         # Exposure-aware lists depend on everyone's counts, so anyone's event makes them stale.
-        uses_pop = not personal or len(pop_idx) > 0 or exposure > 0.0
+        uses_pop = not personal or len(pop_idx) > 0 or opts.exposure > 0.0
 
         cand = np.concatenate([model_idx, pop_idx])
         if reranked and len(cand) > 1:
@@ -63,20 +62,20 @@ class Ranker:
             rel = np.concatenate([len(cand) - np.arange(len(model_idx)), len(pop_idx) - np.arange(len(pop_idx))]).astype(float)
             rel[: len(model_idx)] += len(pop_idx)
             pos = np.arange(len(cand))
-            if calibration > 0.0:
+            if opts.calibration > 0.0:
                 hist, w = self._history(st)
-                names, rows = self._category_rows(categories, np.concatenate([cand, hist]))
+                names, rows = self._category_rows(opts.categories, np.concatenate([cand, hist]))
                 p_user = rerank.category_distribution(rows[len(cand):], w) if len(hist) else np.zeros(len(names))
-                chosen = rerank.calibrated(pos, rel, rows[: len(cand)], p_user, k, calibration)
-            elif exposure > 0.0:
+                chosen = rerank.calibrated(pos, rel, rows[: len(cand)], p_user, k, opts.calibration)
+            elif opts.exposure > 0.0:
                 self.trending.counts.grow(n)
                 head = rerank.head_items(self.trending.counts.alltime[:n], self.head_share)
                 hist, w = self._history(st)
-                share = exposure_target if exposure_target is not None else \
+                share = opts.exposure_target if opts.exposure_target is not None else \
                     float(w @ head[hist] / w.sum()) if len(hist) and w.sum() > 0 else 0.5
-                chosen = rerank.exposure_aware(pos, rel, head[cand], k, exposure, user_head_share=share)
+                chosen = rerank.exposure_aware(pos, rel, head[cand], k, opts.exposure, user_head_share=share)
             else:
-                chosen = rerank.mmr(pos, rel, self._similarity(scorer, cand), k, diversity)
+                chosen = rerank.mmr(pos, rel, self._similarity(scorer, cand), k, opts.diversity)
         else:
             chosen = np.arange(min(k, len(cand)))
         recs = cand[chosen]
@@ -173,14 +172,3 @@ class Ranker:
         return [rerank.explanation(t, names=self.catalogue.names, max_items=self.n_explain) if t else "recommended for you"
                 for t in tops]
 
-
-def check_reranking(diversity: float, calibration: float, exposure: float) -> None:
-    """Raise ``ValueError`` naming the setting unless each is in [0, 1] and at most one re-ranking is on."""
-    for name, value in (("diversity", diversity), ("calibration", calibration), ("exposure", exposure)):
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{name}={value!r} is out of range; it must be in [0, 1]")
-    active = [n for n, on in (("diversity", diversity < 1.0), ("calibration", calibration > 0.0),
-                              ("exposure", exposure > 0.0)) if on]
-    if len(active) > 1:
-        raise ValueError(f"{' and '.join(active)} are both set; the engine applies one re-ranking at a time "
-                         "(diversity=1, calibration=0 and exposure=0 switch each off)")
