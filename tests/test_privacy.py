@@ -148,6 +148,8 @@ def test_engine_refuses_raw_model_and_mismatched_store(tmp_path, raw_log, p, pri
     with EventStore(tmp_path / "s.duckdb", pseudonymizer=p) as store:
         with pytest.raises(ValueError, match="pseudonymizer"):
             Engine(private_model, store=store)                   # the engine would keep raw ids
+    with pytest.raises(ValueError, match="pseudonymizer"):
+        Engine(private_model, store=tmp_path / "s.duckdb")       # the same, given the path
     other = Pseudonymizer(KEY + "-other")
     with pytest.raises(ValueError, match="key id"):
         EventStore(tmp_path / "s.duckdb", pseudonymizer=other)

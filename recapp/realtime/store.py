@@ -105,6 +105,22 @@ class EventStore:
             self.con.close()
             raise
 
+    @classmethod
+    def for_writer(cls, store, pseudonymizer=None) -> "EventStore":
+        """The store a writer (an engine) appends through: ``store`` itself, or one opened at that path.
+
+        Refuses a store whose pseudonymizer is not the writer's, or a pseudonymised
+        store for a writer without one, so one log never mixes raw ids and pseudonyms.
+        """
+        opened = not isinstance(store, cls)
+        store = cls(store, pseudonymizer=pseudonymizer) if opened else store
+        if store.pseudonymizer != pseudonymizer or (store.pseudonymised and pseudonymizer is None):
+            if opened:
+                store.close()       # the writer never gets it, so nothing else would release the file
+            raise ValueError(f"store has pseudonymizer {store.pseudonymizer!r} but the engine has "
+                             f"{pseudonymizer!r}; give both the same one")
+        return store
+
     # ---- pseudonyms -----------------------------------------------------------------------
     def _read_key_id(self) -> str | None:
         with self._lock:
