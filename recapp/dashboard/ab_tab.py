@@ -130,7 +130,7 @@ class ABTab:
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.summary = W.HTML(IDLE)
         self.summary.add_class("recapp-ab-summary")
-        self.fig = ab_figure(self._arm_names(), self.mode_tb.value)
+        self.slot = figures.FigureSlot(W, lambda: ab_figure(self._arm_names(), self.mode_tb.value))
         self.clock.on_tick(self.step, app.guarded)
         self.reset_btn.on_click(app.guarded(self._on_reset))
         for w in (self.a_dd, self.b_dd, self.a_serve, self.b_serve, self.mode_tb, self.cuped_cb):
@@ -149,7 +149,12 @@ class ABTab:
         controls = W.HBox([self.a_dd, self.a_serve, self.b_dd, self.b_serve, self.clock.play, self.reset_btn],
                           layout=W.Layout(align_items="center", flex_flow="row wrap"))
         self.root = W.VBox([intro, W.HBox([self.mode_tb, self.cuped_cb], layout=W.Layout(align_items="center")),
-                            controls, self.fig, self.summary])
+                            controls, self.slot.box, self.summary])
+
+    @property
+    def fig(self):
+        """The figure the experiment draws into (a new one for each experiment)."""
+        return self.slot.fig
 
     @property
     def play(self):
@@ -173,7 +178,7 @@ class ABTab:
         self.generation += 1
         self.clock.reset()
         self.sim = None
-        self._new_figure()
+        self.slot.renew()
         self.summary.value = IDLE
 
     def _arm_names(self) -> list[str]:
@@ -183,16 +188,6 @@ class ABTab:
         names = [k if m == "model" else f"{k}, live engine" for k, m in zip(keys, modes)]
         # The same arm twice is an A/A test: the names must still differ.
         return names if names[0] != names[1] else [f"{names[0]} (A)", f"{names[1]} (B)"]
-
-    def _new_figure(self) -> None:
-        # Each experiment draws into a figure widget built whole (names, titles, axes) when it starts,
-        # never into one restyled or renamed in place. The figure made with the page sometimes never
-        # drew the updates sent to it (plotly 7.1 FigureWidget, anywidget 0.11, Voila: the browser
-        # test saw an empty A/B figure in about one run in three), and a change sent before the page
-        # shows a figure never reaches it. A new widget's view draws the state it has when shown.
-        old, self.fig = self.fig, ab_figure(self._arm_names(), self.mode_tb.value)
-        self.root.children = tuple(self.fig if child is old else child for child in self.root.children)
-        old.close()
 
     def _resume_callback(self):
         generation = self.generation
@@ -228,7 +223,7 @@ class ABTab:
                 models.append(model)
             modes = (self.a_serve.value, self.b_serve.value)
             names = self._arm_names()
-            self._new_figure()
+            self.slot.renew()          # legend and titles from the settings this experiment runs with
             policies = [EnginePolicy(make_engine(m, sc), name=n) if mode == "engine" else m
                         for m, mode, n in zip(models, modes, names)]
             if self.mode_tb.value == "ab":

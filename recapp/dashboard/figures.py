@@ -1,4 +1,5 @@
-"""The dashboard's plotly figures: each built once, then its traces changed in place under one ``batch_update``."""
+"""The dashboard's plotly figures: built whole when what they show starts, then their traces changed in place
+under one ``batch_update``; :class:`FigureSlot` holds a tab's figure and swaps in a new one."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,8 +77,24 @@ def update_stream(fig, series: dict) -> None:
         fig.data[3].x, fig.data[3].y = x, gaps(series["p99"])
 
 
-def clear(fig) -> None:
-    """Empty every trace of ``fig``."""
-    with fig.batch_update():
-        for tr in fig.data:
-            tr.x, tr.y = [], []
+class FigureSlot:
+    """The place on a tab for a figure widget, built anew and whole (by ``build``) whenever what it shows starts over.
+
+    A figure made with the page in a tab not yet shown sometimes never drew the updates
+    sent to it (plotly 7.1 FigureWidget, anywidget 0.11, Voila: the browser test saw an
+    empty A/B figure in about one run in three, and later an empty Stream figure), and a
+    change sent before the page shows a figure never reaches it. A new widget's view
+    draws the state it has when it is shown, so a tab renews its figure when an
+    experiment or a stream starts and when it is reset; only traces change in place.
+    """
+
+    def __init__(self, W, build):
+        self._build = build
+        self.fig = build()
+        self.box = W.VBox([self.fig])
+
+    def renew(self) -> None:
+        """Swap in a new figure from ``build``; the old widget is closed."""
+        old, self.fig = self.fig, self._build()
+        self.box.children = (self.fig,)
+        old.close()

@@ -35,7 +35,7 @@ class LiveTab:
         for w, cls in ((self.profile, "recapp-profile"), (self.feed, "recapp-feed"), (self.recs, "recapp-recs"),
                        (self.status, "recapp-status"), (self.user_box, "recapp-user"), (self.reset_btn, "recapp-reset")):
             w.add_class(cls)
-        self.fig = figures.live_figure(HIT_WINDOW)
+        self.slot = figures.FigureSlot(W, lambda: figures.live_figure(HIT_WINDOW))
         self.user_box.observe(app.guarded(self._on_user), "value")
         self.speed_dd.observe(app.guarded(self._on_speed), "value")
         self.reset_btn.on_click(app.guarded(self._on_reset))
@@ -44,7 +44,12 @@ class LiveTab:
                            layout=W.Layout(align_items="center", flex_flow="row wrap"))
         feed_box = W.VBox([W.HTML("<b>Event feed</b>"), self.feed], layout=W.Layout(width="38%", padding="0 12px 0 0"))
         recs_box = W.VBox([W.HTML(f"<b>Top-{K} now</b>"), self.recs], layout=W.Layout(width="62%"))
-        self.root = W.VBox([clock_row, self.profile, W.HBox([feed_box, recs_box]), self.fig])
+        self.root = W.VBox([clock_row, self.profile, W.HBox([feed_box, recs_box]), self.slot.box])
+
+    @property
+    def fig(self):
+        """The figure the session draws into (a new one for each session)."""
+        return self.slot.fig
 
     # ---- app events --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -69,7 +74,7 @@ class LiveTab:
         self.recs.value = WAITING
         self.feed.value = views.feed(sc, [])
         self.status.value = ""
-        figures.clear(self.fig)
+        self.slot.renew()
 
     def _on_speed(self, change) -> None:
         self.clock.set_interval(change["new"])
@@ -115,6 +120,7 @@ class LiveTab:
                 self._show_waiting()
             return
         self.session = LiveSession(app.scenario, app.model, self.user_id, K, app.random_state)
+        self.slot.renew()
         self._render(first=True)
         if self.session.remaining == 0:
             app.show_message(f"User {self.user_id} has no events in the replay window; pick another user.", "warn")

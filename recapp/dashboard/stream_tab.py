@@ -27,7 +27,7 @@ class StreamTab:
         self.reset_btn = W.Button(description="Reset", icon="undo", layout=W.Layout(width="90px"))
         self.panel = W.HTML("<i>Press play to stream every shopper's events through the engine.</i>")
         self.panel.add_class("recapp-stream")
-        self.fig = figures.stream_figure(K, HIT_WINDOW)
+        self.slot = figures.FigureSlot(W, lambda: figures.stream_figure(K, HIT_WINDOW))
         self._last: float | None = None
         self._carry = 0.0
         self.reset_btn.on_click(app.guarded(self._on_reset))
@@ -39,7 +39,12 @@ class StreamTab:
             f"their reason), then the engine is asked for a top-{K} and ingests it. Hit rate: did the list before "
             "a choice hold the chosen item, live against the same model served statically (never updated).")
         controls = W.HBox([self.clock.play, self.rate_dd, self.reset_btn], layout=W.Layout(align_items="center"))
-        self.root = W.VBox([intro, controls, self.panel, self.fig])
+        self.root = W.VBox([intro, controls, self.panel, self.slot.box])
+
+    @property
+    def fig(self):
+        """The figure the stream draws into (a new one for each stream)."""
+        return self.slot.fig
 
     def stop(self) -> None:
         """Pause the stream."""
@@ -66,7 +71,7 @@ class StreamTab:
         if self.session is not None:
             self.session.close()
         self.session, self._last, self._carry = None, None, 0.0
-        figures.clear(self.fig)
+        self.slot.renew()
         self.panel.value = "<i>Press play to stream every shopper's events through the engine.</i>"
 
     def step(self, seconds: float | None = None) -> dict:
@@ -77,6 +82,7 @@ class StreamTab:
             return {}
         if self.session is None:
             self.session = StreamSession(app.scenario, app.model, K, app.random_state)
+            self.slot.renew()
         now = time.perf_counter()
         if seconds is None:
             seconds = TICK_MS / 1000.0 if self._last is None else min(now - self._last, MAX_CATCH_UP_S)
