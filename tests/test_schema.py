@@ -237,6 +237,39 @@ def test_timestamp_formats(values, expected):
     np.testing.assert_allclose(out[TIME_COL].to_numpy(), expected)
 
 
+def _utc(*days):
+    return [(pd.Timestamp(d, tz="UTC") - pd.Timestamp(0, tz="UTC")).total_seconds() for d in days]
+
+
+@pytest.mark.parametrize("values", [[20240115, 20240116, 20231231, 19991231],
+                                    ["20240115", "20240116", " 20231231 ", "19991231"],
+                                    [20240115.0, 20240116.0, 20231231.0, 19991231.0]], ids=["ints", "text", "floats"])
+def test_a_column_of_yyyymmdd_numbers_is_read_as_dates_and_reported(values):
+    out, report = validate(log(timestamp=values))
+    assert out[TIME_COL].tolist() == _utc("2024-01-15", "2024-01-16", "2023-12-31", "1999-12-31")
+    assert len(report.notes) == 1 and "YYYYMMDD" in report.notes[0] and "YYYYMMDD" in report.summary()
+
+
+@pytest.mark.parametrize("values", [[20240115, 20240231, 20231231, 19991231],     # Feb 31st is no date
+                                    [20240115, 20240116, 20231231, T0],           # one epoch second
+                                    [20240115, 20240116, 20231231, 20231231.5],   # a fraction
+                                    # ISO text whose seconds read like a date number (20040101 s) is a 1970 time
+                                    ["1970-08-21T22:41:41Z", "1970-08-21T22:41:42Z", "1970-08-21T22:41:43Z",
+                                     "1970-08-21T22:41:44Z"]],
+                         ids=["impossible-date", "mixed", "fraction", "iso-1970"])
+def test_a_column_with_one_non_date_keeps_epoch_seconds(values):
+    out, report = validate(log(timestamp=values))
+    np.testing.assert_allclose(out[TIME_COL].to_numpy(), parse_timestamps(pd.Series(values)).to_numpy())
+    assert report.notes == [] and "YYYYMMDD" not in report.summary()
+
+
+def test_one_live_event_keeps_epoch_seconds():
+    # A live event carries epoch time; only a whole log is judged to be date numbers.
+    event = {"user_id": 1, "item_id": 2, "timestamp": 20240115, "event": "view"}
+    assert check_event(event)[0][2] == 20240115.0
+    assert check_events(pd.DataFrame([event]))[0][TIME_COL].tolist() == [20240115.0]
+
+
 def test_csv_style_string_column_with_iso_times():
     # What pandas 3 read_csv produces: a `str` column, not object.
     df = log(timestamp=pd.array(["2023-11-14T22:13:20Z"] * 4, dtype="str"), item_id=[1, 2, 3, 4])

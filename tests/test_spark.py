@@ -257,6 +257,28 @@ def test_timestamp_types_read_as_utc_seconds(spark):
 
 
 @needs_spark
+@pytest.mark.parametrize("values, dates", [
+    ([20240115, 20240116, 19991231], True),
+    (["20240115", " 20240116 ", "19991231"], True),
+    ([20240115, 20240231, 19991231], False),                   # Feb 31st: epoch seconds after all
+    ([20240115, 20240116, 1_700_000_000], False),
+    (["1970-08-21T22:41:41Z", "1970-08-21T22:41:42Z", "1970-08-21T22:41:43Z"], False),
+], ids=["ints", "text", "impossible-date", "mixed", "iso-1970"])
+def test_yyyymmdd_columns_read_as_recapp_reads_them(spark, values, dates):
+    from recapp.spark import validate as spark_validate
+
+    pdf = pd.DataFrame({"user_id": 1, "item_id": range(len(values)), "timestamp": pd.Series(values, dtype=object),
+                        "event": "view"})
+    expected, report = validate(pdf)
+    assert bool(report.notes) == dates
+    sdf = spark.createDataFrame(pdf.astype({"timestamp": type(values[0])}))
+    clean, spark_report = spark_validate(sdf, persist=False)
+    got = clean.orderBy("item_id").toPandas()["timestamp"].tolist()
+    assert got == expected.sort_values("item_id")["timestamp"].tolist()
+    assert spark_report.notes == report.notes and spark_report.summary() == report.summary()
+
+
+@needs_spark
 def test_epoch_numbers_read_in_every_unit_as_recapp_reads_them(spark):
     from pyspark.sql import functions as F
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recapp.schema.cells import _blank, _normalise_events, _numeric, parse_timestamps
+from recapp.schema.cells import DATE_NUMBERS_NOTE, _blank, _normalise_events, _numeric, date_number_seconds, parse_timestamps
 from recapp.schema.columns import (
     COLUMN_ALIASES,
     EVENT_COL,
@@ -25,7 +25,7 @@ from recapp.schema.errors import SchemaError, _quote_rows
 
 class ReportSummary:
     """The readable summary every validation report shares: needs ``n_input``, ``n_output``,
-    ``n_dropped``, ``counts()`` and ``renamed``."""
+    ``n_dropped``, ``counts()``, ``renamed`` and ``notes`` (how a column was read)."""
 
     def summary(self) -> str:
         """One human-readable paragraph."""
@@ -34,6 +34,7 @@ class ReportSummary:
             parts.append(f"  {n:,} {reason}")
         if self.renamed:
             parts.append("  renamed columns: " + ", ".join(f"{a}->{b}" for a, b in self.renamed.items()))
+        parts.extend(f"  {note}" for note in self.notes)
         return "\n".join(parts)
 
     def __str__(self) -> str:
@@ -48,6 +49,7 @@ class ValidationReport(ReportSummary):
     n_output: int
     dropped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["line", "reason"]))
     renamed: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
@@ -96,7 +98,8 @@ def validate(
     (empty input, missing columns, unparseable timestamps, unknown event types),
     quoting the first offending lines (1-based, as in the source file after its header).
     Rows with a missing user or item id and exact duplicates are removed and listed
-    in the report, never silently.
+    in the report, never silently. A time column whose every value is a YYYYMMDD
+    date number (20240115) is read as those dates, and the report says so.
     """
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -130,7 +133,9 @@ def validate(
             f"column {col_time!r}: {int(bad_ts.sum()):,} unparseable timestamp(s): {_quote_rows(out, bad_ts, col_time)}. "
             "Accepted: epoch seconds, epoch milliseconds or ISO 8601 strings"
         )
-    out[col_time] = ts.to_numpy()
+    dates = date_number_seconds(out[col_time], ts.to_numpy())
+    notes = [DATE_NUMBERS_NOTE] if dates is not None else []
+    out[col_time] = ts.to_numpy() if dates is None else dates
 
     ev = _normalise_events(out[col_event])
     bad_ev = pd.isna(ev)
@@ -161,5 +166,5 @@ def validate(
     )
     out = out.drop(columns="__line__").reset_index(drop=True)
     if len(out) == 0:
-        raise SchemaError(f"no valid rows left after validation: {ValidationReport(len(df), 0, dropped_df, renamed).summary()}")
-    return out, ValidationReport(n_input=len(df), n_output=len(out), dropped=dropped_df, renamed=renamed)
+        raise SchemaError(f"no valid rows left after validation: {ValidationReport(len(df), 0, dropped_df, renamed, notes).summary()}")
+    return out, ValidationReport(n_input=len(df), n_output=len(out), dropped=dropped_df, renamed=renamed, notes=notes)

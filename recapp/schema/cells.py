@@ -131,6 +131,34 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     return out
 
 
+# A log's whole time column of 8-digit integers such as 20240115 is a column of dates (a warehouse's
+# day partitions), not epoch seconds: as seconds every one would fall between April 1970 and
+# September 1970, months before any shop logged anything. Only a whole log is judged so (by
+# validate, here and in the Spark layer); one live event carries epoch time.
+DATE_NUMBERS = (19000101, 21001231)
+DATE_NUMBERS_NOTE = ("timestamps read as YYYYMMDD dates (midnight UTC): every one is an 8-digit date, "
+                     "which as epoch seconds would fall in 1970")
+
+
+def date_number_seconds(values: pd.Series, seconds: np.ndarray) -> np.ndarray | None:
+    """UTC seconds of a time column whose every cell is a YYYYMMDD date number (1900-2100), else None.
+
+    ``seconds`` is :func:`parse_timestamps` of ``values``: a column it did not read
+    as such numbers is ruled out without looking at the cells again.
+    """
+    low, high = DATE_NUMBERS
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if not len(seconds) or not ((seconds >= low) & (seconds <= high) & (seconds == np.floor(seconds))).all():
+        return None
+    num = _numeric(values)
+    if not (num == seconds).all():       # the same seconds from ISO text (a date in 1970) are not date numbers
+        return None
+    days = pd.to_datetime(pd.Series(num.astype(np.int64).astype(str)), format="%Y%m%d", errors="coerce")
+    if days.isna().any():          # 20240231 is no date: the column is numbers after all
+        return None
+    return ((days - pd.Timestamp(0)).dt.total_seconds()).to_numpy(dtype=np.float64)
+
+
 def normalise_event(value) -> str | None:
     """An event name in the schema (aliases such as ``addtocart`` mapped), or None if unknown."""
     if not isinstance(value, str):

@@ -42,7 +42,7 @@ from recapp.schema import (
     normalise_event,
     parse_timestamps,
 )
-from recapp.schema.cells import EPOCH_UNITS, _normalise_events, _numeric
+from recapp.schema.cells import DATE_NUMBERS, DATE_NUMBERS_NOTE, EPOCH_UNITS, _normalise_events, _numeric
 from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers
 
 MISSING_ID = "missing user or item id"
@@ -107,6 +107,24 @@ def _timestamps(dtype: T.DataType, c: Column) -> Column:
     return F.lit(None).cast("double")
 
 
+def _date_numbers(dtype: T.DataType, c: Column, ts: Column) -> tuple[Column, Column]:
+    """(whether the cell is a YYYYMMDD date number, its date) as :func:`recapp.schema.cells.date_number_seconds` reads them.
+
+    ``ts`` is the cell read as epoch seconds; only numbers (not ISO text) whose seconds
+    fall in the date-number range count, and the date must exist (20240231 does not).
+    """
+    if isinstance(dtype, _NUMERIC):
+        v = c.cast("double")
+    elif isinstance(dtype, T.StringType):
+        v = c.try_cast("double")
+    else:
+        return F.lit(False), F.lit(None).cast("date")
+    low, high = DATE_NUMBERS
+    candidate = ts.between(low, high) & (ts == F.floor(ts)) & (v == ts)
+    day = F.when(candidate, F.try_to_date(v.cast("long").cast("string"), "yyyyMMdd"))
+    return F.coalesce(day.isNotNull(), F.lit(False)), day
+
+
 def _numbers(dtype: T.DataType, c: Column) -> tuple[Column, Column]:
     """(the cell as a double or null, whether it is a non-blank non-number) under the schema's number rule."""
     blank = _blank(dtype, c)
@@ -164,6 +182,7 @@ def validate(
     UTC seconds (double), ``event`` a schema name, ``rating``/``value`` doubles
     (null where blank). Rows with a missing id, then exact duplicates (with
     ``drop_duplicates``), are dropped and counted in the report, never silently.
+    A time column of YYYYMMDD date numbers is read as dates, as there, and noted.
     Raises :class:`~recapp.schema.SchemaError` for an empty log, missing columns,
     unparseable timestamps, unknown event types or non-numeric ratings/values,
     quoting the first offending lines. Runs a few Spark jobs (counts and the
@@ -204,6 +223,7 @@ def validate(
         *[bad.alias(f"__bad_{c}__") for c, (_, bad) in numbers.items()],
     )
     flagged = flagged.withColumn("__event__", _event_lookup(flagged, types[col_event], col(col_event), kept))
+    is_date, day = _date_numbers(types[col_time], col(col_time), col("__ts__"))
     conds = {
         "ts": kept & col("__ts__").isNull(),
         "event": kept & col("__event__").isNull(),
@@ -212,6 +232,7 @@ def validate(
     agg = flagged.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.col("__missing__").cast("long")).alias("missing"),
+        F.min(F.when(kept, is_date.cast("int"))).alias("dates"),
         *[F.sum(cond.cast("long")).alias(name) for name, cond in conds.items()],
     ).collect()[0]
     n_input = int(agg["n"])
@@ -229,6 +250,10 @@ def validate(
     for c in numbers:
         fail(c, c, "non-numeric value(s)", None)
 
+    notes = []
+    if agg["dates"] == 1:          # every kept time is a YYYYMMDD date number: read the column as dates
+        flagged = flagged.withColumn("__ts__", F.unix_date(day).cast("double") * 86_400.0)
+        notes.append(DATE_NUMBERS_NOTE)
     # Duplicates are judged on the converted values (as in pandas); dropped rows are shown as read.
     converted_name = {col_time: "__ts__", col_event: "__event__", **{c: f"__num_{c}__" for c in numbers}}
     keys = [converted_name.get(c, c) for c in data_cols]
@@ -252,7 +277,8 @@ def validate(
     dropped = dropped_parts[0]
     for part in dropped_parts[1:]:
         dropped = dropped.unionByName(part)
-    report = SparkValidationReport(n_input, n_output, counts, renamed, dropped, LazyLines(flagged) if counts else None)
+    report = SparkValidationReport(n_input, n_output, counts, renamed, dropped, LazyLines(flagged) if counts else None,
+                                   notes)
     if n_output == 0:
         clean.unpersist()
         raise SchemaError(f"no valid rows left after validation: {report.summary()}")

@@ -45,6 +45,7 @@ class SparkValidationReport(ReportSummary):
     renamed: dict = field(default_factory=dict)
     dropped: DataFrame | None = None
     _lines: object = None
+    notes: list = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
