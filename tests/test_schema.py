@@ -83,7 +83,7 @@ def test_unparseable_timestamps_quote_lines_and_accepted_formats():
     msg = str(err.value)
     assert "2 unparseable timestamp(s)" in msg
     assert "line 2: 'yesterday'" in msg and "line 4: 'n/a'" in msg
-    assert "epoch seconds" in msg and "ISO 8601" in msg
+    assert "epoch seconds" in msg and "ISO 8601" in msg and "YYYYMMDD" in msg
 
 
 def test_non_finite_timestamps_are_unparseable():

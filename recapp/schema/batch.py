@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recapp.schema.cells import DATE_NUMBERS_NOTE, _blank, _normalise_events, _numeric, date_number_seconds, parse_timestamps
+from recapp.schema.cells import ACCEPTED_TIMES, DATE_NUMBERS_NOTE, _blank, _normalise_events, _numeric, date_number_seconds, parse_timestamps
 from recapp.schema.columns import (
     COLUMN_ALIASES,
     EVENT_COL,
@@ -131,7 +131,7 @@ def validate(
     if bad_ts.any():
         raise SchemaError(
             f"column {col_time!r}: {int(bad_ts.sum()):,} unparseable timestamp(s): {_quote_rows(out, bad_ts, col_time)}. "
-            "Accepted: epoch seconds, epoch milliseconds or ISO 8601 strings"
+            + ACCEPTED_TIMES
         )
     dates = date_number_seconds(out[col_time], ts.to_numpy())
     notes = [DATE_NUMBERS_NOTE] if dates is not None else []

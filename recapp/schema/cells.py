@@ -136,6 +136,9 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 # September 1970, months before any shop logged anything. Only a whole log is judged so (by
 # validate, here and in the Spark layer); one live event carries epoch time.
 DATE_NUMBERS = (19000101, 21001231)
+#: What an unparseable time is told, by validate here and in the Spark layer.
+ACCEPTED_TIMES = ("Accepted: epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 strings, "
+                  "or a column of YYYYMMDD date numbers")
 DATE_NUMBERS_NOTE = ("timestamps read as YYYYMMDD dates (midnight UTC): every one is an 8-digit date, "
                      "which as epoch seconds would fall in 1970")
 

@@ -42,7 +42,7 @@ from recapp.schema import (
     normalise_event,
     parse_timestamps,
 )
-from recapp.schema.cells import DATE_NUMBERS, DATE_NUMBERS_NOTE, EPOCH_UNITS, _normalise_events, _numeric
+from recapp.schema.cells import ACCEPTED_TIMES, DATE_NUMBERS, DATE_NUMBERS_NOTE, EPOCH_UNITS, _normalise_events, _numeric
 from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers
 
 MISSING_ID = "missing user or item id"
@@ -245,7 +245,7 @@ def validate(
             msg = f"column {column!r}: {n_bad:,} {what}: {_quote(flagged, conds[name], column, n_bad, lines)}"
             raise SchemaError(msg + (f". {accepted}" if accepted else ""))
 
-    fail("ts", col_time, "unparseable timestamp(s)", "Accepted: epoch seconds, epoch milliseconds or ISO 8601 strings")
+    fail("ts", col_time, "unparseable timestamp(s)", ACCEPTED_TIMES)
     fail("event", col_event, "unknown event type(s)", f"Accepted: {list(EVENT_TYPES)}")
     for c in numbers:
         fail(c, c, "non-numeric value(s)", None)
