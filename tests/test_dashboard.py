@@ -109,6 +109,15 @@ def test_opens_the_log_named_by_the_environment(shop_log, root, monkeypatch):
     assert app.live.session.n_events == 25 and app.live.recs.value != before
 
 
+def test_a_log_dated_by_yyyymmdd_numbers_says_how_it_was_read(shop_log, tmp_path):
+    ev = pd.read_csv(shop_log / "events.csv")
+    ev["timestamp"] = pd.to_datetime(ev["timestamp"], unit="ms").dt.strftime("%Y%m%d").astype(int)   # a day per event
+    ev.to_csv(tmp_path / "daily.csv", index=False)
+    sc = dash.log_scenario(tmp_path / "daily.csv")
+    assert any("YYYYMMDD" in note for note in sc.notes), sc.notes
+    assert sc.train["timestamp"].min() > 1e9          # dates, not seconds in 1970
+
+
 def test_replay_share_moves_the_split(shop_log, root):
     app = _app(root, data={"log": lambda share: dash.log_scenario(shop_log / "events.csv", None, share)})
     n20 = len(app.scenario.replay)

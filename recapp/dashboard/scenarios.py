@@ -315,7 +315,7 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE)
     if catalogue is not None:
         item_frame = pd.concat([catalogue, item_frame[~item_frame[ITEM_COL].isin(catalogue[ITEM_COL])]], ignore_index=True)
     notes = [f"{report.n_input:,} rows read, {report.n_output:,} kept, {report.n_dropped:,} dropped",
-             split_note(train, test, replay_share)]
+             *report.notes, split_note(train, test, replay_share)]
     if catalogue_note:
         notes.append(catalogue_note)
     return Scenario("log", f"your log ({path.name})", train, labels, item_frame, users, replay=test,
