@@ -261,6 +261,7 @@ def test_play_updates_feed_list_and_panels(root):
     assert len(hit.x) == 30 and all(0 <= y <= 1 for y in hit.y)
     assert len(live.fig.data[1].y) == 30 and min(live.fig.data[1].y) > 0   # latency panel
     assert len(live.fig.data[3].y) == 0                                      # no CTR for a replay
+    assert live.fig.layout.annotations[-1].visible                            # ... and the panel says why
     assert "30 events" in live.status.value
     assert app._repr_mimebundle_()                                           # what Voilà and Jupyter display
 
@@ -332,6 +333,7 @@ def test_simulated_shopper_reacts_and_has_ctr(root):
     assert live.session.n_events == 40 and live.recs.value != before
     ctr = [c for c in live.fig.data[3].y if c is not None]
     assert len(live.fig.data[3].y) == 40 and ctr and all(0 <= c <= 1 for c in ctr)
+    assert live.fig.layout.annotations[-1].visible is False                  # the CTR panel applies
     stream = live.session.source.stream
     assert stream.n_shown > 0 and ctr[-1] == pytest.approx(stream.click_through_rate)
     kinds = set(re.findall(r"class='badge (\w+)'", live.feed.value))

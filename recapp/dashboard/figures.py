@@ -14,8 +14,8 @@ def gaps(values) -> list:
     return [None if v is None or (isinstance(v, float) and not np.isfinite(v)) else v for v in values]
 
 
-def live_figure(hit_window: int):
-    """Three panels for one shopper: rolling hit rate, latency, and CTR (simulated shopper only)."""
+def live_figure(hit_window: int, simulated: bool = False):
+    """Three panels for one shopper: rolling hit rate, latency, and CTR (a note on it unless ``simulated``)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -31,7 +31,7 @@ def live_figure(hit_window: int):
     fig.update_yaxes(range=[0, 1], row=1, col=3)
     fig.update_xaxes(title_text="event")
     fig.add_annotation(text="only for simulated shoppers", x=0.5, y=0.5, xref="x3 domain", yref="y3 domain",
-                       showarrow=False, font=dict(color="#999"))
+                       showarrow=False, font=dict(color="#999"), visible=not simulated)
     fig.update_layout(height=260, width=WIDTH, margin=dict(l=40, r=10, t=30, b=40), showlegend=False,
                       template="plotly_white")
     return go.FigureWidget(fig)
@@ -45,7 +45,6 @@ def update_live(fig, series: dict, simulated: bool) -> None:
         fig.data[1].x, fig.data[1].y = x, gaps(series["engine"])
         fig.data[2].x, fig.data[2].y = x, gaps(series["tick"])
         fig.data[3].x, fig.data[3].y = (x, gaps(series["ctr"])) if simulated else ([], [])
-        fig.layout.annotations[-1].visible = not simulated
 
 
 def stream_figure(k: int, hit_window: int):

@@ -35,7 +35,8 @@ class LiveTab:
         for w, cls in ((self.profile, "recapp-profile"), (self.feed, "recapp-feed"), (self.recs, "recapp-recs"),
                        (self.status, "recapp-status"), (self.user_box, "recapp-user"), (self.reset_btn, "recapp-reset")):
             w.add_class(cls)
-        self.slot = figures.FigureSlot(W, lambda: figures.live_figure(HIT_WINDOW))
+        # Built for the data shown: whether the CTR panel applies is part of the figure, not a later change.
+        self.slot = figures.FigureSlot(W, lambda: figures.live_figure(HIT_WINDOW, self._simulated()))
         self.user_box.observe(app.guarded(self._on_user), "value")
         self.speed_dd.observe(app.guarded(self._on_speed), "value")
         self.reset_btn.on_click(app.guarded(self._on_reset))
@@ -50,6 +51,9 @@ class LiveTab:
     def fig(self):
         """The figure the session draws into (a new one for each session)."""
         return self.slot.fig
+
+    def _simulated(self) -> bool:
+        return self.app.scenario is not None and self.app.scenario.source == "simulated"
 
     # ---- app events --------------------------------------------------------------------------
     def stop(self) -> None:
