@@ -24,7 +24,7 @@ def check_reranking(diversity: float, calibration: float, exposure: float) -> No
                          "(diversity=1, calibration=0 and exposure=0 switch each off)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)     # filters may hold arrays, so no field-wise == or hash: use cache_key
 class ListOptions:
     """One list's settings, checked when made (see :class:`~recapp.realtime.Engine` for each)."""
 
