@@ -372,8 +372,10 @@ def test_stream_tab_streams_every_shopper(root):
     app = _app(root)
     tab = app.stream
     tab.rate_dd.value = 100
+    made_with_the_page = tab.fig
     rec = tab.step(seconds=1.0)            # one second's worth at 100 events/s
     assert rec["n_events"] == 100
+    assert tab.fig is not made_with_the_page, "the stream must draw into a figure built when it starts"
     rec = tab.step(seconds=0.5)
     assert rec["n_events"] == 150 and rec["events_per_s"] > 0
     assert 0 <= rec["hr_live"] <= 1 and 0 <= rec["hr_static"] <= 1

@@ -34,8 +34,7 @@ import pandas as pd
 
 from recapp.models.base import check_param
 from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
-# Which checked rows fit the store's columns and ids lives in store_rows; the BIGINT bounds stay importable from here.
-from recapp.realtime.store_rows import BIGINT_MAX, BIGINT_MIN, id_kind, insert_frame, json_default, screen  # noqa: F401
+from recapp.realtime.store_rows import id_kind, insert_frame, json_default, screen
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
 from recapp.schema import (  # noqa: F401
