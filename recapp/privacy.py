@@ -66,7 +66,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recapp.schema import USER_COL
+from recapp.schema import USER_COL, events_frame
 
 KEY_ENV = "RECAPP_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
@@ -106,6 +106,10 @@ def canonical_id(v) -> str:
         return str(int(v))
     if isinstance(v, bytes):
         return v.decode("utf-8")
+    try:
+        hash(v)
+    except TypeError:
+        raise TypeError(f"user id {v!r:.80} is a {type(v).__name__}; ids are integers or strings") from None
     return str(v)
 
 
@@ -196,13 +200,7 @@ class Pseudonymizer:
         if isinstance(events, Mapping):
             return {**events, USER_COL: self(events[USER_COL])} if USER_COL in events else events
         if not isinstance(events, pd.DataFrame):
-            rows = list(events)
-            events = pd.DataFrame(rows)
-            if USER_COL in events.columns and all(isinstance(e, Mapping) for e in rows):
-                # Hash the ids as the dicts hold them: one missing id makes pandas store the column as
-                # float64, and ids above 2**53 would then merge into one pseudonym.
-                ids = self.many([e.get(USER_COL) for e in rows])
-                return events.assign(**{USER_COL: pd.Series(ids, index=events.index, dtype=object)})
+            events = events_frame(events)
         return self.frame(events) if USER_COL in events.columns else events
 
     def looks_like(self, values) -> np.ndarray:

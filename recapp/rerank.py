@@ -52,6 +52,18 @@ def _condition(values: pd.Series, cond) -> np.ndarray:
     return (values == cond).fillna(False).to_numpy(dtype=bool)
 
 
+def _callable_mask(got, n: int) -> np.ndarray:
+    """A callable filter's answer as a boolean mask, refused unless it is one boolean per item."""
+    if isinstance(got, pd.Series) and pd.api.types.is_bool_dtype(got.dtype):
+        got = got.fillna(False).to_numpy(dtype=bool)
+    arr = np.asarray(got)
+    if arr.shape != (n,) or arr.dtype != bool:
+        what = f"{arr.dtype} values of shape {arr.shape}" if arr.ndim else f"a single {type(got).__name__}"
+        raise ValueError(f"a callable filter must return one boolean per row of the items frame it is given "
+                         f"({n} rows); it returned {what}")
+    return arr
+
+
 def filter_mask(items: pd.DataFrame | None, filters, item_ids: Sequence | np.ndarray, *, col_item: str = ITEM_COL) -> np.ndarray | None:
     """Which items pass the business ``filters``: a boolean array aligned with ``item_ids``.
 
@@ -72,7 +84,7 @@ def filter_mask(items: pd.DataFrame | None, filters, item_ids: Sequence | np.nda
     # Align the table to the item space once; unknown items become all-NaN rows that fail.
     aligned = table.reindex(pd.Index(ids))
     if callable(filters) and not isinstance(filters, Mapping):
-        mask = np.asarray(filters(aligned.reset_index(names=col_item)), dtype=bool)
+        mask = _callable_mask(filters(aligned.reset_index(names=col_item)), len(ids))
     else:
         mask = np.ones(len(ids), dtype=bool)
         for col, cond in filters.items():

@@ -1,13 +1,15 @@
 """Read an event log from CSV, Parquet or a DataFrame and validate it against the schema."""
 from __future__ import annotations
 
+import lzma
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recapp.schema import ITEM_COL, USER_COL, ValidationReport, column_renames, validate
+from recapp.schema import ITEM_COL, USER_COL, SchemaError, ValidationReport, column_renames, validate
 
 #: Accepted file endings, longest first so ".csv.gz" wins over ".gz".
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip", ".tsv", ".tsv.gz")
@@ -42,17 +44,33 @@ def read_raw(path: str | os.PathLike, *, text_columns=()) -> pd.DataFrame:
     path, suffix = _checked_path(path)
     if suffix in PARQUET_SUFFIXES:
         return pd.read_parquet(path)
-    sep = "\t" if suffix.startswith(".tsv") else ","
     # Compression is inferred from the suffix by pandas.
-    dtype = {c: str for c in text_columns} or None
-    return pd.read_csv(path, sep=sep, dtype=dtype)
+    frame = _read_csv(path, suffix, dtype={c: str for c in text_columns} or None)
+    # pandas renames a repeated header name ("item_id.1"), which would hide it from validate's check.
+    header = _read_csv(path, suffix, header=None, nrows=1, dtype=str).iloc[0].tolist()
+    dupes = sorted({str(c) for c in header if header.count(c) > 1})
+    if dupes:
+        raise SchemaError(f"{path}: duplicate column name(s) {dupes} in the header; columns found: {header}")
+    return frame
+
+
+def _read_csv(path: Path, suffix: str, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of a checked path, its parser, encoding and compression errors naming the file."""
+    sep = "\t" if suffix.startswith(".tsv") else ","
+    try:
+        return pd.read_csv(path, sep=sep, **kwargs)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile, lzma.LZMAError) as exc:
+        raise ValueError(f"cannot read {path} as {suffix} (UTF-8 text, {'tab' if sep == chr(9) else 'comma'}-separated, "
+                         f"with a header row): {type(exc).__name__}: {exc}") from exc
 
 
 def _csv_id_columns(path: Path, suffix: str, aliases: dict | None, id_cols) -> list[str]:
     """The file's header names that :func:`~recapp.schema.validate` will treat as the id columns."""
     if suffix in PARQUET_SUFFIXES:
         return []  # Parquet stores its column types; nothing is guessed
-    header = pd.read_csv(path, sep="\t" if suffix.startswith(".tsv") else ",", nrows=0).columns
+    header = _read_csv(path, suffix, nrows=0).columns
     renamed = column_renames(header, aliases)
     return [c for c in header if renamed.get(c, c) in id_cols]
 

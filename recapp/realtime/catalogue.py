@@ -1,12 +1,17 @@
 """The engine's item space: the model's items first (same indices), then items first seen live."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 
 from recapp import rerank
 from recapp.realtime.cache import UNCACHEABLE, freeze
 from recapp.schema import ITEM_COL
+from recapp.schema.cells import _blank
+
+log = logging.getLogger(__name__)
 
 
 class Catalogue:
@@ -35,10 +40,21 @@ class Catalogue:
         return idx
 
     def add_table(self, items: pd.DataFrame) -> list:
-        """Add or replace table rows (item_id plus attributes); returns the ids not yet in the catalogue."""
+        """Add or replace table rows (item_id plus attributes); returns the ids not yet in the catalogue.
+
+        Rows without an id are dropped and a repeated id keeps its last row, each logged with its count.
+        """
         if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
             cols = list(items.columns) if isinstance(items, pd.DataFrame) else type(items).__name__
             raise KeyError(f"items needs an {ITEM_COL!r} column; got {cols}")
+        blank = _blank(items[ITEM_COL])
+        if blank.any():
+            log.warning("items table: %d row(s) without an %s dropped (positions %s)", int(blank.sum()), ITEM_COL,
+                        np.flatnonzero(blank)[:5].tolist())
+            items = items[~blank]
+        repeats = int(items[ITEM_COL].duplicated().sum())
+        if repeats:
+            log.warning("items table: %d row(s) repeat an %s; the last row of each item is kept", repeats, ITEM_COL)
         table = items.drop_duplicates(ITEM_COL, keep="last").set_index(ITEM_COL)
         if self.table is not None:
             table = pd.concat([self.table.drop(index=table.index, errors="ignore"), table])

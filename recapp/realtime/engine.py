@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.interactions import EVENT_CODES, resolve_event_weights
+from recapp.models.base import check_param
 from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.index import FaissIndex, faiss_available
@@ -116,6 +117,8 @@ class Engine:
             raise ValueError(f"recency={recency!r} is out of range; it must be in (0, 1]")
         if half_life is not None and not half_life > 0:
             raise ValueError(f"half_life={half_life!r} must be a positive number of seconds or None")
+        check_param("cache_size", cache_size, low=0, integer=True)
+        check_param("n_explain", n_explain, low=1, integer=True)
         if ann not in (None, "faiss", "auto"):
             raise ValueError(f"ann={ann!r} is not accepted; accepted values: [None, 'faiss', 'auto']")
         self.model = model
@@ -304,8 +307,10 @@ class Engine:
 
     def popular(self, k: int | None = None) -> pd.DataFrame:
         """The "popular now" list: item_id and score (decayed event count, newest events weigh most)."""
+        k = self.k if k is None else k
+        check_param("k", k, low=1, integer=True)
         with self._lock:
-            top, scores = self.trending.candidates(len(self.catalogue), k or self.k, set(), None)
+            top, scores = self.trending.candidates(len(self.catalogue), k, set(), None)
             return pd.DataFrame({ITEM_COL: [self.catalogue.ids[i] for i in top], SCORE_COL: scores})
 
     def warm(self, users=None) -> int:

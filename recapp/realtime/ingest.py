@@ -18,9 +18,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, check_event, check_events
-
-EVENT_ID_COL = "event_id"
+from recapp.schema import (EVENT_COL, EVENT_ID_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, check_event, check_events,
+                           events_frame)
 
 
 class IngestResult:
@@ -111,7 +110,7 @@ def event_rows(events, seen: SeenIds | None = None) -> tuple[list, object]:
         if track:
             seen.check_and_add(eid)
         return [row], None
-    frame = events if isinstance(events, pd.DataFrame) else pd.DataFrame(list(events))
+    frame = events if isinstance(events, pd.DataFrame) else events_frame(events)
     frame = frame.reset_index(drop=True)
     clean, rejected = check_events(frame)
     if seen is not None and EVENT_ID_COL in frame.columns and len(clean):

@@ -38,7 +38,7 @@ from recapp.realtime.store_rows import id_kind, insert_frame, json_default, scre
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
 from recapp.schema import (  # noqa: F401
-    EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, normalise_event,
+    EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, events_frame, normalise_event,
 )
 from recapp.schema.cells import _plain
 
@@ -224,7 +224,7 @@ class EventStore:
         elif isinstance(events, pd.DataFrame):
             frame = events
         else:
-            frame = pd.DataFrame(list(events))
+            frame = events_frame(events)
         if TIME_COL not in frame.columns and len(frame):
             frame = frame.assign(**{TIME_COL: _time.time()})
         frame = frame.reset_index(drop=True)

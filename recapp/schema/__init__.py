@@ -29,6 +29,7 @@ from recapp.schema.columns import (
     DEFAULT_EVENT_WEIGHTS,
     EVENT_ALIASES,
     EVENT_COL,
+    EVENT_ID_COL,
     EVENT_TYPES,
     FUNNEL,
     ITEM_COL,
@@ -47,11 +48,11 @@ from recapp.schema.errors import (
     check_event_types,
     require_columns,
 )
-from recapp.schema.live import check_event, check_events
+from recapp.schema.live import check_event, check_events, events_frame
 
 __all__ = [
-    "COLUMN_ALIASES", "DEFAULT_EVENT_WEIGHTS", "EVENT_ALIASES", "EVENT_COL", "EVENT_TYPES", "FUNNEL", "ITEM_COL",
+    "COLUMN_ALIASES", "DEFAULT_EVENT_WEIGHTS", "EVENT_ALIASES", "EVENT_COL", "EVENT_ID_COL", "EVENT_TYPES", "FUNNEL", "ITEM_COL",
     "OPTIONAL_COLUMNS", "PREDICTION_COL", "RANK_COL", "RATING_COL", "REQUIRED_COLUMNS", "SCORE_COL", "TIME_COL",
     "USER_COL", "VALUE_COL", "ReportSummary", "SchemaError", "ValidationReport", "check_event", "check_event_types",
-    "check_events", "column_renames", "normalise_event", "parse_timestamps", "require_columns", "validate",
+    "check_events", "column_renames", "events_frame", "normalise_event", "parse_timestamps", "require_columns", "validate",
 ]

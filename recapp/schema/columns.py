@@ -7,6 +7,8 @@ TIME_COL = "timestamp"
 EVENT_COL = "event"
 RATING_COL = "rating"
 VALUE_COL = "value"
+#: An optional producer-given id per event; a redelivered id is refused as a duplicate.
+EVENT_ID_COL = "event_id"
 SCORE_COL = "score"
 RANK_COL = "rank"
 PREDICTION_COL = "prediction"

@@ -1,4 +1,7 @@
-"""The row check for live events: never raises, a reason for every row it refuses."""
+"""The row check for live events: never raises, a reason for every row it refuses.
+
+:func:`events_frame` turns a batch of event dicts into the frame :func:`check_events` reads.
+"""
 from __future__ import annotations
 
 import math
@@ -21,6 +24,7 @@ from recapp.schema.cells import (
 )
 from recapp.schema.columns import (
     EVENT_COL,
+    EVENT_ID_COL,
     EVENT_TYPES,
     ITEM_COL,
     RATING_COL,
@@ -28,6 +32,46 @@ from recapp.schema.columns import (
     USER_COL,
     VALUE_COL,
 )
+
+
+#: Columns whose cells are identities: kept as the values sent, never converted to a column dtype.
+ID_COLUMNS = (USER_COL, ITEM_COL, EVENT_ID_COL)
+
+
+def events_frame(events) -> pd.DataFrame:
+    """A batch of event dicts as a DataFrame whose id cells are exactly the values sent.
+
+    pandas gives each column one dtype, so an integer id column with one missing
+    cell would become float64: 7 would be read back as 7.0 (another id in a text
+    store) and ids above 2**53 would round into one another. The id columns
+    (:data:`ID_COLUMNS`) are therefore object columns of the values as sent.
+    Raises TypeError when ``events`` is not a list of dicts, naming the first entry that is not one.
+    """
+    try:
+        if isinstance(events, (str, bytes)):
+            raise TypeError
+        rows = list(events)
+    except TypeError:
+        raise TypeError(f"events must be a dict, a list of dicts or a DataFrame; got {type(events).__name__}") from None
+    for pos, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"events[{pos}] is a {type(row).__name__} ({_plain(row)!r:.80}), not an event dict; "
+                            "nothing in this batch was applied")
+    frame = pd.DataFrame(rows)
+    ids = {c: pd.Series([row.get(c) for row in rows], index=frame.index, dtype=object)
+           for c in ID_COLUMNS if c in frame.columns}
+    return frame.assign(**ids) if ids else frame
+
+
+def _bad_id(v) -> str | None:
+    """Why ``v`` cannot be an id (None when it can): a boolean would merge with 0 or 1, and an id must be hashable."""
+    if isinstance(v, (bool, np.bool_)):
+        return "is a boolean, not an id (True would be the same shopper or item as 1)"
+    try:
+        hash(v)
+    except TypeError:
+        return f"is a {type(v).__name__}, not an id (ids are text or numbers)"
+    return None
 
 
 def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
@@ -44,6 +88,10 @@ def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
         return None, f"missing {USER_COL}"
     if _missing(item):
         return None, f"missing {ITEM_COL}"
+    for col, v in ((USER_COL, user), (ITEM_COL, item)):
+        why = _bad_id(v)
+        if why is not None:
+            return None, f"{col} {_plain(v)!r:.80} {why}"
     t = _time.time() if _missing(raw_t) else _scalar_timestamp(raw_t)
     if math.isnan(t):
         return None, f"unparseable {TIME_COL} {_plain(raw_t)!r}"
@@ -71,8 +119,8 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     under their input index labels; a missing timestamp (cell or column) means now.
     ``rejected`` has one row per failing input row: ``row`` (the input as a dict)
     and ``reason`` (the first problem found: a missing required column, a missing
-    id, an unparseable timestamp, a missing or unknown event type, a non-numeric
-    rating or value).
+    id or one that cannot be an id (a boolean, a list), an unparseable
+    timestamp, a missing or unknown event type, a non-numeric rating or value).
     Unlike :func:`validate` it never raises, because a live stream must go on;
     :func:`check_event` is the same check for one dict.
     """
@@ -89,6 +137,12 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for col in (USER_COL, ITEM_COL):
         if col in df.columns:
             flag(_blank(df[col]), f"missing {col}")
+    for col in (USER_COL, ITEM_COL):
+        # Only these dtypes can hold a boolean or an unhashable cell.
+        if col in df.columns and (pd.api.types.is_bool_dtype(df[col]) or pd.api.types.is_object_dtype(df[col])):
+            whys = [_bad_id(v) for v in df[col].tolist()]
+            for i in np.flatnonzero(np.array([w is not None for w in whys], dtype=bool) & pd.isna(reason)):
+                reason[i] = f"{col} {_plain(df[col].iloc[i])!r:.80} {whys[i]}"
     times = np.full(n, _time.time())
     if TIME_COL in df.columns and n:
         given = ~_blank(df[TIME_COL])
