@@ -134,3 +134,16 @@ def test_store_refuses_a_non_dict_entry_before_writing(tmp_path):
         with pytest.raises(TypeError, match=r"events\[0\] is a int"):
             store.append([3])
         assert len(store) == 0
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"filters": ["category"]}, TypeError, "filters must be a dict"),
+    ({"diversity": "0.5"}, ValueError, "diversity='0.5' must be a finite number"),
+    ({"exposure": True}, ValueError, "exposure=True must be a finite number"),
+])
+def test_list_settings_of_the_wrong_type_are_named(big_ids_model, kwargs, error, match):
+    engine = Engine(big_ids_model)
+    with pytest.raises(error, match=match):
+        engine.recommend(BIG, k=2, **kwargs)
+    with pytest.raises(error, match=match):
+        Engine(big_ids_model, **kwargs)

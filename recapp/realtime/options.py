@@ -6,6 +6,7 @@ options, and :meth:`ListOptions.cache_key` keys the result cache by them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from recapp.models.base import check_param
@@ -15,6 +16,7 @@ from recapp.realtime.cache import freeze
 def check_reranking(diversity: float, calibration: float, exposure: float) -> None:
     """Raise ``ValueError`` naming the setting unless each is in [0, 1] and at most one re-ranking is on."""
     for name, value in (("diversity", diversity), ("calibration", calibration), ("exposure", exposure)):
+        check_param(name, value)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name}={value!r} is out of range; it must be in [0, 1]")
     active = [n for n, on in (("diversity", diversity < 1.0), ("calibration", calibration > 0.0),
@@ -39,6 +41,9 @@ class ListOptions:
 
     def __post_init__(self):
         check_param("k", self.k, low=1, integer=True)
+        if self.filters is not None and not (isinstance(self.filters, Mapping) or callable(self.filters)):
+            raise TypeError(f"filters must be a dict {{column: condition}} or a callable items -> mask; "
+                            f"got {type(self.filters).__name__} {self.filters!r:.80}")
         check_reranking(self.diversity, self.calibration, self.exposure)
         # Frozen: the plain types are set once here, so equal settings make equal cache keys.
         for name, kind in (("k", int), ("exclude_viewed", bool), ("diversity", float), ("calibration", float),
