@@ -147,3 +147,8 @@ def test_list_settings_of_the_wrong_type_are_named(big_ids_model, kwargs, error,
         engine.recommend(BIG, k=2, **kwargs)
     with pytest.raises(error, match=match):
         Engine(big_ids_model, **kwargs)
+
+
+def test_engine_names_a_model_that_is_not_one():
+    with pytest.raises(TypeError, match="model must be a fitted recapp recommender.*got str"):
+        Engine("EASE")

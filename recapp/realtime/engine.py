@@ -101,6 +101,8 @@ class Engine:
                  event_weights: dict | None = None, max_user_vectors: int | None = None,
                  refit_every: int | None = None, calibration: float = 0.0, exposure: float = 0.0,
                  categories: str = "category", exposure_target: float | None = None, pseudonymizer=None):
+        if not callable(getattr(model, "live_scorer", None)):
+            raise TypeError(f"model must be a fitted recapp recommender (recapp.models); got {type(model).__name__}")
         model._check_fitted()
         options = ListOptions(k, filters, exclude_viewed, diversity, calibration, exposure, categories, exposure_target)
         check_event_types("exclude_events", exclude_events)
