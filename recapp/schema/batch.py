@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from recapp.schema.cells import ACCEPTED_TIMES, DATE_NUMBERS_NOTE, _blank, _normalise_events, _numeric, date_number_seconds, parse_timestamps
+from recapp.schema.cells import (
+    DATE_NUMBERS_NOTE,
+    _blank,
+    _normalise_events,
+    _numeric,
+    date_number_seconds,
+    read_times,
+    text_format_note,
+    unparseable_times_hint,
+)
 from recapp.schema.columns import (
     COLUMN_ALIASES,
     EVENT_COL,
@@ -99,7 +108,10 @@ def validate(
     quoting the first offending lines (1-based, as in the source file after its header).
     Rows with a missing user or item id and exact duplicates are removed and listed
     in the report, never silently. A time column whose every value is a YYYYMMDD
-    date number (20240115) is read as those dates, and the report says so.
+    date number (20240115) is read as those dates, and the report says so; time
+    text that is not ISO 8601 (01/02/2024) is read with one format for the whole
+    column, guessed from the first such text, and the report names it. A time
+    outside the years 1900 to 2200 (UTC) counts as unparseable.
     """
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
@@ -126,16 +138,16 @@ def validate(
         dropped.append(pd.DataFrame({"line": out["__line__"][missing_id], "reason": "missing user or item id"}))
         out = out.loc[~missing_id]
 
-    ts = parse_timestamps(out[col_time])
-    bad_ts = ts.isna().to_numpy()
+    ts, guess = read_times(out[col_time])
+    bad_ts = np.isnan(ts)
     if bad_ts.any():
         raise SchemaError(
             f"column {col_time!r}: {int(bad_ts.sum()):,} unparseable timestamp(s): {_quote_rows(out, bad_ts, col_time)}. "
-            + ACCEPTED_TIMES
+            + unparseable_times_hint(guess)
         )
-    dates = date_number_seconds(out[col_time], ts.to_numpy())
-    notes = [DATE_NUMBERS_NOTE] if dates is not None else []
-    out[col_time] = ts.to_numpy() if dates is None else dates
+    dates = date_number_seconds(out[col_time], ts)
+    notes = [DATE_NUMBERS_NOTE] if dates is not None else [text_format_note(guess)] if guess is not None else []
+    out[col_time] = ts if dates is None else dates
 
     ev = _normalise_events(out[col_event])
     bad_ev = pd.isna(ev)

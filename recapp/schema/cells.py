@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import itertools
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,8 @@ def _is_text_dtype(values: pd.Series) -> bool:
 # A cell is missing when it is None, NaN, NA, NaT or a blank string. A number is an int, float or
 # Decimal (never a bool) or text that reads as one; anything else is not a number.
 _NUMBER_TYPES = (int, float, np.integer, np.floating, decimal.Decimal)
-_EPOCH = pd.Timestamp(0, tz="UTC")
+# In seconds: subtracting it keeps each time's own unit, where a nanosecond epoch would overflow past 2262.
+_EPOCH = pd.Timestamp(0, tz="UTC").as_unit("s")
 
 
 def _plain(v):
@@ -80,16 +83,20 @@ def _numeric(values: pd.Series) -> np.ndarray:
 
 
 def _scalar_timestamp(value) -> float:
-    """:func:`parse_timestamps` for one value."""
+    """:func:`parse_timestamps` for one value (a live event): epoch numbers, ISO 8601 text or a datetime.
+
+    Text in any other form is NaN: one value cannot show whether 01/02/2024 is
+    January or February, and guessing per event would read a stream two ways.
+    """
     v = _number(value)
     if math.isfinite(v):
-        return float(_epoch_seconds(np.float64(v)))
+        return float(_in_range(_epoch_seconds(np.float64(v))))
     if isinstance(value, (str, datetime.datetime, np.datetime64)):
         try:
-            ts = pd.to_datetime(value, utc=True, format="mixed")
-            return math.nan if ts is pd.NaT else (ts - _EPOCH).total_seconds()
+            ts = pd.to_datetime(value.strip() if isinstance(value, str) else value, utc=True, format="ISO8601")
         except (ValueError, TypeError, OverflowError):
-            pass
+            return math.nan
+        return math.nan if ts is pd.NaT else float(_in_range((ts - _EPOCH).total_seconds()))
     return math.nan
 
 
@@ -97,6 +104,13 @@ def _scalar_timestamp(value) -> float:
 # starts where the coarser one would pass the year 5138 (1e11 s), so the scale is unambiguous for any
 # date after 1973 in the finer unit. The Spark layer reads numbers by the same table.
 EPOCH_UNITS = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
+#: The years a time may fall in (UTC, both included), after the unit conversion. Nothing real is logged
+#: outside them, while one stray 1e300 would read as a year in the billions and, in a live model, make
+#: every later event look infinitely old. The Spark layer checks the same bounds.
+TIME_YEARS = (1900, 2200)
+#: :data:`TIME_YEARS` as epoch seconds: from the first (included) up to the second (excluded).
+TIME_BOUNDS = tuple((pd.Timestamp(year=y, month=1, day=1, tz="UTC") - _EPOCH).total_seconds()
+                    for y in (TIME_YEARS[0], TIME_YEARS[1] + 1))
 
 
 def _epoch_seconds(v):
@@ -108,27 +122,99 @@ def _epoch_seconds(v):
     return out
 
 
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Convert epoch seconds (or milli-, micro-, nanoseconds) or ISO strings to float UTC seconds.
+def _in_range(seconds):
+    """``seconds`` where they fall within :data:`TIME_BOUNDS`, else NaN (an array, 0-d for a scalar)."""
+    low, high = TIME_BOUNDS
+    s = np.asarray(seconds, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where((s >= low) & (s < high), s, np.nan)
 
-    Values that cannot be parsed (or are not finite) become NaN; the caller
-    decides what that means.
-    """
+
+def _since_epoch(times: pd.Series) -> np.ndarray:
+    # A copy: pandas may hand back a read-only view, and the callers fill in cells.
+    return (times - _EPOCH).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan, copy=True)
+
+
+def _formatted_seconds(texts: pd.Series, text_format: str) -> np.ndarray:
+    """UTC seconds of time text read with one strptime format (NaN where it does not fit or is out of range)."""
+    stripped = texts.astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+    return _in_range(_since_epoch(pd.to_datetime(stripped, utc=True, errors="coerce", format=text_format)))
+
+
+def _read_times(values: pd.Series, text_format: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(UTC seconds, other_text)``: the rules of :func:`parse_timestamps`, and which cells are text that is
+    neither a number nor ISO 8601. Those are read with ``text_format``, and are NaN without one."""
+    other = np.zeros(len(values), bool)
     if pd.api.types.is_datetime64_any_dtype(values):
-        ts = pd.to_datetime(values, utc=True)
-        return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        return _in_range(_since_epoch(pd.to_datetime(values, utc=True))), other
     if _is_text_dtype(values):
         is_text = values.map(lambda v: isinstance(v, (str, datetime.datetime, np.datetime64))).to_numpy(dtype=bool)
     else:
         is_text = np.zeros(len(values), bool)
     num = _numeric(values)
-    out = pd.Series(np.where(np.isfinite(num), _epoch_seconds(num), np.nan), index=values.index)
-    need_text = out.isna().to_numpy() & is_text
+    seconds = np.where(np.isfinite(num), _epoch_seconds(num), np.nan)
+    need_text = ~np.isfinite(num) & is_text
     if need_text.any():
-        parsed = pd.to_datetime(values[need_text].astype(object), utc=True, errors="coerce", format="mixed")
-        secs = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        out.loc[need_text] = secs.to_numpy(dtype="float64", na_value=np.nan)
-    return out
+        cells = values[need_text].astype(object).map(lambda v: v.strip() if isinstance(v, str) else v)
+        # ISO 8601 says which field is which, so those cells never need a column-wide format.
+        text = _since_epoch(pd.to_datetime(cells, utc=True, errors="coerce", format="ISO8601"))
+        rest = np.isnan(text) & cells.map(lambda v: isinstance(v, str) and v != "").to_numpy(dtype=bool)
+        if text_format and rest.any():
+            text[rest] = _formatted_seconds(cells[rest], text_format)
+        seconds[need_text] = text
+        other[need_text] = rest
+    return _in_range(seconds), other
+
+
+def parse_timestamps(values: pd.Series) -> pd.Series:
+    """Convert epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 strings or datetimes to float UTC seconds.
+
+    Values that cannot be parsed, are not finite or fall outside the years
+    :data:`TIME_YEARS` (UTC) become NaN; the caller decides what that means.
+    Text in other forms (01/02/2024) is NaN here: :func:`read_times` reads a
+    whole log's column of it with one format.
+    """
+    return pd.Series(_read_times(values)[0], index=values.index)
+
+
+#: How many of a column's non-ISO time texts (in line order) are tried for a format before giving up.
+_GUESS_TRIES = 100
+
+
+def guess_text_format(texts) -> tuple[str, str] | None:
+    """``(format, sample)``: the strptime format pandas guesses from the first of ``texts`` (time text that is
+    not ISO 8601, in line order) it can read with a year in it; None if none of the first ``_GUESS_TRIES`` can.
+
+    Where day and month are ambiguous (01/02/2024) pandas reads month first; a
+    later 13/02/2024 then does not fit the format and is reported.
+    """
+    from pandas.tseries.api import guess_datetime_format
+
+    for text in itertools.islice(texts, _GUESS_TRIES):
+        if not isinstance(text, str):
+            continue
+        with warnings.catch_warnings():
+            # pandas warns when it must read day first; the note and the messages name the format instead.
+            warnings.simplefilter("ignore", UserWarning)
+            fmt = guess_datetime_format(text.strip())
+        if fmt and ("%Y" in fmt or "%y" in fmt):
+            return fmt, text
+    return None
+
+
+def read_times(values: pd.Series) -> tuple[np.ndarray, tuple[str, str] | None]:
+    """A whole log's time column as :func:`~recapp.schema.validate` reads it: ``(UTC seconds, guess)``.
+
+    :func:`parse_timestamps`, except that text neither a number nor ISO 8601 is
+    read with one format for the whole column, guessed by :func:`guess_text_format`
+    (``guess`` is its ``(format, sample)``, None when no such text or no format);
+    text that does not fit that format is NaN.
+    """
+    seconds, other = _read_times(values)
+    guess = guess_text_format(values[other]) if other.any() else None
+    if guess is not None:
+        seconds[other] = _formatted_seconds(values[other], guess[0])
+    return seconds, guess
 
 
 # A log's whole time column of 8-digit integers such as 20240115 is a column of dates (a warehouse's
@@ -138,9 +224,24 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
 DATE_NUMBERS = (19000101, 21001231)
 #: What an unparseable time is told, by validate here and in the Spark layer.
 ACCEPTED_TIMES = ("Accepted: epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 strings, "
-                  "or a column of YYYYMMDD date numbers")
+                  "or a column of YYYYMMDD date numbers, from the year "
+                  f"{TIME_YEARS[0]} to {TIME_YEARS[1]} (UTC); other date text in one format for the whole column")
 DATE_NUMBERS_NOTE = ("timestamps read as YYYYMMDD dates (midnight UTC): every one is an 8-digit date, "
                      "which as epoch seconds would fall in 1970")
+
+
+def text_format_note(guess: tuple[str, str]) -> str:
+    """The report's note for a column whose non-ISO time text was read with one format (see :func:`read_times`)."""
+    fmt, sample = guess
+    return (f"timestamps not in ISO 8601 read with one format for the whole column, {fmt!r} "
+            f"(guessed from the first such text {sample!r}; times without a zone read as UTC)")
+
+
+def unparseable_times_hint(guess: tuple[str, str] | None) -> str:
+    """What validate tells about unparseable times: :data:`ACCEPTED_TIMES`, and the format it read text with."""
+    if guess is None:
+        return ACCEPTED_TIMES
+    return f"{ACCEPTED_TIMES}; here {guess[0]!r}, guessed from the first such text {guess[1]!r}"
 
 
 def date_number_seconds(values: pd.Series, seconds: np.ndarray) -> np.ndarray | None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema.cells import (
+    TIME_YEARS,
     _blank,
     _missing,
     _normalise_events,
@@ -33,7 +34,9 @@ from recapp.schema.columns import (
     VALUE_COL,
 )
 
-
+#: What a live event's refused time is told: a stream has no whole column to read other date text by.
+LIVE_TIMES = (f"; accepted: epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 text or a datetime, "
+              f"from the year {TIME_YEARS[0]} to {TIME_YEARS[1]} (UTC)")
 #: Columns whose cells are identities: kept as the values sent, never converted to a column dtype.
 ID_COLUMNS = (USER_COL, ITEM_COL, EVENT_ID_COL)
 
@@ -94,7 +97,7 @@ def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
             return None, f"{col} {_plain(v)!r:.80} {why}"
     t = _time.time() if _missing(raw_t) else _scalar_timestamp(raw_t)
     if math.isnan(t):
-        return None, f"unparseable {TIME_COL} {_plain(raw_t)!r}"
+        return None, f"unparseable {TIME_COL} {_plain(raw_t)!r}{LIVE_TIMES}"
     if _missing(raw_ev):
         return None, f"missing {EVENT_COL}"
     ev = normalise_event(raw_ev)
@@ -148,7 +151,7 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         given = ~_blank(df[TIME_COL])
         parsed = parse_timestamps(df[TIME_COL]).to_numpy(dtype=np.float64)
         times[given] = parsed[given]
-        flag(np.isnan(times), f"unparseable {TIME_COL}", TIME_COL)
+        flag(np.isnan(times), f"unparseable {TIME_COL}", TIME_COL, LIVE_TIMES)
     events = np.full(n, None, dtype=object)
     if EVENT_COL in df.columns and n:
         absent = _blank(df[EVENT_COL])

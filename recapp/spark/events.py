@@ -8,9 +8,11 @@ timestamps, unknown event types and non-numeric ratings or values raise
 :class:`~recapp.schema.SchemaError` quoting the first offending lines (1-based,
 as in the source after its header). Where a rule is not plain arithmetic the
 Spark side calls recapp's own function: :func:`recapp.schema.normalise_event`
-on each distinct event name, :func:`recapp.schema.parse_timestamps` on text
-timestamps and the schema's number rule on text ratings (in pandas UDFs), so a
-log validates to the same rows on Spark as in pandas.
+on each distinct event name, the schema's time rule on text timestamps (the
+one format for non-ISO text is guessed on the driver from the first such texts
+in line order, as pandas does) and the schema's number rule on text ratings (in
+pandas UDFs), so a log validates to the same rows on Spark as in pandas. Times
+outside the years :data:`recapp.schema.cells.TIME_YEARS` are unparseable in every column type.
 
 :func:`event_weights` is :func:`recapp.interactions.event_weights_for` as a
 Spark column: the implicit weight of each event (a rating weighs its rating).
@@ -40,10 +42,28 @@ from recapp.schema import (
     SchemaError,
     column_renames,
     normalise_event,
-    parse_timestamps,
 )
-from recapp.schema.cells import ACCEPTED_TIMES, DATE_NUMBERS, DATE_NUMBERS_NOTE, EPOCH_UNITS, _normalise_events, _numeric
-from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers
+from recapp.schema.cells import (
+    _GUESS_TRIES,
+    DATE_NUMBERS,
+    DATE_NUMBERS_NOTE,
+    EPOCH_UNITS,
+    TIME_BOUNDS,
+    _normalise_events,
+    _numeric,
+    _read_times,
+    guess_text_format,
+    text_format_note,
+    unparseable_times_hint,
+)
+from recapp.spark.report import (
+    _PART,
+    _ROW,
+    LazyLines,
+    SparkValidationReport,
+    col,
+    line_numbers,
+)
 
 MISSING_ID = "missing user or item id"
 DUPLICATE = "exact duplicate"
@@ -67,8 +87,15 @@ def _blank(dtype: T.DataType, c: Column) -> Column:
 
 
 @F.pandas_udf(T.DoubleType())
-def _parse_text_timestamps(values: pd.Series) -> pd.Series:
-    return parse_timestamps(values.astype(object))
+def _parse_text_timestamps(values: pd.Series, text_format: pd.Series) -> pd.Series:
+    # The format comes as a constant column ('' for none): a pandas UDF takes columns only.
+    fmt = (text_format.iloc[0] if len(text_format) else "") or None
+    return pd.Series(_read_times(values.astype(object), fmt)[0], index=values.index)
+
+
+@F.pandas_udf(T.BooleanType())
+def _other_time_text(values: pd.Series) -> pd.Series:
+    return pd.Series(_read_times(values.astype(object))[1], index=values.index)
 
 
 @F.pandas_udf(T.DoubleType())
@@ -85,26 +112,41 @@ def _finite(v: Column) -> Column:
     return v.isNotNull() & ~F.isnan(v) & (F.abs(v) != F.lit(math.inf))
 
 
-def _timestamps(dtype: T.DataType, c: Column) -> Column:
-    """UTC seconds as :func:`recapp.schema.parse_timestamps` reads them; null where unparseable."""
+def _in_range(seconds: Column) -> Column:
+    low, high = TIME_BOUNDS
+    return F.when((seconds >= low) & (seconds < high), seconds)
+
+
+def _timestamps(dtype: T.DataType, c: Column, text_format: str | None = None) -> Column:
+    """UTC seconds as :func:`recapp.schema.cells.read_times` reads them (non-ISO text with ``text_format``);
+    null where unparseable or outside :data:`~recapp.schema.cells.TIME_BOUNDS`."""
     if isinstance(dtype, _NUMERIC):
         v = c.cast("double")
         seconds = v
         for above, per_second in reversed(EPOCH_UNITS):      # milli-, micro-, nanoseconds, as recapp.schema reads them
             seconds = F.when(F.abs(v) > above, v / per_second).otherwise(seconds)
-        return F.when(_finite(v), seconds)
+        return F.when(_finite(v), _in_range(seconds))
     if isinstance(dtype, T.TimestampType):
-        return F.unix_micros(c) / 1e6
+        return _in_range(F.unix_micros(c) / 1e6)
     if isinstance(dtype, T.TimestampNTZType):
         # A naive time is read as UTC, as pandas' to_datetime(utc=True) does.
-        return F.unix_micros(F.make_timestamp(F.year(c), F.month(c), F.dayofmonth(c), F.hour(c), F.minute(c),
-                                              F.date_part(F.lit("SECOND"), c), F.lit("UTC"))) / 1e6
+        return _in_range(F.unix_micros(F.make_timestamp(F.year(c), F.month(c), F.dayofmonth(c), F.hour(c), F.minute(c),
+                                                        F.date_part(F.lit("SECOND"), c), F.lit("UTC"))) / 1e6)
     if isinstance(dtype, T.DateType):
-        return F.unix_date(c).cast("double") * 86_400.0
+        return _in_range(F.unix_date(c).cast("double") * 86_400.0)
     if isinstance(dtype, T.StringType):
-        v = _parse_text_timestamps(c)
+        v = _parse_text_timestamps(c, F.lit(text_format or ""))
         return F.when(_finite(v), v)
     return F.lit(None).cast("double")
+
+
+def _text_format(out: DataFrame, dtype: T.DataType, c: Column, keep: Column) -> tuple[str, str] | None:
+    """The one format for a text time column's non-ISO cells: :func:`~recapp.schema.cells.guess_text_format`
+    on the first such cells of the kept rows in line order, as pandas' validate guesses it (one Spark job)."""
+    if not isinstance(dtype, T.StringType):
+        return None
+    firsts = out.filter(keep & _other_time_text(c)).orderBy(_ROW).limit(_GUESS_TRIES).select(c).collect()
+    return guess_text_format(r[0] for r in firsts)
 
 
 def _date_numbers(dtype: T.DataType, c: Column, ts: Column) -> tuple[Column, Column]:
@@ -182,11 +224,12 @@ def validate(
     UTC seconds (double), ``event`` a schema name, ``rating``/``value`` doubles
     (null where blank). Rows with a missing id, then exact duplicates (with
     ``drop_duplicates``), are dropped and counted in the report, never silently.
-    A time column of YYYYMMDD date numbers is read as dates, as there, and noted.
+    A time column of YYYYMMDD date numbers is read as dates, as there, and noted;
+    non-ISO time text is read with the one format pandas would guess, and noted.
     Raises :class:`~recapp.schema.SchemaError` for an empty log, missing columns,
     unparseable timestamps, unknown event types or non-numeric ratings/values,
-    quoting the first offending lines. Runs a few Spark jobs (counts and the
-    distinct event names). With ``persist`` the clean DataFrame is persisted
+    quoting the first offending lines. Runs a few Spark jobs (counts, the
+    distinct event names and, for a text time column, its first non-ISO texts). With ``persist`` the clean DataFrame is persisted
     (memory, then disk) as it is counted, so the splits and fits that follow do
     not validate again; call ``unpersist()`` on it when done. It has no row order.
     """
@@ -215,10 +258,11 @@ def validate(
     missing_id = _blank(types[col_user], col(col_user)) | _blank(types[col_item], col(col_item))
     kept = ~col("__missing__")
     numbers = {c: _numbers(types[c], col(c)) for c in (RATING_COL, VALUE_COL) if c in types}
+    guess = _text_format(out, types[col_time], col(col_time), ~missing_id)
     flagged = out.select(
         "*",
         missing_id.alias("__missing__"),
-        _timestamps(types[col_time], col(col_time)).alias("__ts__"),
+        _timestamps(types[col_time], col(col_time), guess[0] if guess else None).alias("__ts__"),
         *[v.alias(f"__num_{c}__") for c, (v, _) in numbers.items()],
         *[bad.alias(f"__bad_{c}__") for c, (_, bad) in numbers.items()],
     )
@@ -245,7 +289,7 @@ def validate(
             msg = f"column {column!r}: {n_bad:,} {what}: {_quote(flagged, conds[name], column, n_bad, lines)}"
             raise SchemaError(msg + (f". {accepted}" if accepted else ""))
 
-    fail("ts", col_time, "unparseable timestamp(s)", ACCEPTED_TIMES)
+    fail("ts", col_time, "unparseable timestamp(s)", unparseable_times_hint(guess))
     fail("event", col_event, "unknown event type(s)", f"Accepted: {list(EVENT_TYPES)}")
     for c in numbers:
         fail(c, c, "non-numeric value(s)", None)
@@ -254,6 +298,8 @@ def validate(
     if agg["dates"] == 1:          # every kept time is a YYYYMMDD date number: read the column as dates
         flagged = flagged.withColumn("__ts__", F.unix_date(day).cast("double") * 86_400.0)
         notes.append(DATE_NUMBERS_NOTE)
+    elif guess is not None:
+        notes.append(text_format_note(guess))
     # Duplicates are judged on the converted values (as in pandas); dropped rows are shown as read.
     converted_name = {col_time: "__ts__", col_event: "__event__", **{c: f"__num_{c}__" for c in numbers}}
     keys = [converted_name.get(c, c) for c in data_cols]
