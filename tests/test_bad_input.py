@@ -1,5 +1,6 @@
 """Bad or unusual input to the live path and the log reader: a clear refusal, never a silent change."""
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 from recapp.data import read_events
 from recapp.models import Popularity
 from recapp.realtime import Engine, EventStore
-from recapp.schema import SchemaError, check_event, check_events, events_frame
+from recapp.schema import SchemaError, check_event, check_events, events_frame, validate
 
 BIG = 2**60 + 1        # above 2**53: a float64 column would round it into its neighbours
 
@@ -152,3 +153,10 @@ def test_list_settings_of_the_wrong_type_are_named(big_ids_model, kwargs, error,
 def test_engine_names_a_model_that_is_not_one():
     with pytest.raises(TypeError, match="model must be a fitted recapp recommender.*got str"):
         Engine("EASE")
+
+
+@pytest.mark.parametrize("users, quoted", [([1, True, 3], "line 2: True"), ([1, [2], 3], "line 2: [2]")])
+def test_validate_refuses_ids_that_cannot_be_ids(users, quoted):
+    log = pd.DataFrame({"user_id": users, "item_id": [1, 2, 3], "timestamp": [1.0, 2.0, 3.0], "event": ["view"] * 3})
+    with pytest.raises(SchemaError, match=f"'user_id': 1 value.s. that cannot be ids: {re.escape(quoted)}"):
+        validate(log)

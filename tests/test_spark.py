@@ -218,6 +218,12 @@ def test_validate_refuses_unusable_logs(spark):
                                                           "timestamp": [1.0, 2.0], "event": ["view", "view"]})))
     with pytest.raises(SchemaError, match="Spark DataFrame"):
         spark_validate(pd.DataFrame({"user_id": [1]}))
+    # A boolean id column: pandas quotes the lines, Spark names the column's type; both refuse it.
+    flags = pd.DataFrame({"user_id": [True, False], "item_id": [1, 2], "timestamp": [1.0, 2.0], "event": ["view"] * 2})
+    with pytest.raises(SchemaError, match="'user_id': 2 value.s. that cannot be ids: line 1: True"):
+        validate(flags)
+    with pytest.raises(SchemaError, match="'user_id': its values cannot be ids: Spark type boolean"):
+        spark_validate(spark.createDataFrame(flags))
 
 
 @needs_spark

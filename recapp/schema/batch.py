@@ -13,6 +13,7 @@ from recapp.schema.cells import (
     _normalise_events,
     _numeric,
     date_number_seconds,
+    id_problems,
     read_times,
     text_format_note,
     unparseable_times_hint,
@@ -137,6 +138,13 @@ def validate(
     if missing_id.any():
         dropped.append(pd.DataFrame({"line": out["__line__"][missing_id], "reason": "missing user or item id"}))
         out = out.loc[~missing_id]
+
+    for col in (col_user, col_item):
+        whys = id_problems(out[col])
+        bad = pd.notna(whys)
+        if bad.any():
+            raise SchemaError(f"column {col!r}: {int(bad.sum()):,} value(s) that cannot be ids: {_quote_rows(out, bad, col)}. "
+                              f"The first {whys[bad][0]}")
 
     ts, guess = read_times(out[col_time])
     bad_ts = np.isnan(ts)

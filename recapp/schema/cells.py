@@ -47,6 +47,26 @@ def _missing(v) -> bool:
     return v is pd.NA or v is pd.NaT
 
 
+def id_problem(v) -> str | None:
+    """Why ``v`` cannot be a user or item id (None when it can): a boolean would merge with 0 or 1, and an id must be hashable."""
+    if isinstance(v, (bool, np.bool_)):
+        return "is a boolean, not an id (True would be the same shopper or item as 1)"
+    try:
+        hash(v)
+    except TypeError:
+        return f"is a {type(v).__name__}, not an id (ids are text or numbers)"
+    return None
+
+
+def id_problems(values: pd.Series) -> np.ndarray:
+    """:func:`id_problem` for a column: the reason per cell, None where the cell can be an id."""
+    out = np.full(len(values), None, dtype=object)
+    # Only these dtypes can hold a boolean or an unhashable cell.
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_object_dtype(values):
+        out[:] = [id_problem(v) for v in values.tolist()]
+    return out
+
+
 def _blank(values: pd.Series) -> np.ndarray:
     """:func:`_missing` for a column."""
     miss = values.isna().to_numpy(dtype=bool).copy()

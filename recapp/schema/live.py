@@ -20,6 +20,8 @@ from recapp.schema.cells import (
     _numeric,
     _plain,
     _scalar_timestamp,
+    id_problem,
+    id_problems,
     normalise_event,
     parse_timestamps,
 )
@@ -66,17 +68,6 @@ def events_frame(events) -> pd.DataFrame:
     return frame.assign(**ids) if ids else frame
 
 
-def _bad_id(v) -> str | None:
-    """Why ``v`` cannot be an id (None when it can): a boolean would merge with 0 or 1, and an id must be hashable."""
-    if isinstance(v, (bool, np.bool_)):
-        return "is a boolean, not an id (True would be the same shopper or item as 1)"
-    try:
-        hash(v)
-    except TypeError:
-        return f"is a {type(v).__name__}, not an id (ids are text or numbers)"
-    return None
-
-
 def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
     """Check one event dict; returns ``((user, item, t, event, rating), None)`` or ``(None, reason)``.
 
@@ -92,7 +83,7 @@ def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
     if _missing(item):
         return None, f"missing {ITEM_COL}"
     for col, v in ((USER_COL, user), (ITEM_COL, item)):
-        why = _bad_id(v)
+        why = id_problem(v)
         if why is not None:
             return None, f"{col} {_plain(v)!r:.80} {why}"
     t = _time.time() if _missing(raw_t) else _scalar_timestamp(raw_t)
@@ -141,10 +132,9 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         if col in df.columns:
             flag(_blank(df[col]), f"missing {col}")
     for col in (USER_COL, ITEM_COL):
-        # Only these dtypes can hold a boolean or an unhashable cell.
-        if col in df.columns and (pd.api.types.is_bool_dtype(df[col]) or pd.api.types.is_object_dtype(df[col])):
-            whys = [_bad_id(v) for v in df[col].tolist()]
-            for i in np.flatnonzero(np.array([w is not None for w in whys], dtype=bool) & pd.isna(reason)):
+        if col in df.columns:
+            whys = id_problems(df[col])
+            for i in np.flatnonzero(pd.notna(whys) & pd.isna(reason)):
                 reason[i] = f"{col} {_plain(df[col].iloc[i])!r:.80} {whys[i]}"
     times = np.full(n, _time.time())
     if TIME_COL in df.columns and n:

@@ -253,6 +253,11 @@ def validate(
         )
     data_cols = list(out.columns)
     types = {f.name: f.dataType for f in out.schema.fields}
+    for c in (col_user, col_item):
+        # What recapp.schema.cells.id_problem refuses per cell, a Spark column holds in every row.
+        if isinstance(types[c], (T.BooleanType, T.ArrayType, T.MapType, T.StructType)):
+            raise SchemaError(f"column {c!r}: its values cannot be ids: Spark type {types[c].simpleString()} "
+                              "(ids are text or numbers; a boolean would merge with 0 or 1)")
     out = out.select("*", F.spark_partition_id().alias(_PART), F.monotonically_increasing_id().alias(_ROW))
 
     missing_id = _blank(types[col_user], col(col_user)) | _blank(types[col_item], col(col_item))
