@@ -1,5 +1,6 @@
 """Recommenders: one interface (:class:`Recommender`) for every family."""
-from recapp.models.base import REGISTRY, NotFittedError, Recommender, load
+from recapp.models.base import REGISTRY, NotFittedError, Recommender
+from recapp.models.saved import load
 from recapp.models.ease import EASE
 from recapp.models.knn import ItemKNN, UserKNN
 from recapp.models.item2vec import Item2Vec

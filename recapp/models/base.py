@@ -203,12 +203,12 @@ class Recommender:
         Unknown users get the popularity fallback (the number of training users per item).
         """
         self._check_fitted()
-        users = np.atleast_1d(np.asarray(users))
+        users = _id_array(users)
         scores, _ = self._score_block(self.interactions_.user_index(users))
         if items is None:
             cols = self.interactions_.item_ids
         else:
-            cols = pd.Index(np.atleast_1d(np.asarray(items)))
+            cols = pd.Index(_id_array(items))
             idx = self.interactions_.item_index(cols)
             if (idx < 0).any():
                 raise KeyError(f"unknown item id(s): {list(cols[idx < 0][:5])}")
@@ -224,8 +224,9 @@ class Recommender:
         """
         self._check_fitted()
         check_param("k", k, low=1, integer=True)
+        check_param("batch_size", batch_size, low=1, integer=True)
         inter = self.interactions_
-        users = inter.user_ids.to_numpy() if users is None else np.atleast_1d(np.asarray(users))
+        users = inter.user_ids.to_numpy() if users is None else _id_array(users)
         uidx_all = inter.user_index(users)
         k_eff = min(k, inter.n_items)
         out_u, out_i, out_s, out_r, out_f = [], [], [], [], []
@@ -310,6 +311,7 @@ class Recommender:
         inter_arrays, inter_config = inter.to_saved()
         arrays.update(inter_arrays)
         arrays["fit.item_popularity"] = np.asarray(self.item_popularity_, dtype=np.float64)
+        sizes = {int(self.n_items_): "n_items", int(self.n_users_fit_): "n_users_fit"}
         config = {
             "class": type(self).__name__,
             "params": self.get_params(),
@@ -319,41 +321,23 @@ class Recommender:
             # Lets a reader tell which data the model was trained on without loading it.
             "data_fingerprint": inter.fingerprint(),
             "extra": self._extra_config(),
+            # Sizes that follow the fitted items or users are stored by name, so load can tell a
+            # state.safetensors of another fit (or an edited n_items) from this one.
+            "array_shapes": {k: [sizes.get(d, d) for d in a.shape] for k, a in arrays.items() if k.startswith("model.")},
         }
         save_file(arrays, str(path / "state.safetensors"))
         (path / "config.json").write_text(json.dumps(config, default=_json_default))
         return path
 
 
+def _id_array(ids) -> np.ndarray:
+    """``ids`` as a 1-d array; a list or tuple of mixed kinds stays objects (``["x", 1]`` must not become ``["x", "1"]``)."""
+    if isinstance(ids, (list, tuple)) and len({type(v) for v in ids}) > 1:
+        return np.fromiter(ids, dtype=object, count=len(ids))
+    return np.atleast_1d(np.asarray(ids))
+
+
 def _json_default(o):
     if isinstance(o, np.generic):
         return o.item()
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
-
-
-def load(path, *, unlisted: bool = False) -> Recommender:
-    """Load a model written by :meth:`Recommender.save`.
-
-    ``unlisted=True`` also reads the classes declared ``listed=False`` (:data:`UNLISTED`), as
-    :func:`recapp.spark.load` does for a saved ALSWR.
-    """
-    from safetensors.numpy import load_file
-
-    path = Path(path)
-    cfg_path, st_path = path / "config.json", path / "state.safetensors"
-    if not cfg_path.exists() or not st_path.exists():
-        raise FileNotFoundError(f"{path} is not a saved recapp model: expected config.json and state.safetensors")
-    config = json.loads(cfg_path.read_text())
-    name = config.get("class")
-    cls = REGISTRY.get(name) or (UNLISTED.get(name) if unlisted else None)
-    if cls is None:
-        raise ValueError(f"{cfg_path}: unknown model class {name!r}; known: {sorted(REGISTRY)}")
-    arrays = load_file(str(st_path))
-    model = cls(**config["params"])
-    model.interactions_ = Interactions.from_saved(arrays, config)
-    model.n_items_ = config["n_items"]
-    model.n_users_fit_ = config["n_users_fit"]
-    model.item_popularity_ = arrays["fit.item_popularity"]
-    model._set_state({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")})
-    model._set_extra_config(config.get("extra", {}))
-    return model

@@ -34,7 +34,7 @@ import numpy as np
 
 from recapp.interactions import Interactions
 from recapp.models.als import ALS, check_confidence_params, check_factor_params
-from recapp.models import base
+from recapp.models import saved
 from recapp.models.foldin import FoldInScorer, fold_in
 from recapp.models.torch_base import fit_epochs
 
@@ -193,7 +193,7 @@ class ALSWR(ALS, listed=False):
 
 def load(path):
     """:func:`recapp.models.load` that also reads a saved :class:`ALSWR` (any other saved model as it does)."""
-    return base.load(path, unlisted=True)
+    return saved.load(path, unlisted=True)
 
 
 __all__ = ["ALSWR", "WeightedFoldInScorer", "load"]
