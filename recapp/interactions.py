@@ -61,12 +61,30 @@ def _schema_frame(df: pd.DataFrame, col_user: str, col_item: str, col_time: str,
     frame = pd.DataFrame({
         USER_COL: df[col_user].to_numpy(),
         ITEM_COL: df[col_item].to_numpy(),
-        TIME_COL: df[col_time].to_numpy(dtype=np.float64) if col_time in df.columns else np.zeros(n),
+        TIME_COL: _floats(df[col_time], col_time) if col_time in df.columns else np.zeros(n),
         EVENT_COL: df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(n, "rating", dtype=object),
     })
     if col_rating in df.columns:
-        frame[RATING_COL] = df[col_rating].to_numpy(dtype=np.float64)
+        frame[RATING_COL] = _floats(df[col_rating], col_rating, what="numbers")
     return frame
+
+
+def _floats(values: pd.Series, col: str, what: str = "UTC seconds") -> np.ndarray:
+    """``values`` as float64, or ``ValueError`` naming the column and the first value that is not a number."""
+    try:
+        return values.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(v for v in values.tolist() if not _is_float(v))
+        raise ValueError(f"column {col!r} must hold {what}; it holds {bad!r:.80} "
+                         "(recapp.data.read_events or recapp.schema.validate reads times and ratings first)") from None
+
+
+def _is_float(v) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _canonical_float(values: np.ndarray) -> np.ndarray:

@@ -160,3 +160,23 @@ def test_validate_refuses_ids_that_cannot_be_ids(users, quoted):
     log = pd.DataFrame({"user_id": users, "item_id": [1, 2, 3], "timestamp": [1.0, 2.0, 3.0], "event": ["view"] * 3})
     with pytest.raises(SchemaError, match=f"'user_id': 1 value.s. that cannot be ids: {re.escape(quoted)}"):
         validate(log)
+
+
+def test_store_time_window_reads_times_as_events_do(tmp_path):
+    with EventStore(tmp_path / "s.duckdb") as store:
+        store.append([{"user_id": 1, "item_id": i, "event": "view", "timestamp": f"2024-01-0{i}T00:00:00Z"}
+                      for i in (1, 2, 3)])
+        assert store.events(since="2024-01-02T00:00:00Z")["item_id"].tolist() == [2, 3]
+        day2 = pd.Timestamp("2024-01-02", tz="UTC").timestamp()
+        assert store.events(since=day2 * 1000, until=day2 + 86_400)["item_id"].tolist() == [2]
+        with pytest.raises(ValueError, match="since='yesterday' is not a time; accepted: epoch seconds"):
+            store.events(since="yesterday")
+
+
+@pytest.mark.parametrize("column, value, what", [("timestamp", "2024-01-01", "UTC seconds"), ("rating", "five", "numbers")])
+def test_fit_names_a_column_that_is_not_numbers(column, value, what):
+    log = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": [1.0, 2.0], "rating": [3.0, 4.0],
+                        "event": ["rating"] * 2}).astype({column: object})
+    log.loc[1, column] = value
+    with pytest.raises(ValueError, match=f"column '{column}' must hold {what}; it holds '{value}'"):
+        Popularity().fit(log)

@@ -23,6 +23,7 @@ key, or appending raw ids to it without one, is refused.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time as _time
 from collections.abc import Mapping
@@ -40,7 +41,8 @@ from recapp.realtime.store_rows import id_kind, insert_frame, json_default, scre
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, events_frame, normalise_event,
 )
-from recapp.schema.cells import _plain
+from recapp.schema.cells import _plain, _scalar_timestamp
+from recapp.schema.live import LIVE_TIMES
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
 
@@ -297,8 +299,11 @@ class EventStore:
                 return 0
             return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
 
-    def events(self, *, since: float | None = None, until: float | None = None, users=None) -> pd.DataFrame:
-        """Stored events in timestamp order (then arrival order), optionally a time window or some users."""
+    def events(self, *, since=None, until=None, users=None) -> pd.DataFrame:
+        """Stored events in timestamp order (then arrival order), optionally a time window or some users.
+
+        ``since`` (included) and ``until`` (excluded) are times as an event's: epoch numbers, ISO 8601 text or datetimes.
+        """
         with self._lock:
             return self._events(since, until, users)
 
@@ -306,12 +311,10 @@ class EventStore:
         if "events" not in self._tables():
             return pd.DataFrame(columns=list(STORE_COLUMNS))
         where, params = [], []
-        if since is not None:
-            where.append(f"{TIME_COL} >= ?")
-            params.append(float(since))
-        if until is not None:
-            where.append(f"{TIME_COL} < ?")
-            params.append(float(until))
+        for name, bound, op in (("since", since, ">="), ("until", until, "<")):
+            if bound is not None:
+                where.append(f"{TIME_COL} {op} ?")
+                params.append(_bound_seconds(name, bound))
         if users is not None:
             users = list(np.atleast_1d(np.asarray(users, dtype=object)))
             where.append(f"{USER_COL} IN ({', '.join('?' for _ in users)})")
@@ -381,6 +384,14 @@ class EventStore:
 
     def __repr__(self) -> str:
         return f"EventStore({self.path!r}, events={len(self):,})"
+
+
+def _bound_seconds(name: str, value) -> float:
+    """A time window's end as UTC seconds, read as an event's time is; ValueError naming it otherwise."""
+    t = _scalar_timestamp(value)
+    if math.isnan(t):
+        raise ValueError(f"{name}={value!r:.80} is not a time{LIVE_TIMES}")
+    return t
 
 
 __all__ = ["EventStore", "AppendResult", "check_events", "normalise_event", "STORE_COLUMNS"]
