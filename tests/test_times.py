@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recapp.data import read_events
 from recapp.schema import (
     SchemaError,
     check_event,
@@ -80,6 +81,25 @@ def test_day_and_month_are_read_one_way_for_the_whole_column():
     assert "'%m/%d/%Y', guessed from the first such text '01/02/2024'" in msg
 
 
+def test_time_format_reads_an_ambiguous_column_the_log_s_own_way(tmp_path):
+    texts = ["01/02/2024", "13/02/2024", "2024-01-15T00:00:00Z"]
+    with pytest.raises(SchemaError, match=r"pass time_format='\.\.\.' to read the column with another format"):
+        validate(log(texts))
+    out, report = validate(log(texts), time_format="%d/%m/%Y")
+    assert out.sort_values("item_id")["timestamp"].tolist() == utc("2024-02-01", "2024-02-13", "2024-01-15")
+    assert "'%d/%m/%Y', as time_format gives it" in report.notes[0]
+    path = tmp_path / "log.csv"
+    log(texts).to_csv(path, index=False)
+    assert read_events(path, time_format="%d/%m/%Y")["timestamp"].tolist() == utc("2024-02-01", "2024-02-13", "2024-01-15")
+    with pytest.raises(SchemaError, match="line 1: '01/02/2024'.*'%Y-%d-%m', as time_format gives it"):
+        validate(log(texts), time_format="%Y-%d-%m")
+    for bad in ("%d/%m", 5):
+        with pytest.raises(SchemaError, match="must be a strptime format with a year"):
+            validate(log(texts), time_format=bad)
+    # A format only matters for text that is not ISO 8601: a column without any gets no note.
+    assert validate(log([T0, "2024-01-15"]), time_format="%d/%m/%Y")[1].notes == []
+
+
 def test_a_day_first_column_is_read_day_first_and_the_report_names_the_format():
     texts = ["13/02/2024", "01/02/2024", " 05/03/2024 "]
     for column in (pd.Series(texts, dtype=object), pd.Series(texts, dtype="str")):     # str: what read_csv gives
@@ -146,12 +166,14 @@ SAME = {
                       (utc("2024-01-15", "2024-02-01", "2023-11-14T22:13:20", "2024-01-16T09:00"), "%m/%d/%Y")),
     "garbage-first": (["garbage", "01/02/2024", "01/03/2024", "25/12/2024"], "line 1: 'garbage', line 4: '25/12/2024'"),
     "edges": ([0.0, 1.0, -1_700_000_000_000.0, float(T0 * 10**9)], ([0.0, 1.0, -1_700_000_000.0, T0], None)),
+    "given-format": (["01/02/2024", "13/02/2024", "02/03/2024", "14/02/2024"],
+                     (utc("2024-02-01", "2024-02-13", "2024-03-02", "2024-02-14"), "%d/%m/%Y"), "%d/%m/%Y"),
 }
 
 
 @needs_spark
-@pytest.mark.parametrize("values, outcome", list(SAME.values()), ids=list(SAME))
-def test_spark_validate_reads_these_times_as_pandas_does(spark, values, outcome):
+@pytest.mark.parametrize("values, outcome, time_format", [(*v, None)[:3] for v in SAME.values()], ids=list(SAME))
+def test_spark_validate_reads_these_times_as_pandas_does(spark, values, outcome, time_format):
     from recapp.spark import validate as spark_validate
 
     pdf = log(values).astype({"timestamp": type(values[0])})
@@ -167,9 +189,9 @@ def test_spark_validate_reads_these_times_as_pandas_does(spark, values, outcome)
         assert str(got.value) == str(expected.value)
         return
     seconds, fmt = outcome
-    expected, report = validate(pdf)
+    expected, report = validate(pdf, time_format=time_format)
     assert expected.sort_values("item_id")["timestamp"].tolist() == seconds
     assert (f"{fmt!r}" in report.notes[0]) if fmt else report.notes == []
-    clean, spark_report = spark_validate(sdf, persist=False)
+    clean, spark_report = spark_validate(sdf, persist=False, time_format=time_format)
     assert clean.orderBy("item_id").toPandas()["timestamp"].tolist() == seconds
     assert spark_report.notes == report.notes and spark_report.summary() == report.summary()

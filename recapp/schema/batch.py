@@ -9,6 +9,7 @@ import pandas as pd
 
 from recapp.schema.cells import (
     DATE_NUMBERS_NOTE,
+    check_time_format,
     _blank,
     _normalise_events,
     _numeric,
@@ -101,6 +102,7 @@ def validate(
     col_time: str = TIME_COL,
     col_event: str = EVENT_COL,
     default_event: str | None = None,
+    time_format: str | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
     """Check an event log against the schema and return ``(clean_frame, report)``.
 
@@ -111,11 +113,13 @@ def validate(
     in the report, never silently. A time column whose every value is a YYYYMMDD
     date number (20240115) is read as those dates, and the report says so; time
     text that is not ISO 8601 (01/02/2024) is read with one format for the whole
-    column, guessed from the first such text, and the report names it. A time
-    outside the years 1900 to 2200 (UTC) counts as unparseable.
+    column, ``time_format`` (a strptime format such as ``"%d/%m/%Y"``) or else
+    guessed from the first such text, and the report names it. A time outside
+    the years 1900 to 2200 (UTC) counts as unparseable.
     """
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    check_time_format(time_format)
     if len(df) == 0:
         raise SchemaError("the event log is empty: no rows to validate")
     dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
@@ -146,7 +150,7 @@ def validate(
             raise SchemaError(f"column {col!r}: {int(bad.sum()):,} value(s) that cannot be ids: {_quote_rows(out, bad, col)}. "
                               f"The first {whys[bad][0]}")
 
-    ts, guess = read_times(out[col_time])
+    ts, guess = read_times(out[col_time], time_format)
     bad_ts = np.isnan(ts)
     if bad_ts.any():
         raise SchemaError(

@@ -222,16 +222,35 @@ def guess_text_format(texts) -> tuple[str, str] | None:
     return None
 
 
-def read_times(values: pd.Series) -> tuple[np.ndarray, tuple[str, str] | None]:
+def check_time_format(time_format: str | None) -> None:
+    """Raise ``SchemaError`` unless ``time_format`` is None or a strptime format with a year in it."""
+    from recapp.schema.errors import SchemaError
+
+    if time_format is not None and not (isinstance(time_format, str) and ("%Y" in time_format or "%y" in time_format)):
+        raise SchemaError(f"time_format={time_format!r} must be a strptime format with a year (%Y or %y), "
+                          "such as '%d/%m/%Y'")
+
+
+def text_format_for(texts, time_format: str | None) -> tuple[str, str | None] | None:
+    """``(format, sample)`` for a column's non-ISO time ``texts`` (None when there are none): ``time_format``
+    as given (sample None), else :func:`guess_text_format`'s guess."""
+    texts = list(itertools.islice(texts, _GUESS_TRIES))
+    if not texts:
+        return None
+    return (time_format, None) if time_format else guess_text_format(texts)
+
+
+def read_times(values: pd.Series, time_format: str | None = None) -> tuple[np.ndarray, tuple[str, str | None] | None]:
     """A whole log's time column as :func:`~recapp.schema.validate` reads it: ``(UTC seconds, guess)``.
 
     :func:`parse_timestamps`, except that text neither a number nor ISO 8601 is
-    read with one format for the whole column, guessed by :func:`guess_text_format`
-    (``guess`` is its ``(format, sample)``, None when no such text or no format);
-    text that does not fit that format is NaN.
+    read with one format for the whole column: ``time_format`` when given, else
+    the one :func:`guess_text_format` guesses (``guess`` is ``(format, sample)``,
+    sample None for a given format; None when there is no such text or no
+    format); text that does not fit that format is NaN.
     """
     seconds, other = _read_times(values)
-    guess = guess_text_format(values[other]) if other.any() else None
+    guess = text_format_for(values[other], time_format) if other.any() else None
     if guess is not None:
         seconds[other] = _formatted_seconds(values[other], guess[0])
     return seconds, guess
@@ -250,18 +269,24 @@ DATE_NUMBERS_NOTE = ("timestamps read as YYYYMMDD dates (midnight UTC): every on
                      "which as epoch seconds would fall in 1970")
 
 
-def text_format_note(guess: tuple[str, str]) -> str:
-    """The report's note for a column whose non-ISO time text was read with one format (see :func:`read_times`)."""
+def _format_source(guess: tuple[str, str | None]) -> str:
     fmt, sample = guess
-    return (f"timestamps not in ISO 8601 read with one format for the whole column, {fmt!r} "
-            f"(guessed from the first such text {sample!r}; times without a zone read as UTC)")
+    return f"{fmt!r}, as time_format gives it" if sample is None else f"{fmt!r}, guessed from the first such text {sample!r}"
 
 
-def unparseable_times_hint(guess: tuple[str, str] | None) -> str:
+def text_format_note(guess: tuple[str, str | None]) -> str:
+    """The report's note for a column whose non-ISO time text was read with one format (see :func:`read_times`)."""
+    return (f"timestamps not in ISO 8601 read with one format for the whole column, {_format_source(guess)} "
+            "(times without a zone read as UTC)")
+
+
+def unparseable_times_hint(guess: tuple[str, str | None] | None) -> str:
     """What validate tells about unparseable times: :data:`ACCEPTED_TIMES`, and the format it read text with."""
     if guess is None:
         return ACCEPTED_TIMES
-    return f"{ACCEPTED_TIMES}; here {guess[0]!r}, guessed from the first such text {guess[1]!r}"
+    hint = f"{ACCEPTED_TIMES}; here {_format_source(guess)}"
+    # A guessed day/month order can be the wrong one; say how to give the log's own.
+    return hint if guess[1] is None else hint + " (pass time_format='...' to read the column with another format)"
 
 
 def date_number_seconds(values: pd.Series, seconds: np.ndarray) -> np.ndarray | None:

@@ -52,7 +52,8 @@ from recapp.schema.cells import (
     _normalise_events,
     _numeric,
     _read_times,
-    guess_text_format,
+    check_time_format,
+    text_format_for,
     text_format_note,
     unparseable_times_hint,
 )
@@ -140,13 +141,14 @@ def _timestamps(dtype: T.DataType, c: Column, text_format: str | None = None) ->
     return F.lit(None).cast("double")
 
 
-def _text_format(out: DataFrame, dtype: T.DataType, c: Column, keep: Column) -> tuple[str, str] | None:
-    """The one format for a text time column's non-ISO cells: :func:`~recapp.schema.cells.guess_text_format`
-    on the first such cells of the kept rows in line order, as pandas' validate guesses it (one Spark job)."""
+def _text_format(out: DataFrame, dtype: T.DataType, c: Column, keep: Column,
+                 time_format: str | None) -> tuple[str, str | None] | None:
+    """The one format for a text time column's non-ISO cells: :func:`~recapp.schema.cells.text_format_for` on the
+    first such cells of the kept rows in line order, as pandas' validate finds it (one Spark job)."""
     if not isinstance(dtype, T.StringType):
         return None
     firsts = out.filter(keep & _other_time_text(c)).orderBy(_ROW).limit(_GUESS_TRIES).select(c).collect()
-    return guess_text_format(r[0] for r in firsts)
+    return text_format_for((r[0] for r in firsts), time_format)
 
 
 def _date_numbers(dtype: T.DataType, c: Column, ts: Column) -> tuple[Column, Column]:
@@ -215,6 +217,7 @@ def validate(
     col_time: str = TIME_COL,
     col_event: str = EVENT_COL,
     default_event: str | None = None,
+    time_format: str | None = None,
     persist: bool = True,
 ) -> tuple[DataFrame, SparkValidationReport]:
     """Check a Spark event log against the schema; returns ``(clean DataFrame, report)``.
@@ -225,7 +228,7 @@ def validate(
     (null where blank). Rows with a missing id, then exact duplicates (with
     ``drop_duplicates``), are dropped and counted in the report, never silently.
     A time column of YYYYMMDD date numbers is read as dates, as there, and noted;
-    non-ISO time text is read with the one format pandas would guess, and noted.
+    non-ISO time text is read with ``time_format`` or the one format pandas would guess, and noted.
     Raises :class:`~recapp.schema.SchemaError` for an empty log, missing columns,
     unparseable timestamps, unknown event types or non-numeric ratings/values,
     quoting the first offending lines. Runs a few Spark jobs (counts, the
@@ -235,6 +238,7 @@ def validate(
     """
     if not isinstance(sdf, DataFrame):
         raise SchemaError(f"expected a Spark DataFrame, got {type(sdf).__name__}")
+    check_time_format(time_format)
     dupes = sorted({c for c in sdf.columns if sdf.columns.count(c) > 1})
     if dupes:
         raise SchemaError(f"duplicate column name(s) {dupes}; columns found: {list(sdf.columns)}")
@@ -263,7 +267,7 @@ def validate(
     missing_id = _blank(types[col_user], col(col_user)) | _blank(types[col_item], col(col_item))
     kept = ~col("__missing__")
     numbers = {c: _numbers(types[c], col(c)) for c in (RATING_COL, VALUE_COL) if c in types}
-    guess = _text_format(out, types[col_time], col(col_time), ~missing_id)
+    guess = _text_format(out, types[col_time], col(col_time), ~missing_id, time_format)
     flagged = out.select(
         "*",
         missing_id.alias("__missing__"),
