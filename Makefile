@@ -30,9 +30,10 @@ bench: install data
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/realtime.py --sequential
 
-# Your own data: make dashboard EVENTS=path/to/events.csv [ITEMS=path/to/items.csv]
+# Your own data: make dashboard EVENTS=path/to/events.csv [ITEMS=path/to/items.csv] [TIME_FORMAT=%d/%m/%Y]
 # (paths are made absolute: the served notebook runs in notebooks/).
-DATA_ENV := $(if $(EVENTS),RECAPP_EVENTS=$(abspath $(EVENTS))) $(if $(ITEMS),RECAPP_ITEMS=$(abspath $(ITEMS)))
+DATA_ENV := $(if $(EVENTS),RECAPP_EVENTS=$(abspath $(EVENTS))) $(if $(ITEMS),RECAPP_ITEMS=$(abspath $(ITEMS))) \
+	$(if $(TIME_FORMAT),RECAPP_TIME_FORMAT='$(TIME_FORMAT)')
 
 # Fetch the data, train and cache the default model (under $(RECAPP_DATA)/models), then serve the dashboard.
 dashboard: install data

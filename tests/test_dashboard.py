@@ -118,6 +118,21 @@ def test_a_log_dated_by_yyyymmdd_numbers_says_how_it_was_read(shop_log, tmp_path
     assert sc.train["timestamp"].min() > 1e9          # dates, not seconds in 1970
 
 
+def test_a_day_first_log_is_read_with_the_time_format_it_is_given(shop_log, tmp_path, monkeypatch):
+    ev = pd.read_csv(shop_log / "events.csv")
+    days = pd.to_datetime(ev["timestamp"], unit="ms")
+    # The first dates read either way (day <= 12), so the guess is month first and a later 13th does not fit.
+    ev["timestamp"] = days.dt.strftime("%d/%m/%Y %H:%M:%S")
+    ev = ev.iloc[np.argsort(days.dt.day.to_numpy() > 12, kind="stable")]
+    ev.to_csv(tmp_path / "european.csv", index=False)
+    with pytest.raises(dash.DataError, match="failed validation.*set RECAPP_TIME_FORMAT"):
+        dash.log_scenario(tmp_path / "european.csv")
+    monkeypatch.setenv("RECAPP_TIME_FORMAT", "%d/%m/%Y %H:%M:%S")
+    sc = dash.log_scenario(tmp_path / "european.csv")
+    assert any("'%d/%m/%Y %H:%M:%S', as time_format gives it" in note for note in sc.notes), sc.notes
+    assert sc.train["timestamp"].min() >= days.min().floor("s").timestamp()
+
+
 def test_replay_share_moves_the_split(shop_log, root):
     app = _app(root, data={"log": lambda share: dash.log_scenario(shop_log / "events.csv", None, share)})
     n20 = len(app.scenario.replay)

@@ -7,7 +7,8 @@ import sys
 import time
 
 from recapp.dashboard.models import DEFAULT_MODEL, ModelCatalogue
-from recapp.dashboard.scenarios import EVENTS_ENV, ITEMS_ENV, DataError, log_scenario, movielens_scenario, shop_scenario
+from recapp.dashboard.scenarios import (EVENTS_ENV, ITEMS_ENV, TIME_FORMAT_ENV, DataError, log_scenario, movielens_scenario,
+                                        shop_scenario)
 
 
 class PrepareError(RuntimeError):
@@ -25,7 +26,7 @@ def _reason(exc: Exception) -> str:
     return str(exc) or type(exc).__name__
 
 
-def prepare(events=None, items=None, models=(DEFAULT_MODEL,), root=None) -> list:
+def prepare(events=None, items=None, models=(DEFAULT_MODEL,), root=None, time_format=None) -> list:
     """Read the data the page will open and train and cache ``models`` on it; returns the scenarios prepared.
 
     With ``events`` (a log file) only that log is prepared; otherwise MovieLens-100K
@@ -34,7 +35,7 @@ def prepare(events=None, items=None, models=(DEFAULT_MODEL,), root=None) -> list
     <message>`` and the others are still prepared; then :class:`PrepareError` is raised.
     """
     catalogue = ModelCatalogue(root=root)
-    scenarios = [log_scenario(events, items)] if events else [movielens_scenario(), shop_scenario()]
+    scenarios = [log_scenario(events, items, time_format=time_format)] if events else [movielens_scenario(), shop_scenario()]
     failures = []
     for scenario in scenarios:
         if scenario.report is not None:
@@ -63,6 +64,8 @@ def main(argv=None) -> int:
                         help=f"your event log (CSV/TSV/Parquet; default ${EVENTS_ENV})")
     parser.add_argument("--items", default=os.environ.get(ITEMS_ENV) or None,
                         help=f"your item catalogue, for readable labels (default ${ITEMS_ENV})")
+    parser.add_argument("--time-format", default=os.environ.get(TIME_FORMAT_ENV) or None,
+                        help=f"strptime format of the log's date text, e.g. %%d/%%m/%%Y (default ${TIME_FORMAT_ENV})")
     parser.add_argument("--models", nargs="*", default=[DEFAULT_MODEL], help=f"models to cache (default {DEFAULT_MODEL})")
     args = parser.parse_args(argv)
     if not args.prepare:
@@ -71,7 +74,7 @@ def main(argv=None) -> int:
     from recapp.data.cache import DataSourceError
 
     try:
-        prepare(args.events, args.items, args.models)
+        prepare(args.events, args.items, args.models, time_format=args.time_format)
     except PrepareError:
         return 1   # each failure was printed as it happened
     except (DataError, DataSourceError, KeyError) as exc:

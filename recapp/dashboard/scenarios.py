@@ -20,8 +20,9 @@ import pandas as pd
 from recapp.interactions import events_fingerprint
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError, ValidationReport
 
-#: Environment variables the served notebook reads: the analyst's event log and (optional) catalogue.
-EVENTS_ENV, ITEMS_ENV = "RECAPP_EVENTS", "RECAPP_ITEMS"
+#: Environment variables the served notebook reads: the analyst's event log and (optional) catalogue, and the
+#: strptime format of the log's date text when it is neither ISO 8601 nor read right by the guess (``%d/%m/%Y``).
+EVENTS_ENV, ITEMS_ENV, TIME_FORMAT_ENV = "RECAPP_EVENTS", "RECAPP_ITEMS", "RECAPP_TIME_FORMAT"
 DEFAULT_REPLAY_SHARE = 0.2
 #: The fewest events a log needs on each side of the time split for a model and a replay to mean anything.
 MIN_SPLIT_EVENTS = 20
@@ -286,21 +287,26 @@ def read_catalogue(path, log_ids: pd.Series) -> tuple[pd.DataFrame, str]:
 
 
 # ---- the three kinds of scenario -----------------------------------------------------------------
-def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE) -> Scenario:
+def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE, time_format: str | None = None) -> Scenario:
     """The analyst's event log, validated and split by time; ``items`` (a path) gives readable labels.
 
-    Raises :class:`DataError` for a missing or unreadable file, a log that fails
-    validation (the message is the validator's) or a log too small to split.
+    ``time_format`` (default ``$RECAPP_TIME_FORMAT``) reads the log's non-ISO date
+    text, as :func:`recapp.data.read_events` does. Raises :class:`DataError` for a
+    missing or unreadable file, a log that fails validation (the message is the
+    validator's) or a log too small to split.
     """
     from recapp.data import read_events
 
     path = Path(events).expanduser()
     if not path.is_file():
         raise DataError(f"event log {path} does not exist (set {EVENTS_ENV} or --events to a CSV/TSV/Parquet file)")
+    time_format = time_format if time_format is not None else os.environ.get(TIME_FORMAT_ENV) or None
     try:
-        events_df, report = read_events(path, return_report=True)
+        events_df, report = read_events(path, return_report=True, time_format=time_format)
     except SchemaError as exc:
-        raise DataError(f"event log {path} failed validation: {exc}") from exc
+        # The validator speaks of read_events' argument; here it comes from the environment or the command line.
+        how = f" (set {TIME_FORMAT_ENV}, make dashboard TIME_FORMAT=..., or --time-format)" if "time_format" in str(exc) else ""
+        raise DataError(f"event log {path} failed validation: {exc}{how}") from exc
     except Exception as exc:  # noqa: BLE001 - an unreadable file is one message, whatever the reader raised
         raise DataError(f"event log {path} could not be read: {exc}") from exc
     train, test = split_for_replay(events_df, replay_share, f"event log {path.name}")
