@@ -55,12 +55,25 @@ def fit_model(model, train: pd.DataFrame, items: pd.DataFrame | None = None):
 
 def evaluate_recommendations(recs: pd.DataFrame, test: pd.DataFrame, train: pd.DataFrame, *, k: int = 10,
                              n_items: int | None = None) -> dict:
-    """Ranking and beyond-accuracy metrics of a top-k list against a test set."""
+    """Ranking and beyond-accuracy metrics of a top-k list against a test set.
+
+    ``n_items`` (the catalog size for ``coverage``) is None, meaning the distinct
+    items of ``train`` and ``test``, or an integer >= 1. ``diversity`` (intra-list)
+    is defined only for lists of two or more items, so with ``k=1`` the key is
+    left out rather than filled with a NaN or a made-up figure.
+    """
+    if n_items is not None:
+        from recapp.models.base import check_param
+
+        # 0 would otherwise fall back to the data's count unseen (a falsy "or").
+        check_param("n_items", n_items, low=1, integer=True)
     out = {name.replace("@k", f"@{k}"): float(fn(test, recs, k=k)) for name, fn in RANKING_METRICS.items()}
-    n_items = n_items or pd.concat([train[ITEM_COL], test[ITEM_COL]]).nunique()
-    out["coverage"] = float(metrics.catalog_coverage(recs, n_items=n_items))
+    if n_items is None:
+        n_items = pd.concat([train[ITEM_COL], test[ITEM_COL]]).nunique()
+    out["coverage"] = float(metrics.catalog_coverage(recs, n_items=int(n_items)))
     out["novelty"] = float(metrics.novelty(train, recs))
-    out["diversity"] = float(metrics.intra_list_diversity(train, recs))
+    if k > 1:
+        out["diversity"] = float(metrics.intra_list_diversity(train, recs))
     return out
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import warnings
 from numbers import Real
 
 import numpy as np
@@ -113,11 +114,19 @@ def random_split(df: pd.DataFrame, ratio=0.75, random_state: int = 42):
     Same rows as recommenders' ``python_random_split``: a float ratio uses
     scikit-learn's ``train_test_split(train_size=ratio)``; a list shuffles with
     ``df.sample(frac=1)`` and cuts at ``round(cumsum(ratio) * len(df))``.
-    Returns ``(train, test)``, or a list of frames for a list of ratios.
+    Returns ``(train, test)``, or a list of frames for a list of ratios. A float
+    ratio that would leave train empty (too few rows) raises ValueError.
     """
     multi, ratios = _check_ratio(ratio)
     require_columns(df, "df")
     if not multi:
+        if math.floor(ratios[0] * len(df)) == 0:
+            # scikit-learn would refuse with a message about its own train_size.
+            raise ValueError(
+                f"ratio={ratio!r} of df's {len(df):,} row(s) leaves the train split empty "
+                f"(floor({ratios[0]} * {len(df)}) = 0); accepted: a frame of at least "
+                f"{math.ceil(1.0 / ratios[0]):,} rows for this ratio, or a larger ratio"
+            )
         train, test = train_test_split(df, test_size=None, train_size=ratios[0], random_state=random_state)
         return train, test
     shuffled = df.sample(frac=1, random_state=random_state)
@@ -137,7 +146,14 @@ def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, ra
 
     data = df
     if min_rating > 1:
-        data = data.groupby(split_col).filter(lambda g: len(g) >= min_rating)
+        sizes = data.groupby(split_col)[split_col].transform("size").to_numpy()
+        small = sizes < min_rating
+        if small.any():
+            # Documented (recommenders drops them too), but the caller should see how much went.
+            n_groups = data.loc[small, split_col].nunique()
+            warnings.warn(f"min_rating={min_rating} dropped {n_groups:,} {filter_by}(s) with fewer rows, "
+                          f"{int(small.sum()):,} of {len(data):,} rows", UserWarning, stacklevel=3)
+            data = data[~small]
     # Work on a copy: recommenders writes its helper columns into the caller's frame.
     data = data.copy()
     key = "__order__"
@@ -187,6 +203,7 @@ def stratified_split(
     1-based) and put it in the first split whose cumulative ratio is >= that rank.
     A group of ``n`` rows thus puts ``floor(ratio * n)`` rows in train; a group
     with a single row goes wholly to test. Frames come back sorted by group.
+    Groups dropped by ``min_rating`` are counted in a UserWarning.
     """
     return _stratify(df, ratio, min_rating, filter_by, None, col_user, col_item, random_state)
 
@@ -211,13 +228,28 @@ def chrono_split(
 
 
 # ---- global time cutoff ----------------------------------------------------------
+_CUTOFF_ACCEPTED = "accepted: UTC seconds (a finite number) or a date string / datetime, read as UTC"
+
+
 def _as_epoch(cutoff, column: pd.Series):
-    """A str/datetime cutoff against a numeric (UTC seconds) column becomes UTC seconds."""
-    if pd.api.types.is_datetime64_any_dtype(column) and isinstance(cutoff, Real):
+    """A str/datetime cutoff against a numeric (UTC seconds) column becomes UTC seconds; a bad cutoff is a ValueError."""
+    is_date = isinstance(cutoff, (str, _dt.datetime, _dt.date, np.datetime64))
+    if isinstance(cutoff, bool) or not (is_date or isinstance(cutoff, Real)):
+        raise ValueError(f"cutoff={cutoff!r} ({type(cutoff).__name__}) is not a time; {_CUTOFF_ACCEPTED}")
+    if not is_date and not math.isfinite(cutoff):
+        # Every comparison with NaN is False: the whole frame would land in test.
+        raise ValueError(f"cutoff={cutoff!r} is not a finite time; {_CUTOFF_ACCEPTED}")
+    if is_date:
+        try:
+            ts = pd.Timestamp(cutoff)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ValueError(f"cutoff={cutoff!r} cannot be read as a date ({e}); {_CUTOFF_ACCEPTED}") from None
+        if pd.isna(ts):
+            raise ValueError(f"cutoff={cutoff!r} is a missing time; {_CUTOFF_ACCEPTED}")
+    if pd.api.types.is_datetime64_any_dtype(column) and not is_date:
         raise ValueError(f"cutoff={cutoff!r} is a number but column {column.name!r} holds datetimes; "
                          "pass a date string or a datetime")
-    if isinstance(cutoff, (str, _dt.datetime, _dt.date, np.datetime64)) and pd.api.types.is_numeric_dtype(column):
-        ts = pd.Timestamp(cutoff)
+    if is_date and pd.api.types.is_numeric_dtype(column):
         ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
         return ts.timestamp()
     return cutoff
@@ -234,7 +266,7 @@ def temporal_split(
 
     ``cutoff`` defaults to the ``quantile`` of the timestamps (so roughly that share
     of events trains); it may be UTC seconds, or a date string / datetime, which is
-    read as UTC. Users and items of test may be absent from train: this is the
+    read as UTC; anything else (NaN, an unreadable date, a list) raises ValueError. Users and items of test may be absent from train: this is the
     cold-start reality of a live shop, so nothing is filtered here.
     Returns ``(train, test)`` in input row order.
     """

@@ -15,12 +15,14 @@ from __future__ import annotations
 import inspect
 import itertools
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from recapp.metrics.checks import ScoreError
 from recapp.schema import ITEM_COL, PREDICTION_COL, USER_COL
 from recapp.schema.cells import _plain
 
@@ -117,6 +119,11 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
     is used. ``fit_kwargs`` (e.g. ``items=``) are passed to models whose ``fit``
     takes them. Returns a :class:`TuneResult` whose ``results`` has one row per
     candidate (parameters, score, fit seconds), best first.
+
+    A candidate whose scores or predictions are NaN (a diverged fit; the metric
+    raises :class:`~recapp.metrics.checks.ScoreError`) or whose score is NaN
+    scores NaN: it is listed last in ``results``, named in a warning and never
+    chosen. If every candidate scores NaN, a ValueError lists them.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not accepted; accepted values: {list(METRICS)}")
@@ -126,7 +133,7 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
         inner, valid = validation_split(train, ratio, filter_by=filter_by, random_state=random_state)
     else:
         inner = train
-    rows = []
+    rows, reasons = [], []
     cands = _candidates(param_grid)
     if not cands:
         raise ValueError("param_grid has no candidates")
@@ -135,7 +142,13 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
         t0 = time.perf_counter()
         m.fit(inner, **_fit_kwargs(m, fit_kwargs or {}))
         fit_s = time.perf_counter() - t0
-        score = evaluate(m, valid, k=k, metric=metric)
+        try:
+            score = evaluate(m, valid, k=k, metric=metric)
+        except ScoreError as e:
+            # The model's own output is unusable (e.g. NaN after divergence): that is this
+            # candidate's result, not a mistake in the call, so the search goes on.
+            score = float("nan")
+            reasons.append(str(e))
         row = {**params, metric: score, "fit_s": fit_s}
         rows.append(row)
         if callback is not None:
@@ -144,10 +157,19 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
             print(f"{type(base).__name__} {params}: {metric}={score:.4f} ({fit_s:.1f}s)", flush=True)
     results = pd.DataFrame(rows)
     results = results.sort_values(metric, ascending=metric in LOWER_IS_BETTER, kind="stable").reset_index(drop=True)
-    scores = np.array([r[metric] for r in rows])
-    best_i = int(np.argmin(scores) if metric in LOWER_IS_BETTER else np.argmax(scores))
+    scores = np.array([r[metric] for r in rows], dtype=np.float64)
+    failed = [{k_: _plain(v) for k_, v in c.items()} for c, s_ in zip(cands, scores) if np.isnan(s_)]
+    if len(failed) == len(cands):
+        raise ValueError(f"every candidate scored NaN on {metric} (NaN predictions or scores, e.g. a diverged fit): "
+                         f"{failed}; accepted: a grid with at least one candidate that scores a number"
+                         + (f". First error: {reasons[0]}" if reasons else ""))
+    if failed:
+        warnings.warn(f"{len(failed)} of {len(cands)} candidate(s) scored NaN on {metric} and were not chosen: {failed}"
+                      + (f". First error: {reasons[0]}" if reasons else ""), RuntimeWarning, stacklevel=2)
+    # nanargmin/nanargmax take the first best, as the stable sort above does; NaN sorts last there.
+    best_i = int(np.nanargmin(scores) if metric in LOWER_IS_BETTER else np.nanargmax(scores))
     best = {k_: _plain(v) for k_, v in cands[best_i].items()}
-    return TuneResult(best_params=best, best_score=float(results.iloc[0][metric]), results=results, metric=metric)
+    return TuneResult(best_params=best, best_score=float(scores[best_i]), results=results, metric=metric)
 
 
 def tune(model, param_grid, train: pd.DataFrame, **kwargs):

@@ -18,6 +18,10 @@ Conventions shared by the ranking metrics:
   ``merge_ranking_true_pred`` does: a test user the model returned nothing for
   is not counted. Averages are over those users, each weighing the same.
 * Discounts are ``1 / log2(rank + 1)`` with 1-based ranks.
+* Every metric that reads a score, prediction or relevance column refuses NaN
+  and non-numeric values with :class:`ScoreError` (a ValueError naming the
+  column and rows) instead of ranking them last or returning NaN; beyond-accuracy
+  metrics refuse missing user or item ids the same way.
 
 Beyond-accuracy metrics take recommenders' argument order: the training
 interactions first (``train_df``), the recommendations second (``reco_df``).
@@ -35,7 +39,7 @@ from recapp.metrics.beyond import (
     popularity_bias,
     serendipity,
 )
-from recapp.metrics.checks import check_id_kinds, check_k
+from recapp.metrics.checks import ScoreError, check_id_kinds, check_ids, check_k, check_scores
 from recapp.metrics.ranking import (
     DEFAULT_K,
     RANKING_METRICS,
@@ -53,7 +57,8 @@ from recapp.metrics.ranking import (
 from recapp.metrics.rating import mae, rmse
 
 __all__ = [
-    "DEFAULT_K", "RANKING_METRICS", "check_id_kinds", "check_k", "resolve_metric_names",
+    "DEFAULT_K", "RANKING_METRICS", "ScoreError", "check_id_kinds", "check_ids", "check_k", "check_scores",
+    "resolve_metric_names",
     "per_user_ranking_metrics", "ranking_metrics", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k",
     "mrr_at_k", "hit_rate_at_k", "auc", "rmse", "mae",
     "catalog_coverage", "distributional_coverage", "intra_list_diversity", "serendipity", "novelty",

@@ -1,6 +1,8 @@
 """Beyond accuracy: coverage, diversity, serendipity, novelty, popularity bias and calibration.
 
 Argument order follows Microsoft Recommenders: the training interactions first, then the recommendations.
+Missing user or item ids in either frame raise SchemaError naming the rows: a
+groupby would drop them unseen and a count would treat them as an item.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recapp.metrics.checks import check_ids, check_scores
 from recapp.schema import ITEM_COL, USER_COL, require_columns
 
 
@@ -24,6 +27,7 @@ def catalog_coverage(reco_df: pd.DataFrame, catalog=None, *, n_items: int | None
     recommenders, so the value exceeds 1 only if items outside the catalog are recommended.
     """
     require_columns(reco_df, "reco_df", col_item)
+    check_ids(reco_df, "reco_df", col_item)
     if (catalog is None) == (n_items is None):
         raise ValueError("catalog_coverage needs exactly one of catalog (items, DataFrame or ids) and n_items")
     if n_items is not None:
@@ -53,6 +57,7 @@ def distributional_coverage(reco_df: pd.DataFrame, *, col_item: str = ITEM_COL) 
     Gunawardana eq. 21). 0 means everyone gets the same item; higher is more even.
     """
     require_columns(reco_df, "reco_df", col_item)
+    check_ids(reco_df, "reco_df", col_item)
     if len(reco_df) == 0:
         return 0.0
     p = reco_df[col_item].value_counts().to_numpy(np.float64) / len(reco_df)
@@ -72,6 +77,11 @@ def _item_vectors(train_df, item_features, col_user, col_item):
             raise ValueError(f"item_features must be a DataFrame (items x features); got {type(feats).__name__}")
         if col_item in feats.columns:
             feats = feats.set_index(col_item)
+        dup = feats.index.duplicated(keep=False)
+        if dup.any():
+            shown = list(pd.unique(feats.index[dup]))
+            raise ValueError(f"item_features has {int(dup.sum()):,} rows for {len(shown):,} repeated item id(s) "
+                             f"{shown[:5]}{' ...' if len(shown) > 5 else ''}; accepted: one row per item")
         obj_cols = [c for c in feats.columns if feats[c].dtype == object]
         if len(feats.columns) == 1 and obj_cols:
             # recommenders' layout: one column holding a feature vector per item
@@ -81,12 +91,18 @@ def _item_vectors(train_df, item_features, col_user, col_item):
             if num.shape[1] == 0:
                 raise ValueError("item_features has no numeric feature columns")
             mat = num.to_numpy(np.float64)
+        bad = ~np.isfinite(mat).all(axis=1) if mat.size else np.zeros(len(mat), bool)
+        if bad.any():
+            # A NaN feature would zero the item's vector and pass for "no information".
+            raise ValueError(f"item_features has {int(bad.sum()):,} item(s) with NaN or infinite features, e.g. "
+                             f"{list(feats.index[bad][:5])}; accepted: finite numbers")
         norms = np.linalg.norm(mat, axis=1)
         mat = np.divide(mat, norms[:, None], out=np.zeros_like(mat), where=norms[:, None] > 0)
         return pd.Index(feats.index), mat
     if train_df is None:
         raise ValueError("item similarity needs train_df (co-occurrence cosine) or item_features (feature cosine)")
     require_columns(train_df, "train_df", col_user, col_item)
+    check_ids(train_df, "train_df", col_user, col_item)
     pairs = _unique_pairs(train_df, col_user, col_item)
     icode, items = pd.factorize(pairs[col_item])
     ucode, _ = pd.factorize(pairs[col_user])
@@ -133,9 +149,11 @@ def intra_list_diversity(
     ``train_df`` (which may be None when features are given): users in common /
     sqrt(users of i * users of j). Item pairs with
     no information have similarity 0, and users with fewer than two recommended
-    items are skipped (recommenders' ``diversity``).
+    items are skipped (recommenders' ``diversity``). ``item_features`` must hold
+    one row of finite values per item; repeated ids or NaN features raise ValueError.
     """
     require_columns(reco_df, "reco_df", col_user, col_item)
+    check_ids(reco_df, "reco_df", col_user, col_item)
     index, vec = _item_vectors(train_df, item_features, col_user, col_item)
     vec = _with_zero_row(vec)
     reco = _unique_pairs(reco_df, col_user, col_item)
@@ -171,11 +189,13 @@ def serendipity(
     item to the items in the user's train history)``; averaged per user, then over
     users. Similarity is as in :func:`intra_list_diversity`. Relevance is 1 if the
     pair is in ``rating_true`` (when given, e.g. the test split) and 0 otherwise;
-    else ``reco_df[col_relevance]``; else 1 for every item, as recommenders
-    defaults. Recommendations for users with no train history are skipped.
+    else ``reco_df[col_relevance]`` (a NaN or non-numeric relevance raises
+    ScoreError); else 1 for every item, as recommenders defaults. Recommendations for users with no train history are skipped.
     """
     require_columns(reco_df, "reco_df", col_user, col_item, *([col_relevance] if col_relevance else []))
     require_columns(train_df, "train_df", col_user, col_item)
+    check_ids(reco_df, "reco_df", col_user, col_item)
+    check_ids(train_df, "train_df", col_user, col_item)
     index, vec = _item_vectors(train_df, item_features, col_user, col_item)
     vec = _with_zero_row(vec)
     zero = vec.shape[0] - 1
@@ -188,7 +208,8 @@ def serendipity(
             pd.MultiIndex.from_frame(_unique_pairs(rating_true, col_user, col_item))
         ).astype(np.float64)
     elif col_relevance:
-        rel = reco[col_relevance].to_numpy(np.float64)
+        # A NaN relevance would drop out of the user's mean and raise it.
+        rel = check_scores(reco, "reco_df", col_relevance, what="relevance")
     else:
         rel = np.ones(len(reco))
 
@@ -243,6 +264,8 @@ def novelty(
         raise ValueError(f"relative_to={relative_to!r} is not supported; accepted: ['interactions', 'users']")
     require_columns(reco_df, "reco_df", col_item)
     require_columns(train_df, "train_df", col_user, col_item)
+    check_ids(reco_df, "reco_df", col_item)
+    check_ids(train_df, "train_df", col_user, col_item)
     if len(reco_df) == 0:
         return 0.0
     pairs = _unique_pairs(train_df, col_user, col_item)
@@ -269,6 +292,8 @@ def popularity_bias(
     """
     require_columns(reco_df, "reco_df", col_user, col_item)
     require_columns(train_df, "train_df", col_user, col_item)
+    check_ids(reco_df, "reco_df", col_user, col_item)
+    check_ids(train_df, "train_df", col_user, col_item)
     if len(reco_df) == 0:
         return 0.0
     pairs = _unique_pairs(train_df, col_user, col_item)
@@ -300,6 +325,8 @@ def calibration_kl(
     """
     require_columns(reco_df, "reco_df", col_user, col_item)
     require_columns(train_df, "train_df", col_user, col_item)
+    check_ids(reco_df, "reco_df", col_user, col_item)
+    check_ids(train_df, "train_df", col_user, col_item)
     require_columns(items, "items", col_item, col_category)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha={alpha!r} is out of range; it must be in (0, 1)")

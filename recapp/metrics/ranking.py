@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from recapp.metrics.checks import check_id_kinds, check_k
+from recapp.metrics.checks import check_id_kinds, check_k, check_scores
 from recapp.schema import ITEM_COL, SCORE_COL, USER_COL, require_columns
 
 DEFAULT_K = 10
@@ -33,23 +33,27 @@ def per_user_ranking_metrics(
     Users are those in both frames (see the module docstring). A (user, item)
     pair listed several times in ``rating_pred`` is ranked once, at its highest
     score (the first such row on a tie). Each metric lies in [0, 1]; the
-    averages of its columns are what the ``*_at_k`` functions return.
+    averages of its columns are what the ``*_at_k`` functions return. NaN or
+    non-numeric scores raise :class:`~recapp.metrics.checks.ScoreError` (a ValueError).
     """
     k = check_k(k)
     require_columns(rating_true, "rating_true", col_user, col_item)
     require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
+    # A NaN score would sort last and quietly rank the item below every other.
+    all_scores = check_scores(rating_pred, "rating_pred", col_prediction)
 
     true_pairs = rating_true[[col_user, col_item]].drop_duplicates()
     users = pd.Index(pd.unique(true_pairs[col_user].to_numpy()))
     users = users[users.isin(pd.unique(rating_pred[col_user].to_numpy()))]
     n = len(users)
     true_pairs = true_pairs[true_pairs[col_user].isin(users)]
-    pred = rating_pred[rating_pred[col_user].isin(users)]
+    in_users = rating_pred[col_user].isin(users).to_numpy()
+    pred = rating_pred[in_users]
 
     # Top k per user: sort by (user, score desc, row position) so ties keep row order.
     ucode = users.get_indexer(pred[col_user])
-    score = pred[col_prediction].to_numpy(dtype=np.float64)
+    score = all_scores[in_users]
     order = np.lexsort((np.arange(len(pred)), -score, ucode))
     # A pair listed twice is one recommendation: counted twice it would push recall, NDCG and MAP above 1.
     # In this order the first row of each pair is its best-scored one.
@@ -210,11 +214,13 @@ def auc(
     require_columns(rating_true, "rating_true", col_user, col_item)
     require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
-    common = rating_pred[col_user].isin(rating_true[col_user])
-    pred = rating_pred[common.to_numpy()]
+    # NaN scores would rank as NaN and push a user's AUC outside [0, 1].
+    all_scores = check_scores(rating_pred, "rating_pred", col_prediction)
+    common = rating_pred[col_user].isin(rating_true[col_user]).to_numpy()
+    pred = rating_pred[common]
     relevant = pd.MultiIndex.from_frame(rating_true[[col_user, col_item]].drop_duplicates())
     labels = pd.MultiIndex.from_frame(pred[[col_user, col_item]]).isin(relevant) if len(pred) else np.zeros(0, bool)
-    scores = pred[col_prediction].to_numpy(dtype=np.float64)
+    scores = all_scores[common]
     if not per_user:
         if labels.all() or not labels.any():
             raise ValueError(
