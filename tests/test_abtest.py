@@ -7,7 +7,7 @@ import pytest
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_effectsize
 
-from recapp.experiment import abtest, sequential
+from recapp.experiment import ab_calibration, abtest, sequential
 
 
 # ---- assignment and SRM -----------------------------------------------------------------
@@ -68,7 +68,7 @@ def test_user_metrics_counts_each_user_and_keeps_silent_ones():
 
 
 def test_delta_method_variance_matches_the_spread_of_the_ratio():
-    sim = abtest.simulate_users(2000, 500, random_state=3)
+    sim = ab_calibration.simulate_users(2000, 500, random_state=3)
     ratio, var = abtest.delta_ratio(sim["clicks"], sim["views"])
     # Across 2,000 independent experiments the ratio's spread is what the delta method predicts.
     assert np.sqrt(var).mean() == pytest.approx(ratio.std(ddof=1), rel=0.08)
@@ -97,7 +97,7 @@ def test_analyze_finds_a_planted_lift_and_corrects_for_multiple_tests():
 # ---- calibration (vectorised: thousands of experiments in one go) ------------------------------
 def test_aa_false_positive_rates_are_calibrated():
     # 2,000 A/A tests: the standard error of a 5% rate is 0.5 points, so [3%, 7%] is a 4-sigma band.
-    table = abtest.calibration(n_experiments=2000, n_users=1000, lift=0.0, alpha=0.05, random_state=11).set_index("metric")
+    table = ab_calibration.calibration(n_experiments=2000, n_users=1000, lift=0.0, alpha=0.05, random_state=11).set_index("metric")
     for metric in ("conversion", "revenue_per_user", "ctr_delta"):
         assert 0.03 <= table.loc[metric, "rejection_rate"] <= 0.07, (metric, table.loc[metric, "rejection_rate"])
     # Treating views as independent (the wrong unit) rejects far too often: why the delta method is used.
@@ -109,7 +109,7 @@ def test_power_matches_normal_ind_power(power):
     n = abtest.sample_size(0.10, 0.20, power=power)          # +20% relative on a 10% conversion
     h = proportion_effectsize(0.12, 0.10)
     assert n == int(np.ceil(NormalIndPower().solve_power(effect_size=h, alpha=0.05, power=power)))
-    table = abtest.calibration(n_experiments=600, n_users=n, lift=0.2, random_state=5).set_index("metric")
+    table = ab_calibration.calibration(n_experiments=600, n_users=n, lift=0.2, random_state=5).set_index("metric")
     predicted = table.loc["conversion", "predicted_power"]
     assert predicted == pytest.approx(power, abs=0.01)
     assert abs(table.loc["conversion", "rejection_rate"] - predicted) < 0.1
@@ -175,7 +175,7 @@ def test_figures_for_the_notebooks():
     assert len(fig.data) == 20 + 4                       # paths, then +/- boundary and +/- 1.96
     assert np.allclose(fig.data[20].y, bounds["z_boundary"])
     assert plots.peeking_plot(table).data[0].type == "bar"
-    cal = abtest.calibration(n_experiments=100, n_users=200)
+    cal = ab_calibration.calibration(n_experiments=100, n_users=200)
     assert len(plots.calibration_plot(cal).data[0].x) == 4
     rng = np.random.default_rng(0)
     per_user = pd.DataFrame({"arm": np.repeat(["control", "treatment"], 500), "views": 5,

@@ -161,11 +161,11 @@ def test_bad_inputs_name_the_problem(synthetic):
         calibration_report(fit_click_model(train, n_draws=0), test)
 
 
-def test_the_package_exports_these_names_and_keeps_abtest_calibration():
+def test_the_package_exports_these_names_and_keeps_the_ab_tests_calibration():
     import recapp.experiment as ex
-    from recapp.experiment import abtest
+    from recapp.experiment import ab_calibration
 
-    assert ex.calibration is abtest.calibration
+    assert ex.calibration is ab_calibration.calibration
     assert ex.fit_click_model is fit_click_model and "calibration_report" in ex.__all__
 
 

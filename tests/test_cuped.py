@@ -6,7 +6,7 @@ import statsmodels.api as sm
 from statsmodels.stats.power import NormalIndPower
 
 from recapp.data.synthetic import synthetic_shop
-from recapp.experiment import abtest, cuped, cuped_sim
+from recapp.experiment import ab_calibration, abtest, cuped, cuped_sim
 from recapp.experiment.simulator import Policy, RandomPolicy, RecommenderPolicy, ShopperSimulator
 from recapp.models import Popularity
 
@@ -99,7 +99,7 @@ def test_aa_rejection_rate_is_near_alpha_for_means_and_ratios():
 
 # ---- ratio metrics --------------------------------------------------------------------------------
 def test_linearised_ratio_carries_the_delta_method_variance():
-    sim = abtest.simulate_users(1, 3000, random_state=4)
+    sim = ab_calibration.simulate_users(1, 3000, random_state=4)
     clicks, views = sim["clicks"][:, 0], sim["views"][:, 0]
     lin = cuped.linearize_ratio(clicks, views)
     ratio, var = abtest.delta_ratio(clicks, views)
@@ -108,8 +108,8 @@ def test_linearised_ratio_carries_the_delta_method_variance():
 
 
 def test_ratio_version_is_the_delta_method_test_when_theta_is_zero():
-    c = abtest.simulate_users(1, 2500, random_state=5)
-    t = abtest.simulate_users(1, 2700, lift=0.05, random_state=6)
+    c = ab_calibration.simulate_users(1, 2500, random_state=5)
+    t = ab_calibration.simulate_users(1, 2700, lift=0.05, random_state=6)
     rng = np.random.default_rng(7)
     pre_v_c, pre_v_t = rng.poisson(5, 2500), rng.poisson(5, 2700)
     args = (c["clicks"][:, 0], c["views"][:, 0], t["clicks"][:, 0], t["views"][:, 0])

@@ -2,6 +2,7 @@
 
 Modules: :mod:`~recapp.experiment.simulator` (shoppers with known tastes),
 :mod:`~recapp.experiment.abtest` (assignment, SRM, per-user tests, power),
+:mod:`~recapp.experiment.ab_calibration` (the tests' false-positive rate and power on simulated experiments),
 :mod:`~recapp.experiment.sequential` (alpha spending, mSPRT, peeking),
 :mod:`~recapp.experiment.live_ab` (a live A/B test with an always-valid verdict),
 :mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB,
@@ -9,10 +10,10 @@ REINFORCE), :mod:`~recapp.experiment.dqn` (a DQN slate re-ranker for returning
 shoppers), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
 and :mod:`~recapp.experiment.plots` (plotly figures).
 """
+from recapp.experiment.ab_calibration import calibration
 from recapp.experiment.abtest import (
     analyze,
     assign,
-    calibration,
     compare_means,
     compare_proportions,
     compare_ratio,

@@ -11,7 +11,8 @@ user and every test treats users, not events, as the independent draws:
   two per-user sums, whose variance the delta method gives (Deng, Knoblich
   and Lu, "Applying the Delta Method in Metric Analytics", KDD 2018). Testing
   it as if every view were independent understates the variance;
-  :func:`calibration` shows the inflated false-positive rate that causes.
+  :func:`recapp.experiment.ab_calibration.calibration` shows the inflated
+  false-positive rate that causes.
 
 Several arms or metrics are corrected with ``statsmodels`` ``multipletests``;
 power and sample size come from ``NormalIndPower``.
@@ -29,12 +30,18 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize, test_proportions_2indep
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
+from recapp.experiment._checks import (arms_of_users, check_counts, check_level, check_mean_arms, check_per_arm,
+                                        check_power_args, check_purchase_values, check_sizing, check_values, report_dropped)
+from recapp.models.base import check_param
 from recapp.schema import EVENT_COL, USER_COL, VALUE_COL
 
 ARM_COL = "arm"
 METRICS = ("ctr", "conversion", "revenue_per_user")
 #: Fabijan et al. (2019) flag a sample-ratio mismatch at p < 0.0005-0.001; a real SRM gives p ~ 1e-10.
 SRM_THRESHOLD = 0.001
+#: ``analyze`` corrections: "none" or a ``statsmodels`` ``multipletests`` method.
+CORRECTIONS = ("none", "bonferroni", "sidak", "holm-sidak", "holm", "simes-hochberg", "hommel", "fdr_bh", "fdr_by",
+               "fdr_tsbh", "fdr_tsbky")
 
 
 # ---- assignment ---------------------------------------------------------------
@@ -62,8 +69,8 @@ def assign(users, arms=("control", "treatment"), weights=None, salt: str = "reca
     arms = list(arms)
     if len(arms) < 1 or len(set(arms)) != len(arms):
         raise ValueError(f"arms must be distinct labels, got {arms!r}")
-    w = np.full(len(arms), 1.0) if weights is None else np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(arms),) or (w < 0).any() or w.sum() <= 0:
+    w = np.full(len(arms), 1.0) if weights is None else check_values("weights", weights, low=0.0)
+    if w.shape != (len(arms),) or w.sum() <= 0:
         raise ValueError(f"weights must be {len(arms)} non-negative numbers with a positive sum, got {weights!r}")
     edges = np.cumsum(w / w.sum())
     users = np.atleast_1d(np.asarray(users))
@@ -97,17 +104,23 @@ def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMRe
     ``observed`` is an assignment Series (one row per user), or counts per arm
     (dict or Series). A p-value below ``threshold`` means the randomisation or
     the logging is broken (bots, redirects, lost events), whatever the metrics say.
+    Counts must be whole numbers >= 0 with at least one user, weights > 0.
     """
+    check_level("threshold", threshold)
     if isinstance(observed, pd.Series) and not pd.api.types.is_numeric_dtype(observed):
         counts = observed.value_counts().sort_index()
     else:
         counts = pd.Series(observed, dtype="float64").sort_index()
     if len(counts) < 2:
         raise ValueError(f"srm_check needs at least two arms, got {counts.to_dict()}")
+    check_per_arm("observed", counts, "whole numbers of users >= 0", lambda v: (v >= 0) & (v == np.round(v)))
+    if not counts.sum() > 0:
+        raise ValueError(f"observed has no users in any arm ({counts.to_dict()}): there is no split to check")
     if weights is None:
         w = pd.Series(1.0, index=counts.index)
     else:
         w = pd.Series(weights, dtype="float64")
+        check_per_arm("weights", w, "shares > 0", lambda v: v > 0)
         if set(w.index) != set(counts.index):
             raise ValueError(f"weights must name the arms {sorted(counts.index)}, got {sorted(w.index)}")
         w = w.reindex(counts.index)
@@ -125,27 +138,35 @@ def user_metrics(events: pd.DataFrame, assignment: pd.Series | None = None, *, c
     simulator writes it) and ``value`` on purchases is the revenue. The arm
     comes from ``assignment`` (index user_id) or from an ``arm`` column. Users
     assigned but without events get zeros: dropping them would bias every metric.
+
+    A user listed twice in ``assignment`` (or with events in two arms), or a
+    purchase whose value is NaN, is a ValueError: neither can be counted
+    soundly. Events whose user is missing, and users with events but no arm,
+    are left out, counted in ``attrs["dropped"]`` (events_without_user,
+    unassigned_users, unassigned_events) and reported with a RuntimeWarning.
     """
     if assignment is None and col_arm not in events.columns:
         raise ValueError(f"pass an assignment Series or an {col_arm!r} column in events")
+    no_user = events[col_user].isna().to_numpy()
     ev = events[col_event].to_numpy(dtype=object)
+    value = events[col_value].to_numpy(dtype=np.float64) if col_value in events.columns else np.zeros(len(ev))
+    check_purchase_values(events, ev, value, no_user, col_user, col_value)
     frame = pd.DataFrame({
         col_user: events[col_user].to_numpy(),
         "views": ev == "view", "clicks": ev == "click", "carts": ev == "cart", "purchases": ev == "purchase",
-        "revenue": np.where(ev == "purchase", events[col_value].to_numpy(dtype=np.float64) if col_value in events.columns else 0.0, 0.0),
-    })
+        "revenue": np.where(ev == "purchase", value, 0.0),
+    })[~no_user]
     per_user = frame.groupby(col_user, sort=True).sum()
     per_user[["views", "clicks", "carts", "purchases"]] = per_user[["views", "clicks", "carts", "purchases"]].astype("int64")
-    if assignment is None:
-        arms = events.groupby(col_user, sort=True)[col_arm].first()
-    else:
-        arms = assignment.rename(col_arm)
-        per_user = per_user.reindex(arms.index, fill_value=0)
-    per_user.insert(0, col_arm, arms.reindex(per_user.index).to_numpy())
+    arms = arms_of_users(events, assignment, ~no_user, col_user, col_arm)
+    dropped = report_dropped(no_user, frame[col_user], per_user.index, arms.index, col_user)
+    per_user = per_user.reindex(arms.index, fill_value=0)
+    per_user.insert(0, col_arm, arms.to_numpy())
     per_user["converted"] = (per_user["purchases"] > 0).astype("int64")
     with np.errstate(invalid="ignore", divide="ignore"):
         per_user["ctr"] = per_user["clicks"] / per_user["views"].where(per_user["views"] > 0)
     per_user.index.name = col_user
+    per_user.attrs["dropped"] = dropped
     return per_user
 
 
@@ -179,13 +200,15 @@ def compare_ratio(num_c, den_c, num_t, den_t, alpha: float = 0.05, axis: int = 0
 
     Inputs are per-user numerators and denominators (clicks and views) of the
     control and treatment arms. Returns a dict of arrays (scalars for 1-D input):
-    control, treatment, diff, se, statistic, pvalue, ci_low, ci_high.
+    control, treatment, diff, se, statistic, pvalue, ci_low, ci_high. Where
+    both arms show the same ratio with zero variance (no clicks at all, say)
+    the statistic is 0 and the p-value 1, as in :func:`compare_proportions`.
     """
     rc, vc = delta_ratio(num_c, den_c, axis)
     rt, vt = delta_ratio(num_t, den_t, axis)
     diff, se = rt - rc, np.sqrt(vc + vt)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = diff / se
+        z = np.where((se == 0) & (diff == 0), 0.0, diff / se)[()]
     # The arms are independent, so the difference is asymptotically normal with the summed variances.
     zcrit = stats.norm.ppf(1 - alpha / 2)
     return {"control": rc, "treatment": rt, "diff": diff, "se": se, "statistic": z,
@@ -215,7 +238,8 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     small counts such as 7/1200 vs 3/1000) it is NaN rather than an error;
     the Newcomb and Agresti-Caffo intervals are always defined.
     Returns a dict of arrays (scalars for scalar input): control, treatment,
-    diff, statistic, pvalue, ci_low, ci_high.
+    diff, statistic, pvalue, ci_low, ci_high. Counts and nobs must be finite
+    with ``0 <= count <= nobs`` and ``nobs > 0`` (ValueError naming the first bad one).
     """
     if method not in PROPORTION_TESTS:
         hint = ' (an interval only: pass ci_method="newcomb" with a test method)' if method == "newcomb" else ""
@@ -223,7 +247,8 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     ci_method = method if ci_method is None else ci_method
     if ci_method not in PROPORTION_INTERVALS:
         raise ValueError(f"ci_method={ci_method!r} is not accepted; accepted: {list(PROPORTION_INTERVALS)}")
-    arrays = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (count_c, nobs_c, count_t, nobs_t)))
+    check_level("alpha", alpha)
+    arrays = check_counts(count_c, nobs_c, count_t, nobs_t)
     shape = arrays[0].shape
     count_c, nobs_c, count_t, nobs_t = (a.ravel() for a in arrays)
 
@@ -260,11 +285,23 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
 
 
 def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:
-    """Welch's t-test and interval for ``mean_t - mean_c`` (statsmodels; 2-D input: one test per column)."""
-    x_c, x_t = np.asarray(x_c, dtype=np.float64), np.asarray(x_t, dtype=np.float64)
-    stat, pvalue, _ = ttest_ind(x_t, x_c, usevar="unequal")
-    low, high = CompareMeans(DescrStatsW(x_t), DescrStatsW(x_c)).tconfint_diff(alpha=alpha, usevar="unequal")
+    """Welch's t-test and interval for ``mean_t - mean_c`` (statsmodels; 2-D input: one test per column).
+
+    Each arm needs at least 2 users with finite values. When both arms are
+    constant and equal (every user 0 revenue, say) there is no evidence of a
+    difference: statistic 0, p-value 1 and the interval [0, 0]. Both constant
+    but different leaves Welch's test undefined (zero standard error): ValueError.
+    """
+    check_level("alpha", alpha)
+    x_c, x_t, flat = check_mean_arms(x_c, x_t)
     mc, mt = x_c.mean(axis=0), x_t.mean(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat, pvalue, _ = ttest_ind(x_t, x_c, usevar="unequal")
+        low, high = CompareMeans(DescrStatsW(x_t), DescrStatsW(x_c)).tconfint_diff(alpha=alpha, usevar="unequal")
+    stat, pvalue = np.where(flat, 0.0, stat), np.where(flat, 1.0, pvalue)
+    low, high = np.where(flat, 0.0, low), np.where(flat, 0.0, high)
+    if np.ndim(mc) == 0:
+        stat, pvalue, low, high = (float(v) for v in (stat, pvalue, low, high))
     return {"control": mc, "treatment": mt, "diff": mt - mc, "statistic": stat, "pvalue": pvalue, "ci_low": low, "ci_high": high}
 
 
@@ -286,10 +323,14 @@ def analyze(per_user: pd.DataFrame, control: str = "control", metrics=METRICS, a
 
     ``per_user`` comes from :func:`user_metrics`. Columns: arm, metric, users,
     control, treatment, diff, lift (relative), ci_low, ci_high, pvalue,
-    pvalue_adj and significant (after ``correction``, any ``multipletests``
-    method, over all rows; "none" skips it). Unadjusted intervals are at level
-    ``1 - alpha``.
+    pvalue_adj and significant (after ``correction``, one of
+    :data:`CORRECTIONS`, over all rows; "none" skips it). Unadjusted intervals
+    are at level ``1 - alpha``. A row whose test is undefined (CTR with no
+    views in an arm) keeps pvalue and pvalue_adj NaN and is not significant;
+    it still counts as one test in the correction (as p = 1, conservative).
     """
+    check_level("alpha", alpha)
+    check_param("correction", correction, choices=CORRECTIONS)
     if col_arm not in per_user.columns:
         raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
     arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
@@ -308,7 +349,8 @@ def analyze(per_user: pd.DataFrame, control: str = "control", metrics=METRICS, a
     if correction == "none":
         out["pvalue_adj"] = out["pvalue"]
     else:
-        out["pvalue_adj"] = multipletests(out["pvalue"].fillna(1.0).to_numpy(), alpha=alpha, method=correction)[1]
+        adj = multipletests(out["pvalue"].fillna(1.0).to_numpy(), alpha=alpha, method=correction)[1]
+        out["pvalue_adj"] = np.where(out["pvalue"].isna(), np.nan, adj)
     out["significant"] = out["pvalue_adj"] < alpha
     return out
 
@@ -320,8 +362,10 @@ def sample_size(baseline: float, mde: float, alpha: float = 0.05, power: float =
 
     ``mde`` is the minimum detectable effect: relative (0.05 = +5%) or absolute.
     The effect size is Cohen's h (``proportion_effectsize``); the treatment arm
-    gets ``ratio`` times as many users.
+    gets ``ratio`` times as many users. ``alpha < power < 1``, ``ratio > 0`` and
+    ``mde != 0``; anything else is a ValueError.
     """
+    check_sizing(baseline, mde, alpha, power, ratio)
     target = baseline * (1 + mde) if relative else baseline + mde
     if not (0 < baseline < 1 and 0 < target < 1):
         raise ValueError(f"baseline={baseline!r} and the target rate {target!r} must lie in (0, 1)")
@@ -331,65 +375,13 @@ def sample_size(baseline: float, mde: float, alpha: float = 0.05, power: float =
 
 
 def predicted_power(baseline: float, target: float, nobs: int, alpha: float = 0.05, ratio: float = 1.0) -> float:
-    """Power of a two-sided two-proportion test with ``nobs`` control users (``NormalIndPower``)."""
+    """Power of a two-sided two-proportion test with ``nobs`` control users (``NormalIndPower``).
+
+    ``baseline`` and ``target`` lie in [0, 1], ``nobs > 0``, ``ratio > 0``, alpha in (0, 1).
+    """
+    check_param("baseline", baseline, low=0.0, high=1.0)
+    check_param("target", target, low=0.0, high=1.0)
+    check_param("nobs", nobs, low=0, low_inclusive=False)
+    check_power_args(alpha, ratio)
     h = proportion_effectsize(target, baseline)
     return float(NormalIndPower().power(effect_size=h, nobs1=nobs, alpha=alpha, ratio=ratio, alternative="two-sided"))
-
-
-# ---- calibration -----------------------------------------------------------------------
-def simulate_users(n_experiments: int, n_users: int, *, conversion: float = 0.1, ctr: float = 0.05,
-                   views_mean: float = 8.0, ctr_concentration: float = 5.0, order_value: float = 40.0,
-                   lift: float = 0.0, random_state=0) -> dict:
-    """Per-user outcomes of one arm for many experiments at once (arrays of shape (n_users, n_experiments)).
-
-    Shoppers differ: views are 1 + Poisson, each shopper's click probability is
-    Beta with mean ``ctr`` (``ctr_concentration`` sets how much they differ),
-    conversion is Bernoulli and a buyer's revenue is log-normal around
-    ``order_value``. ``lift`` multiplies ctr, conversion and order value.
-    Returns views, clicks, converted and revenue.
-    """
-    rng = np.random.default_rng(random_state)
-    shape = (n_users, n_experiments)
-    views = 1 + rng.poisson(views_mean - 1, shape)
-    p = ctr * (1 + lift)
-    a, b = p * ctr_concentration, (1 - p) * ctr_concentration
-    clicks = rng.binomial(views, rng.beta(a, b, shape))
-    converted = rng.random(shape) < conversion * (1 + lift)
-    revenue = np.where(converted, rng.lognormal(np.log(order_value * (1 + lift)) - 0.5, 1.0, shape), 0.0)
-    return {"views": views, "clicks": clicks, "converted": converted.astype(np.int64), "revenue": revenue}
-
-
-def calibration(n_experiments: int = 1000, n_users: int = 2000, lift: float = 0.0, alpha: float = 0.05,
-                random_state=0, **user_kwargs) -> pd.DataFrame:
-    """Rejection rates of each test over simulated experiments: the false-positive rate when ``lift=0``, power otherwise.
-
-    Both arms of each experiment draw ``n_users`` shoppers from
-    :func:`simulate_users`; the treatment arm's rates are multiplied by ``1 + lift``.
-    Rows: conversion (two-proportion Wald test), revenue_per_user (Welch),
-    ctr_delta (delta method over users) and ctr_naive (every view treated as
-    an independent Bernoulli trial, the mistake the delta method avoids).
-    Columns: metric, test, experiments, rejection_rate, ci_low, ci_high (a
-    Wilson interval for the rate), predicted_power (``NormalIndPower`` for
-    conversion; NaN elsewhere).
-    """
-    from statsmodels.stats.proportion import proportion_confint
-
-    seeds = np.random.SeedSequence(random_state).spawn(2)
-    c = simulate_users(n_experiments, n_users, random_state=seeds[0], **user_kwargs)
-    t = simulate_users(n_experiments, n_users, lift=lift, random_state=seeds[1], **user_kwargs)
-    conv = compare_proportions(c["converted"].sum(0), n_users, t["converted"].sum(0), n_users, alpha)
-    rev = compare_means(c["revenue"], t["revenue"], alpha)
-    ctr = compare_ratio(c["clicks"], c["views"], t["clicks"], t["views"], alpha)
-    naive = compare_proportions(c["clicks"].sum(0), c["views"].sum(0), t["clicks"].sum(0), t["views"].sum(0), alpha)
-    base = user_kwargs.get("conversion", 0.1)
-    power = predicted_power(base, base * (1 + lift), n_users, alpha) if lift else alpha
-    rows = []
-    for metric, test, res, pred in (("conversion", "two-proportion z (statsmodels)", conv, power),
-                                    ("revenue_per_user", "Welch t (statsmodels)", rev, np.nan),
-                                    ("ctr_delta", "delta-method z over users", ctr, np.nan),
-                                    ("ctr_naive", "two-proportion z over views (wrong unit)", naive, np.nan)):
-        k = int((np.asarray(res["pvalue"]) < alpha).sum())
-        low, high = proportion_confint(k, n_experiments, alpha=0.05, method="wilson")
-        rows.append({"metric": metric, "test": test, "experiments": n_experiments, "rejection_rate": k / n_experiments,
-                     "ci_low": low, "ci_high": high, "predicted_power": pred})
-    return pd.DataFrame(rows)

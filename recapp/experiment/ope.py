@@ -29,7 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_level, check_same_length, check_values
 from recapp.experiment.reward_models import ItemPositionModel, LogisticRewardModel, make_reward_model  # noqa: F401  (re-exported)
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
 
 ESTIMATORS = ("IPW", "SNIPW", "DM", "DR")
@@ -114,13 +116,15 @@ def _point(est: str, r, w, q_logged, q_expected, axis=-1):
 def importance_weights(target_prob, pscore) -> np.ndarray:
     """``w_i = pi_e(a_i | x_i) / pi_0(a_i | x_i)``, checked.
 
-    A round whose logged action has propensity <= 0 cannot have been logged,
-    and one the target policy might take there (target_prob > 0) has no
-    finite weight: ValueError naming the first such row. Where both are 0 the
-    weight is 0 (the target policy never takes that action).
+    Both are probabilities: a NaN or a value outside [0, 1] is a ValueError
+    naming the array and the first bad row. A round whose logged action has
+    propensity 0 cannot have been logged, and one the target policy might
+    take there (target_prob > 0) has no finite weight: ValueError naming the
+    first such row. Where both are 0 the weight is 0 (the target policy never
+    takes that action).
     """
-    target = np.asarray(target_prob, dtype=np.float64)
-    ps = np.asarray(pscore, dtype=np.float64)
+    target = check_values("target_prob", target_prob, low=0.0, high=1.0)
+    ps = check_values("pscore", pscore, low=0.0, high=1.0)
     target, ps = np.broadcast_arrays(target, ps)
     bad = np.flatnonzero((ps <= 0) & (target > 0))
     if len(bad):
@@ -148,14 +152,20 @@ def _check_estimators(estimators, have_model: bool):
     return estimators
 
 
+def _check_resampling(alpha, n_bootstrap):
+    check_level("alpha", alpha)
+    check_param("n_bootstrap", n_bootstrap, low=2, integer=True)     # an interval needs at least two resamples
+
+
 def _table(estimators, point, boots, alpha, n, w):
     ess = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
     rows = []
     for e in estimators:
         b = np.asarray(boots[e], dtype=np.float64)
         b = b[~np.isnan(b)]     # SNIPW is undefined in a resample whose weights are all 0
+        # An undefined estimate gets no interval, whatever the resamples say.
         low, high, se = ((float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2)), float(b.std(ddof=1)))
-                         if len(b) > 1 else (np.nan, np.nan, np.nan))
+                         if len(b) > 1 and np.isfinite(point[e]) else (np.nan, np.nan, np.nan))
         rows.append({"estimator": e, "estimate": float(point[e]), "ci_low": low, "ci_high": high,
                      "se": se, "n_rounds": n, "ess": n if e == "DM" else ess})
     return pd.DataFrame(rows)
@@ -171,15 +181,21 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     and DR. The model is held fixed across resamples. Returns estimator,
     estimate, ci_low, ci_high, se (bootstrap), n_rounds and ess (the effective
     sample size ``(sum w)^2 / sum w^2`` of the weights).
+
+    Every array has one finite value per round (probabilities in [0, 1]),
+    at least one round; ``alpha`` lies in (0, 1) and ``n_bootstrap`` >= 2.
+    Anything else is a ValueError naming the argument and the first bad row.
     """
-    r = np.asarray(reward, dtype=np.float64)
-    w = importance_weights(target_prob, pscore)
+    r = check_values("reward", reward, ndim=1, min_size=1)
+    target, ps = check_values("target_prob", target_prob, ndim=1), check_values("pscore", pscore, ndim=1)
     have = q_logged is not None and q_expected is not None
     estimators = _check_estimators(estimators, have)
+    ql = check_values("q_logged", q_logged, ndim=1) if have else np.zeros_like(r)
+    qe = check_values("q_expected", q_expected, ndim=1) if have else np.zeros_like(r)
+    n = check_same_length(reward=r, pscore=ps, target_prob=target, **({"q_logged": ql, "q_expected": qe} if have else {}))
+    _check_resampling(alpha, n_bootstrap)
+    w = importance_weights(target, ps)
     _warn_snipw(estimators, w)
-    ql = np.asarray(q_logged, dtype=np.float64) if have else np.zeros_like(r)
-    qe = np.asarray(q_expected, dtype=np.float64) if have else np.zeros_like(r)
-    n = len(r)
     point = {e: _point(e, r, w, ql, qe) for e in estimators}
     rng = np.random.default_rng(random_state)
     boots = {e: [] for e in estimators}
@@ -203,15 +219,20 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
     depend on the round). ``reward_model`` (a name or an object with
     fit/predict) is fitted on ``logged``; with ``refit`` it is refitted in
     every bootstrap resample, so DM and DR intervals reflect its uncertainty.
-    Columns as in :func:`estimate`.
+    Columns as in :func:`estimate`, with its checks; each row of
+    ``action_dist`` must be a distribution (values in [0, 1] summing to 1).
     """
-    dist = np.asarray(action_dist, dtype=np.float64)
+    dist = check_values("action_dist", action_dist, low=0.0, high=1.0)
     if dist.ndim == 1:
         dist = np.broadcast_to(dist, (logged.n_rounds, logged.n_actions))
     if dist.shape != (logged.n_rounds, logged.n_actions):
         raise ValueError(f"action_dist has shape {dist.shape}; expected ({logged.n_rounds}, {logged.n_actions})")
-    if not np.allclose(dist.sum(axis=1), 1.0, atol=1e-6):
-        raise ValueError("action_dist rows must sum to 1")
+    off = np.flatnonzero(~np.isclose(dist.sum(axis=1), 1.0, rtol=0.0, atol=1e-6))
+    if len(off):
+        raise ValueError(f"action_dist rows must sum to 1; row {int(off[0])} sums to {float(dist[off[0]].sum())!r} "
+                         f"({len(off)} such row(s))")
+    check_values("reward", logged.reward, ndim=1, min_size=1)
+    _check_resampling(alpha, n_bootstrap)
     use_model = any(e in MODEL_ESTIMATORS for e in estimators)
     estimators = _check_estimators(estimators, use_model or reward_model is not None)
     rows = np.arange(logged.n_rounds)
@@ -221,7 +242,7 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
         return estimate(logged.reward, logged.pscore, target, estimators=estimators, alpha=alpha,
                         n_bootstrap=n_bootstrap, random_state=random_state)
     model = make_reward_model(reward_model).fit(logged)
-    q = model.predict(logged)
+    q = check_values("reward_model predictions", model.predict(logged))
     ql, qe = q[rows, logged.action], np.einsum("na,na->n", dist, q)
     if not refit:
         return estimate(logged.reward, logged.pscore, target, ql, qe, estimators, alpha, n_bootstrap, random_state)
@@ -256,10 +277,23 @@ def policy_from_scores(scores, top_k: int | None = None, temperature: float | No
     ``top_k``: uniform over each round's k best items; ``temperature``:
     softmax of scores / temperature; neither: greedy (one best item per round). ``epsilon``
     mixes in the uniform policy, which keeps importance weights bounded.
+    ``top_k`` lies in [1, actions], ``temperature`` > 0, ``epsilon`` in [0, 1];
+    scores may be -inf (ranked last) but not NaN or +inf, and every round
+    needs one finite score.
     """
     s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or s.size == 0:
+        raise ValueError(f"scores must be a non-empty (rounds, actions) array, got shape {s.shape}")
     n, A = s.shape
+    check_values("scores", np.where(s == -np.inf, 0.0, s))
+    dead = np.flatnonzero(~np.isfinite(s).any(axis=1))
+    if len(dead):
+        raise ValueError(f"scores row {int(dead[0])} is all -inf ({len(dead)} such row(s)): no action to choose")
+    check_param("epsilon", epsilon, low=0.0, high=1.0)
+    if top_k is not None:
+        check_param("top_k", top_k, low=1, high=A, integer=True)
     if temperature is not None:
+        check_param("temperature", temperature, low=0.0, low_inclusive=False)
         z = (s - s.max(axis=1, keepdims=True)) / temperature
         dist = np.exp(z)
     else:

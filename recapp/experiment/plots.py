@@ -124,7 +124,7 @@ def funnel_plot(funnel: pd.DataFrame, title: str = "Funnel by arm") -> go.Figure
 
 
 def calibration_plot(table: pd.DataFrame, alpha: float = 0.05, title: str = "Rejection rate by test") -> go.Figure:
-    """Bars of :func:`recapp.experiment.abtest.calibration` rejection rates, with alpha or predicted power marked."""
+    """Bars of :func:`recapp.experiment.ab_calibration.calibration` rejection rates, with alpha or predicted power marked."""
     fig = go.Figure(go.Bar(
         x=table["metric"], y=table["rejection_rate"], marker_color=_PALETTE[0], hovertext=table["test"],
         error_y=dict(type="data", symmetric=False, array=table["ci_high"] - table["rejection_rate"],

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from recapp.experiment._checks import check_level, check_values
 from recapp.experiment.abtest import compare_proportions
+from recapp.models.base import check_param
 
 SPENDING = ("obrien_fleming", "pocock")
 
@@ -31,8 +33,11 @@ def alpha_spent(t, alpha: float = 0.05, spending: str = "obrien_fleming") -> np.
     convention of Lan and DeMets 1983, gsDesign and ldbounds). O'Brien-Fleming
     type, per side at level a = alpha / 2: ``2 - 2 Phi(z_{1-a/2} / sqrt(t))``;
     Pocock type: ``alpha * log(1 + (e - 1) t)``. Both reach ``alpha`` at t = 1.
+    ``alpha`` lies in (0, 1); a ``t`` outside (0, 1] is a ValueError.
     """
+    check_level("alpha", alpha)
     t = np.asarray(t, dtype=np.float64)
+    t = check_values("t", np.where(np.abs(t - 1.0) <= 1e-12, 1.0, t), low=0.0, high=1.0, low_inclusive=False)
     if spending == "obrien_fleming":
         per_side = alpha / 2
         return 2.0 * (2.0 - 2.0 * stats.norm.cdf(stats.norm.ppf(1 - per_side / 2) / np.sqrt(t)))
@@ -54,8 +59,11 @@ def spending_boundaries(information, alpha: float = 0.05, spending: str = "obrie
     alpha_spent (cumulative), alpha_increment, z_boundary and nominal_p (the
     two-sided p-value that crosses it).
     """
+    check_level("alpha", alpha)
+    check_param("spending", spending, choices=SPENDING)
+    check_param("grid_points", grid_points, low=3, integer=True)
     t = np.asarray(information, dtype=np.float64)
-    if t.ndim != 1 or len(t) == 0 or (t <= 0).any() or (t > 1 + 1e-12).any() or (np.diff(t) <= 0).any():
+    if t.ndim != 1 or len(t) == 0 or not np.isfinite(t).all() or (t <= 0).any() or (t > 1 + 1e-12).any() or (np.diff(t) <= 0).any():
         raise ValueError(f"information must be increasing fractions in (0, 1], got {information!r}")
     cum = alpha_spent(t, alpha, spending)
     inc = np.diff(np.r_[0.0, cum])
@@ -189,15 +197,23 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     reach 2 alpha), so ``stop`` is the one column whose error rate is alpha for
     the combination; ``obf_reject`` and ``msprt_reject`` are each valid at
     ``alpha`` only when that rule alone was chosen in advance.
+
+    Every look needs at least one user per arm and ``0 <= conversions <= users``;
+    the counts are cumulative, so none may fall from one look to the next.
+    Anything else (a NaN count included) is a ValueError naming the column and row.
     """
     need = ["users_c", "conversions_c", "users_t", "conversions_t"]
     missing = [c for c in need if c not in looks.columns]
     if missing:
         raise ValueError(f"looks is missing column(s) {missing}; required: {need}")
-    if not planned_users > 0:
-        raise ValueError(f"planned_users={planned_users!r} must be > 0")
-    if baseline_rate is not None and not 0 < baseline_rate < 1:
-        raise ValueError(f"baseline_rate={baseline_rate!r} must lie in (0, 1)")
+    check_param("planned_users", planned_users, low=0, low_inclusive=False)
+    check_level("alpha", alpha)
+    check_param("spending", spending, choices=SPENDING)
+    if baseline_rate is not None:
+        check_level("baseline_rate", baseline_rate)
+    if tau is not None:
+        check_param("tau", tau, low=0.0, low_inclusive=False)
+    _check_looks(looks)
     out = looks.copy().reset_index(drop=True)
     nc, xc = out["users_c"].to_numpy(float), out["conversions_c"].to_numpy(float)
     nt, xt = out["users_t"].to_numpy(float), out["conversions_t"].to_numpy(float)
@@ -243,6 +259,23 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     return out
 
 
+def _check_looks(looks: pd.DataFrame) -> None:
+    cols = {c: looks[c].to_numpy(dtype=np.float64) for c in ("users_c", "conversions_c", "users_t", "conversions_t")}
+    for c, v in cols.items():
+        check_values(f"looks[{c!r}]", v, low=1.0 if c.startswith("users") else 0.0, ndim=1, min_size=1)
+        fell = np.flatnonzero(np.diff(v) < 0) + 1
+        if len(fell):
+            i = int(fell[0])
+            raise ValueError(f"looks row {i}: {c} falls from {v[i - 1]:g} to {v[i]:g}; looks must hold cumulative "
+                             "counts in time order")
+    for arm in ("c", "t"):
+        over = np.flatnonzero(cols[f"conversions_{arm}"] > cols[f"users_{arm}"])
+        if len(over):
+            i = int(over[0])
+            raise ValueError(f"looks row {i}: conversions_{arm} = {cols[f'conversions_{arm}'][i]:g} exceeds "
+                             f"users_{arm} = {cols[f'users_{arm}'][i]:g}; conversions must lie in [0, users]")
+
+
 def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_looks: int = 10, rate: float = 0.1,
                        lift: float = 0.0, alpha: float = 0.05, tau: float | None = None, random_state=0,
                        return_paths: bool = False):
@@ -260,6 +293,15 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     """
     from statsmodels.stats.proportion import proportion_confint
 
+    check_param("n_experiments", n_experiments, low=1, integer=True)
+    check_param("n_looks", n_looks, low=1, integer=True)
+    check_param("n_per_arm", n_per_arm, low=n_looks, integer=True)     # every look adds at least one user
+    check_level("rate", rate)
+    check_param("lift", lift, low=-1.0, low_inclusive=False)
+    check_level("rate * (1 + lift)", rate * (1 + lift))
+    check_level("alpha", alpha)
+    if tau is not None:
+        check_param("tau", tau, low=0.0, low_inclusive=False)
     rng = np.random.default_rng(random_state)
     batch = np.diff(np.linspace(0, n_per_arm, n_looks + 1).round().astype(np.int64))
     n = np.cumsum(batch)

@@ -1,0 +1,169 @@
+"""Input checks shared by the experiment statistics (abtest, ope, sequential).
+
+Each raises ``ValueError`` naming the argument, the first offending position
+and value, and what is accepted, so bad data never turn into a NaN, an
+infinite statistic or an out-of-range figure reported as a result.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from recapp.models.base import check_param
+
+
+def check_level(name: str, value) -> float:
+    """A probability strictly inside (0, 1): alpha, power, a significance threshold."""
+    check_param(name, value)
+    if not 0 < value < 1:
+        raise ValueError(f"{name}={value!r} is out of range; it must lie in (0, 1)")
+    return float(value)
+
+
+def check_values(name: str, values, *, low=None, high=None, low_inclusive: bool = True, ndim=None,
+                 min_size: int = 0) -> np.ndarray:
+    """``values`` as a float array, every element finite and within [low, high] (or (low, high] when not ``low_inclusive``)."""
+    try:
+        a = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold numbers: {exc}") from None
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if a.size < min_size:
+        raise ValueError(f"{name} needs at least {min_size} value(s), got {a.size}")
+    bad = ~np.isfinite(a)
+    what = "a finite number"
+    if low is not None:
+        bad |= (a < low) if low_inclusive else (a <= low)
+        what = f"a number {'>=' if low_inclusive else '>'} {low}"
+    if high is not None:
+        bad |= a > high
+        what += f" and <= {high}"
+    if bad.any():
+        pos = tuple(int(i) for i in np.argwhere(bad)[0])
+        label = name if not pos else f"{name}[{pos[0] if len(pos) == 1 else ', '.join(map(str, pos))}]"
+        raise ValueError(f"{label} = {float(a[pos])!r} is not accepted ({int(bad.sum())} such value(s)); "
+                         f"each value must be {what}")
+    return a
+
+
+def check_same_length(**arrays) -> int:
+    """The common length of 1-D arrays; ``ValueError`` naming the ones that differ."""
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"these arrays must have one value per round, the same length: {lengths}")
+    return next(iter(lengths.values()))
+
+
+def py(x):
+    """A numpy scalar as the plain Python value, so messages read ``3`` rather than ``np.int64(3)``."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def check_per_arm(name: str, values, accepted: str, ok) -> None:
+    """Every value of a per-arm Series finite and ``ok``; ``ValueError`` naming the first bad arm."""
+    v = values.to_numpy(dtype=np.float64)
+    bad = ~(np.isfinite(v) & ok(np.nan_to_num(v)))
+    if bad.any():
+        raise ValueError(f"{name}[{py(values.index[bad][0])!r}] = {float(v[bad][0])!r} is not accepted; "
+                         f"per-arm values must be {accepted}")
+
+
+def check_one_arm(multi, what: str) -> None:
+    """``multi`` maps users to the several arms they were found in; any is a ``ValueError``."""
+    if len(multi):
+        raise ValueError(f"user {py(multi.index[0])!r} {what} ({list(multi.iloc[0])}; {len(multi)} such user(s)): "
+                         "each user must belong to exactly one arm")
+
+
+def check_counts(count_c, nobs_c, count_t, nobs_t) -> list[np.ndarray]:
+    """Two-proportion inputs, broadcast: finite, ``nobs > 0`` and ``0 <= count <= nobs``."""
+    arrays = np.broadcast_arrays(check_values("count_c", count_c, low=0.0),
+                                 check_values("nobs_c", nobs_c, low=0.0, low_inclusive=False),
+                                 check_values("count_t", count_t, low=0.0),
+                                 check_values("nobs_t", nobs_t, low=0.0, low_inclusive=False))
+    for arm, count, nobs in (("c", arrays[0], arrays[1]), ("t", arrays[2], arrays[3])):
+        over = np.argwhere(count > nobs)
+        if len(over):
+            i = tuple(int(k) for k in over[0])
+            where = f" at position {i[0] if len(i) == 1 else i}" if i else ""
+            raise ValueError(f"count_{arm} = {float(count[i])!r} exceeds nobs_{arm} = {float(nobs[i])!r}{where}; "
+                             "a count must lie in [0, nobs]")
+    return arrays
+
+
+def check_mean_arms(x_c, x_t):
+    """Welch inputs: finite, at least 2 users per arm. Returns the arrays and the mask of tests whose arms are
+    both constant and equal; both constant but different is a ``ValueError`` (zero standard error)."""
+    x_c, x_t = check_values("x_c", x_c), check_values("x_t", x_t)
+    if x_c.ndim not in (1, 2) or x_t.ndim not in (1, 2) or min(len(x_c), len(x_t)) < 2:
+        raise ValueError(f"each arm needs at least 2 users (1-D, or 2-D users x tests), got shapes {x_c.shape} (x_c) "
+                         f"and {x_t.shape} (x_t)")
+    mc, mt = x_c.mean(axis=0), x_t.mean(axis=0)
+    flat = (x_c.var(axis=0) == 0) & (x_t.var(axis=0) == 0)
+    apart = np.argwhere(flat & (mc != mt))
+    if len(apart):
+        i = tuple(int(k) for k in apart[0])
+        raise ValueError(f"x_c and x_t are both constant ({float(np.asarray(mc)[i])!r} and {float(np.asarray(mt)[i])!r}"
+                         f"{f' in column {i[0]}' if i else ''}): zero variance, Welch's test is undefined")
+    return x_c, x_t, flat
+
+
+def check_power_args(alpha, ratio) -> None:
+    """The level and the treatment/control size ratio of a power calculation."""
+    check_level("alpha", alpha)
+    check_param("ratio", ratio, low=0.0, low_inclusive=False)
+
+
+def check_purchase_values(events, ev: np.ndarray, value: np.ndarray, skip: np.ndarray, col_user: str, col_value: str):
+    """Every purchase (outside ``skip``) carries a finite value: revenue would otherwise be understated silently."""
+    lost = np.flatnonzero((ev == "purchase") & ~np.isfinite(value) & ~skip)
+    if len(lost):
+        i = int(lost[0])
+        raise ValueError(f"{col_value} is {value[i]} on {len(lost)} purchase event(s), e.g. row {py(events.index[i])!r} "
+                         f"(user {py(events[col_user].iloc[i])!r}); revenue needs a finite value on every purchase")
+
+
+def arms_of_users(events, assignment, keep: np.ndarray, col_user: str, col_arm: str):
+    """Each user's one arm, from ``assignment`` or the events' arm column; a user in two arms is a ``ValueError``.
+
+    Users whose events carry no arm label are left out (the caller counts them).
+    """
+    if assignment is None:
+        labelled = events.loc[keep, [col_user, col_arm]]
+        by_user = labelled.groupby(col_user, sort=True)[col_arm]
+        n_arms = by_user.nunique()
+        multi = labelled[labelled[col_user].isin(n_arms.index[n_arms > 1])].dropna()
+        check_one_arm(multi.groupby(col_user)[col_arm].agg(lambda a: list(a.unique())), "has events in several arms")
+        return by_user.first()[n_arms == 1]
+    arms = assignment.rename(col_arm)
+    check_one_arm(arms[arms.index.duplicated(keep=False)].groupby(level=0).agg(list), "is assigned more than once")
+    if arms.isna().any():
+        raise ValueError(f"assignment has no arm for user {py(arms.index[arms.isna().to_numpy()][0])!r} "
+                         f"({int(arms.isna().sum())} such user(s)); every assigned user needs an arm")
+    return arms
+
+
+def check_sizing(baseline, mde, alpha, power, ratio) -> None:
+    """Sample-size inputs: finite, ``mde != 0``, ``alpha < power < 1``, ``ratio > 0``."""
+    check_param("baseline", baseline)
+    check_param("mde", mde)
+    if mde == 0:
+        raise ValueError("mde=0 is not accepted: no sample size detects a zero effect; pass a non-zero change")
+    check_power_args(alpha, ratio)
+    check_level("power", power)
+    if not power > alpha:
+        raise ValueError(f"power={power!r} must exceed alpha={alpha!r} (a test with no effect already rejects at rate alpha)")
+
+
+def report_dropped(no_user: np.ndarray, users, per_user_index, arms_index, col_user: str) -> dict:
+    """Count what ``user_metrics`` leaves out (events with no user; users with no arm) and warn when anything was."""
+    unassigned = per_user_index[~per_user_index.isin(arms_index)]
+    dropped = {"events_without_user": int(no_user.sum()), "unassigned_users": len(unassigned),
+               "unassigned_events": int(users.isin(unassigned).sum())}
+    if dropped["events_without_user"] or dropped["unassigned_users"]:
+        warnings.warn(f"user_metrics left out {dropped['events_without_user']} event(s) with no {col_user} and "
+                      f"{dropped['unassigned_users']} user(s) with no arm ({dropped['unassigned_events']} event(s))",
+                      RuntimeWarning, stacklevel=3)
+    return dropped
