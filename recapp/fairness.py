@@ -44,6 +44,34 @@ def finite_candidates(candidates: np.ndarray, scores, name: str = "scores") -> t
     return candidates[keep], rel[keep], keep
 
 
+def check_k(k) -> int:
+    """``k`` as an int; ``ValueError`` unless it is a whole number >= 0.
+
+    A negative ``k`` slices from the end and a float fails deep inside numpy, so
+    both are refused here, in O(1): the real-time engine calls this per request.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise ValueError(f"k={k!r} is not accepted; it must be an integer >= 0 (the number of items to pick)")
+    return int(k)
+
+
+def check_unique(candidates: np.ndarray) -> None:
+    """``ValueError`` naming a candidate that appears more than once (it could be picked twice)."""
+    if len(candidates) > 1:
+        s = np.sort(candidates)
+        dup = s[1:] == s[:-1]
+        if dup.any():
+            first = s[1:][dup][0]
+            first = first.item() if isinstance(first, np.generic) else first
+            raise ValueError(f"candidates hold {first!r} more than once; each candidate must appear once")
+
+
+def _check_alpha(alpha) -> None:
+    # alpha = 0 lets the divergence be infinite, alpha > 1 weighs q negatively (log of a negative).
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha={alpha!r} is out of range; it must be in (0, 1] (Steck's smoothing, default {CALIBRATION_ALPHA})")
+
+
 def _unit_relevance(relevance: np.ndarray) -> np.ndarray:
     rel = np.asarray(relevance, dtype=np.float64)
     span = rel.max() - rel.min() if len(rel) else 0.0
@@ -95,7 +123,9 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, alpha: float = CALIBRATION_ALPHA
 
     ``p`` is the target (the user's history), ``q`` the list's distribution.
     0 means the list's category mix follows the history; an empty ``p`` gives 0.
+    ``alpha`` must lie in (0, 1].
     """
+    _check_alpha(alpha)
     p, q = np.asarray(p, dtype=np.float64), np.asarray(q, dtype=np.float64)
     on = p > 0
     return float(np.sum(p[on] * np.log(p[on] / ((1.0 - alpha) * q[on] + alpha * p[on]))))
@@ -115,12 +145,23 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, item_categories: np.n
     category rows (averaged). ``lam=0`` returns the relevance order exactly, as
     does a user with no categorised history. A candidate whose score is not
     finite is never picked, so fewer than ``k`` may come back. Returns the chosen candidates in pick order.
+    ``k`` must be an integer >= 0, ``alpha`` in (0, 1], the candidates distinct and the
+    user's category weights finite and non-negative.
     """
+    k = check_k(k)
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam={lam!r} is out of range; it must be in [0, 1] (0 = relevance only)")
+    _check_alpha(alpha)
     candidates = np.asarray(candidates)
+    check_unique(candidates)
     cats = np.asarray(item_categories, dtype=np.float64)
     p = np.asarray(user_history_categories, dtype=np.float64)
+    bad = ~np.isfinite(p) | (p < 0)
+    if bad.any():
+        # A NaN weight fails every comparison, so the user would silently count as having no history.
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"user_history_categories holds {float(p[where])!r} at position {where if p.ndim > 1 else where[0]}; "
+                         f"category weights must be finite and >= 0")
     if p.ndim == 2:
         p = category_distribution(p)
     if cats.shape != (len(candidates), len(p)):
@@ -129,7 +170,7 @@ def calibrated(candidates: np.ndarray, scores: np.ndarray, item_categories: np.n
     candidates, scores, keep = finite_candidates(candidates, scores)
     if keep is not None:
         cats = cats[keep]
-    k = min(int(k), len(candidates))
+    k = min(k, len(candidates))
     rel = _unit_relevance(scores)
     if lam == 0.0 or k == 0 or p.sum() <= 0:
         return _relevance_order(candidates, rel, k)
@@ -184,20 +225,23 @@ def exposure_aware(candidates: np.ndarray, scores: np.ndarray, is_head: np.ndarr
     whose history is head-heavier than the list; a fixed ``user_head_share``
     (e.g. 0.2) pulls every list towards that share. ``beta=0`` returns the relevance order exactly.
     A candidate whose score is not finite is never picked, so fewer than ``k`` may
-    come back. Returns the chosen candidates in pick order.
+    come back. Returns the chosen candidates in pick order. ``k`` must be an integer >= 0
+    and the candidates distinct.
     """
+    k = check_k(k)
     if not 0.0 <= beta <= 1.0:
         raise ValueError(f"beta={beta!r} is out of range; it must be in [0, 1] (0 = relevance only)")
     if not 0.0 <= user_head_share <= 1.0:
         raise ValueError(f"user_head_share={user_head_share!r} is out of range; it must be in [0, 1]")
     candidates = np.asarray(candidates)
+    check_unique(candidates)
     head = np.asarray(is_head, dtype=bool)
     if head.shape != (len(candidates),):
         raise ValueError(f"is_head has shape {head.shape}; expected one flag per candidate ({len(candidates)},)")
     candidates, scores, keep = finite_candidates(candidates, scores)
     if keep is not None:
         head = head[keep]
-    k = min(int(k), len(candidates))
+    k = min(k, len(candidates))
     rel = _unit_relevance(scores)
     if beta == 0.0 or k == 0:
         return _relevance_order(candidates, rel, k)

@@ -15,7 +15,7 @@ import pandas as pd
 from recapp.fairness import (  # noqa: F401
     CALIBRATION_ALPHA, calibrated, category_distribution, category_matrix, exposure_aware, head_items, kl_divergence,
 )
-from recapp.fairness import _unit_relevance, finite_candidates
+from recapp.fairness import _unit_relevance, check_k, check_unique, finite_candidates
 from recapp.schema import ITEM_COL
 
 #: Explanation of an item that comes from the popularity fallback.
@@ -96,7 +96,8 @@ def filter_mask(items: pd.DataFrame | None, filters, item_ids: Sequence | np.nda
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest finite scores, best first (ties by lower index)."""
+    """Indices of the ``k`` highest finite scores, best first (ties by lower index); ``k`` is an integer >= 0."""
+    k = check_k(k)
     finite = np.isfinite(scores)
     n_finite = int(finite.sum())
     k = min(k, n_finite)
@@ -157,10 +158,18 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     items already chosen. ``lam=1`` keeps the relevance order; smaller values trade
     relevance for diversity. A candidate whose relevance is not finite is never
     picked, so fewer than ``k`` may come back. Returns the chosen candidates in pick order.
+    ``k`` must be an integer >= 0 and the candidates distinct.
     """
+    k = check_k(k)
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam={lam!r} is out of range; it must be in [0, 1] (1 = relevance only)")
-    candidates, rel, keep = finite_candidates(np.asarray(candidates), relevance, "relevance")
+    candidates = np.asarray(candidates)
+    check_unique(candidates)
+    sim = np.asarray(similarity, dtype=np.float64)
+    if sim.shape != (len(candidates), len(candidates)):
+        raise ValueError(f"similarity has shape {sim.shape}; expected candidates x candidates "
+                         f"({len(candidates)}, {len(candidates)})")
+    candidates, rel, keep = finite_candidates(candidates, relevance, "relevance")
     n = len(candidates)
     k = min(k, n)
     if k == 0:
@@ -168,7 +177,6 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     rel = _unit_relevance(rel)
     if lam >= 1.0:
         return candidates[np.lexsort((np.arange(n), -rel))[:k]]
-    sim = np.asarray(similarity, dtype=np.float64)
     if keep is not None:
         sim = sim[np.ix_(keep, keep)]
     chosen = [int(np.argmax(rel))]

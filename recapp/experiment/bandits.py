@@ -49,7 +49,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_feedback, check_slate_size
 from recapp.experiment.simulator import Environment, OraclePolicy, Policy, RandomPolicy, ShopperSimulator
+from recapp.models.base import check_param
 from recapp.models.torch_base import torch_threads
 from recapp.schema import ITEM_COL, USER_COL
 
@@ -75,6 +77,7 @@ class BanditPolicy(Policy):
                  name: str | None = None):
         if reward not in REWARDS:
             raise ValueError(f"reward={reward!r} is not accepted; accepted values: {list(REWARDS)}")
+        check_param("n_candidates", n_candidates, low=1, integer=True)
         self.candidates = candidates
         self.n_candidates = n_candidates
         self.reward = reward
@@ -113,6 +116,7 @@ class BanditPolicy(Policy):
         """The k highest-scoring candidates per shopper (ties broken at random)."""
         users = np.asarray(users)
         cand = self._candidate_matrix(users)
+        check_slate_size(k, cand.shape[1])
         s = np.asarray(self._scores(users, cand), dtype=np.float64)
         s = s + 1e-9 * self.rng_.random(s.shape)       # random tie-breaking among equal scores
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
@@ -122,13 +126,22 @@ class BanditPolicy(Policy):
         return self.env_.item_ids[np.take_along_axis(cand, pos, axis=1)]
 
     def observe(self, feedback):
-        """Count one trial per impression and its reward, then call ``_learn``."""
+        """Count one trial per impression and its reward, then call ``_learn``.
+
+        Raises ``ValueError`` before learning anything when an item is not in
+        the catalogue or a reward is not a number in [0, 1].
+        """
         idx = self.env_.item_index(feedback[ITEM_COL].to_numpy())
+        check_feedback(feedback, idx, self._reward_columns())
         r = feedback[self.reward].to_numpy(dtype=np.float64)
         np.add.at(self.shows_, idx, 1.0)
         np.add.at(self.rewards_, idx, r)
         self.t_ += len(feedback)
         self._learn(feedback, idx, r)
+
+    def _reward_columns(self) -> tuple:
+        """The feedback columns ``observe`` learns from, each checked to lie in [0, 1]."""
+        return (self.reward,)
 
     def _learn(self, feedback, idx, r) -> None:
         """Extra learning beyond the per-item counts (default: nothing)."""
@@ -169,6 +182,7 @@ class UCB1(BanditPolicy):
     """
 
     def __init__(self, c: float = 2.0, **kwargs):
+        check_param("c", c, low=0.0)
         super().__init__(**kwargs)
         self.c = c
 
@@ -187,6 +201,8 @@ class ThompsonSampling(BanditPolicy):
     """
 
     def __init__(self, prior_a: float = 1.0, prior_b: float = 1.0, **kwargs):
+        check_param("prior_a", prior_a, low=0.0, low_inclusive=False)       # Beta parameters are positive
+        check_param("prior_b", prior_b, low=0.0, low_inclusive=False)
         super().__init__(**kwargs)
         self.prior_a = prior_a
         self.prior_b = prior_b
@@ -209,6 +225,8 @@ class LinUCB(BanditPolicy):
     """
 
     def __init__(self, alpha: float = 0.3, l2: float = 1.0, **kwargs):
+        check_param("alpha", alpha, low=0.0)
+        check_param("l2", l2, low=0.0, low_inclusive=False)                # A = l2 I is inverted at reset
         super().__init__(**kwargs)
         self.alpha = alpha
         self.l2 = l2
@@ -255,6 +273,11 @@ class ReinforceReRanker(BanditPolicy):
                  baseline_decay: float = 0.95, rank_prior: float = 2.0, device: str = "cpu", **kwargs):
         if optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer={optimizer!r} is not accepted; accepted values: ['sgd', 'adam']")
+        check_param("hidden", hidden, low=1, integer=True)
+        check_param("lr", lr, low=0.0, low_inclusive=False)
+        check_param("entropy", entropy, low=0.0)
+        check_param("baseline_decay", baseline_decay, low=0.0, high=1.0)
+        check_param("rank_prior", rank_prior)
         super().__init__(**kwargs)
         self.hidden = hidden
         self.lr = lr

@@ -231,6 +231,11 @@ class DQNReranker(BanditPolicy):
         return q
 
     # ---- learning ----------------------------------------------------------------------
+    def _reward_columns(self) -> tuple:
+        """The reward column, the weighted ones and, with ``history``, the counted click and purchase."""
+        cols = [self.reward, *(self.reward_weights or {})] + (["click", "purchase"] if self.history else [])
+        return tuple(dict.fromkeys(cols))
+
     def _rewards(self, feedback, r):
         if self.reward_weights is None:
             return r

@@ -42,6 +42,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import finite_array, positive_entries
 from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home before the split)
     ARM_COL,
     FEEDBACK_EVENTS,
@@ -57,6 +58,7 @@ from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home
 from recapp.experiment.results import SimulationResult
 from recapp.experiment.sessions import run_sessions
 from recapp.experiment.shopper_memory import ShopperMemory
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL
 
 
@@ -92,34 +94,52 @@ class ShopperSimulator:
         if utility is None and (user_factors is None or item_factors is None):
             raise ValueError("pass a utility matrix, or user_factors and item_factors")
         if utility is not None:
-            self.utility_ = np.asarray(utility, dtype=np.float64)
+            self.utility_ = finite_array("utility", utility, ndim=2)
             n_users, n_items = self.utility_.shape
             self.user_factors_ = self.item_factors_ = None
             self.item_bias_ = np.zeros(n_items)
         else:
             self.utility_ = None
-            self.user_factors_ = np.asarray(user_factors, dtype=np.float64)
-            self.item_factors_ = np.asarray(item_factors, dtype=np.float64)
-            n_users, n_items = len(self.user_factors_), len(self.item_factors_)
-            self.item_bias_ = np.zeros(n_items) if item_bias is None else np.asarray(item_bias, dtype=np.float64)
-        for name, value, low in (("k", k, 1), ("session_length", session_length, 1)):
-            if value < low:
-                raise ValueError(f"{name}={value!r} must be >= {low}")
+            self.user_factors_ = finite_array("user_factors", user_factors, ndim=2)
+            n_users, n_items = len(self.user_factors_), len(item_factors)
+            self.item_factors_ = finite_array("item_factors", item_factors, shape=(n_items, self.user_factors_.shape[1]))
+            self.item_bias_ = (np.zeros(n_items) if item_bias is None else finite_array("item_bias", item_bias, shape=(n_items,)))
+        if n_users == 0 or n_items == 0:
+            raise ValueError(f"the truth has {n_users} shoppers and {n_items} items; it needs at least one of each")
+        check_param("k", k, low=1, integer=True)
         if k > n_items:
             raise ValueError(f"k={k} exceeds the catalogue of {n_items} items")
-        if not 0 < target_ctr < 1:
+        check_param("session_length", session_length, low=1)
+        if not 0 < check_param("target_ctr", target_ctr) < 1:
             raise ValueError(f"target_ctr={target_ctr!r} must lie in (0, 1)")
+        if not 0 < check_param("cart_rate", cart_rate) < 1:      # its logit is the funnel's intercept
+            raise ValueError(f"cart_rate={cart_rate!r} is out of range; it must lie in (0, 1)")
+        # choice_scale < 0 or position_decay < 0 would make the oracle (top utilities, best on top) wrong.
+        for name, value, low, high in (("choice_scale", choice_scale, 0, None), ("position_decay", position_decay, 0, None),
+                                       ("purchase_rate", purchase_rate, 0, 1), ("funnel_slope", funnel_slope, None, None),
+                                       ("price_sensitivity", price_sensitivity, None, None), ("drift", drift, 0, None),
+                                       ("start", start, None, None)):
+            check_param(name, value, low=low, high=high)
+        check_param("drift_dim", drift_dim, low=1, integer=True)
+        check_param("step_seconds", step_seconds, low=0, low_inclusive=False)
         ShopperMemory.check(fatigue, fatigue_half_life, churn)
         self.user_ids = np.arange(n_users) if user_ids is None else np.asarray(user_ids)
         self.item_ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
         if len(self.user_ids) != n_users or len(self.item_ids) != n_items:
             raise ValueError("user_ids / item_ids must match the truth's shape")
         rng = np.random.default_rng(np.random.SeedSequence([int(random_state or 0), 7]))
+        # Prices enter the funnel as log(price / median), so a free item has no defined cart rate.
         self.prices = (np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None
-                       else np.asarray(prices, dtype=np.float64))
-        self.activity = (rng.lognormal(0.0, 1.0, n_users) if activity is None else np.asarray(activity, dtype=np.float64))
+                       else finite_array("prices", prices, shape=(n_items,)))
+        positive_entries("prices", self.prices, allow_zero=False)
+        self.activity = (rng.lognormal(0.0, 1.0, n_users) if activity is None else finite_array("activity", activity, shape=(n_users,)))
+        positive_entries("activity", self.activity, allow_zero=True)
+        if not self.activity.sum() > 0:
+            raise ValueError("activity is all zero; at least one shopper must have a positive activity to arrive")
         self.activity = self.activity / self.activity.sum()
-        self.user_context_ = (np.ones((n_users, 1)) if user_context is None else np.asarray(user_context, dtype=np.float64))
+        self.user_context_ = (np.ones((n_users, 1)) if user_context is None else finite_array("user_context", user_context, ndim=2))
+        if len(self.user_context_) != n_users:
+            raise ValueError(f"user_context has {len(self.user_context_)} rows; expected one per shopper ({n_users})")
         self.k = int(k)
         self.choice_scale = choice_scale
         self.target_ctr = target_ctr
@@ -277,9 +297,9 @@ class ShopperSimulator:
     def environment(self) -> Environment:
         """What policies may know: catalogue, prices, shoppers and their observable context."""
         ctx = self.user_context_
-        pos = self._user_pos
+        # user_index raises for an unknown id, which get_indexer's -1 would turn into the last shopper's context.
         return Environment(item_ids=self.item_ids, user_ids=self.user_ids, prices=self.prices, k=self.k,
-                           context=lambda users: ctx[pos.get_indexer(pd.Index(np.asarray(users)))], n_context=ctx.shape[1])
+                           context=lambda users: ctx[self.user_index(users)], n_context=ctx.shape[1])
 
     def oracle(self) -> "OraclePolicy":
         """A policy that knows the fresh truth (without drift or fatigue): the upper bound for regret when both are off."""
