@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -104,10 +105,17 @@ def test_random_split_matches_sklearn_and_recommenders_multi():
 def test_stratified_split_matches_recommenders(filter_by, min_rating):
     df = toy(12, seed=1)
     df[ITEM_COL] = df[ITEM_COL] % 7  # items with several rows
-    train, test = stratified_split(df, 0.75, filter_by=filter_by, min_rating=min_rating, random_state=42)
     ref = reference_stratification(df, 0.75, min_rating, filter_by, True, 42)
+    dropped = len(df) - len(ref[0]) - len(ref[1])
+    # What min_rating drops is reported, never silent.
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        train, test = stratified_split(df, 0.75, filter_by=filter_by, min_rating=min_rating, random_state=42)
+        parts = stratified_split(df, [0.6, 0.2, 0.2], filter_by=filter_by, min_rating=min_rating, random_state=5)
+    reports = [str(w.message) for w in seen if "min_rating" in str(w.message)]
+    assert len(reports) == (2 if dropped else 0)
+    assert all(f"{dropped:,} of {len(df):,} rows" in r for r in reports)
     assert train.index.equals(ref[0]) and test.index.equals(ref[1])
-    parts = stratified_split(df, [0.6, 0.2, 0.2], filter_by=filter_by, min_rating=min_rating, random_state=5)
     ref = reference_stratification(df, [0.6, 0.2, 0.2], min_rating, filter_by, True, 5)
     assert [p.index.tolist() for p in parts] == [r.tolist() for r in ref]
 
