@@ -156,3 +156,33 @@ def test_monitor_refuses_looks_that_are_not_cumulative_counts(looks, match):
 def test_sequential_parameters_are_checked(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---- the mSPRT pieces and the ratio test refuse what would poison every later look -----------------------
+@pytest.mark.parametrize("call, match", [
+    (lambda: sequential.msprt_statistic([np.nan, 0.1, 0.5], 0.5, [10, 100, 1000], tau=0.1), r"diff\[0\] = nan"),
+    (lambda: sequential.msprt_statistic([0.1], -0.5, [10], tau=0.1), r"variance = -0.5"),
+    (lambda: sequential.msprt_statistic([0.1], 0.5, [10], tau=-1.0), "tau=-1.0 is out of range"),
+    (lambda: sequential.confidence_sequence([0.1, np.nan], [0.1, 0.1], 0.1), r"diff\[1\] = nan"),
+    (lambda: sequential.always_valid_pvalues([1.0, np.nan, 2.0]), r"lam\[1\] = nan"),
+])
+def test_msprt_inputs_must_be_numbers(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_msprt_keeps_its_answers_on_good_input():
+    p = sequential.always_valid_pvalues(sequential.msprt_statistic([0.0, 0.1, 0.5], 0.5, [10, 100, 1000], tau=0.1))
+    assert p[0] == 1.0 and p[2] < 1e-50 and np.all(np.diff(p) <= 0)
+
+
+@pytest.mark.parametrize("args, match", [
+    (([1], [3], [1], [4]), "hold 1 user"),
+    (([1, 2], [0, 0], [1, 2], [3, 4]), "den_c sums to 0"),
+    (([1, np.nan], [3, 3], [1, 2], [3, 4]), r"num_c\[1\] = nan"),
+    (([1, 2], [3, 4], [1, 2], [3, 4], 1.5), "alpha=1.5"),
+])
+def test_compare_ratio_refuses_arms_it_cannot_test(args, match):
+    with pytest.raises(ValueError, match=match):
+        abtest.compare_ratio(*args)
+    assert abtest.compare_ratio([0, 0], [3, 3], [0, 0], [2, 2])["pvalue"] == 1.0

@@ -112,6 +112,21 @@ def check_mean_arms(x_c, x_t):
     return x_c, x_t, flat
 
 
+def check_ratio_arm(arm: str, num, den, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """One arm of a ratio metric: finite per-user sums >= 0, two users or more, a positive denominator total."""
+    x, y = check_values(f"num_{arm}", num, low=0.0), check_values(f"den_{arm}", den, low=0.0)
+    if x.shape != y.shape:
+        raise ValueError(f"num_{arm} and den_{arm} must have one value per user each; shapes {x.shape} and {y.shape}")
+    if x.ndim == 0 or x.shape[axis] < 2:
+        raise ValueError(f"num_{arm}/den_{arm} hold {0 if x.ndim == 0 else x.shape[axis]} user(s) along axis {axis}; "
+                         "the delta method needs at least 2 per arm")
+    empty = y.sum(axis=axis) <= 0
+    if np.any(empty):
+        raise ValueError(f"den_{arm} sums to 0 (no views, say){'' if y.ndim == 1 else f' in column {int(np.flatnonzero(empty)[0])}'}; "
+                         "the ratio is undefined")
+    return x, y
+
+
 def check_power_args(alpha, ratio) -> None:
     """The level and the treatment/control size ratio of a power calculation."""
     check_level("alpha", alpha)

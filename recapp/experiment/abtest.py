@@ -31,7 +31,8 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from recapp.experiment._checks import (arms_of_users, check_counts, check_level, check_mean_arms, check_per_arm,
-                                        check_power_args, check_purchase_values, check_sizing, check_values, report_dropped)
+                                        check_power_args, check_purchase_values, check_ratio_arm, check_sizing, check_values,
+                                        report_dropped)
 from recapp.models.base import check_param
 from recapp.schema import EVENT_COL, USER_COL, VALUE_COL
 
@@ -203,9 +204,11 @@ def compare_ratio(num_c, den_c, num_t, den_t, alpha: float = 0.05, axis: int = 0
     control, treatment, diff, se, statistic, pvalue, ci_low, ci_high. Where
     both arms show the same ratio with zero variance (no clicks at all, say)
     the statistic is 0 and the p-value 1, as in :func:`compare_proportions`.
+    Each arm needs two users or more and a positive denominator sum; values are finite and >= 0.
     """
-    rc, vc = delta_ratio(num_c, den_c, axis)
-    rt, vt = delta_ratio(num_t, den_t, axis)
+    check_level("alpha", alpha)
+    rc, vc = delta_ratio(*check_ratio_arm("c", num_c, den_c, axis), axis)
+    rt, vt = delta_ratio(*check_ratio_arm("t", num_t, den_t, axis), axis)
     diff, se = rt - rc, np.sqrt(vc + vt)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where((se == 0) & (diff == 0), 0.0, diff / se)[()]
@@ -307,6 +310,9 @@ def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:
 
 def _compare_metric(metric: str, c: pd.DataFrame, t: pd.DataFrame, alpha: float) -> dict:
     if metric == "ctr":
+        if c["views"].sum() <= 0 or t["views"].sum() <= 0:
+            # No views in an arm: its CTR is undefined, a row of NaN that is never significant.
+            return dict.fromkeys(("control", "treatment", "diff", "se", "statistic", "pvalue", "ci_low", "ci_high"), np.nan)
         return compare_ratio(c["clicks"], c["views"], t["clicks"], t["views"], alpha)
     if metric == "conversion":
         return compare_proportions(c["converted"].sum(), len(c), t["converted"].sum(), len(t), alpha)

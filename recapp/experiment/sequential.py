@@ -107,8 +107,11 @@ def msprt_statistic(diff, variance, n, tau: float) -> np.ndarray:
 
     Reject H0: no difference as soon as ``Lambda_n >= 1 / alpha``. ``tau`` is in the
     metric's units; a value near the effect one hopes to detect works well.
+    Every input must be finite (``variance`` and ``n`` >= 0, ``tau`` > 0): a NaN
+    would make every later always-valid p-value NaN.
     """
-    diff, v, n = (np.asarray(a, dtype=np.float64) for a in (diff, variance, n))
+    check_param("tau", tau, low=0.0, low_inclusive=False)
+    diff, v, n = (check_values("diff", diff), check_values("variance", variance, low=0.0), check_values("n", n, low=0.0))
     v = np.maximum(v, 1e-300)
     denom = v + n * tau**2
     log_lam = 0.5 * np.log(v / denom) + (n**2 * tau**2 * diff**2) / (2 * v * denom)
@@ -116,8 +119,10 @@ def msprt_statistic(diff, variance, n, tau: float) -> np.ndarray:
 
 
 def always_valid_pvalues(lam, axis: int = -1) -> np.ndarray:
-    """Always-valid p-values ``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` along ``axis`` (the looks)."""
+    """Always-valid p-values ``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` along ``axis`` (the looks); ``lam`` >= 0, not NaN."""
     lam = np.asarray(lam, dtype=np.float64)
+    if np.isnan(lam).any() or (lam < 0).any():
+        check_values("lam", np.where(np.isinf(lam), 0.0, lam), low=0.0)     # names the first bad look
     return np.minimum(1.0, np.minimum.accumulate(1.0 / np.maximum(lam, 1e-300), axis=axis))
 
 
@@ -137,12 +142,10 @@ def msprt_interval(diff, variance, tau: float, alpha: float = 0.05) -> tuple[np.
     same look. Intersect the looks (:func:`confidence_sequence`) for intervals
     valid at every look at once.
     """
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha={alpha!r} must lie in (0, 1)")
-    if not tau > 0:
-        raise ValueError(f"tau={tau!r} must be > 0")
-    diff = np.asarray(diff, dtype=np.float64)
-    s2 = np.maximum(np.asarray(variance, dtype=np.float64), 1e-300)
+    check_level("alpha", alpha)
+    check_param("tau", tau, low=0.0, low_inclusive=False)
+    diff = check_values("diff", diff)
+    s2 = np.maximum(check_values("variance", variance, low=0.0), 1e-300)
     t2 = float(tau) ** 2
     radius = np.sqrt(s2 * (s2 + t2) / t2 * (2.0 * np.log(1.0 / alpha) + np.log1p(t2 / s2)))
     return diff - radius, diff + radius
