@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from recapp import metrics
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL, USER_COL
 
 RANKING_METRICS = {
@@ -63,8 +64,6 @@ def evaluate_recommendations(recs: pd.DataFrame, test: pd.DataFrame, train: pd.D
     left out rather than filled with a NaN or a made-up figure.
     """
     if n_items is not None:
-        from recapp.models.base import check_param
-
         # 0 would otherwise fall back to the data's count unseen (a falsy "or").
         check_param("n_items", n_items, low=1, integer=True)
     out = {name.replace("@k", f"@{k}"): float(fn(test, recs, k=k)) for name, fn in RANKING_METRICS.items()}

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
+from recapp.schema.cells import _plain
 
 #: Steck's smoothing of the list's category distribution, so the KL divergence stays finite.
 CALIBRATION_ALPHA = 0.01
@@ -61,9 +62,7 @@ def check_unique(candidates: np.ndarray) -> None:
         s = np.sort(candidates)
         dup = s[1:] == s[:-1]
         if dup.any():
-            first = s[1:][dup][0]
-            first = first.item() if isinstance(first, np.generic) else first
-            raise ValueError(f"candidates hold {first!r} more than once; each candidate must appear once")
+            raise ValueError(f"candidates hold {_plain(s[1:][dup][0])!r} more than once; each candidate must appear once")
 
 
 def _check_alpha(alpha) -> None:

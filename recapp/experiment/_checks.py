@@ -13,6 +13,7 @@ import pandas as pd
 
 from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
+from recapp.schema.cells import _plain
 
 
 def check_level(name: str, value) -> float:
@@ -58,24 +59,19 @@ def check_same_length(**arrays) -> int:
     return next(iter(lengths.values()))
 
 
-def py(x):
-    """A numpy scalar as the plain Python value, so messages read ``3`` rather than ``np.int64(3)``."""
-    return x.item() if isinstance(x, np.generic) else x
-
-
 def check_per_arm(name: str, values, accepted: str, ok) -> None:
     """Every value of a per-arm Series finite and ``ok``; ``ValueError`` naming the first bad arm."""
     v = values.to_numpy(dtype=np.float64)
     bad = ~(np.isfinite(v) & ok(np.nan_to_num(v)))
     if bad.any():
-        raise ValueError(f"{name}[{py(values.index[bad][0])!r}] = {float(v[bad][0])!r} is not accepted; "
+        raise ValueError(f"{name}[{_plain(values.index[bad][0])!r}] = {float(v[bad][0])!r} is not accepted; "
                          f"per-arm values must be {accepted}")
 
 
 def check_one_arm(multi, what: str) -> None:
     """``multi`` maps users to the several arms they were found in; any is a ``ValueError``."""
     if len(multi):
-        raise ValueError(f"user {py(multi.index[0])!r} {what} ({list(multi.iloc[0])}; {len(multi)} such user(s)): "
+        raise ValueError(f"user {_plain(multi.index[0])!r} {what} ({list(multi.iloc[0])}; {len(multi)} such user(s)): "
                          "each user must belong to exactly one arm")
 
 
@@ -138,8 +134,8 @@ def check_purchase_values(events, ev: np.ndarray, value: np.ndarray, skip: np.nd
     lost = np.flatnonzero((ev == "purchase") & ~np.isfinite(value) & ~skip)
     if len(lost):
         i = int(lost[0])
-        raise ValueError(f"{col_value} is {value[i]} on {len(lost)} purchase event(s), e.g. row {py(events.index[i])!r} "
-                         f"(user {py(events[col_user].iloc[i])!r}); revenue needs a finite value on every purchase")
+        raise ValueError(f"{col_value} is {value[i]} on {len(lost)} purchase event(s), e.g. row {_plain(events.index[i])!r} "
+                         f"(user {_plain(events[col_user].iloc[i])!r}); revenue needs a finite value on every purchase")
 
 
 def arms_of_users(events, assignment, keep: np.ndarray, col_user: str, col_arm: str):
@@ -157,7 +153,7 @@ def arms_of_users(events, assignment, keep: np.ndarray, col_user: str, col_arm: 
     arms = assignment.rename(col_arm)
     check_one_arm(arms[arms.index.duplicated(keep=False)].groupby(level=0).agg(list), "is assigned more than once")
     if arms.isna().any():
-        raise ValueError(f"assignment has no arm for user {py(arms.index[arms.isna().to_numpy()][0])!r} "
+        raise ValueError(f"assignment has no arm for user {_plain(arms.index[arms.isna().to_numpy()][0])!r} "
                          f"({int(arms.isna().sum())} such user(s)); every assigned user needs an arm")
     return arms
 

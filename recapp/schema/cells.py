@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema.columns import EVENT_ALIASES, EVENT_TYPES
+from recapp.schema.errors import SchemaError
 
 
 def _is_text_dtype(values: pd.Series) -> bool:
@@ -224,8 +225,6 @@ def guess_text_format(texts) -> tuple[str, str] | None:
 
 def check_time_format(time_format: str | None) -> None:
     """Raise ``SchemaError`` unless ``time_format`` is None or a strptime format with a year in it."""
-    from recapp.schema.errors import SchemaError
-
     if time_format is not None and not (isinstance(time_format, str) and ("%Y" in time_format or "%y" in time_format)):
         raise SchemaError(f"time_format={time_format!r} must be a strptime format with a year (%Y or %y), "
                           "such as '%d/%m/%Y'")
@@ -262,9 +261,12 @@ def read_times(values: pd.Series, time_format: str | None = None) -> tuple[np.nd
 # validate, here and in the Spark layer); one live event carries epoch time.
 DATE_NUMBERS = (19000101, 21001231)
 #: What an unparseable time is told, by validate here and in the Spark layer.
-ACCEPTED_TIMES = ("Accepted: epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 strings, "
-                  "or a column of YYYYMMDD date numbers, from the year "
-                  f"{TIME_YEARS[0]} to {TIME_YEARS[1]} (UTC); other date text in one format for the whole column")
+_EPOCH_FORMS = "epoch seconds (or milli-, micro-, nanoseconds)"
+_YEARS = f"from the year {TIME_YEARS[0]} to {TIME_YEARS[1]} (UTC)"
+ACCEPTED_TIMES = (f"Accepted: {_EPOCH_FORMS}, ISO 8601 strings, or a column of YYYYMMDD date numbers, {_YEARS}; "
+                  "other date text in one format for the whole column")
+#: What a live event's refused time is told: a stream has no whole column to read other date text by.
+LIVE_TIMES = f"; accepted: {_EPOCH_FORMS}, ISO 8601 text or a datetime, {_YEARS}"
 DATE_NUMBERS_NOTE = ("timestamps read as YYYYMMDD dates (midnight UTC): every one is an 8-digit date, "
                      "which as epoch seconds would fall in 1970")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema.cells import (
-    TIME_YEARS,
+    LIVE_TIMES,
     _blank,
     _missing,
     _normalise_events,
@@ -36,9 +36,6 @@ from recapp.schema.columns import (
     VALUE_COL,
 )
 
-#: What a live event's refused time is told: a stream has no whole column to read other date text by.
-LIVE_TIMES = (f"; accepted: epoch seconds (or milli-, micro-, nanoseconds), ISO 8601 text or a datetime, "
-              f"from the year {TIME_YEARS[0]} to {TIME_YEARS[1]} (UTC)")
 #: Columns whose cells are identities: kept as the values sent, never converted to a column dtype.
 ID_COLUMNS = (USER_COL, ITEM_COL, EVENT_ID_COL)
 
