@@ -17,6 +17,7 @@ from recapp.fairness import (  # noqa: F401
 )
 from recapp.fairness import _unit_relevance, check_k, check_unique, finite_candidates
 from recapp.schema import ITEM_COL
+from recapp.schema.cells import _plain
 
 #: Explanation of an item that comes from the popularity fallback.
 POPULAR_NOW = "popular now"
@@ -158,7 +159,7 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     items already chosen. ``lam=1`` keeps the relevance order; smaller values trade
     relevance for diversity. A candidate whose relevance is not finite is never
     picked, so fewer than ``k`` may come back. Returns the chosen candidates in pick order.
-    ``k`` must be an integer >= 0 and the candidates distinct.
+    ``k`` must be an integer >= 0, the candidates distinct and every similarity finite.
     """
     k = check_k(k)
     if not 0.0 <= lam <= 1.0:
@@ -169,6 +170,13 @@ def mmr(candidates: np.ndarray, relevance: np.ndarray, similarity: np.ndarray, k
     if sim.shape != (len(candidates), len(candidates)):
         raise ValueError(f"similarity has shape {sim.shape}; expected candidates x candidates "
                          f"({len(candidates)}, {len(candidates)})")
+    bad = ~np.isfinite(sim)
+    if bad.any():
+        # A NaN similarity propagates through max_sim and argmax picks it first: a wrong order, no error.
+        r, c = np.argwhere(bad)[0]
+        raise ValueError(f"similarity has {int(bad.sum())} value(s) that are not finite numbers; the first is "
+                         f"{_plain(sim[r, c])!r} at row {r}, column {c} (candidates {_plain(candidates[r])!r} and "
+                         f"{_plain(candidates[c])!r})")
     candidates, rel, keep = finite_candidates(candidates, relevance, "relevance")
     n = len(candidates)
     k = min(k, n)

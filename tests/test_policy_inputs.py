@@ -141,6 +141,18 @@ def test_rerank_k_must_be_a_whole_number_at_least_0(call):
     assert len(call(0)) == 0 and len(call(np.int64(2))) == 2
 
 
+def test_mmr_refuses_a_similarity_that_is_not_finite():
+    rel = np.array([4.0, 3.9, 2.0, 1.0])
+    sim = np.eye(4)
+    sim[0, 1] = sim[1, 0] = 0.9
+    assert rerank.mmr(C, rel, sim, 3, lam=0.5).tolist() == [10, 12, 11]
+    # A NaN made the least relevant candidate come second, with no error.
+    sim[0, 3] = sim[3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"similarity has 2 value\(s\) that are not finite numbers; the first is nan "
+                                         r"at row 0, column 3 \(candidates 10 and 13\)"):
+        rerank.mmr(C, rel, sim, 3, lam=0.5)
+
+
 def test_mmr_refuses_a_similarity_of_the_wrong_shape_and_duplicate_candidates():
     with pytest.raises(ValueError, match=r"similarity has shape \(6, 6\); expected .* \(4, 4\)"):
         rerank.mmr(C, S, np.eye(6), 3, lam=0.5)
