@@ -46,6 +46,8 @@ def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: 
         part[RATING_COL] = np.nan
     part[TIME_COL] = _canonical_float(part[TIME_COL])
     part[RATING_COL] = _canonical_float(part[RATING_COL])
+    part[USER_COL] = _typed_ids(part[USER_COL])
+    part[ITEM_COL] = _typed_ids(part[ITEM_COL])
     rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
     return hashlib.sha256(rows.tobytes()).hexdigest()
 
@@ -91,6 +93,31 @@ def _canonical_float(values: np.ndarray) -> np.ndarray:
     # Hashing reads a float's bits: give every NaN one bit pattern, and -0.0 that of 0.0.
     values = np.asarray(values, dtype=np.float64)
     return np.where(np.isnan(values), np.nan, values + 0.0)
+
+
+def _typed_ids(values: pd.Series) -> pd.Series:
+    """An id column whose text says each id's kind where the column mixes text and numbers.
+
+    ``hash_pandas_object`` hashes an object column's values as text, so shopper
+    1 and shopper "1" would hash alike and ``[1, "2"]`` like ``["1", 2]``. Columns
+    of one kind (all text, or numbers of one dtype) are returned as they are, so
+    their fingerprints do not change; ids that are equal as keys (1, 1.0,
+    ``np.int64(1)``) get one token, as they are one id in the id maps.
+    """
+    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values
+    return pd.Series([_id_token(v) for v in values.tolist()], index=values.index, dtype=object)
+
+
+def _id_token(v) -> str:
+    if isinstance(v, str):
+        return "s:" + v
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+        f = float(v)
+        if np.isfinite(f) and f.is_integer():
+            return f"n:{int(v)}"
+        return f"n:{f!r}"
+    return f"{type(v).__name__}:{v!r}"
 
 
 def resolve_event_weights(weights: dict | None = None) -> dict:

@@ -113,6 +113,23 @@ def test_fingerprint_covers_ratings():
     assert events_fingerprint(r1) != events_fingerprint(r1.drop(columns="rating"))
 
 
+def test_fingerprint_tells_text_ids_from_number_ids_in_a_mixed_column():
+    def log(users):
+        return pd.DataFrame({"user_id": pd.Series(users, dtype=object), "item_id": [10, 11], "timestamp": [1.0, 2.0]})
+
+    mixed, swapped, text = log([1, "2"]), log(["1", 2]), log(["1", "2"])
+    # Each is a different pair of shoppers; the object column used to be hashed as text, so all three collided.
+    assert len({events_fingerprint(mixed), events_fingerprint(swapped), events_fingerprint(text)}) == 3
+    # Ids that are one key in the id maps (1 and 1.0) keep one fingerprint.
+    assert events_fingerprint(log([1.0, "2"])) == events_fingerprint(mixed)
+    for df in (mixed, swapped):
+        inter = Interactions.from_frame(df)
+        assert inter.fingerprint() == events_fingerprint(df)
+        assert Interactions.from_saved(*inter.to_saved()).fingerprint() == inter.fingerprint()
+    # Columns of one kind hash as they always did.
+    assert events_fingerprint(text) == events_fingerprint(text.astype({"user_id": "str"}))
+
+
 @pytest.mark.parametrize("drop", [[], ["event"], ["rating"], ["event", "rating"], ["timestamp"], ["timestamp", "event", "rating"]])
 def test_fingerprint_of_a_frame_matches_its_interactions(drop):
     df = _events().drop(columns=drop)
