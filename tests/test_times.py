@@ -96,6 +96,9 @@ def test_time_format_reads_an_ambiguous_column_the_log_s_own_way(tmp_path):
     for bad in ("%d/%m", 5):
         with pytest.raises(SchemaError, match="must be a strptime format with a year"):
             validate(log(texts), time_format=bad)
+    # An unknown directive was pandas' own ValueError from deep inside the read, naming no argument.
+    with pytest.raises(SchemaError, match=r"time_format='%d/%m/%Y %Q' is not a strptime format \('Q' is a bad directive"):
+        validate(log(texts), time_format="%d/%m/%Y %Q")
     # A format only matters for text that is not ISO 8601: a column without any gets no note.
     assert validate(log([T0, "2024-01-15"]), time_format="%d/%m/%Y")[1].notes == []
 

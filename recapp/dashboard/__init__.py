@@ -6,20 +6,21 @@ any model, and watches it serve live: one shopper at a time (Live), every
 shopper's events at a chosen rate (Stream), or two models in a simulated A/B
 test whose verdict stays valid under continuous watching (A/B test).
 
-The package holds one idea per file: ``scenarios`` (the data), ``models`` (the
+The package holds one idea per file: ``scenarios`` (the data), ``choices`` (the
+Data selector's entries; the analyst's log is read with the page's Date format field), ``models`` (the
 model cache and background training), ``sources`` and ``session`` (one shopper,
 no widgets), ``operations`` (the stream, no widgets), ``views`` and ``figures``
 (what is drawn), ``clock`` (the play timer) and the ``app`` with its tabs.
 ``python -m recapp.dashboard --prepare`` caches the default model so the page starts fast.
 """
 from recapp.dashboard.app import Dashboard, build_app
+from recapp.dashboard.choices import DemoChoice, LogChoice, as_choice, data_choices
 from recapp.dashboard.models import DEFAULT_MODEL, ModelCatalogue, TrainingJob, models_dir
 from recapp.dashboard.operations import StreamSession
 from recapp.dashboard.scenarios import (
     DataError,
     Scenario,
     UnknownUserError,
-    data_choices,
     log_scenario,
     movielens_scenario,
     shop_scenario,
@@ -28,5 +29,5 @@ from recapp.dashboard.session import LiveSession, make_engine
 from recapp.dashboard.views import display_explanation
 
 __all__ = ["Dashboard", "build_app", "DEFAULT_MODEL", "ModelCatalogue", "TrainingJob", "models_dir", "StreamSession",
-           "DataError", "Scenario", "UnknownUserError", "data_choices", "log_scenario", "movielens_scenario",
+           "DataError", "Scenario", "UnknownUserError", "data_choices", "LogChoice", "DemoChoice", "as_choice", "log_scenario", "movielens_scenario",
            "shop_scenario", "LiveSession", "make_engine", "display_explanation"]

@@ -8,12 +8,16 @@ One model trains at a time for the whole page: the Live tab's (whose key the
 Model selector shows) or the A/B test's (which never touches the Live tab's
 selectors); a request while the other trains is refused with a message saying
 which model is training and for what. A selector whose choice fails or is
-refused is put back to what the page uses.
+refused is put back to what the page uses. The analyst's log is opened with
+the Date format field beside the Data selector (prefilled from
+``$RECAPP_TIME_FORMAT``; empty means that variable, or else a guess); a new
+format re-opens the log in use, and one that does not fit keeps the data the page had.
 """
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from typing import Callable
 
 from recapp.dashboard import views
@@ -21,7 +25,8 @@ from recapp.dashboard.ab_tab import ABTab
 from recapp.dashboard.clock import Clock
 from recapp.dashboard.live_tab import LiveTab
 from recapp.dashboard.models import AB, DEFAULT_MODEL, LIVE, ModelCatalogue, TrainingJob
-from recapp.dashboard.scenarios import DEFAULT_REPLAY_SHARE, DataError, UnknownUserError, data_choices
+from recapp.dashboard.choices import as_choice, check_format_field, data_choices
+from recapp.dashboard.scenarios import DEFAULT_REPLAY_SHARE, TIME_FORMAT_ENV, DataError, UnknownUserError
 from recapp.dashboard.stream_tab import StreamTab
 
 log = logging.getLogger(__name__)
@@ -33,19 +38,21 @@ class Dashboard:
     """The dashboard's state and widgets; :func:`build_app` makes one and Jupyter displays it.
 
     ``data`` maps Data-selector labels to ``factory(replay_share) -> Scenario``
-    (default: :func:`~recapp.dashboard.scenarios.data_choices`, the analyst's log
+    or to a choice from :mod:`~recapp.dashboard.choices` (default: :func:`~recapp.dashboard.choices.data_choices`, the analyst's log
     first when ``$RECAPP_EVENTS`` is set); ``model_factories`` maps model names
     to ``factory(scenario)`` (default: every registered model); ``models_root``
-    is the models folder. ``throttle=False`` (tests) handles every clock tick.
+    is the models folder. ``time_format`` prefills the Date format field (default
+    ``$RECAPP_TIME_FORMAT``). ``throttle=False`` (tests) handles every clock tick.
     """
 
     def __init__(self, data: dict | None = None, model_factories: dict | None = None, models_root=None,
-                 default_model: str = DEFAULT_MODEL, throttle: bool = True, random_state: int = 0):
+                 default_model: str = DEFAULT_MODEL, throttle: bool = True, random_state: int = 0,
+                 time_format: str | None = None):
         import ipywidgets as W
 
         self.W = W
         self.throttle, self.random_state = throttle, random_state
-        self.data_factories = data_choices() if data is None else dict(data)
+        self.data_factories = {label: as_choice(f) for label, f in (data_choices() if data is None else data).items()}
         self.catalogue = ModelCatalogue(model_factories, models_root)
         self.scenario = None
         self.scenario_label: str | None = None
@@ -54,6 +61,7 @@ class Dashboard:
         self.job: TrainingJob | None = None    # its ``purpose``: LIVE (the Model selector's choice) or AB
         self._after_training: Callable | None = None
         self._share_used: float | None = None   # the replay share of the data in use
+        self._format_used = time_format if time_format is not None else os.environ.get(TIME_FORMAT_ENV, "")
         self._quiet = False
         self._build()
         self.guarded(self._start)(default_model)
@@ -65,6 +73,14 @@ class Dashboard:
         self.data_dd = W.Dropdown(options=list(self.data_factories), description="Data", layout=W.Layout(width="380px"))
         self.share = W.FloatSlider(value=DEFAULT_REPLAY_SHARE, min=0.05, max=0.5, step=0.05, description="Replay",
                                    readout_format=".0%", continuous_update=False, layout=W.Layout(width="260px"))
+        # Empty reads the log as log_scenario does: $RECAPP_TIME_FORMAT when set, else a guess.
+        env_format = os.environ.get(TIME_FORMAT_ENV)
+        empty = f"${TIME_FORMAT_ENV} ({env_format})" if env_format else "guess, e.g. %d/%m/%Y"
+        self.time_format = W.Text(value=self._format_used, placeholder=empty, description="Date format",
+                                  continuous_update=False, layout=W.Layout(width="260px"),
+                                  tooltip=f"strptime format of your log's date text; empty: {empty}")
+        if not any(as_choice(f).reads_dates for f in self.data_factories.values()):
+            self.time_format.layout.display = "none"   # only the analyst's log reads date text
         self.model_dd = W.Dropdown(options=[], description="Model", layout=W.Layout(width="280px"))
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="200px", visibility="hidden"))
         self.message = W.HTML("")
@@ -72,7 +88,8 @@ class Dashboard:
         self.poll = Clock(W, POLL_MS, throttle=False, css_class="recapp-poll")
         self.poll.play.layout.display = "none"
         for w, cls in ((self.message, "recapp-message"), (self.data_dd, "recapp-data"), (self.model_dd, "recapp-model"),
-                       (self.data_info, "recapp-data-info"), (self.progress, "recapp-progress")):
+                       (self.data_info, "recapp-data-info"), (self.progress, "recapp-progress"),
+                       (self.time_format, "recapp-time-format")):
             w.add_class(cls)
         self.live = LiveTab(self)
         self.stream = StreamTab(self)
@@ -80,9 +97,10 @@ class Dashboard:
         self.tabs = W.Tab(children=[self.live.root, self.stream.root, self.ab.root], titles=("Live", "Stream", "A/B test"))
         self.data_dd.observe(self.guarded(self._on_data), "value")
         self.share.observe(self.guarded(self._on_share), "value")
+        self.time_format.observe(self.guarded(self._on_time_format), "value")
         self.model_dd.observe(self.guarded(self._on_model), "value")
         self.poll.on_tick(self._poll_training, self.guarded)
-        controls = W.HBox([self.data_dd, self.share, self.model_dd, self.progress, self.poll.play],
+        controls = W.HBox([self.data_dd, self.time_format, self.share, self.model_dd, self.progress, self.poll.play],
                           layout=W.Layout(flex_flow="row wrap", align_items="center"))
         self.root = W.VBox([self.title, controls, self.data_info, self.message, self.tabs])
         self.root.add_class("recapp-app")
@@ -143,17 +161,35 @@ class Dashboard:
     def _on_share(self, change) -> None:
         self.select_data(self.data_dd.value)
 
+    def _on_time_format(self, change) -> None:
+        if self._quiet:
+            return
+        try:
+            check_format_field(change["new"].strip())
+        except DataError:
+            self._quietly(self.time_format, value=self._format_used)
+            raise
+        if self.scenario_label in self.data_factories and as_choice(self.data_factories[self.scenario_label]).reads_dates:
+            self.select_data(self.scenario_label)    # the log in use is read again with the new format
+            return
+        self._format_used = change["new"]
+        log_label = next((label for label, f in self.data_factories.items() if as_choice(f).reads_dates), None)
+        if log_label is not None:
+            self.show_message(f"The date format is used when {log_label} is opened: pick it in Data.")
+
     def _restore_data_controls(self) -> None:
-        # Put Data and Replay back to the data in use (nothing when no data opened yet).
+        # Put Data, Date format and Replay back to the data in use (nothing when no data opened yet).
         self._quietly(self.data_dd, value=self.scenario_label)
+        self._quietly(self.time_format, value=self._format_used)
         if self._share_used is not None:
             self._quietly(self.share, value=self._share_used)
 
     def select_data(self, label: str, model_key: str | None = None) -> None:
         """Open the data ``label`` names (read, validate, split) and serve the current model on it.
 
-        Refused while a model trains; on a refusal or a failure the Data and Replay
-        controls go back to the data in use, so the page never shows a choice it is not using.
+        The analyst's log is read with the Date format field. Refused while a model
+        trains; on a refusal or a failure the Data, Date format and Replay controls go
+        back to the data in use, so the page never shows a choice it is not using.
         """
         if self._quiet or label is None:
             return
@@ -166,13 +202,13 @@ class Dashboard:
                 raise DataError(f"unknown data {label!r}; available: {list(self.data_factories)}")
             self.stop_clocks()
             self.show_message(f"Opening {label}…")
-            share = float(self.share.value)
-            scenario = self.data_factories[label](share)
+            share, fmt = float(self.share.value), self.time_format.value
+            scenario = as_choice(self.data_factories[label])(share, fmt)
             choices = self.catalogue.choices(scenario)
         except Exception:
             self._restore_data_controls()
             raise
-        self.scenario, self.scenario_label, self._share_used = scenario, label, share
+        self.scenario, self.scenario_label, self._share_used, self._format_used = scenario, label, share, fmt
         self.share.layout.visibility = "visible" if scenario.source == "replay" else "hidden"
         self.data_info.value = views.data_report(scenario)
         self.show_message("")

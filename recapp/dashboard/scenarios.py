@@ -287,12 +287,15 @@ def read_catalogue(path, log_ids: pd.Series) -> tuple[pd.DataFrame, str]:
 
 
 # ---- the three kinds of scenario -----------------------------------------------------------------
-def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE, time_format: str | None = None) -> Scenario:
+def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE, time_format: str | None = None,
+                 *, format_hint: str | None = None) -> Scenario:
     """The analyst's event log, validated and split by time; ``items`` (a path) gives readable labels.
 
     ``time_format`` (default ``$RECAPP_TIME_FORMAT``) reads the log's non-ISO date
-    text, as :func:`recapp.data.read_events` does. Raises :class:`DataError` for a
-    missing or unreadable file, a log that fails validation (the message is the
+    text, as :func:`recapp.data.read_events` does; ``format_hint`` says how the
+    analyst gives it, for messages about the format (default: the environment
+    variable, make and the command line). Raises :class:`DataError` for a missing
+    or unreadable file, a log that fails validation (the message is the
     validator's) or a log too small to split.
     """
     from recapp.data import read_events
@@ -304,8 +307,9 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE,
     try:
         events_df, report = read_events(path, return_report=True, time_format=time_format)
     except SchemaError as exc:
-        # The validator speaks of read_events' argument; here it comes from the environment or the command line.
-        how = f" (set {TIME_FORMAT_ENV}, make dashboard TIME_FORMAT=..., or --time-format)" if "time_format" in str(exc) else ""
+        # The validator speaks of read_events' argument; here it comes from the environment, the command line or the page.
+        hint = format_hint or f"set {TIME_FORMAT_ENV}, make dashboard TIME_FORMAT=..., or --time-format"
+        how = f" ({hint})" if "time_format" in str(exc) else ""
         raise DataError(f"event log {path} failed validation: {exc}{how}") from exc
     except Exception as exc:  # noqa: BLE001 - an unreadable file is one message, whatever the reader raised
         raise DataError(f"event log {path} could not be read: {exc}") from exc
@@ -322,6 +326,9 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE,
         item_frame = pd.concat([catalogue, item_frame[~item_frame[ITEM_COL].isin(catalogue[ITEM_COL])]], ignore_index=True)
     notes = [f"{report.n_input:,} rows read, {report.n_output:,} kept, {report.n_dropped:,} dropped",
              *report.notes, split_note(train, test, replay_share)]
+    if time_format and not any(repr(time_format) in note for note in report.notes):
+        # A format that read nothing is said, so the analyst does not think it was applied.
+        notes.insert(1 + len(report.notes), f"date format {time_format!r} not needed: the log's times are numbers or ISO 8601")
     if catalogue_note:
         notes.append(catalogue_note)
     return Scenario("log", f"your log ({path.name})", train, labels, item_frame, users, replay=test,
@@ -358,18 +365,3 @@ def shop_scenario(n_users: int = 500, n_items: int = 300, n_events: int = 30_000
     return Scenario("shop", "synthetic shop", shop.events,
                     items["title"], shop.items[[ITEM_COL, "title", "category", "price"]], users, shop=shop,
                     item_tags=items["category"])
-
-
-def data_choices(events=None, items=None) -> dict:
-    """Data selector entries, label -> factory(replay_share): the analyst's log first when given.
-
-    ``events``/``items`` default to ``$RECAPP_EVENTS`` / ``$RECAPP_ITEMS``.
-    """
-    events = events if events is not None else os.environ.get(EVENTS_ENV) or None
-    items = items if items is not None else os.environ.get(ITEMS_ENV) or None
-    choices = {}
-    if events:
-        choices[f"Your log: {Path(events).name}"] = lambda share: log_scenario(events, items, share)
-    choices["MovieLens-100K replay"] = movielens_scenario
-    choices["Synthetic shop (simulated shoppers)"] = lambda share: shop_scenario()
-    return choices

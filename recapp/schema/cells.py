@@ -224,10 +224,18 @@ def guess_text_format(texts) -> tuple[str, str] | None:
 
 
 def check_time_format(time_format: str | None) -> None:
-    """Raise ``SchemaError`` unless ``time_format`` is None or a strptime format with a year in it."""
-    if time_format is not None and not (isinstance(time_format, str) and ("%Y" in time_format or "%y" in time_format)):
+    """Raise ``SchemaError`` unless ``time_format`` is None or a strptime format with a year and known directives."""
+    if time_format is None:
+        return
+    if not (isinstance(time_format, str) and ("%Y" in time_format or "%y" in time_format)):
         raise SchemaError(f"time_format={time_format!r} must be a strptime format with a year (%Y or %y), "
                           "such as '%d/%m/%Y'")
+    try:
+        # A directive strptime does not know is only found by using the format.
+        pd.to_datetime(pd.Series(["x"]), format=time_format, errors="coerce")
+    except ValueError as exc:
+        raise SchemaError(f"time_format={time_format!r} is not a strptime format ({exc}); "
+                          "give one such as '%d/%m/%Y'") from None
 
 
 def text_format_for(texts, time_format: str | None) -> tuple[str, str | None] | None:
