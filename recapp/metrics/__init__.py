@@ -20,8 +20,9 @@ Conventions shared by the ranking metrics:
 * Discounts are ``1 / log2(rank + 1)`` with 1-based ranks.
 * Every metric that reads a score, prediction or relevance column refuses NaN
   and non-numeric values with :class:`ScoreError` (a ValueError naming the
-  column and rows) instead of ranking them last or returning NaN; beyond-accuracy
-  metrics refuse missing user or item ids the same way.
+  column and rows) instead of ranking them last or returning NaN; every metric
+  refuses missing user or item ids the same way (SchemaError), since a groupby
+  would drop them unseen and a match would count NaN as a user or item.
 
 Beyond-accuracy metrics take recommenders' argument order: the training
 interactions first (``train_df``), the recommendations second (``reco_df``).

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recapp.metrics.checks import check_ids, check_scores
+from recapp.metrics.checks import check_ids, check_one_value_per_id, check_scores
 from recapp.schema import ITEM_COL, USER_COL, require_columns
 
 
@@ -32,13 +32,15 @@ def catalog_coverage(reco_df: pd.DataFrame, catalog=None, *, n_items: int | None
         raise ValueError("catalog_coverage needs exactly one of catalog (items, DataFrame or ids) and n_items")
     if n_items is not None:
         catalog = n_items
+    if isinstance(catalog, (pd.Series, pd.Index, np.ndarray, list, tuple, set, frozenset)):
+        catalog = pd.DataFrame({col_item: np.asarray(list(catalog) if isinstance(catalog, (set, frozenset)) else catalog)})
     if isinstance(catalog, pd.DataFrame):
         require_columns(catalog, "catalog", col_item)
+        # nunique would skip a missing id and shrink the catalog, inflating the share
+        check_ids(catalog, "catalog", col_item)
         n_items = catalog[col_item].nunique()
     elif isinstance(catalog, Integral) and not isinstance(catalog, bool):
         n_items = int(catalog)
-    elif isinstance(catalog, (pd.Series, pd.Index, np.ndarray, list, tuple, set, frozenset)):
-        n_items = len(pd.unique(np.asarray(list(catalog) if isinstance(catalog, (set, frozenset)) else catalog)))
     else:
         raise ValueError(
             f"catalog must be a number of items, a DataFrame with column {col_item!r} or a collection of item ids; "
@@ -204,6 +206,7 @@ def serendipity(
     reco = reco_df[cols].drop_duplicates([col_user, col_item])
     if rating_true is not None:
         require_columns(rating_true, "rating_true", col_user, col_item)
+        check_ids(rating_true, "rating_true", col_user, col_item)
         rel = pd.MultiIndex.from_frame(reco[[col_user, col_item]]).isin(
             pd.MultiIndex.from_frame(_unique_pairs(rating_true, col_user, col_item))
         ).astype(np.float64)
@@ -321,13 +324,19 @@ def calibration_kl(
     ignored); ``q`` that of the user's rows in ``reco_df``, each weighing
     1/len(list) (an uncategorised recommendation dilutes ``q``); ``q~ = (1 - alpha) q
     + alpha p``. The same definition :func:`recapp.rerank.calibrated` optimises.
-    Users without categorised history are skipped.
+    Users without categorised history are skipped. ``items`` rows without an item
+    id, or repeating an id with a different ``col_category`` entry, raise SchemaError
+    naming them (repeated rows that agree are fine).
     """
     require_columns(reco_df, "reco_df", col_user, col_item)
     require_columns(train_df, "train_df", col_user, col_item)
     check_ids(reco_df, "reco_df", col_user, col_item)
     check_ids(train_df, "train_df", col_user, col_item)
     require_columns(items, "items", col_item, col_category)
+    # An id-less row's categories belong to no item, and an item listed with two category
+    # entries would silently get their union: refuse both, as item_features does.
+    check_ids(items, "items", col_item)
+    check_one_value_per_id(items, "items", col_item, col_category)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha={alpha!r} is out of range; it must be in (0, 1)")
     if len(reco_df) == 0:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema import SchemaError
+from recapp.schema.cells import _plain
 from recapp.schema.errors import _quote_rows
 
 
@@ -47,6 +48,27 @@ def check_ids(df: pd.DataFrame, name: str, *cols: str) -> None:
         if missing.any():
             raise SchemaError(f"column {c!r} of {name} has {int(missing.sum()):,} missing id(s), at rows "
                               f"{_quote_rows(df, missing, c)}; accepted: ids present in every row")
+
+
+def check_one_value_per_id(df: pd.DataFrame, name: str, col_id, col_value: str) -> None:
+    """Raise SchemaError when an id of ``df`` (a column, or a list of columns for a pair) is repeated with
+    different ``col_value`` values (missing counts as a value)."""
+    # Repeats that agree are harmless (a catalogue cut from an event log has many); repeats that
+    # disagree would be merged silently into an entry that no row states, or counted twice.
+    keys = [col_id] if isinstance(col_id, str) else list(col_id)
+    if not df.duplicated(keys).any():
+        return
+    n = df.groupby(keys, sort=False)[col_value].nunique(dropna=False)
+    bad = n.index[n.to_numpy() > 1]
+    if len(bad):
+        first = bad[0] if isinstance(bad[0], tuple) else (bad[0],)
+        rows = np.logical_and.reduce([(df[k] == v).to_numpy() for k, v in zip(keys, first)])
+        values = [_plain(v) for v in pd.unique(df.loc[rows, col_value])]
+        shown = tuple(_plain(v) for v in first) if len(keys) > 1 else _plain(first[0])
+        where = f"column {keys[0]!r}" if len(keys) == 1 else f"columns {keys}"
+        raise SchemaError(f"column {col_value!r} of {name} differs between the rows of {len(bad):,} repeated id(s) "
+                          f"of {where}, e.g. {shown!r}: {values}; accepted: one {col_value!r} value per id "
+                          "(repeated rows must agree)")
 
 
 def check_scores(df: pd.DataFrame, name: str, col: str, *, what: str = "score", finite: bool = False) -> np.ndarray:

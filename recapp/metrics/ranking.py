@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from recapp.metrics.checks import check_id_kinds, check_k, check_scores
+from recapp.metrics.checks import check_id_kinds, check_ids, check_k, check_scores
 from recapp.schema import ITEM_COL, SCORE_COL, USER_COL, require_columns
 
 DEFAULT_K = 10
@@ -34,11 +34,14 @@ def per_user_ranking_metrics(
     pair listed several times in ``rating_pred`` is ranked once, at its highest
     score (the first such row on a tie). Each metric lies in [0, 1]; the
     averages of its columns are what the ``*_at_k`` functions return. NaN or
-    non-numeric scores raise :class:`~recapp.metrics.checks.ScoreError` (a ValueError).
+    non-numeric scores raise :class:`~recapp.metrics.checks.ScoreError` (a ValueError);
+    a missing user or item id in either frame raises SchemaError naming the rows.
     """
     k = check_k(k)
     require_columns(rating_true, "rating_true", col_user, col_item)
     require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    check_ids(rating_true, "rating_true", col_user, col_item)
+    check_ids(rating_pred, "rating_pred", col_user, col_item)
     check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
     # A NaN score would sort last and quietly rank the item below every other.
     all_scores = check_scores(rating_pred, "rating_pred", col_prediction)
@@ -213,6 +216,8 @@ def auc(
     """
     require_columns(rating_true, "rating_true", col_user, col_item)
     require_columns(rating_pred, "rating_pred", col_user, col_item, col_prediction)
+    check_ids(rating_true, "rating_true", col_user, col_item)
+    check_ids(rating_pred, "rating_pred", col_user, col_item)
     check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
     # NaN scores would rank as NaN and push a user's AUC outside [0, 1].
     all_scores = check_scores(rating_pred, "rating_pred", col_prediction)
