@@ -59,6 +59,53 @@ def check_same_length(**arrays) -> int:
     return next(iter(lengths.values()))
 
 
+def check_weights(target: np.ndarray, ps: np.ndarray, w: np.ndarray) -> None:
+    """Refuse importance weights ``w = target / ps`` that are undefined (``ps`` 0 where ``target`` > 0) or overflow to inf."""
+    bad = np.flatnonzero((ps <= 0) & (target > 0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(f"logging propensity pscore[{i}] = {float(ps[i])} <= 0 while target_prob[{i}] = {float(target[i])} > 0 "
+                         f"({len(bad)} such row(s)): the importance weight is undefined; the logging policy must give "
+                         "positive probability to every action the target policy may take")
+    over = np.flatnonzero(~np.isfinite(w))
+    if len(over):
+        i = int(over[0])
+        raise ValueError(f"importance weight target_prob[{i}] / pscore[{i}] = {float(target[i])} / {float(ps[i])!r} "
+                         f"overflows to inf ({len(over)} such row(s)): a propensity this small is no usable probability "
+                         "(a logging error, or a 0 stored as a denormal?); fix pscore")
+
+
+def check_finite_estimates(estimates: dict, w: np.ndarray, ps: np.ndarray, reward: np.ndarray, *,
+                           resample: bool = False) -> None:
+    """Refuse an off-policy estimate that overflowed (inf, or NaN from inf - inf), naming the largest weight and its pscore.
+
+    SNIPW may be NaN (all weights 0, already warned about), never infinite.
+    """
+    for name, values in estimates.items():
+        v = np.asarray(values, dtype=np.float64)
+        bad = np.isinf(v) if name == "SNIPW" else ~np.isfinite(v)
+        if bad.any():
+            j, k = int(np.argmax(w)), int(np.argmin(ps))
+            raise ValueError(f"the {name} estimate{' of a bootstrap resample' if resample else ''} overflows to "
+                             f"{float(v[bad][0])}: importance weights reach {float(w[j]):.3g} at row {j} (pscore[{j}] = "
+                             f"{float(ps[j])!r}; smallest pscore[{k}] = {float(ps[k])!r}) and |reward| reaches "
+                             f"{float(np.abs(reward).max()):.3g}, whose products exceed floating point; a propensity "
+                             "this small is usually a logging error: fix pscore or evaluate a policy that avoids such actions")
+
+
+def check_resampling(alpha, n_bootstrap) -> None:
+    """A bootstrap's level in (0, 1) and its number of resamples, an integer >= 2 (an interval needs two)."""
+    check_level("alpha", alpha)
+    check_param("n_bootstrap", n_bootstrap, low=2, integer=True)
+
+
+def warn_snipw(estimators, w: np.ndarray) -> None:
+    """Warn that SNIPW is NaN when every importance weight is 0 (nothing to normalise by)."""
+    if "SNIPW" in estimators and not (w > 0).any():     # w >= 0; a sum could overflow
+        warnings.warn("SNIPW is undefined (NaN): every importance weight is 0, i.e. the target policy gives probability 0 "
+                      "to every logged action, so the logs hold no round to normalise by", RuntimeWarning, stacklevel=3)
+
+
 def check_per_arm(name: str, values, accepted: str, ok) -> None:
     """Every value of a per-arm Series finite and ``ok``; ``ValueError`` naming the first bad arm."""
     v = values.to_numpy(dtype=np.float64)

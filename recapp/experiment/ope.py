@@ -23,13 +23,13 @@ gives a distribution over items for the round's slot.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from recapp.experiment._checks import check_level, check_same_length, check_values
+from recapp.experiment._checks import (check_finite_estimates, check_resampling, check_same_length, check_values,
+                                       check_weights, warn_snipw)
 from recapp.experiment.reward_models import ItemPositionModel, LogisticRewardModel, make_reward_model  # noqa: F401  (re-exported)
 from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
@@ -103,6 +103,7 @@ def _point(est: str, r, w, q_logged, q_expected, axis=-1):
     if est == "IPW":
         return (w * r).mean(axis)
     if est == "SNIPW":
+        w = _unit(w)[0]        # the ratio is scale-free; unscaled, huge weights would overflow
         total = w.sum(axis)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(total > 0, (w * r).sum(axis) / np.where(total > 0, total, 1.0), np.nan)
@@ -113,6 +114,21 @@ def _point(est: str, r, w, q_logged, q_expected, axis=-1):
     raise ValueError(f"unknown estimator {est!r}; accepted: {list(ESTIMATORS)}")
 
 
+def _unit(x):
+    """``(x / s, s)``, s the largest power of two <= max|x|: exact, and keeps huge or tiny values from over/underflow."""
+    m = float(np.max(np.abs(x))) if np.size(x) else 0.0
+    s = float(np.ldexp(1.0, int(np.frexp(m)[1]) - 1)) if 0 < m < np.inf else 1.0
+    return x / s, s
+
+
+def _points(estimators, r, w, ql, qe, ps) -> dict:
+    """Each estimator's value on the full logs, refused if it overflowed."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        point = {e: _point(e, r, w, ql, qe) for e in estimators}
+    check_finite_estimates(point, w, ps, r)
+    return point
+
+
 def importance_weights(target_prob, pscore) -> np.ndarray:
     """``w_i = pi_e(a_i | x_i) / pi_0(a_i | x_i)``, checked.
 
@@ -120,26 +136,17 @@ def importance_weights(target_prob, pscore) -> np.ndarray:
     naming the array and the first bad row. A round whose logged action has
     propensity 0 cannot have been logged, and one the target policy might
     take there (target_prob > 0) has no finite weight: ValueError naming the
-    first such row. Where both are 0 the weight is 0 (the target policy never
+    first such row; so does a propensity so small (e.g. 1e-320) that the weight
+    overflows to inf. Where both are 0 the weight is 0 (the target policy never
     takes that action).
     """
     target = check_values("target_prob", target_prob, low=0.0, high=1.0)
     ps = check_values("pscore", pscore, low=0.0, high=1.0)
     target, ps = np.broadcast_arrays(target, ps)
-    bad = np.flatnonzero((ps <= 0) & (target > 0))
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(f"logging propensity pscore[{i}] = {float(ps[i])} <= 0 while target_prob[{i}] = {float(target[i])} > 0 "
-                         f"({len(bad)} such row(s)): the importance weight is undefined; the logging policy must give "
-                         "positive probability to every action the target policy may take")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(target == 0, 0.0, target / np.where(ps > 0, ps, 1.0))
-
-
-def _warn_snipw(estimators, w):
-    if "SNIPW" in estimators and not w.sum() > 0:
-        warnings.warn("SNIPW is undefined (NaN): every importance weight is 0, i.e. the target policy gives probability 0 "
-                      "to every logged action, so the logs hold no round to normalise by", RuntimeWarning, stacklevel=3)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        w = np.where(target == 0, 0.0, target / np.where(ps > 0, ps, 1.0))
+    check_weights(target, ps, w)
+    return w
 
 
 def _check_estimators(estimators, have_model: bool):
@@ -152,19 +159,17 @@ def _check_estimators(estimators, have_model: bool):
     return estimators
 
 
-def _check_resampling(alpha, n_bootstrap):
-    check_level("alpha", alpha)
-    check_param("n_bootstrap", n_bootstrap, low=2, integer=True)     # an interval needs at least two resamples
-
-
-def _table(estimators, point, boots, alpha, n, w):
-    ess = float(w.sum() ** 2 / max((w**2).sum(), 1e-300))
+def _table(estimators, point, boots, alpha, n, w, ps, r):
+    check_finite_estimates(boots, w, ps, r, resample=True)
+    u = _unit(w)[0]     # (sum w)^2 / sum w^2 overflows for weights near 1e160 and underflows to 0 near 1e-160
+    ess = float(u.sum() ** 2 / (u**2).sum()) if u.any() else 0.0
     rows = []
     for e in estimators:
         b = np.asarray(boots[e], dtype=np.float64)
         b = b[~np.isnan(b)]     # SNIPW is undefined in a resample whose weights are all 0
+        bu, s = _unit(b)        # so that the squares in the spread neither overflow nor underflow
         # An undefined estimate gets no interval, whatever the resamples say.
-        low, high, se = ((float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2)), float(b.std(ddof=1)))
+        low, high, se = ((float(np.quantile(b, alpha / 2)), float(np.quantile(b, 1 - alpha / 2)), float(bu.std(ddof=1) * s))
                          if len(b) > 1 and np.isfinite(point[e]) else (np.nan, np.nan, np.nan))
         rows.append({"estimator": e, "estimate": float(point[e]), "ci_low": low, "ci_high": high,
                      "se": se, "n_rounds": n, "ess": n if e == "DM" else ess})
@@ -180,11 +185,12 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     under pi_e (``sum_a pi_e(a | x_i) q_hat(x_i, a)``), both needed only for DM
     and DR. The model is held fixed across resamples. Returns estimator,
     estimate, ci_low, ci_high, se (bootstrap), n_rounds and ess (the effective
-    sample size ``(sum w)^2 / sum w^2`` of the weights).
+    sample size ``(sum w)^2 / sum w^2`` of the weights, computed without overflow).
 
     Every array has one finite value per round (probabilities in [0, 1]),
     at least one round; ``alpha`` lies in (0, 1) and ``n_bootstrap`` >= 2.
-    Anything else is a ValueError naming the argument and the first bad row.
+    Anything else is a ValueError naming the argument and the first bad row,
+    as is an estimate that overflows (weights near 1e300 from a tiny pscore).
     """
     r = check_values("reward", reward, ndim=1, min_size=1)
     target, ps = check_values("target_prob", target_prob, ndim=1), check_values("pscore", pscore, ndim=1)
@@ -193,10 +199,10 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     ql = check_values("q_logged", q_logged, ndim=1) if have else np.zeros_like(r)
     qe = check_values("q_expected", q_expected, ndim=1) if have else np.zeros_like(r)
     n = check_same_length(reward=r, pscore=ps, target_prob=target, **({"q_logged": ql, "q_expected": qe} if have else {}))
-    _check_resampling(alpha, n_bootstrap)
+    check_resampling(alpha, n_bootstrap)
     w = importance_weights(target, ps)
-    _warn_snipw(estimators, w)
-    point = {e: _point(e, r, w, ql, qe) for e in estimators}
+    warn_snipw(estimators, w)
+    point = _points(estimators, r, w, ql, qe, ps)
     rng = np.random.default_rng(random_state)
     boots = {e: [] for e in estimators}
     chunk = max(1, min(n_bootstrap, 2_000_000 // max(n, 1)))
@@ -204,10 +210,11 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     while done < n_bootstrap:
         m = min(chunk, n_bootstrap - done)
         idx = rng.integers(0, n, (m, n))
-        for e in estimators:
-            boots[e].append(_point(e, r[idx], w[idx], ql[idx], qe[idx], axis=1))
+        with np.errstate(over="ignore", invalid="ignore"):     # overflow is refused by _table, by name
+            for e in estimators:
+                boots[e].append(_point(e, r[idx], w[idx], ql[idx], qe[idx], axis=1))
         done += m
-    return _table(estimators, point, {e: np.concatenate(v) for e, v in boots.items()}, alpha, n, w)
+    return _table(estimators, point, {e: np.concatenate(v) for e, v in boots.items()}, alpha, n, w, ps, r)
 
 
 def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", estimators=ESTIMATORS,
@@ -232,7 +239,7 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
         raise ValueError(f"action_dist rows must sum to 1; row {int(off[0])} sums to {float(dist[off[0]].sum())!r} "
                          f"({len(off)} such row(s))")
     check_values("reward", logged.reward, ndim=1, min_size=1)
-    _check_resampling(alpha, n_bootstrap)
+    check_resampling(alpha, n_bootstrap)
     use_model = any(e in MODEL_ESTIMATORS for e in estimators)
     estimators = _check_estimators(estimators, use_model or reward_model is not None)
     rows = np.arange(logged.n_rounds)
@@ -246,8 +253,8 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
     ql, qe = q[rows, logged.action], np.einsum("na,na->n", dist, q)
     if not refit:
         return estimate(logged.reward, logged.pscore, target, ql, qe, estimators, alpha, n_bootstrap, random_state)
-    _warn_snipw(estimators, w)
-    point = {e: _point(e, logged.reward, w, ql, qe) for e in estimators}
+    warn_snipw(estimators, w)
+    point = _points(estimators, logged.reward, w, ql, qe, logged.pscore)
     rng = np.random.default_rng(random_state)
     boots = {e: np.empty(n_bootstrap) for e in estimators}
     for b in range(n_bootstrap):
@@ -257,11 +264,12 @@ def evaluate(logged: LoggedFeedback, action_dist, reward_model="item_position", 
         qb = fresh.fit(sub).predict(sub)
         sb = np.arange(len(idx))
         qlb, qeb = qb[sb, sub.action], np.einsum("na,na->n", dist[idx], qb)
-        for e in estimators:
-            boots[e][b] = _point(e, sub.reward, w[idx], qlb, qeb)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for e in estimators:
+                boots[e][b] = _point(e, sub.reward, w[idx], qlb, qeb)
     if not isinstance(reward_model, str):
         model.fit(logged)       # leave the caller's model fitted on the full logs
-    return _table(estimators, point, boots, alpha, logged.n_rounds, w)
+    return _table(estimators, point, boots, alpha, logged.n_rounds, w, logged.pscore, logged.reward)
 
 
 # ---- policies to evaluate -------------------------------------------------------------------
