@@ -50,7 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recapp.experiment import DQNReranker, RandomPolicy, compare_long_term, returning_simulator  # noqa: E402
 from recapp.experiment.dqn import LONG_TERM_EFFECTS  # noqa: E402
-from recapp.experiment.bandits import EpsilonGreedy, LinUCB, ReinforceReRanker, bandit_simulator, compare_policies  # noqa: E402
+from recapp.experiment.bandits import EpsilonGreedy, LinUCB, bandit_simulator, compare_policies  # noqa: E402
+from recapp.experiment.reinforce import ReinforceReRanker  # noqa: E402
 
 SESSIONS_PER_STEP = 50
 SHAPED = {"click": 0.1, "cart": 0.3, "purchase": 1.0}

@@ -9,11 +9,11 @@ from recapp.experiment.bandits import (
     EpsilonGreedy,
     LinUCB,
     RandomPolicy,
-    ReinforceReRanker,
     ThompsonSampling,
     bandit_simulator,
     compare_policies,
 )
+from recapp.experiment.reinforce import ReinforceReRanker
 from recapp.experiment.simulator import RecommenderPolicy
 from recapp.models import EASE
 

@@ -8,10 +8,10 @@ from recapp.experiment.bandits import (
     UCB1,
     EpsilonGreedy,
     LinUCB,
-    ReinforceReRanker,
     ThompsonSampling,
 )
 from recapp.experiment.dqn import DQNReranker
+from recapp.experiment.reinforce import ReinforceReRanker
 from recapp.experiment.simulator import ShopperSimulator
 
 U = np.random.default_rng(0).standard_normal((20, 6))

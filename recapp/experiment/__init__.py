@@ -5,8 +5,8 @@ Modules: :mod:`~recapp.experiment.simulator` (shoppers with known tastes),
 :mod:`~recapp.experiment.ab_calibration` (the tests' false-positive rate and power on simulated experiments),
 :mod:`~recapp.experiment.sequential` (alpha spending, mSPRT, peeking),
 :mod:`~recapp.experiment.live_ab` (a live A/B test with an always-valid verdict),
-:mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB,
-REINFORCE), :mod:`~recapp.experiment.dqn` (a DQN slate re-ranker for returning
+:mod:`~recapp.experiment.bandits` (epsilon-greedy, UCB1, Thompson, LinUCB),
+:mod:`~recapp.experiment.reinforce` (REINFORCE), :mod:`~recapp.experiment.dqn` (a DQN slate re-ranker for returning
 shoppers), :mod:`~recapp.experiment.ope` (IPW, SNIPW, DM, DR on logged data)
 and :mod:`~recapp.experiment.plots` (plotly figures).
 """
@@ -22,6 +22,15 @@ from recapp.experiment.abtest import (
     sample_size,
     srm_check,
     user_metrics,
+)
+from recapp.experiment.bandits import (
+    UCB1,
+    BanditPolicy,
+    EpsilonGreedy,
+    LinUCB,
+    ThompsonSampling,
+    bandit_simulator,
+    compare_policies,
 )
 from recapp.experiment.click_model import ClickModel, fit_click_model, position_decay_test, predict_logged, synthetic_rounds
 from recapp.experiment.cuped import (
@@ -47,6 +56,7 @@ from recapp.experiment.interleaving import (
 from recapp.experiment.interleaving_sim import InterleavedPolicy, InterleavingSimulation, expected_credit, run_interleaving
 from recapp.experiment.live_ab import ABSimulation, ShopScenario
 from recapp.experiment.ope import LoggedFeedback, estimate, evaluate, from_open_bandit, learned_policy_study, random_policy_study
+from recapp.experiment.reinforce import ReinforceReRanker
 from recapp.experiment.simulator_calibration import (
     calibration_report,
     random_ctr_check,
@@ -87,5 +97,7 @@ __all__ = [
     "alpha_spent", "always_valid_pvalues", "confidence_sequence", "monitor", "msprt_interval", "msprt_statistic",
     "peeking_simulation", "spending_boundaries",
     "EnginePolicy", "Policy", "RandomPolicy", "RecommenderPolicy", "ShopperSimulator", "SimulationResult", "as_policy",
+    "BanditPolicy", "EpsilonGreedy", "UCB1", "ThompsonSampling", "LinUCB", "ReinforceReRanker", "bandit_simulator",
+    "compare_policies",
     "DQNReranker", "compare_long_term", "returning_simulator",
 ]

@@ -11,8 +11,8 @@ recommender's shortlist.
   per item, shared by all shoppers;
 * :class:`LinUCB` (Li et al., WWW 2010, disjoint model) learns a linear click
   model per item over the shopper's observable context;
-* :class:`ReinforceReRanker` is a policy-gradient (REINFORCE, Williams 1992)
-  Plackett-Luce slate policy in PyTorch over context and item embeddings.
+* :class:`~recapp.experiment.reinforce.ReinforceReRanker` (its own module, as
+  the DQN has) is a policy-gradient Plackett-Luce slate policy in PyTorch.
 
 Each impression counts as one Bernoulli trial of its item (click or not),
 ignoring position: simple, slightly pessimistic for lower slots, and what
@@ -50,16 +50,17 @@ import numpy as np
 import pandas as pd
 
 from recapp.experiment._checks import check_feedback, check_slate_size
+from recapp.experiment.policies import check_slate_feedback
 from recapp.experiment.simulator import Environment, OraclePolicy, Policy, RandomPolicy, ShopperSimulator
 from recapp.models.base import check_param
-from recapp.models.torch_base import torch_threads
-from recapp.schema import ITEM_COL, USER_COL
+from recapp.schema import ITEM_COL, USER_COL, require_columns
+from recapp.schema.cells import _plain
 
 REWARDS = ("click", "cart", "purchase")
 #: The run of the documented comparison: 1,200 steps of 50 one-slate sessions = 60,000 slates.
 DOCUMENTED_SETTING = {"n_steps": 1200, "sessions_per_step": 50}
 
-__all__ = ["DOCUMENTED_SETTING", "BanditPolicy", "EpsilonGreedy", "UCB1", "ThompsonSampling", "LinUCB", "ReinforceReRanker",
+__all__ = ["DOCUMENTED_SETTING", "BanditPolicy", "EpsilonGreedy", "UCB1", "ThompsonSampling", "LinUCB",
            "RandomPolicy", "OraclePolicy", "compare_policies", "bandit_simulator"]
 
 
@@ -71,7 +72,17 @@ class BanditPolicy(Policy):
     ``slates`` leaves ``last_ = (users, cand, pos)`` for ``_learn``: the
     candidate matrix it scored and, per shopper, the columns of ``cand``
     shown, in slate order (the shown items are ``cand[row, pos[row]]``).
+
+    A policy whose ``_learn`` reads ``last_`` sets ``learns_from_slates``
+    (REINFORCE, the DQN): its ``observe`` then takes exactly the feedback of
+    its last ``slates`` call, once, every (request, position) shown one row
+    with the item shown there, and refuses anything else before learning.
+    The others (the per-item counts and LinUCB) learn from any impression of
+    a catalogue item, shown by them or not, and read no request or position.
     """
+
+    #: Feedback columns ``observe`` reads besides the reward columns (``_reward_columns``).
+    feedback_columns: tuple = (ITEM_COL,)
 
     def __init__(self, candidates=None, n_candidates: int = 50, reward: str = "click", random_state=0,
                  name: str | None = None):
@@ -92,6 +103,8 @@ class BanditPolicy(Policy):
         self.shows_ = np.zeros(n)
         self.rewards_ = np.zeros(n)
         self.t_ = 0
+        self.last_ = None
+        self.observed_ = False
 
     def _candidate_matrix(self, users: np.ndarray) -> np.ndarray:
         n_items = len(self.env_.item_ids)
@@ -123,25 +136,60 @@ class BanditPolicy(Policy):
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
         pos = np.take_along_axis(top, order, axis=1)      # the shown candidates' columns, best first
         self.last_ = (users, cand, pos)
+        self.observed_ = False
         return self.env_.item_ids[np.take_along_axis(cand, pos, axis=1)]
 
     def observe(self, feedback):
-        """Count one trial per impression and its reward, then call ``_learn``.
+        """Count one trial per impression and its reward, then call ``_learn``; empty feedback is a no-op.
 
-        Raises ``ValueError`` before learning anything when an item is not in
-        the catalogue or a reward is not a number in [0, 1].
+        Raises ``ValueError`` before learning anything when a column it reads
+        is missing, an item is not in the catalogue, a reward is not a number
+        in [0, 1] or, with ``learns_from_slates``, the rows are not the last
+        slates' impressions (see :meth:`_check_observation`).
         """
+        require_columns(feedback, "feedback")
+        if len(feedback) == 0:
+            return
+        require_columns(feedback, "feedback", *self._feedback_columns())
         idx = self.env_.item_index(feedback[ITEM_COL].to_numpy())
         check_feedback(feedback, idx, self._reward_columns())
+        self._check_observation(feedback, idx)
         r = feedback[self.reward].to_numpy(dtype=np.float64)
         np.add.at(self.shows_, idx, 1.0)
         np.add.at(self.rewards_, idx, r)
         self.t_ += len(feedback)
         self._learn(feedback, idx, r)
+        self.observed_ = True
 
     def _reward_columns(self) -> tuple:
         """The feedback columns ``observe`` learns from, each checked to lie in [0, 1]."""
         return (self.reward,)
+
+    def _feedback_columns(self) -> tuple:
+        """Every column ``observe`` reads: ``feedback_columns``, request and position when learning from slates, rewards."""
+        slate_cols = ("request", "position") if self.learns_from_slates else ()
+        return tuple(dict.fromkeys(self.feedback_columns + slate_cols + self._reward_columns()))
+
+    def _check_observation(self, feedback, idx) -> None:
+        """Checks beyond the catalogue and the rewards, run before anything is learned (extend and call super)."""
+        if self.learns_from_slates:
+            self._check_slates(feedback, idx)
+
+    def _check_slates(self, feedback, idx) -> None:
+        """Refuse feedback that is not, row for row, the impressions of the last ``slates`` call, observed once.
+
+        ``_learn`` indexes ``last_`` by request and position: a row outside
+        it would be an IndexError after the counts were updated, and a row
+        naming another slate's item (or a repeated or missing slot) would be
+        learned as if this policy had shown it.
+        """
+        who = type(self).__name__
+        if self.last_ is None or self.observed_:
+            when = "before any slates() call" if self.last_ is None else "a second time for the same slates() call"
+            raise ValueError(f"{who}.observe was called {when}; it learns from the slates it showed, so every slates() "
+                             "call takes exactly one observe() of its feedback")
+        _, cand, pos = self.last_
+        check_slate_feedback(feedback, np.take_along_axis(cand, pos, axis=1), idx, who, self.env_.item_ids)
 
     def _learn(self, feedback, idx, r) -> None:
         """Extra learning beyond the per-item counts (default: nothing)."""
@@ -222,7 +270,15 @@ class LinUCB(BanditPolicy):
     different shoppers get different slates. ``alpha`` is the width of the
     confidence bonus in reward units; 0.3 suits click rates of a few percent
     (the documented setting), where the textbook alpha >= 1 over-explores.
+
+    ``observe`` learns from any (user_id, item_id, reward) impression, shown
+    by this policy or not: each item's model is a ridge regression of reward
+    on context, valid for any logged impression (say a warm start from a
+    log), so LinUCB does not set ``learns_from_slates``. A user_id outside
+    the environment's shoppers is refused, since it has no context.
     """
+
+    feedback_columns = (ITEM_COL, USER_COL)
 
     def __init__(self, alpha: float = 0.3, l2: float = 1.0, **kwargs):
         check_param("alpha", alpha, low=0.0)
@@ -238,6 +294,16 @@ class LinUCB(BanditPolicy):
         self.A_ = np.tile(self.l2 * np.eye(d), (n, 1, 1))
         self.A_inv_ = np.tile(np.eye(d) / self.l2, (n, 1, 1))
         self.b_ = np.zeros((n, d))
+        self.user_pos_ = pd.Index(env.user_ids)
+
+    def _check_observation(self, feedback, idx):
+        """Refuse, before anything is learned, a shopper the environment has no context for."""
+        super()._check_observation(feedback, idx)
+        users = feedback[USER_COL].to_numpy()
+        unknown = np.flatnonzero(self.user_pos_.get_indexer(pd.Index(users)) < 0)
+        if len(unknown):
+            raise ValueError(f"feedback['{USER_COL}'] holds {_plain(users[unknown[0]])!r} at row {int(unknown[0])} "
+                             f"({len(unknown)} such row(s)), not a shopper of the environment; LinUCB needs their context")
 
     def _scores(self, users, cand):
         x = self.env_.context(users)                               # (n, d)
@@ -253,111 +319,6 @@ class LinUCB(BanditPolicy):
         touched = np.unique(idx)
         # Re-inverting the touched items' small matrices is exact and cheaper than sequential Sherman-Morrison in Python.
         self.A_inv_[touched] = np.linalg.inv(self.A_[touched])
-
-
-class ReinforceReRanker(BanditPolicy):
-    """A Plackett-Luce slate policy trained online with REINFORCE (PyTorch).
-
-    The logit of candidate i for a shopper with context x is
-    ``w_rank * -log(rank_i) + mlp(x) . e_i + b_i``: ``rank_i`` is the item's
-    rank in the base Recommender's candidate list (all 1 without one), ``e_i``
-    a learned item embedding. ``w_rank`` starts at ``rank_prior``, so the
-    policy begins close to the base model's order and learns corrections. A
-    slate is sampled without replacement in proportion to ``exp(logit)``
-    (Gumbel top-k); after each batch of feedback the policy takes one
-    ``optimizer`` step on ``-(reward - baseline) * log P(slate)`` with a
-    moving-average baseline, minus a small entropy bonus.
-    """
-
-    def __init__(self, hidden: int = 16, lr: float = 0.01, optimizer: str = "sgd", entropy: float = 0.0,
-                 baseline_decay: float = 0.95, rank_prior: float = 2.0, device: str = "cpu", **kwargs):
-        if optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer={optimizer!r} is not accepted; accepted values: ['sgd', 'adam']")
-        check_param("hidden", hidden, low=1, integer=True)
-        check_param("lr", lr, low=0.0, low_inclusive=False)
-        check_param("entropy", entropy, low=0.0)
-        check_param("baseline_decay", baseline_decay, low=0.0, high=1.0)
-        check_param("rank_prior", rank_prior)
-        super().__init__(**kwargs)
-        self.hidden = hidden
-        self.lr = lr
-        self.optimizer = optimizer
-        self.entropy = entropy
-        self.baseline_decay = baseline_decay
-        self.rank_prior = rank_prior
-        self.device = device
-
-    def reset(self, env):
-        """Build a fresh network and optimiser (seeded)."""
-        import torch
-
-        super().reset(env)
-        gen = torch.Generator().manual_seed(int(self.random_state or 0))
-        d, n, h = env.n_context, len(env.item_ids), self.hidden
-        self.net_ = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.Tanh(), torch.nn.Linear(h, h))
-        with torch.no_grad():
-            for p in self.net_.parameters():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-        self.net_.to(self.device)
-        self.item_emb_ = torch.nn.Parameter((torch.randn(n, h, generator=gen) * 0.3).to(self.device))
-        self.item_bias_ = torch.nn.Parameter(torch.zeros(n, device=self.device))
-        self.rank_weight_ = torch.nn.Parameter(torch.tensor(float(self.rank_prior), device=self.device))
-        params = list(self.net_.parameters()) + [self.item_emb_, self.item_bias_, self.rank_weight_]
-        # Plain SGD by default: Adam rescales every gradient to unit size, which turns
-        # the noise of sparse click rewards into a random walk of the logits.
-        self.opt_ = (torch.optim.SGD(params, lr=self.lr) if self.optimizer == "sgd" else torch.optim.Adam(params, lr=self.lr))
-        self.baseline_ = None
-
-    def _logits(self, users, cand):
-        import torch
-
-        x = torch.as_tensor(self.env_.context(users), dtype=torch.float32, device=self.device)
-        c = torch.as_tensor(np.ascontiguousarray(cand), device=self.device)
-        # Candidate columns are in the base model's rank order (all items: no order, so no prior).
-        neg_log_rank = (-torch.log(torch.arange(1, cand.shape[1] + 1, dtype=torch.float32, device=self.device))
-                        if self.candidates is not None else torch.zeros(cand.shape[1], device=self.device))
-        return (torch.einsum("nh,nmh->nm", self.net_(x), self.item_emb_[c]) + self.item_bias_[c]
-                + self.rank_weight_ * neg_log_rank[None, :])
-
-    def _scores(self, users, cand):
-        import torch
-
-        with torch.no_grad(), torch_threads(1):
-            logits = self._logits(users, cand).cpu().numpy()
-        # Gumbel-perturbed logits: their top-k is a Plackett-Luce sample without replacement.
-        return logits + self.rng_.gumbel(size=logits.shape)
-
-    def _learn(self, feedback, idx, r):
-        with torch_threads(1):
-            self._step(feedback, r)
-
-    def _step(self, feedback, r):
-        import torch
-
-        users, cand, pos = self.last_                              # pos: column of each shown item in its row
-        n, k = pos.shape
-        reward = np.zeros(n)
-        np.add.at(reward, feedback["request"].to_numpy(), r)
-        logits = self._logits(users, cand)                         # (n, m)
-        pos_t = torch.as_tensor(pos, device=self.device)
-        chosen_logits = torch.gather(logits, 1, pos_t)             # (n, k)
-        mask = torch.zeros_like(logits, dtype=torch.bool)
-        logp = torch.zeros(n, device=self.device)
-        for j in range(k):
-            masked = logits.masked_fill(mask, float("-inf"))
-            logp = logp + chosen_logits[:, j] - torch.logsumexp(masked, dim=1)
-            mask = mask.scatter(1, pos_t[:, j:j + 1], True)
-        mean_r = float(reward.mean())
-        self.baseline_ = mean_r if self.baseline_ is None else self.baseline_decay * self.baseline_ + (1 - self.baseline_decay) * mean_r
-        adv = torch.as_tensor(reward - self.baseline_, dtype=torch.float32, device=self.device)
-        # Summed over the batch (not averaged) so the step size does not shrink with the batch.
-        loss = -(adv * logp).sum()
-        if self.entropy:
-            probs = torch.softmax(logits, dim=1)
-            loss = loss + self.entropy * (probs * torch.log(probs + 1e-12)).sum()
-        self.opt_.zero_grad()
-        loss.backward()
-        self.opt_.step()
 
 
 # ---- running them --------------------------------------------------------------------

@@ -115,6 +115,8 @@ class DQNReranker(BanditPolicy):
     there is a GPU.
     """
 
+    learns_from_slates = True           # _learn reads last_ by the feedback's request and position
+
     def __init__(self, hidden: int = 32, gamma: float = 0.5, lr: float = 3e-3, epsilon_start: float = 1.0,
                  epsilon_end: float = 0.02, epsilon_decay: int = 3000, buffer_size: int = 20_000, batch_size: int = 64,
                  update_every: int = 12, target_update: int = 50, history: bool = True, reward_weights: dict | None = None,

@@ -67,12 +67,19 @@ class InterleavedPolicy(Policy):
     """Show each shopper the team draft of two policies' slates and credit the clicks to the teams.
 
     Both policies see the whole feedback of every merged list (as two models
-    retrained on the same log would). ``log()`` returns one row per shown
+    retrained on the same log would), so a policy that learns from its own
+    slates (``learns_from_slates``: REINFORCE, the DQN) is refused. ``log()`` returns one row per shown
     list: step, user_id, clicks_A, clicks_B.
     """
 
     def __init__(self, policy_a, policy_b, name: str = "interleaved", random_state=0):
         self.policy_a, self.policy_b = as_policy(policy_a), as_policy(policy_b)
+        for label, p in (("policy_a", self.policy_a), ("policy_b", self.policy_b)):
+            if p.learns_from_slates:
+                # Its own slate is never what the shopper saw: the merged list's feedback would teach it the wrong slate.
+                raise ValueError(f"{label} ({type(p).__name__}) learns from the slates it showed, but an interleaved "
+                                 "list is not its slate; interleave policies that learn from any impression "
+                                 "(the bandits, LinUCB) or fixed recommenders, or compare it in an A/B test")
         self.name = name
         self.random_state = random_state
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema import EVENT_COL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.schema.cells import _plain
 
 ARM_COL = "arm"
 FEEDBACK_EVENTS = ("click", "cart", "purchase")
@@ -49,9 +50,13 @@ class Policy:
     ``feedback`` is one row per shown item with columns request (row of the
     ``slates`` call), user_id, item_id, position (1-based), click, cart,
     purchase, revenue and timestamp. ``end_step()`` is called once per step.
+    A policy that learns from the slates it showed, and so can take only the
+    feedback of its own last ``slates`` call, sets ``learns_from_slates``.
     """
 
     name: str = "policy"
+    #: Whether ``observe`` learns from the policy's own last slates (and refuses any other feedback).
+    learns_from_slates: bool = False
 
     def reset(self, env: Environment) -> None:
         """Prepare for a new run in ``env``."""
@@ -85,6 +90,51 @@ def fill_slates(slates: np.ndarray, n_items: int, rng: np.random.Generator) -> n
         miss = np.flatnonzero(row < 0)
         out[r, miss] = rng.choice(free, size=min(len(miss), len(free)), replace=False) if len(free) >= len(miss) else -1
     return out
+
+
+def check_slate_feedback(feedback: pd.DataFrame, shown: np.ndarray, item_idx: np.ndarray, who: str, item_ids) -> None:
+    """Refuse feedback that is not exactly one row per slot of ``shown`` (n, k), each naming the item shown there.
+
+    For a policy that learns from the slates it showed: ``item_idx`` are the
+    rows' catalogue positions, ``shown`` those of the items it showed, ``who``
+    names it in the error. Rows outside the slates, another item than the one
+    shown, a repeated or a missing (request, position) are each a
+    ``ValueError`` with their count and the first such row. Vectorised: it
+    runs on every simulated batch of slates.
+    """
+    n, k = shown.shape
+    req = _slot_column(feedback, "request", 0, n - 1, f"the rows of the last slates() call ({n} slate(s))")
+    col = _slot_column(feedback, "position", 1, k, f"the slots of a slate of k={k}") - 1
+    slot = req * k + col
+    wrong = np.flatnonzero(shown.ravel()[slot] != item_idx)
+    if len(wrong):
+        i = int(wrong[0])
+        raise ValueError(f"feedback['{ITEM_COL}'] holds {_plain(feedback[ITEM_COL].iloc[i])!r} at row {i} (request "
+                         f"{int(req[i])}, position {int(col[i]) + 1}), but {who} showed {_plain(item_ids[shown.flat[slot[i]]])!r} "
+                         f"there ({len(wrong)} such row(s)); it learns from its own slates: pass its last slates' feedback")
+    if len(slot) != n * k or np.bincount(slot, minlength=n * k).max() > 1:
+        order = np.argsort(slot, kind="stable")
+        repeat = order[1:][slot[order][1:] == slot[order][:-1]]
+        if len(repeat):
+            i = int(repeat.min())
+            raise ValueError(f"feedback repeats (request {int(req[i])}, position {int(col[i]) + 1}) at row {i} "
+                             f"({len(repeat)} repeated row(s)); each shown slot takes exactly one row")
+        missing = np.setdiff1d(np.arange(n * k), slot)
+        raise ValueError(f"feedback has no row for {len(missing)} of the {n * k} shown (request, position) slots, the first "
+                         f"(request {int(missing[0] // k)}, position {int(missing[0] % k) + 1}); {who} would learn them "
+                         "as shown and not clicked: pass one row per shown item")
+
+
+def _slot_column(feedback: pd.DataFrame, name: str, low: int, high: int, what: str) -> np.ndarray:
+    """``feedback[name]`` as int64, refused unless every value is an integer in [low, high] (``what`` says why)."""
+    v = feedback[name].to_numpy()
+    if v.dtype.kind not in "iu":
+        raise ValueError(f"feedback[{name!r}] has dtype {v.dtype}; it must hold integers in [{low}, {high}] ({what})")
+    bad = np.flatnonzero((v < low) | (v > high))
+    if len(bad):
+        raise ValueError(f"feedback[{name!r}] holds {_plain(v[bad[0]])!r} at row {int(bad[0])} ({len(bad)} such row(s)); "
+                         f"it must be an integer in [{low}, {high}]: {what}")
+    return v.astype(np.int64, copy=False)
 
 
 class RecommenderPolicy(Policy):
