@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests: the models folder kept out of the user's cache; a small shop and EASE on it."""
+"""Fixtures shared by the tests: the models folder kept out of the user's cache; a small shop and EASE on it; one SparkSession."""
 import os
 
 import pytest
@@ -34,3 +34,22 @@ def shop():
 def ease(shop):
     """EASE fitted on :func:`shop`."""
     return EASE(l2=50.0).fit(shop.events)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """One local[2] SparkSession for the whole run (UI off, 2 shuffle partitions, a temporary local dir), as
+    Microsoft Recommenders' conftest makes it; the tests that ask for it are skipped, with the reason, where
+    pyspark or Java 17 is missing."""
+    from recapp.spark.session import spark_unavailable_reason
+
+    reason = spark_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"Spark tests skipped: {reason}")
+    from recapp.spark import spark_session
+
+    session = spark_session("recapp-tests", master="local[2]", shuffle_partitions=2, driver_memory="1g",
+                            local_dir=str(tmp_path_factory.mktemp("spark-local")),
+                            conf={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse"))})
+    yield session
+    session.stop()

@@ -30,22 +30,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully supp
 needs_spark = pytest.mark.skipif(REASON is not None, reason=f"Spark tests skipped: {REASON}")
 
 
-# ---- fixtures ----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def spark(tmp_path_factory):
-    """One local[2] SparkSession for the run: UI off, 2 shuffle partitions, a temporary local dir."""
-    if REASON is not None:
-        pytest.skip(REASON)
-    from recapp.spark import spark_session
-
-    local_dir = tmp_path_factory.mktemp("spark-local")
-    session = spark_session("recapp-tests", master="local[2]", shuffle_partitions=2, driver_memory="1g",
-                            local_dir=str(local_dir),
-                            conf={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse"))})
-    yield session
-    session.stop()
-
-
+# ---- fixtures (the session-wide ``spark`` is tests/conftest.py's) --------------------------------
 @pytest.fixture(scope="module")
 def ml():
     return load_movielens("100k").interactions
@@ -365,10 +350,10 @@ def test_chrono_split_matches_recapp(ml_sdf, ml):
     cols = ["user_id", "item_id", "timestamp"]
     # ML-100K has many equal timestamps per user: they keep input order on both sides.
     for kwargs in (dict(ratio=0.75), dict(ratio=[0.6, 0.2, 0.2], min_rating=30), dict(ratio=0.5, filter_by="item")):
-        got = chrono_split(ml_sdf, **kwargs)
         with warnings.catch_warnings():
-            # recapp's split reports what min_rating drops (tests/test_split.py checks it); Spark's does not yet.
+            # Both report what min_rating drops (tests/test_spark_checks.py compares the reports).
             warnings.filterwarnings("ignore", "min_rating=", UserWarning)
+            got = chrono_split(ml_sdf, **kwargs)
             exp = split.chrono_split(ml, **kwargs)
         assert len(got) == len(exp)
         for g, e in zip(got, exp):

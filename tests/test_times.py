@@ -142,18 +142,6 @@ def test_a_live_event_takes_iso_text_and_refuses_other_text_as_a_one_row_batch_d
 
 
 # ---- Spark reads the same ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    """A local[2] SparkSession, as tests/test_spark.py makes it (the running one when that module made it first)."""
-    if REASON is not None:
-        pytest.skip(REASON)
-    from recapp.spark import spark_session
-
-    return spark_session("recapp-tests", master="local[2]", shuffle_partitions=2, driver_memory="1g",
-                         local_dir=str(tmp_path_factory.mktemp("spark-local")),
-                         conf={"spark.sql.warehouse.dir": str(tmp_path_factory.mktemp("spark-warehouse"))})
-
-
 # values -> what both layers must give: the start of the error's quote, or the seconds and the note's format.
 SAME = {
     "far-double": ([float(T0), 1e300, float(T0 + 2), float(T0 + 3)], "line 2: 1e+300"),

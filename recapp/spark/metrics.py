@@ -18,11 +18,11 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from recapp.metrics import DEFAULT_K, RANKING_METRICS, check_k, resolve_metric_names
+from recapp.metrics import DEFAULT_K, RANKING_METRICS, ScoreError, check_k, resolve_metric_names
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
+from recapp.spark.checks import count_rows, missing_cell, quote_row
 from recapp.spark.events import col
 from recapp.spark.report import require_frame
-
 
 
 def _check_id_kinds(a: DataFrame, a_name: str, b: DataFrame, b_name: str, *cols: str) -> None:
@@ -35,6 +35,51 @@ def _check_id_kinds(a: DataFrame, a_name: str, b: DataFrame, b_name: str, *cols:
                 f"column {c!r} is {kinds[na]} ({ta.simpleString()}) in {a_name} but {kinds[nb]} ({tb.simpleString()}) "
                 f"in {b_name}; ids must have the same type in both frames"
             )
+
+
+def _scores(sdf: DataFrame, name: str, column: str) -> F.Column:
+    """``column`` as doubles (text read as numbers, null where it is none); a ScoreError for a type no score can have."""
+    dtype = sdf.schema[column].dataType
+    if isinstance(dtype, T.StringType):
+        # try_cast: under ANSI (Spark 4's default) a plain cast of 'x' fails the whole job with a Java error.
+        return col(column).try_cast("double")
+    if isinstance(dtype, (T.NumericType, T.BooleanType)):
+        return col(column).cast("double")
+    raise ScoreError(f"column {column!r} of {name} holds Spark type {dtype.simpleString()}, not scores; accepted: numbers")
+
+
+def _check_values(rating_true: DataFrame, rating_pred: DataFrame, col_user: str, col_item: str,
+                  col_prediction: str) -> None:
+    """:func:`recapp.metrics.check_ids` on both frames and ``check_scores`` on the predictions, in one Spark job.
+
+    A missing id would be dropped by a join unseen; a NaN score would rank first
+    (Spark orders NaN above every number), a null one last. Messages are recapp.metrics',
+    quoting one offending row (a Spark DataFrame has no row labels).
+    """
+    frames = {"rating_true": (rating_true, [col_user, col_item]),
+              "rating_pred": (rating_pred, [col_user, col_item, col_prediction])}
+    score = _scores(rating_pred, "rating_pred", col_prediction)
+    raw = col(col_prediction)
+    aggs, checks = [], []
+    for j, (name, (sdf, shown)) in enumerate(frames.items()):
+        conds = {f"ids{j}_{n}": missing_cell(sdf.schema[c].dataType, col(c)) for n, c in enumerate((col_user, col_item))}
+        checks += [(key, name, c, "id") for key, c in zip(conds, (col_user, col_item))]
+        if name == "rating_pred":
+            conds.update(text=raw.isNotNull() & score.isNull(), nan=raw.isNull() | F.isnan(score))
+            checks += [("text", name, col_prediction, "text"), ("nan", name, col_prediction, "nan")]
+        aggs.append(count_rows(sdf, conds, shown))
+    row = aggs[0].crossJoin(aggs[1]).collect()[0]
+    for key, name, c, kind in checks:
+        n = int(row[key])
+        if not n:
+            continue
+        where = f"e.g. the row {quote_row(row[key + '_row'])}"
+        if kind == "id":
+            raise SchemaError(f"column {c!r} of {name} has {n:,} missing id(s), {where}; accepted: ids present in every row")
+        if kind == "text":
+            raise ScoreError(f"column {c!r} of {name} has {n:,} non-numeric score(s), {where}; accepted: numbers")
+        raise ScoreError(f"column {c!r} of {name} has {n:,} NaN score(s), {where}; accepted: numbers "
+                         "(NaN from a model usually means its fit diverged)")
 
 
 def _literal_array(values: np.ndarray) -> F.Column:
@@ -56,15 +101,20 @@ def per_user_ranking_metrics(
     :func:`recapp.metrics.per_user_ranking_metrics` on Spark. Ties between equal
     scores are broken by ``col_rank`` when ``rating_pred`` has it, else by item id.
     A (user, item) pair listed several times in ``rating_pred`` is ranked once, at its highest score.
+    One Spark job checks the inputs first, as recapp.metrics does: a missing (null or NaN)
+    user or item id in either frame raises SchemaError, a NaN, null or non-numeric
+    score :class:`~recapp.metrics.ScoreError`, each naming the column, the count and one such row.
     """
     k = check_k(k)
     require_frame(rating_true, "rating_true", col_user, col_item)
     require_frame(rating_pred, "rating_pred", col_user, col_item, col_prediction)
     _check_id_kinds(rating_true, "rating_true", rating_pred, "rating_pred", col_user, col_item)
+    _check_values(rating_true, rating_pred, col_user, col_item, col_prediction)
     u, i = col(col_user), col(col_item)
     truth = rating_true.select(u.alias("u"), i.alias("i")).distinct()
     tie = col(col_rank) if col_rank is not None and col_rank in rating_pred.columns else i
-    pred = rating_pred.select(u.alias("u"), i.alias("i"), col(col_prediction).cast("double").alias("s"), tie.alias("t"))
+    pred = rating_pred.select(u.alias("u"), i.alias("i"), _scores(rating_pred, "rating_pred", col_prediction).alias("s"),
+                              tie.alias("t"))
     # A (user, item) pair listed twice is one recommendation, ranked at its best score, as in recapp.
     best = Window.partitionBy("u", "i").orderBy(F.col("s").desc(), F.col("t").asc())
     pred = pred.withColumn("_dup", F.row_number().over(best)).filter(F.col("_dup") == 1).drop("_dup")

@@ -12,13 +12,16 @@ checks and messages are recapp.split's own.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
-from recapp.schema import ITEM_COL, TIME_COL, USER_COL
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
+from recapp.spark.checks import count_rows, missing_cell, quote_row
 from recapp.spark.events import col
 from recapp.spark.report import require_frame
 from recapp.split import _as_epoch, _check_min_rating, _check_quantile, _check_ratio, _split_column
@@ -78,6 +81,41 @@ def exact_quantile(sdf: DataFrame, column: str, q: float, *, relative_error: flo
         eps *= 10.0
 
 
+# ---- input checks (recapp.split's _check_ids and _check_times) --------------------------------
+#: Spark types a time split can cut at one instant: numbers (UTC seconds) and timestamps.
+_INSTANT_TYPES = (T.NumericType, T.TimestampType)
+#: Spark types a per-user chronological split can order: those, and local times and dates.
+_ORDERED_TYPES = (*_INSTANT_TYPES, T.TimestampNTZType, T.DateType)
+
+
+def _check_time_type(sdf: DataFrame, column: str, accepted: tuple = _INSTANT_TYPES) -> T.DataType:
+    """The Spark type of ``column``; SchemaError unless it is one of ``accepted`` (default numbers or timestamps)."""
+    dtype = sdf.schema[column].dataType
+    # Text would sort as text ('2024-1-10' before '2024-1-9'), and under ANSI a text cutoff fails the job.
+    if not isinstance(dtype, accepted):
+        what = "UTC seconds or timestamps" if accepted == _INSTANT_TYPES else "UTC seconds, timestamps or dates"
+        raise SchemaError(f"column {column!r} holds {dtype.simpleString()} values, not times: a time split needs "
+                          f"{what}; run recapp.spark.validate first")
+    return dtype
+
+
+def _check_rows(sdf: DataFrame, ids: tuple, col_timestamp: str, shown: list, extra: dict | None = None):
+    """One Spark job: SchemaError for a missing id in ``ids`` or a missing (null or NaN) time; returns the aggregate row.
+
+    ``extra`` adds named aggregate columns computed in the same job.
+    """
+    conds = {f"id{j}": missing_cell(sdf.schema[c].dataType, col(c)) for j, c in enumerate(ids)}
+    conds["time"] = missing_cell(sdf.schema[col_timestamp].dataType, col(col_timestamp))
+    row = count_rows(sdf, conds, shown, *[v.alias(k) for k, v in (extra or {}).items()]).collect()[0]
+    for key, c in [*[(f"id{j}", c) for j, c in enumerate(ids)], ("time", col_timestamp)]:
+        n = int(row[key])
+        if n:
+            what = "missing id(s)" if key != "time" else "missing time(s)"
+            why = "run recapp.spark.validate first" if key != "time" else "a time split cannot place them"
+            raise SchemaError(f"column {c!r} has {n:,} {what}, e.g. the row {quote_row(row[key + '_row'])}; {why}")
+    return row
+
+
 # ---- splits --------------------------------------------------------------------------------
 def temporal_split(sdf: DataFrame, cutoff=None, quantile: float = 0.8, *, col_timestamp: str = TIME_COL):
     """Split at one global time: events with timestamp < ``cutoff`` train, the rest test.
@@ -86,13 +124,25 @@ def temporal_split(sdf: DataFrame, cutoff=None, quantile: float = 0.8, *, col_ti
     ``quantile`` of the timestamps (:func:`exact_quantile`, the value pandas gives);
     a date string or datetime is read as UTC. Nothing is filtered: users and
     items of test may be new. Returns ``(train, test)`` (lazy DataFrames).
+    A time column that is not numbers or timestamps, or a missing (null or NaN)
+    time, raises SchemaError as in recapp.split (one Spark job checks it);
+    a timestamp column is cut at the same instant, compared in UTC seconds.
     """
     require_frame(sdf, "sdf", col_timestamp)
+    dtype = _check_time_type(sdf, col_timestamp)
+    is_instant = isinstance(dtype, T.TimestampType)
     if cutoff is None:
-        cutoff = exact_quantile(sdf, col_timestamp, _check_quantile(quantile))
+        quantile = _check_quantile(quantile)
     else:
+        # recapp.split's refusals: NaN, unreadable dates, a number against a datetime column.
+        if is_instant:
+            _as_epoch(cutoff, pd.Series([], dtype="datetime64[ns, UTC]", name=col_timestamp))
         cutoff = _as_epoch(cutoff, pd.Series([], dtype="float64"))
-    ts = col(col_timestamp)
+    _check_rows(sdf, (), col_timestamp, [c for c in (USER_COL, ITEM_COL, col_timestamp) if c in sdf.columns])
+    if cutoff is None:
+        cutoff = exact_quantile(sdf, col_timestamp, quantile)
+    # A Spark timestamp cast to double is its UTC seconds, whatever the session time zone.
+    ts = col(col_timestamp).cast("double") if is_instant else col(col_timestamp)
     return sdf.filter(ts < F.lit(cutoff)), sdf.filter(~(ts < F.lit(cutoff)) | ts.isNull())
 
 
@@ -117,17 +167,32 @@ def chrono_split(
     deterministic); a row of rank
     ``position / group size`` goes to the first split whose cumulative ratio is
     >= that rank. A float ``ratio`` returns ``(train, test)``, a list one frame per ratio.
+    One Spark job checks the input as recapp.split does: a missing id in the
+    ``filter_by`` column, a missing time or a time column that is not numbers,
+    timestamps or dates raises SchemaError; the groups ``min_rating`` drops are counted in a UserWarning.
     """
     multi, ratios = _check_ratio(ratio)
     split_col = _split_column(filter_by, col_user, col_item)
     min_rating = _check_min_rating(min_rating)
     require_frame(sdf, "sdf", col_user, col_item, col_timestamp, *([order_col] if order_col else []))
+    _check_time_type(sdf, col_timestamp, _ORDERED_TYPES)
     order = "__recapp_order__"
     data = sdf.withColumn(order, col(order_col) if order_col else F.monotonically_increasing_id())
     group = Window.partitionBy(col(split_col))
     data = data.withColumn("__n__", F.count(F.lit(1)).over(group))
+    shown = [col_user, col_item, col_timestamp]
     if min_rating > 1:
+        small = F.col("__n__") < min_rating
+        row = _check_rows(data, (split_col,), col_timestamp, shown, {
+            "__rows__": F.count(F.lit(1)), "__small__": F.coalesce(F.sum(small.cast("long")), F.lit(0)),
+            "__groups__": F.count_distinct(F.when(small, col(split_col)))})
+        if row["__small__"]:
+            # Documented (recommenders drops them too), but the caller should see how much went.
+            warnings.warn(f"min_rating={min_rating} dropped {row['__groups__']:,} {filter_by}(s) with fewer rows, "
+                          f"{row['__small__']:,} of {row['__rows__']:,} rows", UserWarning, stacklevel=2)
         data = data.filter(F.col("__n__") >= min_rating)
+    else:
+        _check_rows(sdf, (split_col,), col_timestamp, shown)
     position = F.row_number().over(Window.partitionBy(col(split_col)).orderBy(col(col_timestamp), F.col(order)))
     data = data.withColumn("__rank__", position.cast("double") / F.col("__n__").cast("double"))
     thresholds = np.cumsum(ratios)

@@ -1,0 +1,33 @@
+"""Checks recapp.spark's splits and metrics share: missing cells counted, with one offending row, in one Spark job."""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from recapp.spark.report import col
+
+
+def missing_cell(dtype: T.DataType, c: Column) -> Column:
+    """pandas' ``isna`` as a Spark condition: null, or NaN in a floating-point column (blank text is not missing)."""
+    return c.isNull() | F.isnan(c) if isinstance(dtype, (T.FloatType, T.DoubleType)) else c.isNull()
+
+
+def count_rows(sdf: DataFrame, conds: dict, shown: list, *extra: Column) -> DataFrame:
+    """A one-row lazy DataFrame: for each named condition, the rows meeting it (column ``name``, 0 when none)
+    and one such row's ``shown`` columns (a struct, column ``name + '_row'``), then the ``extra`` aggregates.
+
+    Several cross-join into one Spark job.
+    """
+    row = F.struct(*[col(c).alias(c) for c in shown])
+    return sdf.agg(*[F.coalesce(F.sum(cond.cast("long")), F.lit(0)).alias(name) for name, cond in conds.items()],
+                   *[F.first(F.when(cond, row), ignorenulls=True).alias(name + "_row") for name, cond in conds.items()],
+                   *extra)
+
+
+def quote_row(row) -> str:
+    """One offending row of :func:`count_rows` as the checks quote it: ``name=value, ...`` (values as repr)."""
+    return ", ".join(f"{k}={v!r}" for k, v in row.asDict().items()) if row is not None else "?"
+
+
+__all__ = ["missing_cell", "count_rows", "quote_row"]
