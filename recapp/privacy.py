@@ -66,7 +66,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recapp.models.base import check_param
 from recapp.schema import USER_COL, events_frame
+from recapp.schema.cells import _missing, _number, _plain, id_problems
 
 KEY_ENV = "RECAPP_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
@@ -74,6 +76,11 @@ DEFAULT_LENGTH = 32
 MECHANISMS = ("laplace", "gaussian")
 #: Floats at or above this size may stand for more than one integer (2**53 + 1 rounds to 2**53).
 MAX_EXACT_FLOAT_INT = 2 ** 53
+# What pandas.api.types.infer_dtype calls a column that can hold no boolean and no unhashable id.
+_PLAIN_ID_KINDS = ("string", "integer", "floating", "mixed-integer-float", "decimal", "empty")
+#: Above this sigma the discrete Gaussian's variance is sigma**2 to double precision (the gap is
+#: about exp(-2 pi**2 sigma**2)), and summing its 80 * sigma terms would exhaust memory.
+_GAUSS_SUM_MAX_SIGMA = 1e4
 
 
 class MissingKeyError(RuntimeError):
@@ -81,12 +88,8 @@ class MissingKeyError(RuntimeError):
 
 
 # ---- pseudonymisation ------------------------------------------------------------------
-def _missing(v) -> bool:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return True
-    if isinstance(v, (float, np.floating)):
-        return v != v
-    return isinstance(v, str) and not v.strip()
+# A missing id is the schema's missing value (None, NaN, NA, NaT, Decimal NaN, blank text), so what
+# passes through here unchanged is exactly what validation then reports as missing.
 
 
 def canonical_id(v) -> str:
@@ -147,8 +150,9 @@ class Pseudonymizer:
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"key is {len(key)} bytes; a pseudonymisation key needs at least {MIN_KEY_BYTES} "
                              f"(use secrets.token_hex(32) or recapp.privacy.new_key_file)")
-        if not (isinstance(length, int) and 16 <= length <= 64):
+        if not (isinstance(length, (int, np.integer)) and not isinstance(length, (bool, np.bool_)) and 16 <= length <= 64):
             raise ValueError(f"length={length!r} must be an integer number of hex characters in [16, 64]")
+        length = int(length)
         self._key = bytes(key)
         self._mac = hmac.new(self._key, digestmod="sha256")     # copied per id: the key schedule is done once
         self.length = length
@@ -157,20 +161,34 @@ class Pseudonymizer:
 
     @classmethod
     def from_env(cls, var: str = KEY_ENV, key_file=None, *, length: int = DEFAULT_LENGTH) -> "Pseudonymizer":
-        """The key from ``key_file``, else ``$var``, else the file named by ``$var_FILE``; else :class:`MissingKeyError`."""
+        """The key from ``key_file``, else ``$var``, else the file named by ``$var_FILE``; else :class:`MissingKeyError`.
+
+        A key that is too short is refused with an error naming the file or variable it came from.
+        """
         if key_file is None and not os.environ.get(var) and os.environ.get(f"{var}_FILE"):
             key_file = os.environ[f"{var}_FILE"]
         if key_file is not None:
             path = Path(key_file).expanduser()
             if not path.is_file():
-                raise MissingKeyError(f"key_file {str(path)!r} does not exist; " + _HOW_TO)
+                what = "is not a file" if path.exists() else "does not exist"
+                raise MissingKeyError(f"key_file {str(path)!r} {what}; " + _HOW_TO)
             if os.name == "posix" and path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
                 warnings.warn(f"key file {path} is readable by other users; chmod 600 it", stacklevel=2)
-            return cls(path.read_bytes().strip(), length=length)
+            return cls._from_source(path.read_bytes().strip(), f"key file {str(path)!r}", length)
         value = os.environ.get(var)
         if not value:
             raise MissingKeyError(f"no pseudonymisation key: ${var} is not set; " + _HOW_TO.replace(KEY_ENV, var))
-        return cls(value, length=length)
+        return cls._from_source(value, f"${var}", length)
+
+    @classmethod
+    def _from_source(cls, key, source: str, length) -> "Pseudonymizer":
+        try:
+            return cls(key, length=length)
+        except ValueError as exc:
+            if not str(exc).startswith("key is"):
+                raise
+            # The bare message would not say which file or variable holds the short key.
+            raise ValueError(f"{source}: {exc}") from None
 
     def __call__(self, user_id) -> str:
         """The pseudonym of one id (a missing id is returned unchanged)."""
@@ -181,17 +199,39 @@ class Pseudonymizer:
         return mac.hexdigest()[: self.length]
 
     def many(self, values) -> np.ndarray:
-        """Pseudonyms of many ids (object array); each distinct id is hashed once."""
-        codes, uniques = pd.factorize(pd.Series(np.asarray(values, dtype=object)), use_na_sentinel=True)
+        """Pseudonyms of many ids (object array); each distinct id is hashed once.
+
+        Refuses (``TypeError`` naming the first one's position and the count) a batch
+        holding an id that is a boolean or unhashable, before hashing any.
+        """
+        if isinstance(values, (str, bytes)) or not np.iterable(values):
+            raise TypeError(f"values must be a list or array of ids, got {type(values).__name__}; "
+                            "call the pseudonymizer itself for one id")
+        ids = pd.Series(list(values), dtype=object)
+        if pd.api.types.infer_dtype(ids, skipna=True) not in _PLAIN_ID_KINDS:
+            # factorize would merge True with 1 (equal and same hash), giving a boolean shopper 1's pseudonym.
+            whys = id_problems(ids)
+            bad = np.flatnonzero(pd.notna(whys))
+            if len(bad):
+                i = int(bad[0])
+                raise TypeError(f"user id {_plain(ids.iloc[i])!r:.80} at position {i} {whys[i]}; {len(bad)} of "
+                                f"{len(ids)} ids cannot be pseudonymised, so none were")
+        codes, uniques = pd.factorize(ids, use_na_sentinel=True)
         mapped = np.array([self(u) for u in uniques] + [None], dtype=object)
         return mapped[codes]
 
     def frame(self, df: pd.DataFrame, columns=(USER_COL,)) -> pd.DataFrame:
-        """A copy of ``df`` with the id ``columns`` replaced by pseudonyms (missing ids kept missing)."""
+        """A copy of ``df`` with the id ``columns`` replaced by pseudonyms (missing ids kept missing).
+
+        Refuses an id column that is absent (``KeyError``) or repeated (``ValueError``), and ids :meth:`many` refuses.
+        """
         columns = (columns,) if isinstance(columns, str) else tuple(columns)
         unknown = [c for c in columns if c not in df.columns]
         if unknown:
             raise KeyError(f"columns {unknown} are not in the frame; columns: {list(df.columns)}")
+        repeated = [c for c in columns if (df.columns == c).sum() > 1]
+        if repeated:
+            raise ValueError(f"columns {repeated} appear more than once in the frame; columns: {list(df.columns)}")
         return df.assign(**{c: pd.Series(self.many(df[c].to_numpy(dtype=object)), index=df.index, dtype=object)
                             for c in columns})
 
@@ -209,7 +249,8 @@ class Pseudonymizer:
                            dtype=bool, count=len(values))
 
     def collision_bound(self, n_ids: int) -> float:
-        """Upper bound on the probability that any two of ``n_ids`` distinct ids share a pseudonym."""
+        """Upper bound on the probability that any two of ``n_ids`` distinct ids share a pseudonym (``n_ids``: an integer >= 0)."""
+        check_param("n_ids", n_ids, low=0, integer=True)
         return min(1.0, n_ids * (n_ids - 1) / 2 / 16.0 ** self.length)
 
     def __eq__(self, other) -> bool:
@@ -255,31 +296,58 @@ def check_dp_params(epsilon, delta, mechanism, max_items_per_user) -> None:
                          "(each user's contribution is clipped to that many items)")
 
 
+def _whole_numbers(name: str, values, *, nonnegative: bool = True) -> np.ndarray:
+    """``values`` (1-D) as int64, refused (``ValueError`` naming the first offender) unless all are whole numbers (>= 0).
+
+    A cast alone would read an index 1.7 as 1 and a NaN as an arbitrary integer.
+    """
+    a = np.asarray(values)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
+    if a.dtype.kind in "iu":
+        f = a
+    else:
+        f = a.astype(np.float64) if a.dtype.kind == "f" else np.array([_number(v) for v in a.tolist()], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(~np.isfinite(f) | (f != np.floor(f)))
+        if len(bad):
+            raise ValueError(f"{name}[{bad[0]}] = {_plain(a[bad[0]])!r:.80} is not a whole number ({len(bad)} are not)")
+    bad = np.flatnonzero(f < 0) if nonnegative else []
+    if len(bad):
+        raise ValueError(f"{name}[{bad[0]}] = {_plain(a[bad[0]])!r} is negative; {name} must be >= 0 ({len(bad)} are negative)")
+    return f.astype(np.int64)
+
+
 def clipped_item_counts(users, items, times, n_items: int, max_items_per_user: int) -> tuple[np.ndarray, float]:
     """Distinct users per item when each user counts only for their ``max_items_per_user`` earliest items.
 
     ``users`` and ``items`` are internal indices (one row per event). Returns
     (integer counts of length ``n_items``, share of distinct user-item pairs dropped).
-    Raises ``ValueError`` naming the first index outside ``users >= 0`` or ``0 <= items < n_items``.
+    Raises ``ValueError`` naming the first index outside ``users >= 0`` or ``0 <= items < n_items``
+    or not a whole number, or the first time that is not a finite number.
     """
-    users = np.asarray(users, dtype=np.int64)
-    items = np.asarray(items, dtype=np.int64)
+    check_param("n_items", n_items, low=0, integer=True)
+    check_param("max_items_per_user", max_items_per_user, low=1, integer=True)
+    users, items = _whole_numbers("users", users), _whole_numbers("items", items, nonnegative=False)
     if not len(users) == len(items) == len(times):
         raise ValueError(f"users, items and times have lengths {len(users)}, {len(items)}, {len(times)}; "
                          "they need one entry per event")
+    try:
+        times = np.asarray(times, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"times must be numbers (epoch seconds): {exc}") from None
+    bad = np.flatnonzero(~np.isfinite(times))
+    if len(bad):          # NaN would sort last, silently making it a user's latest item
+        raise ValueError(f"times[{bad[0]}] = {float(times[bad[0]])!r} is not a finite number ({len(bad)} are not)")
     # An out-of-range index would collide in the pair key u * n_items + i, or release a count for an item
     # outside the public universe.
     bad = np.flatnonzero((items < 0) | (items >= n_items))
     if len(bad):
         raise ValueError(f"items[{bad[0]}] = {items[bad[0]]} is outside the item universe [0, n_items={n_items}); "
                          f"{len(bad)} item indices are out of range")
-    bad = np.flatnonzero(users < 0)
-    if len(bad):
-        raise ValueError(f"users[{bad[0]}] = {users[bad[0]]} is negative; user indices must be >= 0 "
-                         f"({len(bad)} are negative)")
     if len(users) == 0:
         return np.zeros(n_items, dtype=np.int64), 0.0
-    order = np.lexsort((items, np.asarray(times, dtype=np.float64), users))
+    order = np.lexsort((items, times, users))
     u, i = users[order], items[order]
     _, first = np.unique(u * np.int64(n_items) + i, return_index=True)
     keep_pairs = np.sort(first)                      # first event of each pair, still in (user, time) order
@@ -303,8 +371,19 @@ def _opendp_noise(counts: np.ndarray, scale: float, mechanism: str) -> np.ndarra
     return np.asarray(make(domain, metric, scale=scale)(counts.tolist()), dtype=np.float64)
 
 
+def _check_noise(scale, mechanism) -> None:
+    # An unknown mechanism used to fall through to the Gaussian branch: noise other than the one asked for.
+    check_param("mechanism", mechanism, choices=MECHANISMS)
+    check_param("scale", scale, low=0, low_inclusive=False)
+
+
 def sensitivity(mechanism: str, max_items_per_user: int) -> float:
-    """L1 (Laplace) or L2 (Gaussian) sensitivity of clipped distinct-user counts: ``m`` or ``sqrt(m)``."""
+    """L1 (Laplace) or L2 (Gaussian) sensitivity of clipped distinct-user counts: ``m`` or ``sqrt(m)``.
+
+    Refuses a mechanism other than :data:`MECHANISMS` and ``m`` that is not an integer >= 1.
+    """
+    check_param("mechanism", mechanism, choices=MECHANISMS)
+    check_param("max_items_per_user", max_items_per_user, low=1, integer=True)
     return float(max_items_per_user) if mechanism == "laplace" else math.sqrt(max_items_per_user)
 
 
@@ -319,10 +398,17 @@ def noise_scale(epsilon: float, delta=None, mechanism: str = "laplace", max_item
 
 
 def noise_variance(scale: float, mechanism: str = "laplace") -> float:
-    """Variance of the integer noise: discrete Laplace ``2e^(-1/b) / (1 - e^(-1/b))^2``, discrete Gaussian summed exactly."""
+    """Variance of the integer noise: discrete Laplace ``2e^(-1/b) / (1 - e^(-1/b))^2``, discrete Gaussian summed exactly.
+
+    ``scale`` must be a finite number > 0 and ``mechanism`` one of :data:`MECHANISMS`.
+    """
+    _check_noise(scale, mechanism)
     if mechanism == "laplace":
         r = math.exp(-1.0 / scale)
-        return 2.0 * r / (1.0 - r) ** 2
+        # 1 - r rounds to 0 once b passes ~1e16; expm1 keeps the gap there.
+        return 2.0 * r / ((1.0 - r) or -math.expm1(-1.0 / scale)) ** 2
+    if scale > _GAUSS_SUM_MAX_SIGMA:
+        return float(scale) ** 2
     k = np.arange(-int(40 * scale) - 1, int(40 * scale) + 2, dtype=np.float64)
     w = np.exp(-k * k / (2.0 * scale * scale))
     return float((k * k * w).sum() / w.sum())
@@ -351,9 +437,12 @@ def add_noise(counts, scale: float, mechanism: str = "laplace", random_state=Non
 
     ``random_state=None`` samples with OpenDP's secure sampler when installed,
     else numpy seeded from the OS; an integer uses a seeded numpy generator with
-    the same distributions (reproducible, not private).
+    the same distributions (reproducible, not private). Refuses (``ValueError``
+    naming the first offender) counts that are not whole numbers >= 0, a
+    ``scale`` that is not a finite number > 0 and an unknown ``mechanism``.
     """
-    counts = np.asarray(counts, dtype=np.int64)
+    _check_noise(scale, mechanism)
+    counts = _whole_numbers("counts", counts)
     if random_state is None:
         got = _opendp_noise(counts, scale, mechanism)
         if got is not None:

@@ -92,12 +92,22 @@ def event_id_key(v) -> str | None:
     return str(v)
 
 
+def unique_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` itself; ``ValueError`` naming its repeated column names, where ``frame[col]`` would be a frame."""
+    repeated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if repeated:
+        raise ValueError(f"the events have repeated column name(s) {repeated} (columns: {list(frame.columns)}); "
+                         "nothing in this batch was applied")
+    return frame
+
+
 def event_rows(events, seen: SeenIds | None = None) -> tuple[list, object]:
     """Checked rows ``(user, item, t, event, rating)`` and the refused ones.
 
     A dict is one event; a DataFrame or a list of dicts is a batch, applied in
     timestamp order (stable for equal times). The refused come back as a list
     of ``(row, reason)`` or as a DataFrame[row, reason].
+    A frame with a repeated column name is refused (``ValueError``).
     """
     if isinstance(events, Mapping):
         eid = events.get(EVENT_ID_COL)
@@ -111,7 +121,7 @@ def event_rows(events, seen: SeenIds | None = None) -> tuple[list, object]:
             seen.check_and_add(eid)
         return [row], None
     frame = events if isinstance(events, pd.DataFrame) else events_frame(events)
-    frame = frame.reset_index(drop=True)
+    frame = unique_columns(frame).reset_index(drop=True)
     clean, rejected = check_events(frame)
     if seen is not None and EVENT_ID_COL in frame.columns and len(clean):
         # check_events keeps the input's index labels on the rows it accepts.

@@ -22,27 +22,23 @@ key, or appending raw ids to it without one, is refused.
 """
 from __future__ import annotations
 
-import json
-import math
+import os
 import threading
 import time as _time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from recapp.models.base import check_param
-from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key
-from recapp.realtime.store_rows import id_kind, insert_frame, json_default, screen
+from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key, unique_columns
+from recapp.realtime.store_rows import events_filter, foreign_tables, id_kind, insert_frame, row_json, screen
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, events_frame, normalise_event,
 )
-from recapp.schema.cells import _plain, _scalar_timestamp
-from recapp.schema.live import LIVE_TIMES
 
 STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
 
@@ -80,17 +76,33 @@ class EventStore:
     def __init__(self, path: str | Path = "events.duckdb", *, read_only: bool = False, pseudonymizer=None):
         import duckdb
 
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file path (str or Path), got {type(path).__name__}")
         self.path = str(path)
+        if not self.path.strip():
+            # DuckDB reads "" as a throw-away in-memory database: every event would be gone at exit.
+            raise ValueError("path is empty; give the store's file, or ':memory:' for a throw-away store")
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            file = Path(self.path).expanduser()
+            if read_only and not file.exists():
+                raise FileNotFoundError(f"the store {self.path} does not exist, so it cannot be opened read_only")
+            file.parent.mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
-        self.con = duckdb.connect(self.path, read_only=read_only)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.Error as exc:
+            # DuckDB's message may not name the file; one process opens a file with one read_only setting.
+            exc.add_note(f"opening the event store {self.path} with read_only={read_only} (a file open in this process "
+                         "opens again only with the same read_only)")
+            raise
+        self._closed = False
         # Re-entrant: a DuckDB connection refuses a second call while one runs ("connection is busy"),
         # so every use of self.con holds this lock, including reads nested in append.
         self._lock = threading.RLock()
         self._seen: SeenIds | None = None      # event ids, loaded from the file on the first append
         self.pseudonymizer = pseudonymizer
         try:
+            self._check_tables()
             if not read_only:
                 self._exec("""
                     CREATE TABLE IF NOT EXISTS batches (batch_id BIGINT PRIMARY KEY, n_rows BIGINT, n_quarantined BIGINT,
@@ -158,7 +170,22 @@ class EventStore:
             self.con.execute(query, params or []).fetchall()
 
     # ---- schema -------------------------------------------------------------------------
+    def _check_tables(self) -> None:
+        """Refuse a DuckDB file whose tables of these names are not the store's (another program's database)."""
+        with self._lock:
+            rows = self.con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = 'main'").fetchall()
+        why = foreign_tables(rows)
+        if why:
+            raise ValueError(f"{self.path} is not an event store: {why}; give the store another file")
+
+    def _check_open(self) -> None:
+        # DuckDB's own error ("Connection already closed") would not say which store.
+        if self._closed:
+            raise ValueError(f"the store {self.path} is closed; open it again with EventStore({self.path!r})")
+
     def _tables(self) -> set:
+        self._check_open()
         with self._lock:
             return {r[0] for r in self.con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
@@ -215,7 +242,9 @@ class EventStore:
         ``rejected`` those quarantined with their reason. When it returns, the batch is durable.
         With a pseudonymizer, user ids are replaced first; ``pseudonymised=True``
         says the caller (the engine) already did so with the same key.
+        A frame with a repeated column name, or a closed store, is refused (``ValueError``).
         """
+        self._check_open()
         if self.read_only:
             raise PermissionError(f"the store {self.path} was opened read_only")
         if not pseudonymised and self.pseudonymizer is None and self.pseudonymised:
@@ -229,7 +258,7 @@ class EventStore:
             frame = events_frame(events)
         if TIME_COL not in frame.columns and len(frame):
             frame = frame.assign(**{TIME_COL: _time.time()})
-        frame = frame.reset_index(drop=True)
+        frame = unique_columns(frame).reset_index(drop=True)
         if self.pseudonymised:
             # Only event columns reach the file: an extra column could carry the raw id or other personal data.
             frame = frame[[c for c in frame.columns if c in STORE_COLUMNS or c == "event_id"]]
@@ -270,7 +299,7 @@ class EventStore:
                     q = pd.DataFrame({
                         "batch_id": batch_id,
                         "reason": rejected["reason"].astype(str).to_numpy(dtype=object),
-                        "row_json": [json.dumps(r, default=json_default) for r in rejected["row"]],
+                        "row_json": [row_json(r) for r in rejected["row"]],
                         "received_at": now,
                     })
                     self.con.register("_quar", q)
@@ -290,6 +319,7 @@ class EventStore:
     # ---- reading -----------------------------------------------------------------------------
     def sql(self, query: str, params=None) -> pd.DataFrame:
         """Run SQL against the store (tables ``events``, ``quarantine``, ``batches``) and return a DataFrame."""
+        self._check_open()
         with self._lock:
             return self.con.execute(query, params or []).df()
 
@@ -302,7 +332,9 @@ class EventStore:
     def events(self, *, since=None, until=None, users=None) -> pd.DataFrame:
         """Stored events in timestamp order (then arrival order), optionally a time window or some users.
 
-        ``since`` (included) and ``until`` (excluded) are times as an event's: epoch numbers, ISO 8601 text or datetimes.
+        ``since`` (included) and ``until`` (excluded) are times as an event's: epoch numbers, ISO 8601 text or datetimes;
+        ``since`` after ``until`` is refused. ``users`` is one id or any collection of them, matched as the store
+        holds ids (an integer finds its text in a text store; an id the store cannot hold finds nothing).
         """
         with self._lock:
             return self._events(since, until, users)
@@ -310,15 +342,7 @@ class EventStore:
     def _events(self, since, until, users) -> pd.DataFrame:
         if "events" not in self._tables():
             return pd.DataFrame(columns=list(STORE_COLUMNS))
-        where, params = [], []
-        for name, bound, op in (("since", since, ">="), ("until", until, "<")):
-            if bound is not None:
-                where.append(f"{TIME_COL} {op} ?")
-                params.append(_bound_seconds(name, bound))
-        if users is not None:
-            users = list(np.atleast_1d(np.asarray(users, dtype=object)))
-            where.append(f"{USER_COL} IN ({', '.join('?' for _ in users)})")
-            params.extend(_plain(u) for u in users)
+        where, params = events_filter(since, until, users, self._id_types()[USER_COL] if users is not None else None)
         clause = (" WHERE " + " AND ".join(where)) if where else ""
         cols = ", ".join(STORE_COLUMNS)
         return self.sql(f"SELECT {cols} FROM events{clause} ORDER BY {TIME_COL}, seq", params)
@@ -375,6 +399,7 @@ class EventStore:
         """Close the database connection."""
         with self._lock:
             self.con.close()
+            self._closed = True
 
     def __enter__(self) -> "EventStore":
         return self
@@ -383,15 +408,9 @@ class EventStore:
         self.close()
 
     def __repr__(self) -> str:
+        if self._closed:
+            return f"EventStore({self.path!r}, closed)"
         return f"EventStore({self.path!r}, events={len(self):,})"
-
-
-def _bound_seconds(name: str, value) -> float:
-    """A time window's end as UTC seconds, read as an event's time is; ValueError naming it otherwise."""
-    t = _scalar_timestamp(value)
-    if math.isnan(t):
-        raise ValueError(f"{name}={value!r:.80} is not a time{LIVE_TIMES}")
-    return t
 
 
 __all__ = ["EventStore", "AppendResult", "check_events", "normalise_event", "STORE_COLUMNS"]

@@ -6,19 +6,44 @@ a BIGINT id column, and an ``event_id`` already stored (or earlier in the batch)
 is a redelivery. :func:`screen` finds those rows; :func:`insert_frame` turns the
 rest into the ``events`` table's rows. The transaction itself is
 :meth:`recapp.realtime.store.EventStore.append`'s.
+:func:`events_filter` and :func:`stored_ids` match a read's window and users the same way, and
+:func:`foreign_tables` tells a store's file from another program's database.
 """
 from __future__ import annotations
 
+import json
+import math
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from recapp.realtime.ingest import EVENT_ID_COL, SeenIds
-from recapp.schema import ITEM_COL, USER_COL
-from recapp.schema.cells import _plain
+from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.schema.cells import LIVE_TIMES, _missing, _plain, _scalar_timestamp, id_problem
 
 BIGINT_MIN, BIGINT_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+#: The columns each table of a store has (``event_id`` is added to an older file's ``events`` on opening).
+TABLE_COLUMNS = {
+    "events": ("seq", "batch_id", USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL, "ingested_at"),
+    "batches": ("batch_id", "n_rows", "n_quarantined", "committed_at"),
+    "quarantine": ("batch_id", "reason", "row_json", "received_at"),
+    "meta": ("key", "value"),
+}
+
+
+def foreign_tables(columns) -> str | None:
+    """Why a database's ``(table, column)`` pairs are not a store's: a table of a store's name lacking its columns."""
+    found: dict = {}
+    for table, col in columns:
+        found.setdefault(table, set()).add(col)
+    for table, cols in TABLE_COLUMNS.items():
+        lacking = [c for c in cols if table in found and c not in found[table]]
+        if lacking:
+            return f"its table {table!r} lacks column(s) {lacking} (it has {sorted(found[table])})"
+    return None
 
 
 def json_default(o):
@@ -30,6 +55,12 @@ def json_default(o):
     if o is pd.NA or o is pd.NaT:
         return None
     return str(o)
+
+
+def row_json(row: dict) -> str:
+    """A quarantined row as JSON; a column name JSON cannot key (a tuple) becomes its text rather than failing the batch."""
+    plain = row if all(isinstance(k, (str, int, float, bool)) or k is None for k in row) else {str(k): v for k, v in row.items()}
+    return json.dumps(plain, default=json_default)
 
 
 def id_kind(values: pd.Series) -> str:
@@ -54,6 +85,55 @@ def misfits(values: pd.Series, col: str, kind: str) -> list:
         return None
 
     return [why(v) for v in values]
+
+
+def stored_ids(values, kind: str) -> list:
+    """``values`` (one id or a collection) as an id column of type ``kind`` holds them, for a filter.
+
+    Text is matched as text in a VARCHAR column, and an integer as its text there
+    (:func:`insert_frame` writes it so); a value the column cannot hold (missing,
+    text or out of range in a BIGINT column) is left out, as no row can have it.
+    """
+    if isinstance(values, (str, bytes)) or not np.iterable(values):
+        values = [values]
+    out = []
+    for v in map(_plain, values):
+        if _missing(v) or id_problem(v) is not None:
+            continue
+        if kind != "BIGINT":
+            out.append(str(v))
+        elif misfits(pd.Series([v], dtype=object), "", kind)[0] is None:
+            out.append(int(v))
+    return out
+
+
+def events_filter(since, until, users, user_kind: str | None) -> tuple[list, list]:
+    """SQL conditions and their parameters for :meth:`EventStore.events`'s time window and users.
+
+    Raises ``ValueError`` naming a bound that is not a time, or ``since`` after ``until``.
+    ``user_kind`` is the store's user id column type (needed only with ``users``).
+    """
+    where, params = [], []
+    for name, bound, op in (("since", since, ">="), ("until", until, "<")):
+        if bound is not None:
+            where.append(f"{TIME_COL} {op} ?")
+            params.append(_bound_seconds(name, bound))
+    if since is not None and until is not None and params[0] > params[1]:
+        raise ValueError(f"since={since!r:.80} is after until={until!r:.80}; the window [since, until) holds no time")
+    if users is not None:
+        wanted = stored_ids(users, user_kind)
+        # "IN ()" is a DuckDB syntax error; FALSE keeps the columns' types in the empty answer.
+        where.append(f"{USER_COL} IN ({', '.join('?' for _ in wanted)})" if wanted else "FALSE")
+        params.extend(wanted)
+    return where, params
+
+
+def _bound_seconds(name: str, value) -> float:
+    """A time window's end as UTC seconds, read as an event's time is; ValueError naming it otherwise."""
+    t = _scalar_timestamp(value)
+    if math.isnan(t):
+        raise ValueError(f"{name}={value!r:.80} is not a time{LIVE_TIMES}")
+    return t
 
 
 class Screened(NamedTuple):
@@ -116,4 +196,5 @@ def insert_frame(rows: pd.DataFrame, eids: list, types: dict, *, batch_id: int, 
     return ins
 
 
-__all__ = ["BIGINT_MIN", "BIGINT_MAX", "Screened", "id_kind", "insert_frame", "json_default", "misfits", "screen"]
+__all__ = ["BIGINT_MIN", "BIGINT_MAX", "Screened", "id_kind", "insert_frame", "json_default", "misfits", "screen", "stored_ids",
+           "TABLE_COLUMNS", "foreign_tables", "events_filter", "row_json"]
