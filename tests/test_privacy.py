@@ -200,7 +200,7 @@ def test_noise_variance_matches_theory(mechanism, scale):
 
 
 def test_unseeded_noise_without_opendp_is_fresh(monkeypatch):
-    monkeypatch.setattr(privacy, "_opendp_noise", lambda *args: None)      # as where opendp is not installed
+    monkeypatch.setattr(privacy.dp, "_opendp_noise", lambda *args: None)      # as where opendp is not installed
     a, b = (privacy.add_noise(np.zeros(20_000, dtype=np.int64), 5.0, "laplace") for _ in range(2))
     assert not np.array_equal(a, b)
     assert a.var() == pytest.approx(privacy.noise_variance(5.0, "laplace"), rel=0.1)
