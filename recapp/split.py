@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -89,6 +89,22 @@ def _check_ratio(ratio) -> tuple[bool, list[float]]:
     )
 
 
+def _check_seed(random_state, *, state_ok: bool = False):
+    """``random_state`` unchanged if numpy can seed from it, else a ValueError naming it.
+
+    Accepted: None (an unseeded, non-repeatable split) or an integer in [0, 2**32 - 1];
+    with ``state_ok`` also a ``numpy.random.RandomState``. A float, a negative or a
+    too-large seed would otherwise fail inside scikit-learn, pandas or numpy with a
+    message that names none of this function's arguments.
+    """
+    if random_state is None or (state_ok and isinstance(random_state, np.random.RandomState)):
+        return random_state
+    if isinstance(random_state, bool) or not isinstance(random_state, Integral) or not 0 <= random_state <= 2**32 - 1:
+        raise ValueError(f"random_state={random_state!r} is invalid; accepted: an integer in [0, 2**32 - 1], "
+                         "or None for an unseeded split")
+    return random_state
+
+
 def _split_column(filter_by: str, col_user: str, col_item: str) -> str:
     if filter_by == "user":
         return col_user
@@ -115,9 +131,12 @@ def random_split(df: pd.DataFrame, ratio=0.75, random_state: int = 42):
     scikit-learn's ``train_test_split(train_size=ratio)``; a list shuffles with
     ``df.sample(frac=1)`` and cuts at ``round(cumsum(ratio) * len(df))``.
     Returns ``(train, test)``, or a list of frames for a list of ratios. A float
-    ratio that would leave train empty (too few rows) raises ValueError.
+    ratio that would leave train empty (too few rows) raises ValueError, and so
+    does a ``random_state`` that is not None, an integer in [0, 2**32 - 1] or a
+    ``numpy.random.RandomState``.
     """
     multi, ratios = _check_ratio(ratio)
+    random_state = _check_seed(random_state, state_ok=True)
     require_columns(df, "df")
     if not multi:
         if math.floor(ratios[0] * len(df)) == 0:
@@ -137,6 +156,7 @@ def random_split(df: pd.DataFrame, ratio=0.75, random_state: int = 42):
 # ---- stratified / chronological (recommenders' _do_stratification) ------------
 def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, random_state):
     multi, ratios = _check_ratio(ratio)
+    random_state = _check_seed(random_state)
     split_col = _split_column(filter_by, col_user, col_item)
     min_rating = _check_min_rating(min_rating)
     require_columns(df, "df", col_user, col_item, *([] if order_by is None else [order_by]))
@@ -203,7 +223,8 @@ def stratified_split(
     1-based) and put it in the first split whose cumulative ratio is >= that rank.
     A group of ``n`` rows thus puts ``floor(ratio * n)`` rows in train; a group
     with a single row goes wholly to test. Frames come back sorted by group.
-    Groups dropped by ``min_rating`` are counted in a UserWarning.
+    Groups dropped by ``min_rating`` are counted in a UserWarning. ``random_state``
+    must be None or an integer in [0, 2**32 - 1] (numpy's seed range).
     """
     return _stratify(df, ratio, min_rating, filter_by, None, col_user, col_item, random_state)
 
@@ -232,7 +253,8 @@ _CUTOFF_ACCEPTED = "accepted: UTC seconds (a finite number) or a date string / d
 
 
 def _as_epoch(cutoff, column: pd.Series):
-    """A str/datetime cutoff against a numeric (UTC seconds) column becomes UTC seconds; a bad cutoff is a ValueError."""
+    """A str/datetime cutoff read as UTC: UTC seconds for a numeric column, a Timestamp in a datetime column's zone
+    (a naive column is taken as UTC); a bad cutoff is a ValueError."""
     is_date = isinstance(cutoff, (str, _dt.datetime, _dt.date, np.datetime64))
     if isinstance(cutoff, bool) or not (is_date or isinstance(cutoff, Real)):
         raise ValueError(f"cutoff={cutoff!r} ({type(cutoff).__name__}) is not a time; {_CUTOFF_ACCEPTED}")
@@ -249,10 +271,15 @@ def _as_epoch(cutoff, column: pd.Series):
     if pd.api.types.is_datetime64_any_dtype(column) and not is_date:
         raise ValueError(f"cutoff={cutoff!r} is a number but column {column.name!r} holds datetimes; "
                          "pass a date string or a datetime")
-    if is_date and pd.api.types.is_numeric_dtype(column):
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if not is_date:
+        return cutoff
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if pd.api.types.is_numeric_dtype(column):
         return ts.timestamp()
-    return cutoff
+    # A Timestamp, not the raw cutoff: pandas would read a string in the column's own zone
+    # (not UTC), and refuses to compare naive with aware times.
+    tz = getattr(column.dtype, "tz", None)
+    return ts.tz_convert(tz) if tz is not None else ts.tz_localize(None)
 
 
 def temporal_split(
@@ -266,8 +293,10 @@ def temporal_split(
 
     ``cutoff`` defaults to the ``quantile`` of the timestamps (so roughly that share
     of events trains); it may be UTC seconds, or a date string / datetime, which is
-    read as UTC; anything else (NaN, an unreadable date, a list) raises ValueError. Users and items of test may be absent from train: this is the
-    cold-start reality of a live shop, so nothing is filtered here.
+    read as UTC (also against a datetime column, naive ones being taken as UTC);
+    anything else (NaN, an unreadable date, a list) raises ValueError. Users and
+    items of test may be absent from train: this is the cold-start reality of a
+    live shop, so nothing is filtered here.
     Returns ``(train, test)`` in input row order.
     """
     require_columns(df, "df", col_timestamp)
@@ -292,11 +321,13 @@ def leave_last_out(
 
     Among equal timestamps the later row counts as later. Users with ``n`` events
     or fewer stay wholly in train, so every test user has history to condition on.
-    Returns ``(train, test)`` in input row order.
+    Returns ``(train, test)`` in input row order. A missing user id raises
+    SchemaError naming the rows (it would otherwise pool those rows as one user).
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n={n!r} is invalid; accepted: an integer >= 1 (events held out per user)")
     require_columns(df, "df", col_user, col_timestamp)
+    _check_ids(df, col_user)
     _check_times(df, col_timestamp)
     m = len(df)
     users = pd.factorize(df[col_user], use_na_sentinel=False)[0]

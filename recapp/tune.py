@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from recapp.metrics.checks import ScoreError
-from recapp.schema import ITEM_COL, PREDICTION_COL, USER_COL
+from recapp.metrics.checks import ScoreError, check_k
+from recapp.schema import ITEM_COL, PREDICTION_COL, USER_COL, require_columns
 from recapp.schema.cells import _plain
 
 METRICS = ("ndcg", "recall", "precision", "rmse", "mae")
@@ -41,10 +41,13 @@ def validation_split(train: pd.DataFrame, ratio: float = 0.75, *, filter_by: str
 
     ``filter_by="item"`` or ``"user"`` stratifies like the benchmark protocol
     (:func:`recapp.split.stratified_split`); ``None`` cuts rows at random
-    (:func:`recapp.split.random_split`, the protocol for rating prediction).
+    (:func:`recapp.split.random_split`, the protocol for rating prediction);
+    any other ``filter_by`` raises ValueError naming the three accepted values.
     """
     from recapp import split
 
+    if filter_by is not None and filter_by not in split.FILTER_BY:
+        raise ValueError(f"filter_by={filter_by!r} is not supported; accepted: {[*split.FILTER_BY, None]}")
     if filter_by is None:
         return split.random_split(train, ratio, random_state=random_state)
     return split.stratified_split(train, ratio, filter_by=filter_by, random_state=random_state)
@@ -56,11 +59,14 @@ def evaluate(model, valid: pd.DataFrame, *, k: int = 10, metric: str = "ndcg") -
     Ranking metrics (``ndcg``, ``recall``, ``precision`` at ``k``) rank every
     validation user's unseen items; ``rmse`` / ``mae`` compare ``model.predict``
     with ``valid``'s ratings (models that predict ratings, e.g. RatingMF).
+    A ``valid`` that is not a DataFrame with user and item columns, or has no
+    rows (every model would score the same 0), raises.
     """
     from recapp import metrics
 
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not accepted; accepted values: {list(METRICS)}")
+    _check_valid(valid)
     if metric in LOWER_IS_BETTER:
         if not hasattr(model, "predict"):
             raise ValueError(f"metric={metric!r} needs a model with predict(); {type(model).__name__} ranks only")
@@ -84,21 +90,51 @@ class TuneResult:
         return f"TuneResult(best_params={self.best_params}, best_{self.metric}={self.best_score:.4f}, candidates={len(self.results)})"
 
 
-def _candidates(param_grid) -> list[dict]:
+def _check_valid(valid) -> None:
+    require_columns(valid, "valid", USER_COL, ITEM_COL)
+    if len(valid) == 0:
+        # The ranking metrics score an empty frame 0.0, so every candidate would tie.
+        raise ValueError("valid has no rows: no candidate could be scored; accepted: a validation frame with events")
+
+
+def _candidates(param_grid, base) -> list[dict]:
+    """Every combination in ``param_grid``; a ValueError names a malformed grid or a parameter ``base`` lacks."""
     if isinstance(param_grid, dict):
         grids = [param_grid]
+    elif isinstance(param_grid, (str, bytes)) or not hasattr(param_grid, "__iter__"):
+        raise ValueError(f"param_grid must be a dict of lists (or a list of such dicts), got {param_grid!r:.80}")
     else:
         grids = list(param_grid)
+    known = set(base.get_params())
     out = []
     for g in grids:
         if not isinstance(g, dict):
             raise ValueError("param_grid must be a dict of lists (or a list of such dicts)")
         keys = list(g)
+        # Checked before any fit: an unknown name would otherwise fail in the constructor after the split.
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise ValueError(f"param_grid names {unknown}, which {type(base).__name__} has no parameter(s) of; "
+                             f"parameters: {sorted(known)}")
         for k in keys:
             if isinstance(g[k], (str, bytes)) or not hasattr(g[k], "__iter__"):
                 raise ValueError(f"param_grid[{k!r}] must be a list of values, got {g[k]!r}")
-        out.extend(dict(zip(keys, vals)) for vals in itertools.product(*(list(g[k]) for k in keys)))
+        values = [list(g[k]) for k in keys]
+        empty = [k for k, v in zip(keys, values) if not v]
+        if empty:
+            raise ValueError(f"param_grid[{empty[0]!r}] is empty, so param_grid has no candidates; "
+                             "accepted: a non-empty list of values per parameter")
+        out.extend(dict(zip(keys, vals)) for vals in itertools.product(*values))
     return out
+
+
+def _base_model(model):
+    """``model`` as an instance: a class is constructed with its defaults; anything else must look like a Recommender."""
+    base = model() if isinstance(model, type) else model
+    if not all(callable(getattr(base, name, None)) for name in ("get_params", "fit")):
+        raise TypeError(f"model must be a Recommender class or instance (e.g. EASE or EASE(l2=50.0)), "
+                        f"got {type(model).__name__} {model!r:.80}")
+    return base
 
 
 def _fit_kwargs(model, kwargs: dict) -> dict:
@@ -124,19 +160,27 @@ def grid_search(model, param_grid, train: pd.DataFrame, *, valid: pd.DataFrame |
     raises :class:`~recapp.metrics.checks.ScoreError`) or whose score is NaN
     scores NaN: it is listed last in ``results``, named in a warning and never
     chosen. If every candidate scores NaN, a ValueError lists them.
+
+    Refused before anything is fitted: a ``model`` that is no Recommender, a
+    grid that is not a dict of non-empty lists (or a list of such dicts) or
+    names a parameter the model lacks, ``k`` below 1 for a ranking metric, and
+    a ``valid`` frame without user/item columns or rows.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not accepted; accepted values: {list(METRICS)}")
-    base = model() if isinstance(model, type) else model
+    if metric not in LOWER_IS_BETTER:
+        k = check_k(k)
+    base = _base_model(model)
     base_params = base.get_params()
+    cands = _candidates(param_grid, base)
+    if not cands:
+        raise ValueError("param_grid has no candidates")
     if valid is None:
         inner, valid = validation_split(train, ratio, filter_by=filter_by, random_state=random_state)
     else:
+        _check_valid(valid)
         inner = train
     rows, reasons = [], []
-    cands = _candidates(param_grid)
-    if not cands:
-        raise ValueError("param_grid has no candidates")
     for params in cands:
         m = type(base)(**{**base_params, **params})
         t0 = time.perf_counter()
@@ -178,7 +222,7 @@ def tune(model, param_grid, train: pd.DataFrame, **kwargs):
     Returns ``(fitted_model, TuneResult)``. Keyword arguments go to :func:`grid_search`.
     """
     res = grid_search(model, param_grid, train, **kwargs)
-    base = model() if isinstance(model, type) else model
+    base = _base_model(model)
     best = type(base)(**{**base.get_params(), **res.best_params})
     best.fit(train, **_fit_kwargs(best, kwargs.get("fit_kwargs") or {}))
     return best, res

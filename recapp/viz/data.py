@@ -8,8 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from recapp.metrics.checks import check_ids, check_scores
 from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, require_columns
-from recapp.viz.tables import activity_counts, funnel_counts, head_share
+from recapp.schema.errors import _quote_rows
+from recapp.viz.tables import _numbers, _require_rows, _utc_times, activity_counts, funnel_counts, head_share
 from recapp.viz.style import _FREQ_NAMES, EVENT_COLORS, WEEKDAYS, apply_layout
 
 
@@ -18,9 +20,11 @@ def long_tail(df: pd.DataFrame, by: str = "item", *, head: float = 0.2, col_user
     """Events per item (or user) against its popularity rank, log scale, with the cumulative share.
 
     The shaded band is the most active ``head`` fraction; the title says what
-    share of all events it accounts for: the long tail in one number.
+    share of all events it accounts for: the long tail in one number. An empty
+    ``df`` or a missing id raises (the share would be 0% or leave rows out).
     """
     counts = activity_counts(df, by, col_user=col_user, col_item=col_item)
+    _require_rows(df, "df")
     rank = np.arange(1, len(counts) + 1)
     cum = np.cumsum(counts.to_numpy()) / max(counts.sum(), 1)
     share = head_share(counts, head)
@@ -43,9 +47,16 @@ def long_tail(df: pd.DataFrame, by: str = "item", *, head: float = 0.2, col_user
 
 
 def rating_histogram(df: pd.DataFrame, *, col_rating: str = RATING_COL, title: str | None = None) -> go.Figure:
-    """How often each rating value occurs (a histogram when ratings are not on a small discrete scale)."""
+    """How often each rating value occurs (a histogram when ratings are not on a small discrete scale).
+
+    Rows without a rating (views, clicks) are left out; text or infinite
+    ratings, or no rating at all, raise ValueError naming the column.
+    """
     require_columns(df, "df", col_rating)
-    r = df[col_rating].dropna()
+    values = _numbers(df, "df", col_rating, "rating", finite=True)
+    if np.isnan(values).all():
+        raise ValueError(f"column {col_rating!r} of df has no ratings ({len(df):,} row(s), all missing): nothing to draw")
+    r = df[col_rating].dropna() if pd.api.types.is_numeric_dtype(df[col_rating]) else pd.Series(values).dropna()
     fig = go.Figure()
     if r.nunique() <= 20:
         counts = r.value_counts().sort_index()
@@ -64,16 +75,26 @@ def rating_histogram(df: pd.DataFrame, *, col_rating: str = RATING_COL, title: s
 
 def event_funnel(df: pd.DataFrame, *, stages: Sequence[str] = FUNNEL, unit: str = "events", col_event: str = EVENT_COL,
                  col_user: str = USER_COL, title: str | None = None) -> go.Figure:
-    """The view -> click -> cart -> purchase funnel, counting ``"events"`` or distinct ``"users"`` per stage."""
+    """The view -> click -> cart -> purchase funnel, counting ``"events"`` or distinct ``"users"`` per stage.
+
+    ``stages`` is checked as in :func:`funnel_counts`; with no first-stage
+    events the default title says so instead of showing a NaN rate.
+    """
     if unit not in ("events", "users"):
         raise ValueError(f"unit={unit!r} is not supported; accepted values: ['events', 'users']")
     table = funnel_counts(df, stages=stages, col_event=col_event, col_user=col_user)
+    stages = list(table.index)
     fig = go.Figure(go.Funnel(
         y=list(table.index), x=table[unit].to_numpy(), textinfo="value+percent initial+percent previous",
         marker=dict(color=[EVENT_COLORS.get(s, "#4292c6") for s in table.index]),
     ))
     last = table["overall_rate"].iloc[-1]
-    default = f"Funnel ({unit}): {last:.1%} of {stages[0]}s end in a {stages[-1]}" if unit == "events" else f"Funnel ({unit})"
+    if unit != "events":
+        default = f"Funnel ({unit})"
+    elif np.isnan(last):
+        default = f"Funnel ({unit}): no {stages[0]} events"
+    else:
+        default = f"Funnel ({unit}): {last:.1%} of {stages[0]}s end in a {stages[-1]}"
     return apply_layout(fig, title or default, showlegend=False)
 
 
@@ -81,17 +102,19 @@ def time_patterns(df: pd.DataFrame, *, freq: str = "D", col_time: str = TIME_COL
                   title: str | None = None) -> go.Figure:
     """Activity over time (one line per event type, binned by ``freq``) and a weekday x hour heatmap (UTC).
 
-    ``freq`` is a pandas period alias: ``"h"``, ``"D"`` (default), ``"W"``, ``"M"``...
+    ``freq`` is a pandas period alias: ``"h"``, ``"D"`` (default), ``"W"``, ``"M"``...;
+    another ``freq``, or a text or missing time, raises ValueError naming it.
     """
     require_columns(df, "df", col_time)
-    t = pd.to_datetime(df[col_time], unit="s", utc=True)
+    _check_freq(freq)
+    t = _utc_times(df, col_time, "df")
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=(f"events per {_FREQ_NAMES.get(freq, freq)}", "weekday x hour of day (UTC)"))
     naive = t.dt.tz_localize(None)
     events = df[col_event] if col_event in df.columns else pd.Series("event", index=df.index)
     kinds = [e for e in EVENT_TYPES if (events == e).any()] or list(pd.unique(events))
     for ev in kinds:
-        # Periods (not floor) so calendar frequencies such as "W" or "MS" work too.
+        # Periods (not floor) so calendar frequencies such as "W" or "M" work too (pandas refuses "MS" for periods).
         s = naive[events.to_numpy() == ev].dt.to_period(freq).dt.start_time.value_counts().sort_index()
         fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), mode="lines", name=str(ev),
                                  line=dict(color=EVENT_COLORS.get(ev))), row=1, col=1)
@@ -105,17 +128,41 @@ def time_patterns(df: pd.DataFrame, *, freq: str = "D", col_time: str = TIME_COL
     return apply_layout(fig, title or "When shoppers are active", height=430, legend=dict(orientation="h", y=-0.2))
 
 
+def _check_freq(freq) -> None:
+    # Checked on a one-row series, the way the lines are binned, so that an empty frame is checked too.
+    try:
+        pd.Series(pd.to_datetime([0], unit="s")).dt.to_period(freq)
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"freq={freq!r} is not a pandas period frequency; accepted: e.g. 'h', 'D', 'W', 'M'") from None
+
+
 def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str = "position", *,
                        col_reward: str = "click", title: str | None = None) -> go.Figure:
     """Mean reward per ``by`` value (a slot, an action...) for one or several logging policies.
 
     ``logs`` is a rounds DataFrame or ``{policy name: rounds}``. Whiskers are
     binomial standard errors; with few clicks they are wide, which is the point.
+    So rewards must lie in [0, 1]; a missing ``by`` value or reward, a text
+    reward, one outside [0, 1] or no logs at all raise, naming the log and rows.
     """
     logs = {"rounds": logs} if isinstance(logs, pd.DataFrame) else dict(logs)
+    if not logs:
+        raise ValueError("logs is empty: pass a rounds DataFrame or {policy name: rounds}")
     fig = go.Figure()
     for name, r in logs.items():
-        require_columns(r, f"logs[{name!r}]", by, col_reward)
+        label = f"logs[{name!r}]"
+        require_columns(r, label, by, col_reward)
+        # groupby would leave rows without a `by` value out, and mean() rows without a reward.
+        check_ids(r, label, by)
+        reward = check_scores(r, label, col_reward, what="reward")
+        out = (reward < 0) | (reward > 1)
+        if out.any():
+            raise ValueError(f"column {col_reward!r} of {label} has {int(out.sum()):,} reward(s) outside [0, 1], at rows "
+                             f"{_quote_rows(r, out, col_reward)}; the whiskers are binomial standard errors, so "
+                             "accepted: clicks (0/1) or rates in [0, 1]")
+        if not pd.api.types.is_numeric_dtype(r[col_reward]):
+            r = r.copy()
+            r[col_reward] = reward
         g = r.groupby(by, observed=True)[col_reward].agg(["mean", "size", "sum"]).sort_index()
         se = np.sqrt(g["mean"] * (1 - g["mean"]) / g["size"].clip(lower=1))
         fig.add_trace(go.Bar(x=g.index.astype(str), y=g["mean"], name=str(name), error_y=dict(type="data", array=se),

@@ -8,8 +8,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from recapp.metrics.checks import check_ids, check_scores
 from recapp.schema import require_columns
 from recapp.viz.style import apply_layout
+from recapp.viz.tables import _names, _numbers
 
 
 def _metric_columns(table: pd.DataFrame) -> list[str]:
@@ -20,13 +22,18 @@ def benchmark_bars(table: pd.DataFrame, metrics: Sequence[str] | None = None, *,
                    title: str | None = None) -> go.Figure:
     """Grouped bars of ranking metrics per model (models sorted by the first metric, best on the left).
 
-    ``metrics`` defaults to every column whose name has an ``@`` (``ndcg@10``, ...).
+    ``metrics`` defaults to every column whose name has an ``@`` (``ndcg@10``, ...);
+    a single string, or a metric column holding text, raises ValueError. A
+    missing score (NaN) draws no bar.
     """
     require_columns(table, "table", model_col)
-    metrics = list(metrics) if metrics is not None else _metric_columns(table)
+    metrics = _names("metrics", metrics) if metrics is not None else _metric_columns(table)
     require_columns(table, "table", *metrics)
     if not metrics:
         raise ValueError(f"no metric columns to plot; columns found: {list(table.columns)}")
+    table = table.copy()
+    for m in metrics:
+        table[m] = _numbers(table, "table", m, "score")
     t = table.sort_values(metrics[0], ascending=False, kind="stable")
     fig = go.Figure()
     for m in metrics:
@@ -45,8 +52,10 @@ def accuracy_vs_beyond(table: pd.DataFrame, accuracy: str | None = None,
 
     ``accuracy`` defaults to the first ``ndcg@`` column; beyond-accuracy
     columns missing from ``table`` are skipped (at least one must be present).
+    ``beyond`` given as one string, or a plotted column holding text, raises ValueError.
     """
     require_columns(table, "table", model_col)
+    beyond = _names("beyond", beyond)
     if accuracy is None:
         cands = [c for c in table.columns if str(c).startswith("ndcg@")] or _metric_columns(table)
         if not cands:
@@ -56,6 +65,10 @@ def accuracy_vs_beyond(table: pd.DataFrame, accuracy: str | None = None,
     present = [b for b in beyond if b in table.columns]
     if not present:
         raise ValueError(f"none of the beyond-accuracy columns {list(beyond)} is in the table; columns: {list(table.columns)}")
+    # Text in a column would turn its axis into categories, plotted without complaint.
+    table = table.copy()
+    for c in [accuracy, *present]:
+        table[c] = _numbers(table, "table", c, "score")
     fig = make_subplots(rows=1, cols=len(present), shared_yaxes=True, horizontal_spacing=0.06)
     names = table[model_col].astype(str).to_numpy()
     palette = ["#4292c6", "#d94801", "#238b45", "#6a51a3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
@@ -78,8 +91,15 @@ def metric_by_group(frame: pd.DataFrame, metric: str = "ndcg_at_k", group: str =
 
     Built for :func:`by_history` output (cold against warm users), but any
     per-user frame with a group column works. Hover shows the number of users.
+    A missing or text ``metric`` value, or a missing ``group`` / ``color`` value,
+    raises naming the rows (the mean and the user count would leave them out).
     """
     require_columns(frame, "frame", metric, group, *([color] if color else []))
+    check_ids(frame, "frame", group, *([color] if color else []))
+    values = check_scores(frame, "frame", metric, what="metric value")
+    if not pd.api.types.is_numeric_dtype(frame[metric]):
+        frame = frame.copy()
+        frame[metric] = values
     keys = [group] + ([color] if color else [])
     agg = (frame.groupby(keys, observed=True)[metric]
            .agg(mean="mean", sem=lambda s: s.std(ddof=1) / np.sqrt(len(s)) if len(s) > 1 else 0.0, users="size")
@@ -99,18 +119,27 @@ def metric_by_group(frame: pd.DataFrame, metric: str = "ndcg_at_k", group: str =
 
 
 # ---- training figures --------------------------------------------------------------------
-def _log_frame(log) -> pd.DataFrame:
+def _log_frame(log, name: str) -> pd.DataFrame:
     """A training log (``TrainLog``, DataFrame with epoch/loss/valid, or a list of losses) as a DataFrame."""
+    label = f"logs[{name!r}]"
     if hasattr(log, "to_frame") and not isinstance(log, (pd.DataFrame, pd.Series)):
-        return log.to_frame()
-    if isinstance(log, pd.DataFrame):
-        require_columns(log, "log", "loss")
+        out = log.to_frame()
+        require_columns(out, label, "loss")
+    elif isinstance(log, pd.DataFrame):
+        require_columns(log, label, "loss")
         out = log.copy()
         if "epoch" not in out.columns:
             out["epoch"] = np.arange(1, len(out) + 1)
-        return out
-    losses = np.asarray(list(log), dtype=np.float64)
-    return pd.DataFrame({"epoch": np.arange(1, len(losses) + 1), "loss": losses})
+    else:
+        try:
+            losses = np.asarray(list(log), dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{label} must be a TrainLog, a DataFrame with a 'loss' column or a list of losses "
+                             f"(numbers): {e}") from None
+        return pd.DataFrame({"epoch": np.arange(1, len(losses) + 1), "loss": losses})
+    # NaN losses stay (a diverged epoch is worth seeing); text would fail deep in the plotting.
+    _numbers(out, label, "loss", "loss")
+    return out
 
 
 def loss_curves(logs: Mapping, *, relative: bool = True, valid_label: str = "validation NDCG@10",
@@ -121,9 +150,12 @@ def loss_curves(logs: Mapping, *, relative: bool = True, valid_label: str = "val
     model's ``train_log_``), a DataFrame with ``epoch``, ``loss`` and optional
     ``valid`` columns, or a plain list of losses. With ``relative`` each loss
     is divided by its first epoch's, so models whose losses live on different
-    scales share one axis.
+    scales share one axis. ``logs`` that is not a mapping, or a log whose
+    losses are not numbers, raises naming it.
     """
-    frames = {str(name): _log_frame(log) for name, log in logs.items()}
+    if not isinstance(logs, Mapping):
+        raise TypeError(f"logs must be a mapping {{model name: training log}}, got {type(logs).__name__}")
+    frames = {str(name): _log_frame(log, str(name)) for name, log in logs.items()}
     has_valid = any("valid" in f.columns and f["valid"].notna().any() for f in frames.values())
     cols = 2 if has_valid else 1
     fig = make_subplots(rows=1, cols=cols, subplot_titles=(

@@ -6,8 +6,62 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, require_columns
+from recapp.metrics.checks import check_ids, check_scores
+from recapp.schema import (
+    EVENT_COL,
+    EVENT_TYPES,
+    FUNNEL,
+    ITEM_COL,
+    RATING_COL,
+    TIME_COL,
+    USER_COL,
+    SchemaError,
+    check_event_types,
+    require_columns,
+)
+from recapp.schema.cells import _plain
+from recapp.schema.errors import _quote_rows
 from recapp.viz.style import BY
+
+
+# ---- input checks shared by the tables and the figures -----------------------------------
+def _names(name: str, values) -> list:
+    """``values`` as a list; a single string is refused, since it would be read letter by letter."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name}={values!r} is a single value; accepted: a list, e.g. [{values!r}]")
+    return list(values)
+
+
+def _require_rows(df: pd.DataFrame, name: str) -> None:
+    if len(df) == 0:
+        raise ValueError(f"{name} has no rows: there is nothing to summarise or draw")
+
+
+def _utc_times(df: pd.DataFrame, col: str, name: str) -> pd.Series:
+    """``df[col]`` (UTC seconds, datetimes or date text) as UTC datetimes; SchemaError naming missing or unreadable times."""
+    # A missing time becomes NaT, which min/max, value_counts and crosstab all skip without a word.
+    missing = df[col].isna().to_numpy()
+    if missing.any():
+        raise SchemaError(f"column {col!r} of {name} has {int(missing.sum()):,} missing time(s), at rows "
+                          f"{_quote_rows(df, missing, col)}; accepted: a time in every row")
+    try:
+        t = pd.to_datetime(df[col], unit="s", utc=True)
+    except (ValueError, TypeError, OverflowError) as e:
+        raise SchemaError(f"column {col!r} of {name} holds values that are not times ({e}); accepted: UTC seconds or "
+                          "datetimes; run recapp.schema.validate (or recapp.schema.parse_timestamps) first") from None
+    unread = t.isna().to_numpy()
+    if unread.any():
+        raise SchemaError(f"column {col!r} of {name} has {int(unread.sum()):,} time(s) that read as missing, at rows "
+                          f"{_quote_rows(df, unread, col)}; accepted: UTC seconds or datetimes")
+    return t
+
+
+def _numbers(df: pd.DataFrame, name: str, col: str, what: str, *, finite: bool = False) -> np.ndarray:
+    """``df[col]`` as float64, NaN where missing; ScoreError naming the rows that hold text (or infinities with ``finite``)."""
+    present = df[col].notna().to_numpy()
+    out = np.full(len(df), np.nan)
+    out[present] = check_scores(df[present], name, col, what=what, finite=finite)
+    return out
 
 
 def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL, col_time: str = TIME_COL,
@@ -15,9 +69,13 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
     """Headline statistics of an event log as a Series: sizes, density, activity, time span, events by type.
 
     Numbers are rounded (density to 4 significant digits, ratings to 3
-    decimals) so that the printed Series is stable across machines.
+    decimals) so that the printed Series is stable across machines. An empty
+    ``df``, a missing id, a missing or text time and a text rating raise,
+    naming the column and rows.
     """
     require_columns(df, "df", col_user, col_item)
+    _require_rows(df, "df")
+    check_ids(df, "df", col_user, col_item)
     n_users, n_items = int(df[col_user].nunique()), int(df[col_item].nunique())
     pairs = len(df[[col_user, col_item]].drop_duplicates())
     per_user = df.groupby(col_user).size()
@@ -33,7 +91,7 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
         "items with 1 event": int((per_item == 1).sum()),
     }
     if col_time in df.columns and len(df):
-        t = pd.to_datetime(df[col_time], unit="s", utc=True)
+        t = _utc_times(df, col_time, "df")
         out["first event"] = str(t.min().date())
         out["last event"] = str(t.max().date())
         out["days"] = int((t.max() - t.min()).ceil("D").days)
@@ -43,25 +101,39 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
             if counts.get(ev, 0):
                 out[f"{ev} events"] = int(counts[ev])
     if col_rating in df.columns and df[col_rating].notna().any():
-        out["mean rating"] = round(float(df[col_rating].mean()), 3)
+        out["mean rating"] = round(float(pd.Series(_numbers(df, "df", col_rating, "rating")).mean()), 3)
     return pd.Series(out, name="value", dtype=object)
 
 
 def activity_counts(df: pd.DataFrame, by: str = "item", *, col_user: str = USER_COL, col_item: str = ITEM_COL) -> pd.Series:
-    """Events per item (``by="item"``) or per user (``by="user"``), most active first."""
+    """Events per item (``by="item"``) or per user (``by="user"``), most active first; a missing id raises."""
     if by not in BY:
         raise ValueError(f"by={by!r} is not supported; accepted values: {list(BY)}")
     col = col_item if by == "item" else col_user
     require_columns(df, "df", col)
+    # value_counts would leave those rows out of every count, and the long tail's shares with them.
+    check_ids(df, "df", col)
     counts = df[col].value_counts()
     return counts.rename("events").sort_values(ascending=False, kind="stable")
 
 
 def head_share(counts: pd.Series | np.ndarray, head: float = 0.2) -> float:
-    """Share of all events, range [0, 1], that the most active ``head`` fraction of entities account for."""
-    if not 0.0 < head <= 1.0:
+    """Share of all events, range [0, 1], that the most active ``head`` fraction of entities account for.
+
+    ``counts`` must be finite numbers >= 0; anything else raises ValueError naming the first.
+    """
+    if isinstance(head, bool) or not isinstance(head, (int, float, np.integer, np.floating)) or not 0.0 < head <= 1.0:
         raise ValueError(f"head={head!r} is out of range; accepted: a fraction in (0, 1]")
-    c = np.sort(np.asarray(counts, dtype=np.float64))[::-1]
+    try:
+        c = np.asarray(counts, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"counts must hold numbers: {e}") from None
+    bad = ~np.isfinite(c) | (c < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise ValueError(f"counts has {int(bad.sum())} value(s) that are not finite counts >= 0, "
+                         f"first {float(c.ravel()[i])!r} at position {i}")
+    c = np.sort(c)[::-1]
     if len(c) == 0 or c.sum() == 0:
         return 0.0
     n_head = max(1, int(np.ceil(head * len(c))))
@@ -74,9 +146,15 @@ def funnel_counts(df: pd.DataFrame, *, stages: Sequence[str] = FUNNEL, col_event
 
     One row per stage in ``stages`` order: ``events``, ``users``, ``step_rate``
     (events / previous stage's events) and ``overall_rate`` (events / first
-    stage's events), the rates rounded to 4 decimals.
+    stage's events), the rates rounded to 4 decimals. ``stages`` must be a
+    non-empty list of event types (a typo would count 0); a missing user id raises.
     """
+    stages = _names("stages", stages)
+    if not stages:
+        raise ValueError("stages is empty; accepted: a list of event types, e.g. ['view', 'purchase']")
+    check_event_types("stages", stages)
     require_columns(df, "df", col_event, col_user)
+    check_ids(df, "df", col_user)
     ev = df[col_event]
     events = np.array([int((ev == s).sum()) for s in stages], dtype=np.int64)
     users = np.array([int(df.loc[ev == s, col_user].nunique()) for s in stages], dtype=np.int64)
@@ -95,15 +173,27 @@ def by_history(per_user: pd.DataFrame, train: pd.DataFrame, bins: Sequence[float
     Bins are left-closed, ``[a, b)``; the first bin ``[0, 1)`` is labelled
     ``"cold (0)"`` (users absent from ``train``), the others ``"a-b"`` or
     ``"a+"``. The column is an ordered categorical, so groups sort by history.
-    Also adds ``n_train`` (the count itself).
+    Also adds ``n_train`` (the count itself). A user whose count falls outside
+    the bins raises ValueError (the group would be missing and the user dropped
+    from :func:`metric_by_group`); so do bins that are not increasing numbers.
     """
     require_columns(per_user, "per_user", col_user)
     require_columns(train, "train", col_user)
-    edges = [float(b) for b in bins]
-    if len(edges) < 2 or any(b >= a for a, b in zip(edges[1:], edges[:-1])):
+    try:
+        edges = [float(b) for b in bins]
+    except (TypeError, ValueError):
+        raise ValueError(f"bins must be at least two increasing edges (numbers), got {list(bins)!r}") from None
+    # NaN compares False with everything, so the ordering test alone would let it through.
+    if len(edges) < 2 or any(np.isnan(edges)) or any(b >= a for a, b in zip(edges[1:], edges[:-1])):
         raise ValueError(f"bins must be at least two increasing edges, got {list(bins)!r}")
     counts = train[col_user].value_counts()
     n_train = counts.reindex(per_user[col_user].to_numpy()).fillna(0).to_numpy(dtype=np.int64)
+    outside = (n_train < edges[0]) | (n_train >= edges[-1])
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"{int(outside.sum()):,} user(s) of per_user have a training count outside the bins "
+                         f"[{edges[0]:g}, {edges[-1]:g}), e.g. user {_plain(per_user[col_user].iloc[first])!r} with "
+                         f"{int(n_train[first])}; accepted: bins from 0 to np.inf, e.g. (0, 1, 20, np.inf)")
     labels = []
     for a, b in zip(edges[:-1], edges[1:]):
         if a == 0 and b == 1:
@@ -152,21 +242,26 @@ def bandit_summary(rounds: pd.DataFrame, *, col_action: str = ITEM_COL, col_rewa
 
     Rounds, actions, positions, total reward, the mean reward (click-through
     rate) and the logging propensities' range, rounded so the print is stable.
+    Empty ``rounds``, a missing action, a missing or text reward and a missing,
+    infinite or text propensity raise, naming the column and rows.
     """
     require_columns(rounds, "rounds", col_action, col_reward, col_propensity)
-    p = rounds[col_propensity].to_numpy(dtype=np.float64)
+    _require_rows(rounds, "rounds")
+    check_ids(rounds, "rounds", col_action)
+    p = check_scores(rounds, "rounds", col_propensity, what="propensity", finite=True)
+    reward = pd.Series(check_scores(rounds, "rounds", col_reward, what="reward"))
     out = {
         "rounds": int(len(rounds)),
         "actions": int(rounds[col_action].nunique()),
         "positions": int(rounds[col_position].nunique()) if col_position in rounds.columns else 1,
-        "clicks": int(rounds[col_reward].sum()),
-        "click rate": round(float(rounds[col_reward].mean()), 5),
+        "clicks": int(reward.sum()),
+        "click rate": round(float(reward.mean()), 5),
         "propensity min": float(f"{p.min():.4g}"),
         "propensity median": float(f"{np.median(p):.4g}"),
         "propensity max": float(f"{p.max():.4g}"),
     }
     if col_time in rounds.columns:
-        t = pd.to_datetime(rounds[col_time], unit="s", utc=True)
+        t = _utc_times(rounds, col_time, "rounds")
         out["first round"] = str(t.min().date())
         out["last round"] = str(t.max().date())
     return pd.Series(out, name="value", dtype=object)
@@ -205,15 +300,40 @@ def replay_latencies(engine, events: pd.DataFrame, *, k: int = 10, col_user: str
 
 def latency_percentiles(latencies: Mapping[str, Sequence[float]], *, unit: str = "ms",
                         percentiles: Sequence[float] = (50, 95, 99)) -> pd.DataFrame:
-    """Percentiles and maximum of each latency series (``{name: seconds}``), in ``unit`` ("ms" or "us")."""
+    """Percentiles and maximum of each latency series (``{name: seconds}``), in ``unit`` ("ms" or "us").
+
+    An empty series gives NaN. A missing, infinite, negative or text latency, and
+    a percentile outside [0, 100], raise ValueError naming the series and position.
+    """
     scale = {"ms": 1e3, "us": 1e6}.get(unit)
     if scale is None:
         raise ValueError(f"unit={unit!r} is not accepted; accepted values: ['ms', 'us']")
+    if not isinstance(latencies, Mapping):
+        raise TypeError(f"latencies must be a mapping {{name: seconds}}, got {type(latencies).__name__}")
+    percentiles = _names("percentiles", percentiles)
+    qs = _finite_values("percentiles", percentiles)
+    if ((qs < 0) | (qs > 100)).any():
+        raise ValueError(f"percentiles={percentiles!r} has a value outside [0, 100]")
     rows = {}
     for name, values in latencies.items():
-        v = np.asarray(values, dtype=np.float64) * scale
+        v = _finite_values(f"latencies[{name!r}]", values) * scale
+        if (v < 0).any():
+            raise ValueError(f"latencies[{name!r}] has a negative latency at position {int(np.flatnonzero(v < 0)[0])}")
         row = {f"p{q:g}": float(np.percentile(v, q)) if len(v) else np.nan for q in percentiles}
         row["max"] = float(v.max()) if len(v) else np.nan
         row["events"] = int(len(v))
         rows[str(name)] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"latency ({unit})")
+
+
+def _finite_values(name: str, values) -> np.ndarray:
+    """``values`` as a 1-D float array; ValueError naming ``name`` and the first position unless all are finite."""
+    try:
+        v = np.asarray(values, dtype=np.float64).ravel()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must hold numbers: {e}") from None
+    bad = ~np.isfinite(v)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} has {int(bad.sum())} value(s) that are not finite numbers, first {float(v[i])!r} at position {i}")
+    return v
