@@ -1,4 +1,4 @@
-"""Input checks shared by recapp.experiment: the statistics (abtest, ope, sequential), the simulator and the bandits.
+"""Input checks shared by recapp.experiment: the statistics (abtest, cuped, interleaving, ope, sequential), the simulator and the bandits.
 
 Each raises ``ValueError`` naming the argument, the first offending position
 and value, and what is accepted, so bad data never turn into a NaN, an
@@ -14,6 +14,7 @@ import pandas as pd
 from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
 from recapp.schema.cells import _plain
+from recapp.schema.errors import _quote_rows
 
 
 def check_level(name: str, value) -> float:
@@ -211,10 +212,53 @@ def check_sizing(baseline, mde, alpha, power, ratio) -> None:
     check_param("mde", mde)
     if mde == 0:
         raise ValueError("mde=0 is not accepted: no sample size detects a zero effect; pass a non-zero change")
+    check_plan(alpha, power, ratio)
+
+
+def check_plan(alpha, power, ratio) -> None:
+    """The level, power and treatment/control size ratio of a sample size: ``alpha < power < 1``, ``ratio > 0``."""
     check_power_args(alpha, ratio)
     check_level("power", power)
     if not power > alpha:
         raise ValueError(f"power={power!r} must exceed alpha={alpha!r} (a test with no effect already rejects at rate alpha)")
+
+
+def check_finite_columns(frame: pd.DataFrame, name: str, columns, hint: str = "") -> None:
+    """Every listed column of ``frame`` numeric and finite; ``ValueError`` naming the column, the count and the first rows.
+
+    A NaN must not reach a statistic that would skip it or read it as a
+    constant; ``hint`` says how to fill it.
+    """
+    for col in columns:
+        values = frame[col]
+        if not pd.api.types.is_numeric_dtype(values):      # bool counts: a 0/1 indicator is a number
+            raise ValueError(f"{name}[{col!r}] has dtype {values.dtype}; it must hold numbers{hint}")
+        bad = ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            raise ValueError(f"{name}[{col!r}] is missing or infinite in {int(bad.sum())} row(s), e.g. "
+                             f"{_quote_rows(frame, bad, col)}{hint}")
+
+
+def check_cumulative_counts(**counts) -> list[np.ndarray]:
+    """Counts per look along the last axis (more axes: more experiments): finite, >= 0, one shape, never falling.
+
+    Returns them as float arrays; a NaN look would otherwise be skipped and a
+    shape mismatch fail inside numpy.
+    """
+    arrays = [check_values(name, v, low=0.0) for name, v in counts.items()]
+    shapes = {name: a.shape for name, a in zip(counts, arrays)}
+    if len(set(shapes.values())) > 1 or arrays[0].ndim == 0 or arrays[0].shape[-1] == 0:
+        raise ValueError(f"{', '.join(counts)} must be arrays of one shape with at least one look along the last "
+                         f"axis, got shapes {shapes}")
+    for name, a in zip(counts, arrays):
+        fall = np.argwhere(np.diff(a, axis=-1) < 0)
+        if len(fall):
+            i = tuple(int(k) for k in fall[0])
+            j = i[:-1] + (i[-1] + 1,)
+            raise ValueError(f"{name}[{', '.join(map(str, j))}] = {a[j]:g} is below the previous look's {a[i]:g} "
+                             f"({len(fall)} such drop(s)); the counts must be cumulative, never decreasing from one "
+                             "look to the next")
+    return arrays
 
 
 def report_dropped(no_user: np.ndarray, users, per_user_index, arms_index, col_user: str) -> dict:

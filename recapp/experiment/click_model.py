@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_level
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL, require_columns
 
 POSITION_COL = "position"
@@ -112,6 +114,11 @@ def _quantiles(draws: np.ndarray, alpha: float):
 def _encode(rounds: pd.DataFrame, items: np.ndarray, n_positions: int, name: str = "rounds"):
     """Item index, 0-based position and click arrays; raises naming the column that is wrong."""
     require_columns(rounds, name, ITEM_COL, POSITION_COL, CLICK_COL)
+    # A missing id would become an item of its own ("item nan") or fall into "all other items".
+    missing = rounds[ITEM_COL].isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"{name}[{ITEM_COL!r}] is missing in {int(missing.sum())} row(s), e.g. row "
+                         f"{rounds.index[missing].tolist()[0]!r}; every logged impression needs its item")
     pos = rounds[POSITION_COL].to_numpy()
     if len(pos) and (not np.issubdtype(pos.dtype, np.integer) or pos.min() < 1 or pos.max() > n_positions):
         raise ValueError(f"{name}[{POSITION_COL!r}] must hold integer slots 1..{n_positions}; found {np.unique(pos)[:6].tolist()}")
@@ -245,19 +252,30 @@ def fit_click_model(rounds: pd.DataFrame, items=None, n_positions: int | None = 
     heterogeneity; and resampled shrunken appeals vary far less than the
     appeals are known, so the bootstrap understates item uncertainty.) Every
     position needs a click, since position effects are not penalised.
+    Refused: empty ``rounds``, repeated ``items``, a non-integer
+    ``n_positions`` or ``n_draws``, ``alpha`` outside (0, 1).
     """
     require_columns(rounds, "rounds", ITEM_COL, POSITION_COL, CLICK_COL)
-    items = np.sort(rounds[ITEM_COL].unique()) if items is None else np.asarray(items)
+    if rounds.empty:
+        raise ValueError("rounds is empty: a click model needs logged impressions")
+    items = np.sort(rounds[ITEM_COL].dropna().unique()) if items is None else np.asarray(items)
+    dup = pd.Index(items).duplicated()
+    if dup.any():
+        raise ValueError(f"items repeats {int(dup.sum())} id(s), e.g. {items[dup].tolist()[0]!r}; pass each catalogue item once")
+    if n_positions is not None:
+        check_param("n_positions", n_positions, low=1)
+        if n_positions != int(n_positions):
+            raise ValueError(f"n_positions={n_positions!r} must be a whole number of slots")
     P = int(rounds[POSITION_COL].max()) if n_positions is None else int(n_positions)
     a, p, y = _encode(rounds, items, P)
     if (a < 0).any():
         raise ValueError(f"rounds[{ITEM_COL!r}] holds item(s) not in items, e.g. {rounds[ITEM_COL].to_numpy()[a < 0][:5].tolist()}")
-    if appeal_sd != "auto" and not (isinstance(appeal_sd, (int, float)) and appeal_sd > 0):
-        raise ValueError(f"appeal_sd={appeal_sd!r} must be 'auto' or a positive number")
+    if appeal_sd != "auto":
+        check_param("appeal_sd", appeal_sd, low=0, low_inclusive=False)
     if intervals not in ("laplace", "bootstrap"):
         raise ValueError(f"intervals={intervals!r} is not accepted; accepted values: ['laplace', 'bootstrap']")
-    if n_draws < 0:
-        raise ValueError(f"n_draws={n_draws!r} must be >= 0")
+    check_param("n_draws", n_draws, low=0, integer=True)
+    check_level("alpha", alpha)
     per_pos = np.bincount(p, weights=y, minlength=P)
     if (per_pos == 0).any():
         raise ValueError(f"position(s) {(np.flatnonzero(per_pos == 0) + 1).tolist()} have no clicks in rounds; their effects cannot be fitted")
@@ -327,6 +345,7 @@ def position_decay_test(model: ClickModel, position_decay: float = 1.0) -> dict:
     """
     from scipy.stats import chi2
 
+    check_param("position_decay", position_decay)
     P = model.n_positions
     if P < 2:
         raise ValueError("a position test needs at least two positions")

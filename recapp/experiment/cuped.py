@@ -55,7 +55,9 @@ import pandas as pd
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from recapp.experiment.abtest import ARM_COL, METRICS, compare_means
+from recapp.experiment._checks import check_finite_columns, check_level, check_plan, check_values
+from recapp.experiment.abtest import ARM_COL, CORRECTIONS, METRICS, compare_means
+from recapp.models.base import check_param
 
 #: Prefix of the pre-period columns that :func:`add_pre_period` adds.
 PRE_PREFIX = "pre_"
@@ -66,25 +68,32 @@ PRE_COLUMNS = ("views", "clicks", "carts", "purchases", "revenue", "converted")
 
 
 # ---- the adjustment -------------------------------------------------------------------
-def _vector(name: str, v) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim != 1:
+def _vector(name: str, v, n: int | None = None) -> np.ndarray:
+    """One finite number per user, or with ``n`` an (n, p) matrix of covariates; errors name ``name`` and the first bad row."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must hold numbers: {exc}") from None
+    if n is None and a.ndim != 1:
         raise ValueError(f"{name} must be one value per user (1-D), got shape {a.shape}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} missing or infinite value(s); CUPED needs a number per user")
-    return a
-
-
-def _matrix(name: str, v, n: int) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[0] != n:
+    a = a[:, None] if n is not None and a.ndim == 1 else a
+    if n is not None and (a.ndim != 2 or a.shape[0] != n):
         raise ValueError(f"{name} must have one row per user ({n}), got shape {np.shape(v)}")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{name} has {int((~np.isfinite(a)).sum())} missing or infinite value(s); fill users without "
-                         f"pre-period data with 0 and add the {INDICATOR!r} indicator")
+    bad = np.argwhere(~np.isfinite(a))
+    if len(bad):
+        hint = "CUPED needs a number per user" if n is None else \
+            f"fill users without pre-period data with 0 and add the {INDICATOR!r} indicator"
+        raise ValueError(f"{name} has {len(bad)} missing or infinite value(s), the first {float(a[tuple(bad[0])])!r} in "
+                         f"row {int(bad[0][0])}; {hint}")
     return a
+
+
+def _theta(theta, p: int) -> np.ndarray:
+    """A given theta as p finite slopes: a NaN would turn every adjusted value into NaN."""
+    th = np.atleast_1d(check_values("theta", theta))
+    if th.shape != (p,):
+        raise ValueError(f"theta must have one value per covariate ({p}), got {th.tolist()}")
+    return th
 
 
 def cuped_theta(y, x):
@@ -96,7 +105,7 @@ def cuped_theta(y, x):
     or a constant covariate column (it says nothing about ``y``: CUPED cannot adjust).
     """
     y = _vector("y", y)
-    X = _matrix("x", x, len(y))
+    X = _vector("x", x, len(y))
     if len(y) < 3:
         raise ValueError(f"need at least 3 users to estimate theta, got {len(y)}")
     Xc = X - X.mean(axis=0)
@@ -112,16 +121,14 @@ def cuped_adjust(y, x, theta=None) -> np.ndarray:
     """``y - (x - mean(x)) @ theta``: the CUPED-adjusted metric; same mean as ``y``, variance ``(1 - R**2) var(y)`` at the OLS theta.
 
     ``theta=None`` estimates it with :func:`cuped_theta` on the data given
-    (pass both arms pooled, then split the result by arm).
+    (pass both arms pooled, then split the result by arm). A given theta must
+    hold one finite number per covariate.
     """
     y = _vector("y", y)
-    X = _matrix("x", x, len(y))
+    X = _vector("x", x, len(y))
     if theta is None:
         theta = cuped_theta(y, x)
-    theta = np.atleast_1d(np.asarray(theta, dtype=np.float64))
-    if theta.shape != (X.shape[1],):
-        raise ValueError(f"theta must have one value per covariate ({X.shape[1]}), got {theta.tolist()}")
-    return y - (X - X.mean(axis=0)) @ theta
+    return y - (X - X.mean(axis=0)) @ _theta(theta, X.shape[1])
 
 
 def linearize_ratio(num, den) -> np.ndarray:
@@ -130,12 +137,21 @@ def linearize_ratio(num, den) -> np.ndarray:
     Their mean is exactly ``R`` and their variance over ``n`` is the delta-method
     variance of ``R`` (Deng, Knoblich and Lu 2018), so a test on them is the
     delta-method test, and CUPED can adjust them like any per-user metric.
+    Raises ValueError on a length mismatch, missing values, a negative ``den``
+    or a ``den`` summing to 0.
     """
-    num, den = _vector("num", num), _vector("den", den)
+    return _linearize(num, den, "num", "den")
+
+
+def _linearize(num, den, num_name: str, den_name: str) -> np.ndarray:
+    """:func:`linearize_ratio` with errors naming the caller's arguments."""
+    num, den = _vector(num_name, num), _vector(den_name, den)
     if len(num) != len(den):
-        raise ValueError(f"num and den must have one value per user each, got {len(num)} and {len(den)}")
+        raise ValueError(f"{num_name} and {den_name} must have one value per user each, got {len(num)} and {len(den)}")
+    # A negative denominator (views) is a data error that a positive total would hide.
+    check_values(den_name, den, low=0.0)
     if den.sum() <= 0:
-        raise ValueError("den sums to 0 (no views?): the ratio is undefined")
+        raise ValueError(f"{den_name} sums to 0 (no views?): the ratio is undefined")
     ratio = num.sum() / den.sum()
     return ratio + (num - ratio * den) / den.mean()
 
@@ -143,6 +159,7 @@ def linearize_ratio(num, den) -> np.ndarray:
 # ---- tests -----------------------------------------------------------------------------------
 def _compare(v_c: np.ndarray, v_t: np.ndarray, alpha: float, test: str) -> dict:
     """Welch t (``test="t"``) or z test of ``mean(v_t) - mean(v_c)`` with statsmodels, plus se and the per-user sd."""
+    check_level("alpha", alpha)
     if test == "t":
         out = {k: float(v) for k, v in compare_means(v_c, v_t, alpha).items()}
     else:
@@ -160,9 +177,7 @@ def _compare(v_c: np.ndarray, v_t: np.ndarray, alpha: float, test: str) -> dict:
 def _cuped(y_c, y_t, X_c, X_t, alpha, theta, test) -> dict:
     y = np.concatenate([y_c, y_t])
     X = np.vstack([X_c, X_t])
-    th = cuped_theta(y, X) if theta is None else np.atleast_1d(np.asarray(theta, dtype=np.float64))
-    if th.shape != (X.shape[1],):
-        raise ValueError(f"theta must have one value per covariate ({X.shape[1]}), got {np.ravel(theta).tolist()}")
+    th = np.atleast_1d(cuped_theta(y, X)) if theta is None else _theta(theta, X.shape[1])
     mean_x = X.mean(axis=0)
     adj_c, adj_t = y_c - (X_c - mean_x) @ th, y_t - (X_t - mean_x) @ th
     out = _compare(adj_c, adj_t, alpha, test)
@@ -193,7 +208,7 @@ def compare_means_cuped(y_c, y_t, x_c, x_t, alpha: float = 0.05, theta=None) -> 
     """
     y_c, y_t = _vector("y_c", y_c), _vector("y_t", y_t)
     _check_arms(y_c, y_t)
-    return _cuped(y_c, y_t, _matrix("x_c", x_c, len(y_c)), _matrix("x_t", x_t, len(y_t)), alpha, theta, "t")
+    return _cuped(y_c, y_t, _vector("x_c", x_c, len(y_c)), _vector("x_t", x_t, len(y_t)), alpha, theta, "t")
 
 
 def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_num_t, pre_den_t, alpha: float = 0.05,
@@ -208,7 +223,7 @@ def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_nu
     indicator. ``theta=0`` gives exactly :func:`~recapp.experiment.abtest.compare_ratio`.
     Returns the keys of :func:`compare_means_cuped`.
     """
-    y_c, y_t = linearize_ratio(num_c, den_c), linearize_ratio(num_t, den_t)
+    y_c, y_t = _linearize(num_c, den_c, "num_c", "den_c"), _linearize(num_t, den_t, "num_t", "den_t")
     _check_arms(y_c, y_t)
     pre = {}
     for name, v, n in (("pre_num_c", pre_num_c, len(y_c)), ("pre_den_c", pre_den_c, len(y_c)),
@@ -216,6 +231,8 @@ def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_nu
         pre[name] = _vector(name, v)
         if len(pre[name]) != n:
             raise ValueError(f"{name} must have one value per user of its arm ({n}), got {len(pre[name])}")
+        if name.startswith("pre_den"):
+            check_values(name, pre[name], low=0.0)
     pre_num = np.concatenate([pre["pre_num_c"], pre["pre_num_t"]])
     pre_den = np.concatenate([pre["pre_den_c"], pre["pre_den_t"]])
     if pre_den.sum() <= 0:
@@ -225,8 +242,8 @@ def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_nu
     if (extra_c is None) != (extra_t is None):
         raise ValueError("pass extra_c and extra_t together (the same covariates for both arms)")
     if extra_c is not None:
-        X_c = np.hstack([X_c, _matrix("extra_c", extra_c, len(y_c))])
-        X_t = np.hstack([X_t, _matrix("extra_t", extra_t, len(y_t))])
+        X_c = np.hstack([X_c, _vector("extra_c", extra_c, len(y_c))])
+        X_t = np.hstack([X_t, _vector("extra_t", extra_t, len(y_t))])
     return _cuped(y_c, y_t, X_c, X_t, alpha, theta, "z")
 
 
@@ -239,14 +256,18 @@ def sample_size_cuped(sd: float, effect: float, variance_reduction: float = 0.0,
     ratio metric ``sd`` is that of the linearised values (the ``sd`` of
     :func:`compare_ratio_cuped` at ``theta=0``). Unlike
     :func:`~recapp.experiment.abtest.sample_size` (Cohen's h for a
-    proportion), this works for any metric from its measured spread.
+    proportion), this works for any metric from its measured spread. Refused:
+    ``sd <= 0``, ``effect = 0``, ``variance_reduction`` outside [0, 1),
+    ``alpha``/``power`` outside (0, 1) or ``power <= alpha``, ``ratio <= 0``.
     """
-    if not (np.isfinite(sd) and sd > 0):
-        raise ValueError(f"sd must be a positive number, got {sd!r}")
-    if not (np.isfinite(effect) and effect != 0):
+    check_param("sd", sd, low=0.0, low_inclusive=False)
+    check_param("effect", effect)
+    if effect == 0:
         raise ValueError(f"effect must be a non-zero number (absolute difference to detect), got {effect!r}")
-    if not 0 <= variance_reduction < 1:
+    check_param("variance_reduction", variance_reduction, low=0.0)
+    if not variance_reduction < 1:
         raise ValueError(f"variance_reduction must lie in [0, 1), got {variance_reduction!r}")
+    check_plan(alpha, power, ratio)
     es = abs(effect) / (sd * np.sqrt(1 - variance_reduction))
     n = NormalIndPower().solve_power(effect_size=es, alpha=alpha, power=power, ratio=ratio, alternative="two-sided")
     return int(np.ceil(n))
@@ -268,7 +289,7 @@ def _spec(metric: str, per_user: pd.DataFrame, covariates: dict, prefix: str, in
     if missing:
         raise ValueError(f"per_user lacks {missing} for metric {metric!r}; add the pre-period with add_pre_period "
                          f"or name existing columns in covariates")
-    spec["covariates"] = extra
+    spec["covariates"], spec["columns"] = extra, need + extra
     return spec
 
 
@@ -312,17 +333,41 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
     each adjustment; "none" skips it), sd (per-user), variance_reduction (0
     for "none"), theta, covariates and note (a constant covariate is dropped;
     with none left the "cuped" row repeats the unadjusted one and says so).
+
+    Refused (ValueError): a user without an arm, an arm of one user, no metrics,
+    a missing or infinite value in a column a metric uses (covariates included:
+    give shoppers without pre-period data 0), ``alpha`` outside (0, 1), an unknown ``correction``.
     """
     from statsmodels.stats.multitest import multipletests
 
+    check_level("alpha", alpha)
+    try:
+        if correction != "none":     # statsmodels' aliases ("bonf") stay accepted
+            multipletests([1.0], method=correction)
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(f"correction={correction!r} is not accepted; accepted values: {list(CORRECTIONS)}") from None
     if col_arm not in per_user.columns:
         raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
+    no_arm = per_user[col_arm].isna().to_numpy()
+    if no_arm.any():
+        raise ValueError(f"per_user[{col_arm!r}] is missing for {int(no_arm.sum())} user(s), e.g. "
+                         f"{per_user.index[no_arm].tolist()[0]!r}; give every user an arm or drop the unassigned ones")
     arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
     if control not in set(per_user[col_arm]) or not arms:
         found = sorted(map(str, set(per_user[col_arm])))
         raise ValueError(f"need the control arm {control!r} and at least one other arm; found {found}")
+    sizes = per_user[col_arm].value_counts()
+    if (sizes < 2).any():
+        raise ValueError(f"arm {sizes.index[sizes < 2].tolist()[0]!r} has {int(sizes[sizes < 2].iloc[0])} user(s); each arm "
+                         "needs at least 2 (a variance needs two values)")
+    metrics = list(metrics)
+    if not metrics:
+        raise ValueError(f"metrics is empty; name at least one of {list(METRICS)} or a numeric column of per_user")
     covariates = dict(covariates or {})
     specs = {m: _spec(m, per_user, covariates, prefix, indicator) for m in metrics}
+    used = list(dict.fromkeys(c for spec in specs.values() for c in spec["columns"]))
+    check_finite_columns(per_user, "per_user", used, hint=f"; CUPED needs a number per user: give shoppers without "
+                         f"pre-period data 0 and the {indicator!r} indicator 0 (add_pre_period does both)")
     c = per_user[per_user[col_arm] == control]
     rows = []
     for arm in sorted(arms, key=str):

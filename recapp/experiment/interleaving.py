@@ -34,8 +34,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
+from recapp.experiment._checks import check_cumulative_counts, check_values
 from recapp.experiment.sequential import msprt_interval, msprt_statistic
 from recapp.models.base import check_param
 
@@ -93,6 +95,11 @@ def _check_slates(name: str, slates, k: int) -> np.ndarray:
     if arr.ndim != 2 or arr.shape[1] < k:
         raise ValueError(f"{name} must be a 2-D array with at least k={k} columns, got shape {arr.shape}")
     arr = arr[:, :k]
+    # NaN != NaN: padding a short list with NaN would pass the distinctness test and be merged as items.
+    missing = np.argwhere(pd.isna(arr))
+    if len(missing):
+        raise ValueError(f"{name} has {len(missing)} missing item(s) among its first k={k} columns, the first at row "
+                         f"{int(missing[0][0])}, column {int(missing[0][1])}; each row needs k real items")
     srt = np.sort(arr, axis=1)
     if (srt[:, 1:] == srt[:, :-1]).any():
         raise ValueError(f"{name} repeats an item within a row; each row must hold k={k} distinct items")
@@ -113,6 +120,9 @@ def team_draft_many(slates_a, slates_b, k: int, rng=None, coins=None) -> tuple[n
     if len(a) != len(b):
         raise ValueError(f"slates_a and slates_b must have the same number of rows, got {len(a)} and {len(b)}")
     n = len(a)
+    # numpy would turn the ints into strings: item 1 and item "1" would then be merged as one.
+    if {a.dtype.kind in "US", b.dtype.kind in "US"} == {True, False} and "O" not in (a.dtype.kind, b.dtype.kind):
+        raise ValueError(f"slates_a holds {a.dtype} items and slates_b {b.dtype} ones; item ids must be of one kind")
     if coins is None:
         coins = np.random.default_rng(rng).random((n, k)) < 0.5
     coins = np.asarray(coins, dtype=bool)
@@ -146,10 +156,19 @@ def credit(teams, clicked_positions) -> tuple[int, int]:
     """Clicks credited to each team of one merged list: (clicks A, clicks B).
 
     ``teams`` is the label per position from :func:`team_draft`;
-    ``clicked_positions`` are 0-based positions in the merged list, each at most once.
+    ``clicked_positions`` are 0-based positions in the merged list, each at
+    most once (whole numbers; a True/False click mask is refused, as it would
+    read as positions 0 and 1).
     """
     t = _check_teams(teams).ravel()
-    pos = np.asarray(clicked_positions, dtype=np.int64).ravel()
+    raw = np.asarray(clicked_positions).ravel()
+    if raw.dtype == bool:
+        raise ValueError(f"clicked_positions holds True/False values {raw.tolist()[:10]}; pass the 0-based positions "
+                         "that were clicked (np.flatnonzero(mask)), or use team_clicks for 0/1 clicks")
+    pos = check_values("clicked_positions", raw)
+    if (pos != np.round(pos)).any():
+        raise ValueError(f"clicked_positions must be whole 0-based positions, got {pos.tolist()}")
+    pos = pos.astype(np.int64)
     if ((pos < 0) | (pos >= len(t))).any():
         raise ValueError(f"clicked_positions must be 0-based positions in [0, {len(t) - 1}], got {pos.tolist()}")
     if len(np.unique(pos)) != len(pos):
@@ -159,20 +178,29 @@ def credit(teams, clicked_positions) -> tuple[int, int]:
 
 
 def team_clicks(teams, clicks) -> tuple[np.ndarray, np.ndarray]:
-    """Credited clicks per merged list for (n, k) ``teams`` and 0/1 ``clicks``: two arrays of length n."""
+    """Credited clicks per merged list for (n, k) ``teams`` and 0/1 ``clicks``: two arrays of length n.
+
+    ``clicks`` may be click probabilities (:func:`expected_credit`); a value
+    outside [0, 1] or missing is refused (a NaN would drop the impression from
+    :func:`outcomes` unseen).
+    """
     t = _check_teams(teams)
     c = np.asarray(clicks)
     if c.shape != t.shape:
         raise ValueError(f"clicks must have the shape of teams {t.shape}, got {c.shape}")
+    check_values("clicks", c, low=0.0, high=1.0)
     return (c * (t == "A")).sum(axis=-1), (c * (t == "B")).sum(axis=-1)
 
 
 def outcomes(clicks_a, clicks_b) -> tuple[int, int, int]:
     """(wins A, wins B, ties) over impressions: more credited clicks wins; clicked impressions with equal credit tie.
 
-    Impressions without any click are not counted.
+    Impressions without any click are not counted; a missing or negative
+    count is refused (it would be dropped or read as a loss).
     """
     ca, cb = np.asarray(clicks_a), np.asarray(clicks_b)
+    check_values("clicks_a", ca, low=0.0)
+    check_values("clicks_b", cb, low=0.0)
     if ca.shape != cb.shape:
         raise ValueError(f"clicks_a and clicks_b must have the same shape, got {ca.shape} and {cb.shape}")
     clicked = (ca + cb) > 0
@@ -182,7 +210,8 @@ def outcomes(clicks_a, clicks_b) -> tuple[int, int, int]:
 def _check_counts(**counts) -> list[int]:
     out = []
     for name, v in counts.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) or v < 0 or v != int(v):
+        if (isinstance(v, bool) or not isinstance(v, (int, np.integer, float, np.floating)) or not np.isfinite(v)
+                or v < 0 or v != int(v)):
             raise ValueError(f"{name}={v!r} must be a non-negative whole number")
         out.append(int(v))
     return out
@@ -230,11 +259,13 @@ def preference_sequence(wins_a, wins_b, ties, tau: float = TAU, alpha: float = A
     sequence excludes 0. With probability at least ``1 - alpha`` (up to the
     normal approximation) the sequence holds the true preference at every
     look at once, so stopping at any look keeps the false-verdict rate <= alpha.
+    Refused: counts that are missing, negative, of different shapes, without
+    a look, or falling from one look to the next (they must be cumulative).
     """
     check_param("tau", tau, low=0, low_inclusive=False)
     check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
     check_param("min_clicks", min_clicks, low=2, integer=True)
-    wa, wb, tie = (np.asarray(v, dtype=np.float64) for v in (wins_a, wins_b, ties))
+    wa, wb, tie = check_cumulative_counts(wins_a=wins_a, wins_b=wins_b, ties=ties)
     n = wa + wb + tie
     with np.errstate(invalid="ignore", divide="ignore"):
         pref = (wb - wa) / n

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 
 from recapp.experiment.abtest import compare_ratio, delta_ratio, sample_size
-from recapp.experiment.cuped import compare_ratio_cuped
+from recapp.experiment.cuped import compare_ratio_cuped, linearize_ratio
 from recapp.experiment.sequential import msprt_interval, msprt_statistic
 from recapp.experiment.simulator import ARM_COL, Policy, ShopperSimulator, as_policy
 from recapp.models.base import check_param
-from recapp.schema import EVENT_COL, TIME_COL, USER_COL
+from recapp.schema import EVENT_COL, TIME_COL, USER_COL, require_columns
 
 #: Shoppers per arm before the first sequential look: with a CTR near 1% and ten
 #: impressions per visit that is about five clicks per arm, below which the
@@ -84,6 +84,7 @@ def _as_policy(arm: str, name, model):
 
 def _pre_period(train: pd.DataFrame, users: pd.Index) -> tuple[np.ndarray, np.ndarray]:
     """Each shopper's clicks and views in the training log, before the experiment: CUPED's covariate."""
+    require_columns(train, "scenario.train", USER_COL)
     ev = train[EVENT_COL] if EVENT_COL in train.columns else pd.Series("view", index=train.index)
     pos = users.get_indexer(train[USER_COL].to_numpy())
     known = pos >= 0
@@ -159,7 +160,9 @@ class ABSimulation:
       with ``cuped=True`` the CUPED-adjusted difference (covariate: each
       shopper's CTR in the training log, linearised with the delta method;
       :func:`recapp.experiment.cuped.compare_ratio_cuped`), whose smaller
-      variance the sequential test then uses, and ``variance_reduction``;
+      variance the sequential test then uses, and ``variance_reduction``
+      (NaN, and ``diff`` unadjusted, while the served shoppers' pre-period
+      CTR does not vary);
     * ``msprt_p``, ``cs_low``, ``cs_high``: always-valid p-value and confidence
       sequence for ``diff`` (NaN before the first look);
     * ``planned_users``: the plan (constant);
@@ -252,9 +255,12 @@ class ABSimulation:
     def _cuped(self, diff: float, variance: float) -> tuple[float, float, float]:
         """B − A, its variance and the variance reduction after CUPED on the shoppers' pre-period CTR."""
         sa, sb = self.views["A"] > 0, self.views["B"] > 0
-        # Before each arm has a click the linearised values are all equal and there is nothing to adjust.
+        # Before each arm has a click the linearised values are all equal and there is nothing to adjust;
+        # nor is there while the served shoppers' pre-period CTR is one value (no pre-period clicks among them).
         if (sa.sum() < 2 or sb.sum() < 2 or not self.clicks["A"].sum() > 0 or not self.clicks["B"].sum() > 0
-                or not (self.pre_views[sa].sum() + self.pre_views[sb].sum()) > 0):
+                or not (self.pre_views[sa].sum() + self.pre_views[sb].sum()) > 0
+                or np.ptp(linearize_ratio(np.r_[self.pre_clicks[sa], self.pre_clicks[sb]],
+                                          np.r_[self.pre_views[sa], self.pre_views[sb]])) == 0):
             return diff, variance, math.nan
         res = compare_ratio_cuped(self.clicks["A"][sa], self.views["A"][sa], self.clicks["B"][sb], self.views["B"][sb],
                                   self.pre_clicks[sa], self.pre_views[sa], self.pre_clicks[sb], self.pre_views[sb],

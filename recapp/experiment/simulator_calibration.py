@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_level
 from recapp.experiment.click_model import (
     CLICK_COL,
     ClickModel,
@@ -24,6 +25,7 @@ from recapp.experiment.click_model import (
     _encode,
     _quantiles,
 )
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
 
 
@@ -108,13 +110,18 @@ def calibration_report(model: ClickModel, rounds: pd.DataFrame, top_items: int =
     positions, over all items and over ``bins`` equal-size bins of predicted
     CTR (Hosmer-Lemeshow style), each with a chi2(groups) p-value (no
     parameter was fitted on ``rounds``; too liberal with few clicks) and a
-    p-value from the simulations (p_predictive).
+    p-value from the simulations (p_predictive). Refused: empty ``rounds``, a
+    model without draws, ``top_items``/``bins``/``n_sims`` not integers >= 1,
+    ``alpha`` outside (0, 1).
     """
     a, p, y = _encode(rounds, model.items, model.n_positions)
+    if len(y) == 0:
+        raise ValueError("rounds is empty: there are no logged impressions to check the model against")
     if len(model.draws_) == 0:
         raise ValueError("the model has no parameter draws; fit it with n_draws > 0")
-    if top_items < 1 or bins < 1 or n_sims < 1:
-        raise ValueError(f"top_items={top_items}, bins={bins} and n_sims={n_sims} must be >= 1")
+    for name, value in (("top_items", top_items), ("bins", bins), ("n_sims", n_sims)):
+        check_param(name, value, low=1, integer=True)
+    check_level("alpha", alpha)
     pred, draws = predict_logged(model, rounds), predict_logged(model, rounds, replicates=True)
     ids = rounds[ITEM_COL].to_numpy()
     shown = pd.Series(ids).value_counts()
@@ -152,9 +159,16 @@ def simulator_from_open_bandit(model: ClickModel, draw: int | None = None, **kwa
     at Open Bandit's CTR lowers each slot's rate by under 1%. ``draw`` uses one
     parameter draw instead of the estimate. ``kwargs`` go to the constructor
     (funnel, prices, random_state); Open Bandit calibrates only the click.
+    ``draw`` must index ``model.draws_`` (0 to n_draws - 1).
     """
     from recapp.experiment.simulator import ShopperSimulator
 
+    if draw is not None:
+        # A negative index would silently pick a draw from the end.
+        check_param("draw", draw, integer=True)
+        if not 0 <= draw < len(model.draws_):
+            raise ValueError(f"draw={draw!r} is out of range: the model has {len(model.draws_)} parameter draw(s), "
+                             f"numbered 0 to {len(model.draws_) - 1}")
     theta = model.theta_ if draw is None else model.draws_[draw]
     P = model.n_positions
     ctr = float(1.0 / (1.0 + np.exp(-theta[0])))
@@ -175,11 +189,15 @@ def simulator_random_ctr(model: ClickModel, n_slates: int = 20_000, run_slates: 
     "simulator, run": ``run_slates`` slates served by
     :class:`~recapp.experiment.simulator.RandomPolicy` through ``run`` (clicks
     drawn by the simulator), with a Wilson interval for its Monte Carlo noise.
+    ``n_slates`` and ``run_slates`` must be integers >= 1.
     """
     from statsmodels.stats.proportion import proportion_confint
 
     from recapp.experiment.simulator import RandomPolicy
 
+    check_param("n_slates", n_slates, low=1, integer=True)
+    check_param("run_slates", run_slates, low=1, integer=True)
+    check_level("alpha", alpha)
     rng = np.random.default_rng(random_state)
     slates = np.argsort(rng.random((n_slates, len(model.items))), axis=1)[:, :model.n_positions]   # item indices
     users = np.zeros(n_slates, dtype=np.int64)
