@@ -237,3 +237,20 @@ def test_calibration_checks_its_arguments(rounds, model):
     with pytest.raises(ValueError, match="position_decay=nan"):
         position_decay_test(model, np.nan)
     assert simulator_from_open_bandit(model, draw=29).no_click_weight_ == pytest.approx(np.exp(-model.draws_[29, 0]))
+
+
+def test_analyze_refuses_a_user_without_an_arm_and_a_missing_metric_value():
+    from recapp.experiment import analyze
+
+    per_user = pd.DataFrame({"arm": ["control"] * 3 + ["B"] * 3, "clicks": [1, 2, 3, 1, 2, 3], "views": [5] * 6,
+                             "converted": [0, 1, 0, 1, 1, 0], "revenue": [0.0, 2.0, 0.0, 3.0, 1.0, 0.0]})
+    assert len(analyze(per_user)) == 3
+    # Before: "nobs_t = 0.0 is not accepted" (the NaN arm compared as an arm with no users equal to it).
+    no_arm = pd.concat([per_user, per_user.iloc[[0]].assign(arm=np.nan)], ignore_index=True)
+    with pytest.raises(ValueError, match=r"per_user\['arm'\] is missing for 1 user\(s\), e.g. 6"):
+        analyze(no_arm)
+    # Before: "x_c[0] = nan is not accepted", naming neither the column nor the user.
+    with pytest.raises(ValueError, match=r"per_user\['revenue'\] is missing or infinite in 1 row\(s\)"):
+        analyze(per_user.assign(revenue=[np.nan, 2.0, 0.0, 3.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="arm 'B' has 1 user"):
+        analyze(per_user.iloc[:4])

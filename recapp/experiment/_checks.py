@@ -261,6 +261,27 @@ def check_cumulative_counts(**counts) -> list[np.ndarray]:
     return arrays
 
 
+def check_experiment_arms(per_user: pd.DataFrame, col_arm: str, control) -> list:
+    """The treatment arms of a per-user frame, sorted; ``ValueError`` for a user without an arm, no ``control``
+    or no other arm, or an arm of fewer than 2 users (a variance needs two values)."""
+    if col_arm not in per_user.columns:
+        raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
+    no_arm = per_user[col_arm].isna().to_numpy()
+    if no_arm.any():
+        # A NaN arm would be compared as an arm of its own, with no users equal to it.
+        raise ValueError(f"per_user[{col_arm!r}] is missing for {int(no_arm.sum())} user(s), e.g. "
+                         f"{_plain(per_user.index[no_arm][0])!r}; give every user an arm or drop the unassigned ones")
+    arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
+    if control not in set(per_user[col_arm]) or not arms:
+        found = sorted(map(str, set(per_user[col_arm])))
+        raise ValueError(f"need the control arm {control!r} and at least one other arm; found {found}")
+    sizes = per_user[col_arm].value_counts()
+    if (sizes < 2).any():
+        raise ValueError(f"arm {_plain(sizes.index[sizes < 2][0])!r} has {int(sizes[sizes < 2].iloc[0])} user(s); each arm "
+                         "needs at least 2 (a variance needs two values)")
+    return sorted(arms, key=str)
+
+
 def report_dropped(no_user: np.ndarray, users, per_user_index, arms_index, col_user: str) -> dict:
     """Count what ``user_metrics`` leaves out (events with no user; users with no arm) and warn when anything was."""
     unassigned = per_user_index[~per_user_index.isin(arms_index)]

@@ -30,7 +30,8 @@ from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize, test_proportions_2indep
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
-from recapp.experiment._checks import (arms_of_users, check_counts, check_level, check_mean_arms, check_per_arm,
+from recapp.experiment._checks import (arms_of_users, check_counts, check_experiment_arms, check_finite_columns, check_level,
+                                        check_mean_arms, check_per_arm,
                                         check_power_args, check_purchase_values, check_ratio_arm, check_sizing, check_values,
                                         report_dropped)
 from recapp.models.base import check_param
@@ -308,6 +309,10 @@ def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:
     return {"control": mc, "treatment": mt, "diff": mt - mc, "statistic": stat, "pvalue": pvalue, "ci_low": low, "ci_high": high}
 
 
+#: The per-user columns each built-in metric reads (any other metric is a column of its own name).
+METRIC_COLUMNS = {"ctr": ("clicks", "views"), "conversion": ("converted",), "revenue_per_user": ("revenue",)}
+
+
 def _compare_metric(metric: str, c: pd.DataFrame, t: pd.DataFrame, alpha: float) -> dict:
     if metric == "ctr":
         if c["views"].sum() <= 0 or t["views"].sum() <= 0:
@@ -334,17 +339,18 @@ def analyze(per_user: pd.DataFrame, control: str = "control", metrics=METRICS, a
     are at level ``1 - alpha``. A row whose test is undefined (CTR with no
     views in an arm) keeps pvalue and pvalue_adj NaN and is not significant;
     it still counts as one test in the correction (as p = 1, conservative).
+    Refused (ValueError): a user without an arm, an arm of one user, a missing or
+    infinite value in a column a metric reads.
     """
     check_level("alpha", alpha)
     check_param("correction", correction, choices=CORRECTIONS)
-    if col_arm not in per_user.columns:
-        raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
-    arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
-    if control not in set(per_user[col_arm]) or not arms:
-        raise ValueError(f"need the control arm {control!r} and at least one other arm; found {sorted(map(str, set(per_user[col_arm])))}")
+    arms = check_experiment_arms(per_user, col_arm, control)
+    metrics = list(metrics)
+    # A NaN would fail deep in a test as "x_c[0] = nan", naming neither the column nor the user.
+    check_finite_columns(per_user, "per_user", [c for m in metrics for c in METRIC_COLUMNS.get(m, (m,)) if c in per_user.columns])
     c = per_user[per_user[col_arm] == control]
     rows = []
-    for arm in sorted(arms, key=str):
+    for arm in arms:
         t = per_user[per_user[col_arm] == arm]
         for metric in metrics:
             r = {k: float(v) for k, v in _compare_metric(metric, c, t, alpha).items()}

@@ -55,7 +55,7 @@ import pandas as pd
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from recapp.experiment._checks import check_finite_columns, check_level, check_plan, check_values
+from recapp.experiment._checks import check_experiment_arms, check_finite_columns, check_level, check_plan, check_values
 from recapp.experiment.abtest import ARM_COL, CORRECTIONS, METRICS, compare_means
 from recapp.models.base import check_param
 
@@ -346,20 +346,7 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
             multipletests([1.0], method=correction)
     except (ValueError, TypeError, AttributeError):
         raise ValueError(f"correction={correction!r} is not accepted; accepted values: {list(CORRECTIONS)}") from None
-    if col_arm not in per_user.columns:
-        raise ValueError(f"per_user has no {col_arm!r} column; build it with user_metrics")
-    no_arm = per_user[col_arm].isna().to_numpy()
-    if no_arm.any():
-        raise ValueError(f"per_user[{col_arm!r}] is missing for {int(no_arm.sum())} user(s), e.g. "
-                         f"{per_user.index[no_arm].tolist()[0]!r}; give every user an arm or drop the unassigned ones")
-    arms = [a for a in pd.unique(per_user[col_arm]) if a != control]
-    if control not in set(per_user[col_arm]) or not arms:
-        found = sorted(map(str, set(per_user[col_arm])))
-        raise ValueError(f"need the control arm {control!r} and at least one other arm; found {found}")
-    sizes = per_user[col_arm].value_counts()
-    if (sizes < 2).any():
-        raise ValueError(f"arm {sizes.index[sizes < 2].tolist()[0]!r} has {int(sizes[sizes < 2].iloc[0])} user(s); each arm "
-                         "needs at least 2 (a variance needs two values)")
+    arms = check_experiment_arms(per_user, col_arm, control)
     metrics = list(metrics)
     if not metrics:
         raise ValueError(f"metrics is empty; name at least one of {list(METRICS)} or a numeric column of per_user")
