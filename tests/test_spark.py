@@ -24,9 +24,6 @@ from recapp.spark.model import ALSWR
 from recapp.spark.session import JAVA_MISSING, spark_unavailable_reason
 
 REASON = spark_unavailable_reason()
-# pyspark 4.3 on pandas 3: a FutureWarning on every conversion and pandas' notice about a copy keyword.
-pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 needs_spark = pytest.mark.skipif(REASON is not None, reason=f"Spark tests skipped: {REASON}")
 
 

@@ -16,8 +16,6 @@ from recapp import metrics, split
 from recapp.metrics import ScoreError
 from recapp.schema import SchemaError
 
-pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 PRED_SCHEMA = "user_id long, item_id long, score double, rank long"
 

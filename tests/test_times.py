@@ -19,8 +19,6 @@ from recapp.spark.session import spark_unavailable_reason
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z
 REASON = spark_unavailable_reason()
 needs_spark = pytest.mark.skipif(REASON is not None, reason=f"Spark tests skipped: {REASON}")
-pytestmark = [pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning"),
-              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
 
 
 def log(times) -> pd.DataFrame:
