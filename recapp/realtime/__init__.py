@@ -8,6 +8,7 @@ is :class:`recapp.experiment.ShopperSimulator`.
 """
 from recapp.realtime.engine import Engine, IngestResult
 from recapp.realtime.store import AppendResult, EventStore, check_events
-from recapp.realtime.stream import Replay, ShopperStream, replay_movielens
+from recapp.realtime.simulated_shoppers import ShopperStream
+from recapp.realtime.stream import Replay, replay_movielens
 
 __all__ = ["Engine", "IngestResult", "EventStore", "AppendResult", "check_events", "Replay", "ShopperStream", "replay_movielens"]

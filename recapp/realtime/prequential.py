@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import math
 import time as _time
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from recapp.models.base import check_param
 from recapp.realtime.engine import Engine
-from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
+from recapp.realtime.stream import check_limit, replay_seconds
+from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, SchemaError, check_events, require_columns
 
 MODES = ("static", "real-time")
 
@@ -45,15 +49,28 @@ class PrequentialResult:
         return out.rename(columns={"hit_rate": f"HR@{self.k}", "ndcg": f"NDCG@{self.k}", "hit_rate_new_users": f"HR@{self.k} new users"})
 
     def curve(self, window: int = 1000) -> pd.DataFrame:
-        """Rolling HR@k and NDCG@k over the last ``window`` events, per model and mode (long format)."""
+        """Rolling HR@k and NDCG@k over the last ``window`` events, per model and mode (long format).
+
+        ``window`` must be an integer >= 1; a rolling value needs ``window // 10``
+        events, so a run shorter than that has no rolling values (NaN) and is
+        named in a warning.
+        """
+        check_param("window", window, low=1, integer=True)
         parts = []
+        short = []
         for (m, md), g in self.events.groupby(["model", "mode"], sort=False):
+            if len(g) < max(1, window // 10):
+                short.append(f"{m} ({md}): {len(g):,}")
             r = g[["hit", "ndcg"]].astype(float).rolling(window, min_periods=max(1, window // 10)).mean()
             parts.append(pd.DataFrame({
                 "model": m, "mode": md, "position": g["position"].to_numpy(), TIME_COL: g[TIME_COL].to_numpy(),
                 "hit_rate": r["hit"].to_numpy(), "ndcg": r["ndcg"].to_numpy(),
                 "cumulative_hit_rate": g["hit"].astype(float).expanding().mean().to_numpy(),
             }))
+        if short:
+            warnings.warn(f"curve(window={window}) needs {max(1, window // 10):,} events per run for a rolling value; "
+                          f"these runs have fewer, so their hit_rate and ndcg are all NaN: {', '.join(short)}; "
+                          "pass a smaller window", stacklevel=2)
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
@@ -69,11 +86,23 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     and latency_ms (the top-k request plus, live, the ingest of the event). With
     ``Engine(..., refit_every=...)`` a background refit started by an event is
     awaited before the next request, so runs are reproducible.
+
+    Refused (nothing is run): an ``engine`` that is not an :class:`Engine`, a
+    ``test`` with no rows or without
+    user_id, item_id and timestamp, a missing or unreadable timestamp, and any
+    row the engine's check (:func:`recapp.schema.check_events`) would refuse:
+    live, such a row would be scored but never ingested. Timestamps may be
+    epoch numbers, ISO 8601 text or datetimes (read as the engine reads them;
+    non-numeric ones come back as UTC seconds). A warning says when test ids
+    are text and the model's numbers (or the reverse) and none of them match.
     """
-    test = test.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be a recapp.realtime.Engine, got {type(engine).__name__}; wrap a fitted "
+                        "model as Engine(model)")
+    test, times = _replay_order(test)
+    _warn_id_kinds(test, engine.model.interactions_)
     users = test[USER_COL].tolist()
     items = test[ITEM_COL].tolist()
-    times = test[TIME_COL].to_numpy(dtype=np.float64).tolist()
     events = test[EVENT_COL].tolist() if EVENT_COL in test.columns else ["rating"] * len(test)
     ratings = test[RATING_COL].tolist() if RATING_COL in test.columns else [None] * len(test)
     known = set(engine.model.interactions_.user_ids.tolist())
@@ -116,20 +145,80 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     })
 
 
+def _replay_order(test: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """``test`` in timestamp order (stable) and its times, after the checks :func:`prequential` lists."""
+    require_columns(test, "test", USER_COL, ITEM_COL, TIME_COL)
+    if not len(test):
+        raise ValueError("test has no events: a prequential run needs at least one event to replay")
+    seconds = replay_seconds(test, "test")
+    frame = test.reset_index(drop=True)
+    if EVENT_COL not in frame.columns:
+        frame = frame.assign(**{EVENT_COL: "rating"})
+    clean, rejected = check_events(frame)
+    if len(rejected):
+        first = int(np.flatnonzero(~frame.index.isin(clean.index))[0])
+        raise SchemaError(f"test has {len(rejected):,} event(s) the engine would refuse, the first at row "
+                          f"{test.index[first]!r}: {rejected['reason'].iloc[0]}; fix or drop them "
+                          "(recapp.schema.check_events(test) lists them all)")
+    order = np.argsort(seconds, kind="stable")
+    # Numbers are kept as given (the engine reads their unit); text and datetimes become UTC seconds.
+    numeric = pd.api.types.is_numeric_dtype(test[TIME_COL]) and not pd.api.types.is_bool_dtype(test[TIME_COL])
+    times = test[TIME_COL].to_numpy(dtype=np.float64)[order] if numeric else seconds[order]
+    return test.iloc[order].reset_index(drop=True), times.tolist()
+
+
+def _warn_id_kinds(test: pd.DataFrame, inter) -> None:
+    # Text ids never equal numeric ones: every shopper would count as new and every hit as a miss, silently.
+    # Only a warning, since a test of brand-new users or items is a fair question to ask.
+    for col, known in ((USER_COL, inter.user_ids), (ITEM_COL, inter.item_ids)):
+        ours, theirs = pd.api.types.is_numeric_dtype(test[col]), pd.api.types.is_numeric_dtype(known)
+        if ours != theirs and len(known) and not pd.Index(known).isin(test[col].to_numpy()).any():
+            kinds = {True: "numeric", False: "text"}
+            warnings.warn(f"test column {col!r} is {kinds[ours]} ({test[col].dtype}) but the model's ids are "
+                          f"{kinds[theirs]} ({known.dtype}), and no test {col} is known to the model: all count as new; "
+                          f"if they are the same ids, cast them (e.g. test.astype({{{col!r}: {known.dtype.name!r}}}))",
+                          stacklevel=3)
+
+
+def _model_specs(models) -> list[tuple]:
+    """``models`` as ``[(name, model, engine_kwargs)]``; ValueError naming what is wrong with it."""
+    if not isinstance(models, Mapping) or not models:
+        got = "an empty dict" if isinstance(models, Mapping) else f"a {type(models).__name__}"
+        raise ValueError(f"models must be a non-empty dict {{name: model or (model, engine_kwargs)}}; got {got}")
+    out = []
+    for name, spec in models.items():
+        if isinstance(spec, tuple) and not (len(spec) == 2 and isinstance(spec[1], Mapping)):
+            raise ValueError(f"models[{name!r}] is a tuple of {len(spec)}; accepted: a model or (model, engine_kwargs dict)")
+        model, kw = spec if isinstance(spec, tuple) else (spec, {})
+        out.append((name, model, kw))
+    return out
+
+
+def _check_modes(modes) -> tuple:
+    """``modes`` as a tuple (one name alone is accepted); ValueError for an unknown or an empty one."""
+    modes = (modes,) if isinstance(modes, str) else tuple(modes)
+    bad = set(modes) - set(MODES)
+    if bad:
+        raise ValueError(f"modes has unknown value(s) {sorted(bad)}; accepted: {list(MODES)}")
+    if not modes:
+        raise ValueError(f"modes is empty; accepted: one or more of {list(MODES)}")
+    return modes
+
+
 def run_prequential(models: dict, test: pd.DataFrame, *, k: int = 10, modes=MODES, engine_kwargs: dict | None = None,
                     progress: bool = True) -> PrequentialResult:
     """Prequential runs of several fitted models, each in every mode of ``modes``.
 
     ``models`` maps a name to a fitted model, or to ``(model, engine_kwargs)`` for
     per-model engine settings (for example ``recency=0.9``). Each run gets a
-    fresh :class:`Engine`, so modes never share state.
+    fresh :class:`Engine`, so modes never share state. ``modes`` may be one
+    mode's name; an empty ``models`` or ``modes`` is refused, and ``test`` is
+    checked as :func:`prequential` checks it.
     """
-    bad = set(modes) - set(MODES)
-    if bad:
-        raise ValueError(f"modes has unknown value(s) {sorted(bad)}; accepted: {list(MODES)}")
+    modes = _check_modes(modes)
+    specs = _model_specs(models)
     parts = []
-    for name, spec in models.items():
-        model, kw = spec if isinstance(spec, tuple) else (spec, {})
+    for name, model, kw in specs:
         for mode in modes:
             engine = Engine(model, k=k, **{**(engine_kwargs or {}), **kw})
             parts.append(prequential(engine, test, k=k, live=(mode == "real-time"), name=name, progress=progress))
@@ -143,8 +232,12 @@ def movielens_prequential(models: dict, *, quantile: float = 0.8, k: int = 10, m
     ``models`` maps names to unfitted models (or ``(model, engine_kwargs)``);
     each is fitted on the training part here. ``limit`` replays only the first
     ``limit`` test events (for quick looks). Fit times are kept in
-    ``result.fit_seconds``.
+    ``result.fit_seconds``. ``models``, ``modes`` and ``limit`` (an integer
+    >= 1) are checked before the data are loaded.
     """
+    modes = _check_modes(modes)
+    specs = _model_specs(models)
+    check_limit(limit)
     from recapp.data.movielens import load_movielens
     from recapp.split import temporal_split
 
@@ -154,8 +247,7 @@ def movielens_prequential(models: dict, *, quantile: float = 0.8, k: int = 10, m
     if limit is not None:
         test = test.iloc[:limit]
     fitted, fit_seconds = {}, {}
-    for name, spec in models.items():
-        model, kw = spec if isinstance(spec, tuple) else (spec, {})
+    for name, model, kw in specs:
         t0 = _time.perf_counter()
         fitted[name] = (model.fit(train), kw)
         fit_seconds[name] = _time.perf_counter() - t0

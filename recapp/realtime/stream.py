@@ -1,4 +1,5 @@
-"""Event sources for the engine: a replayed real log, and simulated shoppers who react to what they see.
+"""Event sources for the engine: a replayed real log (:class:`Replay`) here; simulated shoppers who react to what
+they see in :mod:`recapp.realtime.simulated_shoppers`.
 
 Both are plain iterators of event dicts in the schema of :mod:`recapp.schema`,
 so a notebook, the dashboard and a test drive them the same way::
@@ -7,15 +8,6 @@ so a notebook, the dashboard and a test drive them the same way::
     engine = Engine(EASE().fit(stream.history))
     for event in stream:
         engine.ingest(event)
-
-    shoppers = ShopperStream(synthetic_shop(), recommender=engine)
-    for event in itertools.islice(shoppers, 1000):   # each slate sees the events before it
-        engine.ingest(event)
-
-:class:`ShopperStream` is a live *event stream* for the engine, the dashboard
-and demos. For measuring policies (A/B tests, bandits, off-policy evaluation)
-use :class:`recapp.experiment.ShopperSimulator`, a batch simulator with a
-calibrated choice model and common random numbers across policies.
 """
 from __future__ import annotations
 
@@ -27,7 +19,23 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.models.base import check_param
+from recapp.schema import TIME_COL, SchemaError, parse_timestamps
+from recapp.schema.errors import _quote_rows
+
+def replay_seconds(events: pd.DataFrame, name: str) -> np.ndarray:
+    """``events[TIME_COL]`` as UTC seconds by the schema's rule (epoch numbers in any unit, ISO 8601 text, datetimes).
+
+    SchemaError naming the count and first rows of times that are missing, unreadable or out of the schema's years.
+    """
+    # A replay cannot put such rows in order, and the engine would stamp them "now".
+    seconds = parse_timestamps(events[TIME_COL]).to_numpy(dtype=np.float64)
+    bad = np.isnan(seconds)
+    if bad.any():
+        raise SchemaError(f"column {TIME_COL!r} of {name} has {int(bad.sum()):,} missing or unreadable timestamp(s), "
+                          f"at rows {_quote_rows(events, bad, TIME_COL)}; accepted: epoch numbers, ISO 8601 text or "
+                          "datetimes between 1900 and 2200, in every row (a replay puts events in time order)")
+    return seconds
 
 
 class Replay:
@@ -38,18 +46,31 @@ class Replay:
     cut to it, so a quiet night does not stall a demo). ``batch_size=1`` yields
     dicts; larger values yield DataFrames of up to that many rows. ``history``
     holds the events before the replayed part (the training data), when known.
+    Timestamps are read as the schema reads them (epoch seconds or milli-, micro-,
+    nanoseconds, ISO 8601 text, datetimes); a missing or unreadable one raises
+    :class:`~recapp.schema.SchemaError`; a NaN ``speed`` and a ``max_gap`` that is
+    NaN, 0 or less raise ValueError.
     """
 
     def __init__(self, events: pd.DataFrame, *, speed: float | None = None, batch_size: int = 1,
                  history: pd.DataFrame | None = None, max_gap: float = 1.0,
                  clock: Callable[[], float] = _time.monotonic, sleep: Callable[[float], None] = _time.sleep):
+        if not isinstance(events, pd.DataFrame):
+            raise TypeError(f"events must be a pandas DataFrame, got {type(events).__name__}")
         if TIME_COL not in events.columns:
             raise KeyError(f"events need a {TIME_COL!r} column to be replayed in order; columns: {list(events.columns)}")
-        if speed is not None and speed < 0:
-            raise ValueError(f"speed={speed!r} must be >= 0 (0 or None: as fast as possible)")
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
-            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1")
-        self.events = events.sort_values(TIME_COL, kind="stable").reset_index(drop=True)
+        # NaN would silently never wait (speed) or never cut a gap (max_gap); inf is a real choice for both.
+        if speed is not None and not (_is_number(speed) and speed >= 0):
+            raise ValueError(f"speed={speed!r} must be a number >= 0 or None (0 or None: as fast as possible)")
+        check_param("batch_size", batch_size, low=1, integer=True)
+        if not (_is_number(max_gap) and max_gap > 0):
+            # 0 or less would never wait, whatever the speed.
+            raise ValueError(f"max_gap={max_gap!r} must be a number of seconds > 0 (inf: never cut a gap)")
+        seconds = replay_seconds(events, "events")
+        order = np.argsort(seconds, kind="stable")
+        self.events = events.iloc[order].reset_index(drop=True)
+        # The schedule runs on UTC seconds, whatever the column holds (milliseconds, text, datetimes).
+        self._seconds = seconds[order].tolist()
         self.speed = speed or None
         self.batch_size = int(batch_size)
         self.history = history
@@ -75,7 +96,7 @@ class Replay:
         while self.position < len(records):
             start = self.position
             stop = min(start + self.batch_size, len(records))
-            t_log = records[start][TIME_COL]
+            t_log = self._seconds[start]
             if self.speed is not None:
                 now = self._clock()
                 if t_log0 is None:
@@ -99,6 +120,10 @@ class Replay:
         return list(itertools.islice(iter(self), n))
 
 
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and not math.isnan(v)
+
+
 def _clean_record(rec: dict) -> dict:
     # NaN ratings / values from a frame become absent keys, as a live event would have them.
     return {k: (v.item() if isinstance(v, np.generic) else v) for k, v in rec.items()
@@ -109,8 +134,9 @@ def replay_movielens(quantile: float = 0.8, *, speed: float | None = None, batch
     """Replay the last ``1 - quantile`` of MovieLens-100K by time (default the last 20%).
 
     ``replay.history`` is the first part, to train a model on. ``limit`` keeps
-    only the first ``limit`` replayed events.
+    only the first ``limit`` replayed events (an integer >= 1, checked before the data are loaded).
     """
+    check_limit(limit)
     from recapp.data.movielens import load_movielens
     from recapp.split import temporal_split
 
@@ -121,206 +147,10 @@ def replay_movielens(quantile: float = 0.8, *, speed: float | None = None, batch
     return Replay(test, speed=speed, batch_size=batch_size, history=train)
 
 
-class ShopperStream:
-    """Endless events from shoppers of a :func:`~recapp.data.synthetic.synthetic_shop` who react to what they see.
-
-    Use it to *drive* something live: feed an :class:`~recapp.realtime.Engine`
-    event by event, fill the dashboard's "simulated shopper", soak-test a
-    pipeline. Events are plain dicts in the schema, one at a time, and each
-    slate is asked for right before the view it leads to, so an engine that
-    ingests every event before the next sees the shoppers react to its updates.
-    To *measure* policies against each other (A/B tests, bandits, off-policy
-    evaluation) use :class:`recapp.experiment.ShopperSimulator` instead: it
-    runs in steps of whole sessions, its choice model is a multinomial logit
-    with a no-click option calibrated to a target click-through rate, it has
-    prices that move purchases and taste drift, and it shares random draws
-    between policies so that their differences are sharper. This stream's
-    model is simpler and per item (below), and it also emits organic views.
-
-    Each visit: a shopper arrives (in proportion to their activity) and views
-    about ``visit_length`` items. Before each view they are shown the top-``k``
-    of ``recommender``, examine the slate top-down with position bias
-    ``1 / log2(rank + 1)`` and view a shown item with probability
-    ``sigmoid(click_bias + affinity_slope * z)``, where ``z`` is the item's
-    standardised true utility for that shopper. Without a click they browse on
-    their own (an item drawn by ``exp(utility)`` among ``n_candidates``
-    popularity-sampled candidates). A view goes on to click, cart and purchase
-    with the shop's funnel rates moved by utility, as in the generator. Events
-    are dicts with the schema columns plus ``source`` ("recommendation" or
-    "organic") and ``slate_rank`` (1-based, 0 when organic), and ``value``
-    (the price) on purchases.
-
-    ``recommender`` is one of:
-
-    * a callable ``(user_id, k) -> item ids`` (best first);
-    * an object with a ``recommend(user_id, k)`` method that returns a
-      DataFrame with an ``item_id`` column, such as an
-      :class:`~recapp.realtime.Engine` (its ``recommend`` is called for every slate);
-    * None: nothing is shown, every view is organic.
-
-    Iterate over the stream for shoppers drawn at random, or over
-    :meth:`visits` for one shopper.
-    """
-
-    def __init__(self, shop=None, recommender=None, *, k: int = 10, visit_length: float = 3.0,
-                 click_bias: float = -1.5, affinity_slope: float = 1.0, funnel_rates=(0.2, 0.25, 0.35),
-                 n_candidates: int = 16, start_time: float | None = None, seconds_between_visits: float = 20.0,
-                 random_state: int | None = 0):
-        if shop is None:
-            from recapp.data.synthetic import synthetic_shop
-
-            shop = synthetic_shop(random_state=random_state)
-        self.shop = shop
-        self.recommender = recommender
-        self.k = int(k)
-        self.visit_length = float(visit_length)
-        self.click_bias = float(click_bias)
-        self.affinity_slope = float(affinity_slope)
-        self.funnel_rates = tuple(funnel_rates)
-        self.n_candidates = int(n_candidates)
-        self.rng = np.random.default_rng(random_state)
-        ev = shop.events
-        self.now = float(start_time if start_time is not None else (ev[TIME_COL].max() + 1.0 if len(ev) else 0.0))
-        self.seconds_between_visits = float(seconds_between_visits)
-        self.activity = shop.users["activity"].to_numpy(dtype=np.float64) if "activity" in shop.users else np.ones(len(shop.users))
-        self.activity = self.activity / self.activity.sum()
-        u = shop.user_factors @ shop.item_factors.T + shop.item_bias
-        # Standardise utility once, as the generator does, so the funnel rates mean the same here.
-        self._mu, self._sd = float(u.mean()), max(float(u.std()), 1e-12)
-        self._pop = np.exp(shop.item_bias - shop.item_bias.max())
-        self._pop_cdf = np.cumsum(self._pop / self._pop.sum())
-        self.price = shop.items["price"].to_numpy(dtype=np.float64) if "price" in shop.items else np.zeros(len(shop.items))
-        self.n_shown = 0
-        self.n_clicked_recs = 0
-
-    @property
-    def recommender(self):
-        """What shows the slates (see the class docstring); may be replaced between events."""
-        return self._recommender
-
-    @recommender.setter
-    def recommender(self, recommender) -> None:
-        self._show = _slate_function(recommender)
-        self._recommender = recommender
-
-    # ---- the shopper's behaviour ---------------------------------------------------------
-    def _z(self, user: int, items: np.ndarray) -> np.ndarray:
-        s = self.shop
-        return (s.user_factors[user] @ s.item_factors[items].T + s.item_bias[items] - self._mu) / self._sd
-
-    def _slate(self, user: int) -> list:
-        return [] if self._show is None else list(self._show(user, self.k))
-
-    def _organic(self, user: int) -> int:
-        cands = np.minimum(np.searchsorted(self._pop_cdf, self.rng.random(self.n_candidates)), len(self._pop) - 1)
-        z = self._z(user, cands) * self._sd   # back to the utility scale for the Gumbel choice
-        return int(cands[np.argmax(z + self.rng.gumbel(size=len(cands)))])
-
-    def _funnel(self, user: int, item: int, source: str, slate_rank: int) -> list[dict]:
-        z = float(self._z(user, np.array([item]))[0])
-        events = []
-        t = self.now
-        for depth, name in enumerate(FUNNEL):
-            if depth > 0:
-                rate = self.funnel_rates[depth - 1]
-                p = 1.0 / (1.0 + math.exp(-(math.log(rate / (1 - rate)) + self.affinity_slope * z)))
-                if self.rng.random() >= p:
-                    break
-                t += float(self.rng.exponential(30.0)) + 1.0
-            ev = {USER_COL: user, ITEM_COL: item, TIME_COL: t, EVENT_COL: name, "source": source, "slate_rank": slate_rank}
-            if name == "purchase":
-                ev[VALUE_COL] = float(self.price[item])
-            events.append(ev)
-        return events
-
-    def visit(self, user: int | None = None) -> list[dict]:
-        """One shopper visit (several views, each maybe continuing down the funnel) as a list of events.
-
-        Every slate of the visit is asked for before any of its events is returned;
-        iterate over the stream (or over :meth:`visits`) instead to let an engine
-        react within a visit.
-        """
-        return list(self._visit(self._check_user(user)))
-
-    def visits(self, user: int) -> Iterator[dict]:
-        """Endless events of one shopper, visit after visit; a fresh slate is asked for before each view.
-
-        ``user`` is a row of the shop (0 to ``n_users - 1``), checked now rather
-        than at the first event. Ingest each event before taking the next and the
-        shopper reacts to every re-ranking::
-
-            for event in itertools.islice(stream.visits(7), 50):
-                engine.ingest(event)
-        """
-        if user is None:
-            raise ValueError("user=None: visits() follows one shopper; iterate over the stream for shoppers at random")
-        user = self._check_user(user)
-        # Lazy: each visit (and each of its slates) starts only when the previous visit's events are taken.
-        return itertools.chain.from_iterable(self._visit(user) for _ in itertools.repeat(None))
-
-    def _check_user(self, user):
-        if user is None:
-            return None
-        n_users = len(self.activity)
-        if not (isinstance(user, (int, np.integer)) and 0 <= user < n_users):
-            raise ValueError(f"user={user!r} is not a shopper of this shop; accepted values: integers 0 to {n_users - 1}")
-        return int(user)
-
-    def _visit(self, user: int | None = None) -> Iterator[dict]:
-        if user is None:
-            user = int(self.rng.choice(len(self.activity), p=self.activity))
-        n_views = int(self.rng.geometric(1.0 / self.visit_length))
-        for _ in range(max(1, n_views)):
-            self.now += float(self.rng.exponential(self.seconds_between_visits / max(n_views, 1))) + 1.0
-            slate = self._slate(user)
-            chosen, rank = None, 0
-            if slate:
-                self.n_shown += 1
-                items = np.asarray([i for i in slate if isinstance(i, (int, np.integer)) and 0 <= i < len(self._pop)], dtype=np.int64)
-                if len(items):
-                    z = self._z(user, items)
-                    p = 1.0 / (1.0 + np.exp(-(self.click_bias + self.affinity_slope * z)))
-                    p *= 1.0 / np.log2(np.arange(2, len(items) + 2))
-                    clicked = np.flatnonzero(self.rng.random(len(items)) < p)
-                    if len(clicked):
-                        chosen, rank = int(items[clicked[0]]), int(clicked[0]) + 1
-                        self.n_clicked_recs += 1
-            if chosen is None:
-                chosen = self._organic(user)
-            evs = self._funnel(user, chosen, "recommendation" if rank else "organic", rank)
-            self.now = max(self.now, evs[-1][TIME_COL])
-            # A generator: the caller ingests these before the next slate is asked for.
-            yield from evs
-
-    def __iter__(self) -> Iterator[dict]:
-        """Endless events; a caller that ingests each one before the next sees the shoppers react to it."""
-        while True:
-            yield from self._visit()
-
-    def take(self, n: int) -> list[dict]:
-        """The next ``n`` events as a list."""
-        return list(itertools.islice(iter(self), n))
-
-    @property
-    def click_through_rate(self) -> float:
-        """Share of shown slates in which the shopper picked a recommended item."""
-        return self.n_clicked_recs / self.n_shown if self.n_shown else float("nan")
+def check_limit(limit) -> None:
+    """ValueError unless ``limit`` is None or an integer >= 1 (a negative one would cut from the end)."""
+    if limit is not None:
+        check_param("limit", limit, low=1, integer=True)
 
 
-def _slate_function(recommender) -> Callable[[int, int], list] | None:
-    """``recommender`` as a function ``(user_id, k) -> item ids``; None when nothing is shown."""
-    if recommender is None or callable(recommender):
-        return recommender
-    recommend = getattr(recommender, "recommend", None)
-    if not callable(recommend):
-        raise TypeError(f"recommender={recommender!r} is not accepted; pass a callable (user_id, k) -> item ids, "
-                        "an object whose recommend(user_id, k) returns a DataFrame with an item_id column "
-                        "(such as an Engine), or None")
-
-    def show(user: int, k: int) -> list:
-        return recommend(user, k)[ITEM_COL].tolist()
-
-    return show
-
-
-__all__ = ["Replay", "replay_movielens", "ShopperStream"]
+__all__ = ["Replay", "replay_movielens"]

@@ -62,6 +62,7 @@ from recapp.schema import (
     VALUE_COL,
     check_event_types,
     check_events,
+    require_columns,
 )
 from recapp.spark.events import col
 
@@ -106,6 +107,10 @@ def portable_scorer(model) -> FoldInScorer:
     Spark ships it to every executor once (a broadcast), so it must not drag the
     training interactions along. Only fold-in scorers (factor models) qualify.
     """
+    if not callable(getattr(model, "live_scorer", None)):
+        hint = " (for a SparkALS, pass its .to_recapp())" if callable(getattr(model, "to_recapp", None)) else ""
+        raise TypeError(f"model must be a fitted recapp factor model (ALS, ALSWR, BPR, LightGCN, RatingMF){hint}; "
+                        f"got {type(model).__name__}")
     scorer = model.live_scorer()
     out = scorer.detached()
     if out is None:
@@ -154,7 +159,7 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
                          col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
     """Each shopper's new top-``k`` after each micro-batch of their events (a streaming DataFrame).
 
-    ``events``: a streaming (or static) DataFrame with user_id, item_id, event,
+    ``events``: a streaming DataFrame with user_id, item_id, event,
     timestamp and optionally rating/value columns. ``model``: a fitted factor
     model (e.g. :meth:`recapp.spark.SparkALS.to_recapp`). Output columns:
     user_id, item_id, score, rank, ``n_events`` (events folded in for that
@@ -164,8 +169,18 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
     with no event on a model item yet gets no rows. ``exclude_events`` and
     ``event_weights`` mean what they mean for :class:`~recapp.realtime.Engine`.
     A shopper's state is kept until the query's checkpoint is deleted (no
-    timeout): size the state store for the shoppers you serve.
+    timeout): size the state store for the shoppers you serve. Refused:
+    ``events`` that are not a streaming Spark DataFrame (Spark runs this grouped
+    state in streaming queries only) and a ``model`` that is not a recapp model
+    (a SparkALS needs ``.to_recapp()``).
     """
+    if not isinstance(events, DataFrame):
+        raise TypeError(f"events must be a streaming Spark DataFrame, got {type(events).__name__}; "
+                        "for a pandas frame use recapp.realtime.Engine")
+    if not events.isStreaming:
+        # Spark refuses applyInPandasWithState in a batch query, and only when the result is first used.
+        raise ValueError("events is a static Spark DataFrame; live_recommendations needs a streaming one "
+                         "(spark.readStream..., or file_stream(...)); for a static log use recapp.realtime.Engine")
     check_param("k", k, low=1, integer=True)
     check_event_types("exclude_events", exclude_events)
     missing = [c for c in (col_user, col_item, EVENT_COL) if c not in events.columns]
@@ -246,17 +261,23 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
 
 
 def latest_lists(lists: DataFrame | pd.DataFrame, *, col_user: str = USER_COL) -> pd.DataFrame:
-    """From a sink's rows (all micro-batches), each shopper's last list: DataFrame[user_id, item_id, score, rank, ...]."""
+    """From a sink's rows (all micro-batches), each shopper's last list: DataFrame[user_id, item_id, score, rank, ...].
+
+    Raises SchemaError when the rows lack ``col_user``, ``n_events`` or ``rank`` (not a sink of :func:`live_recommendations`).
+    """
     pdf = lists.toPandas() if isinstance(lists, DataFrame) else lists
+    require_columns(pdf, "lists", col_user, N_EVENTS_COL, RANK_COL)
     last = pdf.groupby(col_user)[N_EVENTS_COL].transform("max")
     return pdf[pdf[N_EVENTS_COL] == last].sort_values([col_user, RANK_COL], ignore_index=True)
 
 
 # ---- a file source for tests and demos ----------------------------------------------------------------
 def event_schema(events) -> T.StructType:
-    """The Spark schema of an event frame (pandas or Spark), for ``readStream.schema(...)``."""
+    """The Spark schema of an event frame (pandas or Spark), for ``readStream.schema(...)``; TypeError for anything else."""
     if isinstance(events, DataFrame):
         return events.schema
+    if not isinstance(events, pd.DataFrame):
+        raise TypeError(f"events must be a pandas or Spark DataFrame, got {type(events).__name__}")
     fields = []
     for name, dtype in events.dtypes.items():
         if pd.api.types.is_integer_dtype(dtype):
@@ -276,8 +297,10 @@ def write_event_files(events: pd.DataFrame, folder, n_files: int = 4, *, col_tim
 
     File modification times increase with the period, so a file stream with
     ``maxFilesPerTrigger=1`` reads them in order, one micro-batch each.
+    Raises SchemaError when ``events`` has no ``col_time`` column.
     """
     check_param("n_files", n_files, low=1, integer=True)
+    require_columns(events, "events", col_time)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ordered = events.sort_values(col_time, kind="stable").reset_index(drop=True)
@@ -292,7 +315,12 @@ def write_event_files(events: pd.DataFrame, folder, n_files: int = 4, *, col_tim
 
 
 def file_stream(spark: SparkSession, folder, schema: T.StructType, *, max_files_per_trigger: int = 1) -> DataFrame:
-    """A streaming DataFrame over the Parquet files of ``folder`` (one micro-batch per file by default)."""
+    """A streaming DataFrame over the Parquet files of ``folder`` (one micro-batch per file by default).
+
+    ``schema`` comes from :func:`event_schema`; ``max_files_per_trigger`` must be an
+    integer >= 1, checked here rather than when the query starts.
+    """
+    check_param("max_files_per_trigger", max_files_per_trigger, low=1, integer=True)
     return (spark.readStream.schema(schema).option("maxFilesPerTrigger", int(max_files_per_trigger))
             .parquet(str(folder)))
 
