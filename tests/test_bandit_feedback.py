@@ -204,3 +204,23 @@ def test_interleaving_refuses_a_policy_that_learns_from_its_own_slates(name):
     with pytest.raises(ValueError, match="policy_b .* learns from the slates it showed, but an interleaved list is not its slate"):
         InterleavedPolicy(EpsilonGreedy(), SLATE_LEARNERS[name]())
     assert InterleavedPolicy(EpsilonGreedy(), LinUCB()).policy_b.learns_from_slates is False
+
+
+def test_interleaving_refuses_feedback_that_is_not_its_last_merged_lists(env):
+    pol = InterleavedPolicy(EpsilonGreedy(), LinUCB())
+    pol.reset(env)
+    with pytest.raises(ValueError, match="before any slates"):
+        pol.observe(pd.DataFrame())
+    users = env.user_ids[:4]
+    merged = pol.slates(users, K)
+    feedback = pd.DataFrame({"request": np.repeat(np.arange(4), K), "position": np.tile(np.arange(1, K + 1), 4),
+                             "user_id": np.repeat(users, K), "item_id": merged.ravel(), "click": 0.0})
+    pol.observe(feedback)
+    assert len(pol.log()) == 4
+    pol.slates(users, K)
+    # Before: an IndexError after nothing was credited, or another list's clicks credited to these teams.
+    with pytest.raises(ValueError, match=r"feedback\['request'\] holds 4 at row 9"):
+        pol.observe(feedback.assign(request=feedback["request"] + 1))
+    with pytest.raises(ValueError, match=r"feedback\['click'\] holds nan"):
+        pol.observe(feedback.assign(click=np.nan))
+    assert len(pol.log()) == 4

@@ -27,10 +27,12 @@ from recapp.experiment.interleaving import (
     team_clicks,
     team_draft_many,
 )
+from recapp.experiment._checks import check_feedback
 from recapp.experiment.live_ab import arm_policies, check_scenario
+from recapp.experiment.policies import check_slate_feedback
 from recapp.experiment.simulator import Policy, ShopperSimulator, as_policy
 from recapp.models.base import check_param
-from recapp.schema import TIME_COL, USER_COL
+from recapp.schema import ITEM_COL, TIME_COL, USER_COL, require_columns
 
 
 # ---- truth in the simulator ---------------------------------------------------------------
@@ -91,15 +93,31 @@ class InterleavedPolicy(Policy):
         self.rng_ = np.random.default_rng(self.random_state)
         self.step_ = 0
         self.parts_ = []
+        self.shown_ = None
 
     def slates(self, users, k):
         """The team draft of both policies' top-k for each shopper."""
         merged, self.teams_ = team_draft_many(self.policy_a.slates(users, k), self.policy_b.slates(users, k), k, self.rng_)
         self.users_ = np.asarray(users)
+        self.shown_ = merged
         return merged
 
     def observe(self, feedback):
-        """Credit the clicks of the last merged lists to the teams and pass the feedback on."""
+        """Credit the clicks of the last merged lists to the teams and pass the feedback on.
+
+        The feedback must be the last merged lists', one row per shown item
+        with the item shown there and a click in [0, 1]; anything else is a
+        ValueError before any credit is given (a request out of range was an
+        IndexError, another list's clicks were credited to this one's teams).
+        """
+        if self.shown_ is None:
+            raise ValueError("observe was called before any slates() call: there are no merged lists to credit")
+        require_columns(feedback, "feedback", "request", "position", ITEM_COL, "click")
+        env = self.env_
+        item_idx = env.item_index(feedback[ITEM_COL].to_numpy())
+        check_feedback(feedback, item_idx, ("click",))
+        shown = env.item_index(self.shown_.ravel()).reshape(self.shown_.shape)
+        check_slate_feedback(feedback, shown, item_idx, "the interleaved policy", env.item_ids)
         clicks = np.zeros(self.teams_.shape)
         clicks[feedback["request"].to_numpy(), feedback["position"].to_numpy() - 1] = feedback["click"].to_numpy()
         ca, cb = team_clicks(self.teams_, clicks)
