@@ -1,6 +1,7 @@
 """Bad inputs to the event sources, the prequential replay and the Spark streaming helpers: clear errors, nothing silent."""
 import logging
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -210,3 +211,17 @@ def test_live_recommendations_refuses_a_static_frame(spark, small):
     static = spark.createDataFrame(test.astype({"event": object}))
     with pytest.raises(ValueError, match="static Spark DataFrame"):
         live_recommendations(static, als, k=3)
+
+
+def test_prequential_warns_when_the_model_has_seen_later_events():
+    shop = synthetic_shop(n_users=60, n_items=40, n_events=1500, random_state=2)
+    ev = shop.events.sort_values("timestamp", kind="stable")
+    train, test = ev.iloc[:1200], ev.iloc[1200:]
+    model = Popularity().fit(train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # a time split: nothing to say
+        prequential(Engine(model, explain=False), test, progress=False)
+    # Fitted on everything, the model has seen the test period: every hit there is in-sample.
+    leaky = Popularity().fit(ev)
+    with pytest.warns(UserWarning, match=r"of 300 test events are earlier than the model's last training event"):
+        prequential(Engine(leaky, explain=False), test, progress=False)

@@ -94,13 +94,15 @@ def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool =
     live, such a row would be scored but never ingested. Timestamps may be
     epoch numbers, ISO 8601 text or datetimes (read as the engine reads them;
     non-numeric ones come back as UTC seconds). A warning says when test ids
-    are text and the model's numbers (or the reverse) and none of them match.
+    are text and the model's numbers (or the reverse) and none of them match,
+    and another when test events are earlier than the model's last training event.
     """
     if not isinstance(engine, Engine):
         raise TypeError(f"engine must be a recapp.realtime.Engine, got {type(engine).__name__}; wrap a fitted "
                         "model as Engine(model)")
     test, times = _replay_order(test)
     _warn_id_kinds(test, engine.model.interactions_)
+    _warn_overlap(times, engine.model.interactions_)
     users = test[USER_COL].tolist()
     items = test[ITEM_COL].tolist()
     events = test[EVENT_COL].tolist() if EVENT_COL in test.columns else ["rating"] * len(test)
@@ -178,6 +180,20 @@ def _warn_id_kinds(test: pd.DataFrame, inter) -> None:
                           f"{kinds[theirs]} ({known.dtype}), and no test {col} is known to the model: all count as new; "
                           f"if they are the same ids, cast them (e.g. test.astype({{{col!r}: {known.dtype.name!r}}}))",
                           stacklevel=3)
+
+
+def _warn_overlap(times: list, inter) -> None:
+    # A test event earlier than the model's last training event was scored by a model that had seen what came after
+    # it: its hit is not out-of-time, and the run overstates live accuracy. Only a warning: the units may differ.
+    trained = inter.frame[TIME_COL].to_numpy(dtype=np.float64)
+    if not len(trained) or not len(times):
+        return
+    end = float(np.nanmax(trained))
+    early = int(np.sum(np.asarray(times, dtype=np.float64) < end))
+    if early:
+        warnings.warn(f"{early:,} of {len(times):,} test events are earlier than the model's last training event "
+                      f"({end:g}): the model has seen events after them, so their hits are not out-of-time; fit on "
+                      "the events before the test period (recapp.split.temporal_split)", stacklevel=3)
 
 
 def _model_specs(models) -> list[tuple]:
