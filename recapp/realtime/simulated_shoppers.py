@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from recapp.models.base import check_param
-from recapp.realtime.stream import _is_number
 from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.schema.cells import _is_number
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def check_funnel_rates(funnel_rates) -> None:
     """ValueError unless ``funnel_rates`` are three probabilities in (0, 1), the rule of :func:`~recapp.data.synthetic.synthetic_shop`."""
     # 0 or 1 has no logit, NaN would send every view down to a purchase, and a missing rate fails mid-funnel.
     rates = list(funnel_rates) if isinstance(funnel_rates, (list, tuple, np.ndarray)) else None
-    if rates is None or len(rates) != len(FUNNEL) - 1 or not all(_is_number(p) and 0.0 < p < 1.0 for p in rates):
+    if rates is None or len(rates) != len(FUNNEL) - 1 or not all(_is_number(p) and not math.isnan(p) and 0.0 < p < 1.0 for p in rates):
         raise ValueError(f"funnel_rates must be three probabilities in (0, 1) for view->click, click->cart, "
                          f"cart->purchase; got {funnel_rates!r}")
 

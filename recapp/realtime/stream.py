@@ -21,6 +21,7 @@ import pandas as pd
 
 from recapp.models.base import check_param
 from recapp.schema import TIME_COL, SchemaError, parse_timestamps
+from recapp.schema.cells import _is_number
 from recapp.schema.errors import _quote_rows
 
 def replay_seconds(events: pd.DataFrame, name: str) -> np.ndarray:
@@ -60,10 +61,10 @@ class Replay:
         if TIME_COL not in events.columns:
             raise KeyError(f"events need a {TIME_COL!r} column to be replayed in order; columns: {list(events.columns)}")
         # NaN would silently never wait (speed) or never cut a gap (max_gap); inf is a real choice for both.
-        if speed is not None and not (_is_number(speed) and speed >= 0):
+        if speed is not None and not (_is_number(speed) and not math.isnan(speed) and speed >= 0):
             raise ValueError(f"speed={speed!r} must be a number >= 0 or None (0 or None: as fast as possible)")
         check_param("batch_size", batch_size, low=1, integer=True)
-        if not (_is_number(max_gap) and max_gap > 0):
+        if not (_is_number(max_gap) and not math.isnan(max_gap) and max_gap > 0):
             # 0 or less would never wait, whatever the speed.
             raise ValueError(f"max_gap={max_gap!r} must be a number of seconds > 0 (inf: never cut a gap)")
         seconds = replay_seconds(events, "events")
@@ -118,10 +119,6 @@ class Replay:
     def take(self, n: int) -> list:
         """The next ``n`` items (dicts or frames) as a list; the replay remembers where it stopped."""
         return list(itertools.islice(iter(self), n))
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) and not math.isnan(v)
 
 
 def _clean_record(rec: dict) -> dict:

@@ -108,9 +108,8 @@ def portable_scorer(model) -> FoldInScorer:
     training interactions along. Only fold-in scorers (factor models) qualify.
     """
     if not callable(getattr(model, "live_scorer", None)):
-        hint = " (for a SparkALS, pass its .to_recapp())" if callable(getattr(model, "to_recapp", None)) else ""
-        raise TypeError(f"model must be a fitted recapp factor model (ALS, ALSWR, BPR, LightGCN, RatingMF){hint}; "
-                        f"got {type(model).__name__}")
+        raise TypeError(f"model must be a fitted recapp factor model (ALS, ALSWR, BPR, LightGCN, RatingMF; for a "
+                        f"SparkALS, pass its .to_recapp()); got {type(model).__name__}")
     scorer = model.live_scorer()
     out = scorer.detached()
     if out is None:
