@@ -52,6 +52,14 @@ def check_values(name: str, values, *, low=None, high=None, low_inclusive: bool 
     return a
 
 
+def name_list(name: str, value) -> list:
+    """``value`` (metrics, estimators, covariates) as a list of names; a bare string is refused, since it would be
+    read letter by letter and the error would name single letters."""
+    if isinstance(value, str):
+        raise ValueError(f"{name}={value!r} is a single string; pass a list of names, e.g. [{value!r}]")
+    return list(value)
+
+
 def check_same_length(**arrays) -> int:
     """The common length of 1-D arrays; ``ValueError`` naming the ones that differ."""
     lengths = {k: len(v) for k, v in arrays.items()}
@@ -92,6 +100,36 @@ def check_finite_estimates(estimates: dict, w: np.ndarray, ps: np.ndarray, rewar
                              f"{float(ps[j])!r}; smallest pscore[{k}] = {float(ps[k])!r}) and |reward| reaches "
                              f"{float(np.abs(reward).max()):.3g}, whose products exceed floating point; a propensity "
                              "this small is usually a logging error: fix pscore or evaluate a policy that avoids such actions")
+
+
+def check_logged(logged) -> int:
+    """Logged rounds whose indices point where they claim: ``action`` in [0, actions), ``position`` in [0, n_positions),
+    integers, one per round like reward, pscore, context and affinity. Returns the number of rounds.
+
+    numpy would read action -1 as the last item and a slot past the last as
+    another item's, silently; other mistakes fail inside numpy, naming nothing.
+    """
+    check_param("n_positions", logged.n_positions, low=1, integer=True)
+    if len(logged.action_ids) < 1:
+        raise ValueError("logged.action_ids is empty: there is no action to evaluate")
+    n = check_same_length(action=logged.action, position=logged.position, reward=logged.reward, pscore=logged.pscore)
+    for name, values, size, what in (("action", logged.action, len(logged.action_ids), "action_ids"),
+                                     ("position", logged.position, logged.n_positions, "the n_positions slots")):
+        a = np.asarray(values)
+        if a.ndim != 1 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"logged.{name} must be a 1-D array of integers (0-based indices into {what}), "
+                             f"got dtype {a.dtype} and shape {a.shape}")
+        bad = np.flatnonzero((a < 0) | (a >= size))
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"logged.{name}[{i}] = {int(a[i])} is outside [0, {size - 1}] ({len(bad)} such round(s)); "
+                             f"it is a 0-based index into {what}")
+    if logged.context is not None and len(logged.context) != n:
+        raise ValueError(f"logged.context has {len(logged.context)} row(s); expected one per round ({n})")
+    if logged.affinity is not None and np.shape(logged.affinity) != (n, len(logged.action_ids)):
+        raise ValueError(f"logged.affinity has shape {np.shape(logged.affinity)}; expected (rounds, actions) = "
+                         f"{(n, len(logged.action_ids))}")
+    return n
 
 
 def check_resampling(alpha, n_bootstrap) -> None:
@@ -223,8 +261,9 @@ def check_plan(alpha, power, ratio) -> None:
         raise ValueError(f"power={power!r} must exceed alpha={alpha!r} (a test with no effect already rejects at rate alpha)")
 
 
-def check_finite_columns(frame: pd.DataFrame, name: str, columns, hint: str = "") -> None:
-    """Every listed column of ``frame`` numeric and finite; ``ValueError`` naming the column, the count and the first rows.
+def check_finite_columns(frame: pd.DataFrame, name: str, columns, hint: str = "", low: float | None = None) -> None:
+    """Every listed column of ``frame`` numeric and finite (and ``>= low`` when given: counts); ``ValueError`` naming
+    the column, the count and the first rows.
 
     A NaN must not reach a statistic that would skip it or read it as a
     constant; ``hint`` says how to fill it.
@@ -233,10 +272,15 @@ def check_finite_columns(frame: pd.DataFrame, name: str, columns, hint: str = ""
         values = frame[col]
         if not pd.api.types.is_numeric_dtype(values):      # bool counts: a 0/1 indicator is a number
             raise ValueError(f"{name}[{col!r}] has dtype {values.dtype}; it must hold numbers{hint}")
-        bad = ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        v = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(v)
         if bad.any():
             raise ValueError(f"{name}[{col!r}] is missing or infinite in {int(bad.sum())} row(s), e.g. "
                              f"{_quote_rows(frame, bad, col)}{hint}")
+        below = v < low if low is not None else bad
+        if below.any():
+            raise ValueError(f"{name}[{col!r}] is below {low} in {int(below.sum())} row(s), e.g. "
+                             f"{_quote_rows(frame, below, col)}{hint}")
 
 
 def check_cumulative_counts(**counts) -> list[np.ndarray]:

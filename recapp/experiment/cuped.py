@@ -55,7 +55,8 @@ import pandas as pd
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from recapp.experiment._checks import check_experiment_arms, check_finite_columns, check_level, check_plan, check_values
+from recapp.experiment._checks import (check_experiment_arms, check_finite_columns, check_level, check_plan, check_values,
+                                       name_list)
 from recapp.experiment.abtest import ARM_COL, CORRECTIONS, METRICS, compare_means
 from recapp.models.base import check_param
 
@@ -137,8 +138,11 @@ def linearize_ratio(num, den) -> np.ndarray:
     Their mean is exactly ``R`` and their variance over ``n`` is the delta-method
     variance of ``R`` (Deng, Knoblich and Lu 2018), so a test on them is the
     delta-method test, and CUPED can adjust them like any per-user metric.
-    Raises ValueError on a length mismatch, missing values, a negative ``den``
-    or a ``den`` summing to 0.
+    Both are per-user counts (clicks and views), as in
+    :func:`~recapp.experiment.abtest.compare_ratio`. Raises ValueError, naming
+    the argument and the first bad row, on a length mismatch, missing values, a
+    negative ``num`` or ``den``, a ``den`` summing to 0, or sums too large for
+    floating point.
     """
     return _linearize(num, den, "num", "den")
 
@@ -148,11 +152,16 @@ def _linearize(num, den, num_name: str, den_name: str) -> np.ndarray:
     num, den = _vector(num_name, num), _vector(den_name, den)
     if len(num) != len(den):
         raise ValueError(f"{num_name} and {den_name} must have one value per user each, got {len(num)} and {len(den)}")
-    # A negative denominator (views) is a data error that a positive total would hide.
-    check_values(den_name, den, low=0.0)
-    if den.sum() <= 0:
+    # A negative count is a data error a positive total would hide; compare_ratio (theta=0 here) refuses it too.
+    num, den = check_values(num_name, num, low=0.0), check_values(den_name, den, low=0.0)
+    with np.errstate(over="ignore"):
+        total_num, total_den = num.sum(), den.sum()
+    if not (np.isfinite(total_num) and np.isfinite(total_den)):     # the ratio would be 0 or NaN, silently
+        raise ValueError(f"{num_name} and {den_name} sum to {float(total_num)!r} and {float(total_den)!r}, beyond floating point: "
+                         "the ratio is undefined; are these counts?")
+    if total_den <= 0:
         raise ValueError(f"{den_name} sums to 0 (no views?): the ratio is undefined")
-    ratio = num.sum() / den.sum()
+    ratio = total_num / total_den
     return ratio + (num - ratio * den) / den.mean()
 
 
@@ -221,7 +230,8 @@ def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_nu
     data) around the ratio of both arms pooled, and that is the covariate;
     ``extra_c`` / ``extra_t`` (n x q) add covariates such as the ``has_pre``
     indicator. ``theta=0`` gives exactly :func:`~recapp.experiment.abtest.compare_ratio`.
-    Returns the keys of :func:`compare_means_cuped`.
+    Returns the keys of :func:`compare_means_cuped`. Numerators and denominators are
+    counts: a negative or missing one is a ValueError naming the argument and row.
     """
     y_c, y_t = _linearize(num_c, den_c, "num_c", "den_c"), _linearize(num_t, den_t, "num_t", "den_t")
     _check_arms(y_c, y_t)
@@ -231,8 +241,7 @@ def compare_ratio_cuped(num_c, den_c, num_t, den_t, pre_num_c, pre_den_c, pre_nu
         pre[name] = _vector(name, v)
         if len(pre[name]) != n:
             raise ValueError(f"{name} must have one value per user of its arm ({n}), got {len(pre[name])}")
-        if name.startswith("pre_den"):
-            check_values(name, pre[name], low=0.0)
+        check_values(name, pre[name], low=0.0)     # pre-period counts, named here rather than as num/den
     pre_num = np.concatenate([pre["pre_num_c"], pre["pre_num_t"]])
     pre_den = np.concatenate([pre["pre_den_c"], pre["pre_den_t"]])
     if pre_den.sum() <= 0:
@@ -276,14 +285,15 @@ def sample_size_cuped(sd: float, effect: float, variance_reduction: float = 0.0,
 # ---- the analysis table -----------------------------------------------------------------------
 def _spec(metric: str, per_user: pd.DataFrame, covariates: dict, prefix: str, indicator: str) -> dict:
     """What to compare and adjust with for one metric; raises when the frame lacks a column."""
-    extra = list(covariates.get(metric, [indicator]))
+    extra = name_list(f"covariates[{metric!r}]", covariates.get(metric, [indicator]))
     if metric == "ctr":
-        need, spec = ["clicks", "views", prefix + "clicks", prefix + "views"], {"kind": "ratio"}
+        need = ["clicks", "views", prefix + "clicks", prefix + "views"]
+        spec = {"kind": "ratio", "counts": need}
     else:
         y = {"conversion": "converted", "revenue_per_user": "revenue"}.get(metric, metric)
         if y not in per_user.columns or not pd.api.types.is_numeric_dtype(per_user[y]):
             raise ValueError(f"unknown metric {metric!r}; accepted: {list(METRICS)} or a numeric column of per_user")
-        extra = list(covariates.get(metric, [prefix + y, indicator]))
+        extra = name_list(f"covariates[{metric!r}]", covariates.get(metric, [prefix + y, indicator]))
         need, spec = [y], {"kind": "mean", "y": y}
     missing = [c for c in need + extra if c not in per_user.columns]
     if missing:
@@ -336,7 +346,8 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
 
     Refused (ValueError): a user without an arm, an arm of one user, no metrics,
     a missing or infinite value in a column a metric uses (covariates included:
-    give shoppers without pre-period data 0), ``alpha`` outside (0, 1), an unknown ``correction``.
+    give shoppers without pre-period data 0), a negative click or view count
+    (ctr), ``alpha`` outside (0, 1), an unknown ``correction``.
     """
     from statsmodels.stats.multitest import multipletests
 
@@ -347,7 +358,7 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
     except (ValueError, TypeError, AttributeError):
         raise ValueError(f"correction={correction!r} is not accepted; accepted values: {list(CORRECTIONS)}") from None
     arms = check_experiment_arms(per_user, col_arm, control)
-    metrics = list(metrics)
+    metrics = name_list("metrics", metrics)
     if not metrics:
         raise ValueError(f"metrics is empty; name at least one of {list(METRICS)} or a numeric column of per_user")
     covariates = dict(covariates or {})
@@ -355,6 +366,8 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
     used = list(dict.fromkeys(c for spec in specs.values() for c in spec["columns"]))
     check_finite_columns(per_user, "per_user", used, hint=f"; CUPED needs a number per user: give shoppers without "
                          f"pre-period data 0 and the {indicator!r} indicator 0 (add_pre_period does both)")
+    # Named by column and row label here; linearize_ratio would say num/den and a position within the arm.
+    check_finite_columns(per_user, "per_user", specs.get("ctr", {}).get("counts", ()), "; clicks and views are counts", 0.0)
     c = per_user[per_user[col_arm] == control]
     rows = []
     for arm in sorted(arms, key=str):

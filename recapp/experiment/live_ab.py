@@ -93,6 +93,20 @@ def _pre_period(train: pd.DataFrame, users: pd.Index) -> tuple[np.ndarray, np.nd
     return clicks, views
 
 
+def check_settings(sessions_per_step, random_state, salt, alpha, min_users, cuped, tau=None) -> None:
+    """The settings :meth:`ABSimulation.step` reads, checked when it is built and again before each step."""
+    check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
+    check_param("random_state", random_state, low=0, integer=True)
+    check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
+    check_param("min_users", min_users, low=2, integer=True)
+    if not isinstance(salt, str):
+        raise TypeError(f"salt={salt!r} must be a string")
+    if cuped not in (True, False):
+        raise ValueError(f"cuped={cuped!r} must be True or False")
+    if tau is not None:
+        check_param("tau", tau, low=0, low_inclusive=False)
+
+
 def arm_ctr(clicks: np.ndarray, views: np.ndarray) -> tuple[float, float, int]:
     """CTR of one arm over its shoppers with views: (ratio, delta-method variance, shoppers); NaNs below 2 shoppers."""
     seen = views > 0
@@ -178,16 +192,9 @@ class ABSimulation:
                  baseline_ctr: float | None = None, tau: float | None = None, min_users: int = MIN_USERS,
                  cuped: bool = False):
         shop, train = check_scenario(scenario)
-        check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
-        check_param("random_state", random_state, low=0, integer=True)
-        check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
+        check_settings(sessions_per_step, random_state, salt, alpha, min_users, cuped)
         check_param("power", power, low=0.05, high=0.999)
         check_param("mde", mde, low=0, low_inclusive=False)
-        check_param("min_users", min_users, low=2, integer=True)
-        if not isinstance(salt, str):
-            raise TypeError(f"salt={salt!r} must be a string")
-        if cuped not in (True, False):
-            raise ValueError(f"cuped={cuped!r} must be True or False")
         self.scenario = scenario
         self.names = list(policies)
         self.policies = dict(zip(self.ARMS, arm_policies(policies, self.ARMS)))
@@ -225,50 +232,66 @@ class ABSimulation:
 
     # ---- one tick ----------------------------------------------------------------------
     def step(self) -> dict:
-        """Simulate one more step of traffic; returns and records the tick's record (see the class docstring)."""
+        """Simulate one more step of traffic; returns and records the tick's record (see the class docstring).
+
+        All or nothing: the settings are checked first (ValueError naming a bad
+        ``alpha``, ``tau``... set since) and the tick is computed on copies, so
+        a step that raises (a bad setting, a policy's error) leaves the
+        counters, the sequential test and ``history`` as they were, and the
+        next step serves the same tick again. A policy that learned from part
+        of the failed tick before raising keeps what it learned.
+        """
+        check_settings(self.sessions_per_step, self.random_state, self.salt, self.alpha, self.min_users, self.cuped,
+                       self.tau)
         t = len(self.history)
-        self._serve(t)
+        clicks, views = self._serve(t)
         row: dict = {"step": t + 1}
         est = {}
         for arm in self.ARMS:
-            ratio, var, users = arm_ctr(self.clicks[arm], self.views[arm])
+            ratio, var, users = arm_ctr(clicks[arm], views[arm])
             half = 1.96 * math.sqrt(var) if users >= 2 else math.nan
             row.update({f"ctr_{arm}": ratio, f"low_{arm}": ratio - half, f"high_{arm}": ratio + half,
-                        f"users_{arm}": users, f"impressions_{arm}": int(self.views[arm].sum())})
-            est[arm] = (ratio, var, users, float(self.clicks[arm].sum()))
+                        f"users_{arm}": users, f"impressions_{arm}": int(views[arm].sum())})
+            est[arm] = (ratio, var, users, float(clicks[arm].sum()))
         diff, variance = est["B"][0] - est["A"][0], est["A"][1] + est["B"][1]
         if self.cuped:
-            diff, variance, row["variance_reduction"] = self._cuped(diff, variance)
+            diff, variance, row["variance_reduction"] = self._cuped(diff, variance, clicks, views)
         row["diff"] = diff
-        self._look(diff, variance, est, t + 1)
-        row.update({"msprt_p": self._p, "cs_low": self._low, "cs_high": self._high,
-                    "planned_users": self.planned_users})
-        if self._fixed is None and min(est["A"][2], est["B"][2]) >= self.planned_users:
-            c = self.compare(alpha=self.alpha)
-            self._fixed = {"fixed_diff": float(c["diff"]), "fixed_low": float(c["ci_low"]),
-                           "fixed_high": float(c["ci_high"]), "fixed_p": float(c["pvalue"])}
-        row.update(self._fixed or dict.fromkeys(("fixed_diff", "fixed_low", "fixed_high", "fixed_p")))
-        row["verdict"], row["verdict_step"] = self.verdict, self.verdict_step
+        look = self._look(diff, variance, est, t + 1)
+        row.update({"msprt_p": look[0], "cs_low": look[1], "cs_high": look[2], "planned_users": self.planned_users})
+        fixed = self._fixed
+        if fixed is None and min(est["A"][2], est["B"][2]) >= self.planned_users:
+            c = _compare_arms(clicks, views, self.alpha)
+            fixed = {"fixed_diff": float(c["diff"]), "fixed_low": float(c["ci_low"]),
+                     "fixed_high": float(c["ci_high"]), "fixed_p": float(c["pvalue"])}
+        row.update(fixed or dict.fromkeys(("fixed_diff", "fixed_low", "fixed_high", "fixed_p")))
+        row["verdict"], row["verdict_step"] = look[3], look[4]
+        # The commit: nothing below can raise, so a failed tick above changed nothing.
+        for arm in self.ARMS:
+            self.clicks[arm][:], self.views[arm][:] = clicks[arm], views[arm]
+        self._p, self._low, self._high, self.verdict, self.verdict_step = look
+        self._fixed = fixed
         self.history.append(row)
         return row
 
-    def _cuped(self, diff: float, variance: float) -> tuple[float, float, float]:
+    def _cuped(self, diff: float, variance: float, clicks: dict, views: dict) -> tuple[float, float, float]:
         """B − A, its variance and the variance reduction after CUPED on the shoppers' pre-period CTR."""
-        sa, sb = self.views["A"] > 0, self.views["B"] > 0
+        sa, sb = views["A"] > 0, views["B"] > 0
         # Before each arm has a click the linearised values are all equal and there is nothing to adjust;
         # nor is there while the served shoppers' pre-period CTR is one value (no pre-period clicks among them).
-        if (sa.sum() < 2 or sb.sum() < 2 or not self.clicks["A"].sum() > 0 or not self.clicks["B"].sum() > 0
+        if (sa.sum() < 2 or sb.sum() < 2 or not clicks["A"].sum() > 0 or not clicks["B"].sum() > 0
                 or not (self.pre_views[sa].sum() + self.pre_views[sb].sum()) > 0
                 or np.ptp(linearize_ratio(np.r_[self.pre_clicks[sa], self.pre_clicks[sb]],
                                           np.r_[self.pre_views[sa], self.pre_views[sb]])) == 0):
             return diff, variance, math.nan
-        res = compare_ratio_cuped(self.clicks["A"][sa], self.views["A"][sa], self.clicks["B"][sb], self.views["B"][sb],
+        res = compare_ratio_cuped(clicks["A"][sa], views["A"][sa], clicks["B"][sb], views["B"][sb],
                                   self.pre_clicks[sa], self.pre_views[sa], self.pre_clicks[sb], self.pre_views[sb],
                                   alpha=self.alpha)
         return res["diff"], res["se"] ** 2, res["variance_reduction"]
 
-    def _serve(self, t: int) -> None:
-        """Run one simulator step (fresh arrival seed, clock moved on) and add its impressions to the per-shopper sums."""
+    def _serve(self, t: int) -> tuple[dict, dict]:
+        """Run one simulator step (fresh arrival seed, clock moved on): the per-shopper clicks and views with its
+        impressions added, as new arrays (the committed ones are left alone)."""
         sim = copy.copy(self.simulator)
         sim.random_state = self.random_state * 100_003 + t
         sim.start = self.start + STEP_SECONDS * t
@@ -277,24 +300,29 @@ class ABSimulation:
         arms = imp[ARM_COL].to_numpy()
         click = imp["click"].to_numpy(dtype=np.float64)
         n = len(self._pos)
+        clicks, views = {}, {}
         for arm in self.ARMS:
             mine = arms == arm
-            self.clicks[arm] += np.bincount(users[mine], weights=click[mine], minlength=n)
-            self.views[arm] += np.bincount(users[mine], minlength=n)
+            clicks[arm] = self.clicks[arm] + np.bincount(users[mine], weights=click[mine], minlength=n)
+            views[arm] = self.views[arm] + np.bincount(users[mine], minlength=n)
+        return clicks, views
 
-    def _look(self, diff: float, variance: float, est: dict, step: int) -> None:
-        """One sequential look: update the running p-value and interval, and declare a verdict when 0 is excluded."""
+    def _look(self, diff: float, variance: float, est: dict, step: int) -> tuple:
+        """One sequential look: the running (p-value, cs_low, cs_high, verdict, verdict_step) after it, not yet
+        stored; unchanged until each arm is ready. A verdict is declared when the sequence excludes 0."""
+        state = (self._p, self._low, self._high, self.verdict, self.verdict_step)
         ready = all(est[a][2] >= self.min_users and est[a][3] > 0 for a in self.ARMS)
         if not ready or not variance > 0:
-            return
+            return state
         lam = float(msprt_statistic(diff, variance, 1.0, self.tau))
         low, high = (float(v) for v in msprt_interval(diff, variance, self.tau, self.alpha))
-        first = math.isnan(self._p)
-        self._p = min(1.0, 1.0 / lam) if first else min(self._p, 1.0 / lam)
-        self._low = low if first else max(self._low, low)
-        self._high = high if first else min(self._high, high)
-        if self.verdict is None and (self._low > 0 or self._high < 0):
-            self.verdict, self.verdict_step = ("B" if self._low > 0 else "A"), step
+        if not math.isnan(self._p):
+            low, high = max(self._low, low), min(self._high, high)
+        p = min(1.0, 1.0 / lam) if math.isnan(self._p) else min(self._p, 1.0 / lam)
+        verdict, verdict_step = self.verdict, self.verdict_step
+        if verdict is None and (low > 0 or high < 0):
+            verdict, verdict_step = ("B" if low > 0 else "A"), step
+        return p, low, high, verdict, verdict_step
 
     # ---- fixed horizon -------------------------------------------------------------------
     def compare(self, alpha: float = 0.05) -> dict | None:
@@ -304,8 +332,12 @@ class ABSimulation:
         at a horizon fixed in advance (``planned_users``); recomputed every tick
         and read as a verdict it is the peeking rule that inflates false positives.
         """
-        sa, sb = self.views["A"] > 0, self.views["B"] > 0
-        if sa.sum() < 2 or sb.sum() < 2:
-            return None
-        return compare_ratio(self.clicks["A"][sa], self.views["A"][sa], self.clicks["B"][sb], self.views["B"][sb],
-                             alpha=alpha)
+        return _compare_arms(self.clicks, self.views, alpha)
+
+
+def _compare_arms(clicks: dict, views: dict, alpha: float) -> dict | None:
+    """:meth:`ABSimulation.compare` on the given per-shopper clicks and views of arms A and B."""
+    sa, sb = views["A"] > 0, views["B"] > 0
+    if sa.sum() < 2 or sb.sum() < 2:
+        return None
+    return compare_ratio(clicks["A"][sa], views["A"][sa], clicks["B"][sb], views["B"][sb], alpha=alpha)
