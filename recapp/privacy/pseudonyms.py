@@ -35,7 +35,7 @@ import pandas as pd
 
 from recapp.models.base import check_param
 from recapp.schema import USER_COL, events_frame
-from recapp.schema.cells import _missing, _plain, id_problems
+from recapp.schema.cells import _missing, _plain, id_problem, id_problems
 
 KEY_ENV = "RECAPP_PSEUDONYM_KEY"
 MIN_KEY_BYTES = 16
@@ -48,6 +48,34 @@ _PLAIN_ID_KINDS = ("string", "integer", "floating", "mixed-integer-float", "deci
 
 class MissingKeyError(RuntimeError):
     """No pseudonymisation key was configured (there is never a default key)."""
+
+
+class WithheldId:
+    """Stands for a user id that is no id (a list, a dict) in a batch of events being pseudonymised.
+
+    Unhashable like what it replaces, so the event check refuses its row with the
+    usual reason, while the store's quarantine and the engine's report never hold
+    the value itself (a list may well hold a raw shopper id). Its class is named
+    after the replaced value's type, so the reason says what was sent.
+    """
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} withheld>"
+
+
+_WITHHELD_TYPES: dict = {}
+
+
+def _withheld(v):
+    """``v`` as a pseudonymised batch keeps it when it is no id: a boolean as is (it names no one), else a WithheldId."""
+    if isinstance(v, (bool, np.bool_)):
+        return v
+    name = type(v).__name__
+    if name not in _WITHHELD_TYPES:
+        _WITHHELD_TYPES[name] = type(name, (WithheldId,), {"__module__": __name__, "__doc__": WithheldId.__doc__})
+    return _WITHHELD_TYPES[name]()
 
 
 # ---- pseudonymisation ------------------------------------------------------------------
@@ -161,11 +189,13 @@ class Pseudonymizer:
         mac.update(canonical_id(user_id).encode("utf-8"))
         return mac.hexdigest()[: self.length]
 
-    def many(self, values) -> np.ndarray:
+    def many(self, values, *, withhold: bool = False) -> np.ndarray:
         """Pseudonyms of many ids (object array); each distinct id is hashed once.
 
         Refuses (``TypeError`` naming the first one's position and the count) a batch
-        holding an id that is a boolean or unhashable, before hashing any.
+        holding an id that is a boolean or unhashable, before hashing any; with
+        ``withhold=True`` such an id is not hashed but kept for the event check to
+        refuse: a boolean as it is, anything else as a :class:`WithheldId`.
         """
         if isinstance(values, (str, bytes)) or not np.iterable(values):
             raise TypeError(f"values must be a list or array of ids, got {type(values).__name__}; "
@@ -175,6 +205,13 @@ class Pseudonymizer:
             # factorize would merge True with 1 (equal and same hash), giving a boolean shopper 1's pseudonym.
             whys = id_problems(ids)
             bad = np.flatnonzero(pd.notna(whys))
+            if len(bad) and withhold:
+                good = np.ones(len(ids), dtype=bool)
+                good[bad] = False
+                out = np.empty(len(ids), dtype=object)
+                out[good] = self.many(ids[good].tolist())
+                out[bad] = [_withheld(v) for v in ids.iloc[bad]]
+                return out
             if len(bad):
                 i = int(bad[0])
                 raise TypeError(f"user id {_plain(ids.iloc[i])!r:.80} at position {i} {whys[i]}; {len(bad)} of "
@@ -183,10 +220,11 @@ class Pseudonymizer:
         mapped = np.array([self(u) for u in uniques] + [None], dtype=object)
         return mapped[codes]
 
-    def frame(self, df: pd.DataFrame, columns=(USER_COL,)) -> pd.DataFrame:
+    def frame(self, df: pd.DataFrame, columns=(USER_COL,), *, withhold: bool = False) -> pd.DataFrame:
         """A copy of ``df`` with the id ``columns`` replaced by pseudonyms (missing ids kept missing).
 
-        Refuses an id column that is absent (``KeyError``) or repeated (``ValueError``), and ids :meth:`many` refuses.
+        Refuses an id column that is absent (``KeyError``) or repeated (``ValueError``), and ids :meth:`many`
+        refuses (unless ``withhold=True``, passed on to :meth:`many`).
         """
         columns = (columns,) if isinstance(columns, str) else tuple(columns)
         unknown = [c for c in columns if c not in df.columns]
@@ -195,16 +233,23 @@ class Pseudonymizer:
         repeated = [c for c in columns if (df.columns == c).sum() > 1]
         if repeated:
             raise ValueError(f"columns {repeated} appear more than once in the frame; columns: {list(df.columns)}")
-        return df.assign(**{c: pd.Series(self.many(df[c].to_numpy(dtype=object)), index=df.index, dtype=object)
+        return df.assign(**{c: pd.Series(self.many(df[c].to_numpy(dtype=object), withhold=withhold), index=df.index, dtype=object)
                             for c in columns})
 
     def events(self, events):
-        """An event (dict), a list of them or a DataFrame with ``user_id`` replaced (a list comes back as a frame)."""
+        """An event (dict), a list of them or a DataFrame with ``user_id`` replaced (a list comes back as a frame).
+
+        For ingestion: a user id that is no id (a boolean, a list) is withheld as :meth:`many` does with
+        ``withhold=True``, so the event check refuses that row alone and the rest of the batch goes on.
+        """
         if isinstance(events, Mapping):
-            return {**events, USER_COL: self(events[USER_COL])} if USER_COL in events else events
+            if USER_COL not in events:
+                return events
+            user = events[USER_COL]
+            return {**events, USER_COL: self(user) if id_problem(user) is None else _withheld(user)}
         if not isinstance(events, pd.DataFrame):
             events = events_frame(events)
-        return self.frame(events) if USER_COL in events.columns else events
+        return self.frame(events, withhold=True) if USER_COL in events.columns else events
 
     def looks_like(self, values) -> np.ndarray:
         """Which ``values`` have the form of a pseudonym of this length (a format check, not a key check)."""
@@ -238,5 +283,5 @@ def pseudonymize_frame(df: pd.DataFrame, pseudonymizer: Pseudonymizer | None = N
     return (pseudonymizer or Pseudonymizer.from_env()).frame(df, columns)
 
 
-__all__ = ["KEY_ENV", "MIN_KEY_BYTES", "MAX_EXACT_FLOAT_INT", "MissingKeyError", "Pseudonymizer", "canonical_id",
-           "new_key_file", "pseudonymize_frame"]
+__all__ = ["KEY_ENV", "MIN_KEY_BYTES", "MAX_EXACT_FLOAT_INT", "MissingKeyError", "Pseudonymizer", "WithheldId",
+           "canonical_id", "new_key_file", "pseudonymize_frame"]

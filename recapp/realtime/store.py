@@ -19,28 +19,36 @@ pseudonym before anything is written (quarantined rows included, which then
 keep only the event columns), so the file never holds a raw shopper id. The
 store records the key's fingerprint (table ``meta``): reopening it with another
 key, or appending raw ids to it without one, is refused.
+
+One writable ``EventStore`` per file in a process: DuckDB would let a second one write, but each
+keeps its own cache of the stored event ids, so a redelivery through the other would be written
+twice. A second writer is refused; share the first (an engine takes it as ``store=``).
+The reading methods live in :class:`~recapp.realtime.store_reads.StoreReads`.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time as _time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from recapp.models.base import check_param
 from recapp.realtime.ingest import EVENT_ID_COL, SeenIds, event_id_key, unique_columns
-from recapp.realtime.store_rows import events_filter, foreign_tables, id_kind, insert_frame, row_json, screen
+from recapp.realtime.store_reads import STORE_COLUMNS, StoreReads
+from recapp.realtime.store_rows import KIND_COLUMNS, foreign_tables, id_kind, insert_frame, row_json, screen, sent_ids
 # The row check lives in recapp.schema (one definition for validate, the store and the engine);
 # its names stay importable from here.
 from recapp.schema import (  # noqa: F401
     EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, VALUE_COL, check_events, events_frame, normalise_event,
 )
 
-STORE_COLUMNS = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL)
+# The writable stores open in this process, by resolved file path (see the module docstring).
+_WRITERS: "weakref.WeakValueDictionary[str, EventStore]" = weakref.WeakValueDictionary()
+_WRITERS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -50,11 +58,11 @@ class AppendResult:
     batch_id: int
     n_written: int
     n_quarantined: int
-    events: pd.DataFrame       # the clean rows written, in the store's columns, ids as stored
+    events: pd.DataFrame       # the clean rows written, in the store's columns, ids as sent
     rejected: pd.DataFrame     # row, reason
 
 
-class EventStore:
+class EventStore(StoreReads):
     """An append-only event log in an embedded DuckDB database file.
 
     ``path`` is a file (created if needed; ``":memory:"`` for a throw-away store).
@@ -64,10 +72,14 @@ class EventStore:
     A file written before ``event_id`` was stored still opens (opened for writing,
     the column is added). Id columns are BIGINT when the first batch's ids are
     integers, else VARCHAR; a later id that does not fit (text, or an integer
-    outside the signed 64-bit range, in a BIGINT column) is quarantined, not
-    coerced. An integer id fits a VARCHAR column as its text ("7"), and that text
-    is what ``append`` returns in ``AppendResult.events``, so an engine writing
-    through the store holds exactly what a replay from it would. ``pseudonymizer``
+    outside the signed 64-bit range, in a BIGINT column; in a VARCHAR column
+    anything but text, integers and floats) is quarantined, not coerced. A number
+    fits a VARCHAR column as its text ("7"), marked as a number (columns
+    ``user_id_kind``, ``item_id_kind``), so ``append`` (``AppendResult.events``)
+    and :meth:`iter_batches` give back 7, as the engine keys it without a store:
+    7 and "7" stay two shoppers, and a replay holds what the live engine held.
+    A second writable store on a file this process already writes is refused
+    (``ValueError``). ``pseudonymizer``
     (see the module docstring) makes the store hold pseudonyms; read methods
     return what is stored, so filter by ``pseudonymizer.many(raw_ids)``.
     One object may be shared by threads: every use of its connection holds its lock.
@@ -88,12 +100,19 @@ class EventStore:
                 raise FileNotFoundError(f"the store {self.path} does not exist, so it cannot be opened read_only")
             file.parent.mkdir(parents=True, exist_ok=True)
         self.read_only = read_only
+        self._writer_key = None
+        if not read_only and self.path != ":memory:":
+            self._claim_writer(os.path.realpath(Path(self.path).expanduser()))
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
         except duckdb.Error as exc:
             # DuckDB's message may not name the file; one process opens a file with one read_only setting.
             exc.add_note(f"opening the event store {self.path} with read_only={read_only} (a file open in this process "
                          "opens again only with the same read_only)")
+            self._release_writer()
+            raise
+        except BaseException:
+            self._release_writer()
             raise
         self._closed = False
         # Re-entrant: a DuckDB connection refuses a second call while one runs ("connection is busy"),
@@ -111,12 +130,33 @@ class EventStore:
                     CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
                 """)
                 types = self._id_types()
-                if types is not None and EVENT_ID_COL not in types:     # a file from before event ids were kept
-                    self._exec(f"ALTER TABLE events ADD COLUMN {EVENT_ID_COL} VARCHAR")
+                # A file from before event ids, or id kinds, were kept.
+                for col in (EVENT_ID_COL, *KIND_COLUMNS.values()):
+                    if types is not None and col not in types:
+                        self._exec(f"ALTER TABLE events ADD COLUMN {col} VARCHAR")
             self._check_key()
         except BaseException:
             self.con.close()
+            self._release_writer()
             raise
+
+    def _claim_writer(self, key: str) -> None:
+        with _WRITERS_LOCK:
+            other = _WRITERS.get(key)
+            # One still being opened has no _closed yet: it counts as open.
+            if other is not None and not getattr(other, "_closed", False):
+                raise ValueError(
+                    f"the store {self.path} is already open for writing in this process (as {other.path!r}); "
+                    "use that EventStore (an engine takes it as store=) or close it first: two writers would each "
+                    "remember only their own event ids, so a redelivered event could be written twice")
+            _WRITERS[key] = self
+            self._writer_key = key
+
+    def _release_writer(self) -> None:
+        with _WRITERS_LOCK:
+            if self._writer_key is not None and _WRITERS.get(self._writer_key) is self:
+                del _WRITERS[self._writer_key]
+            self._writer_key = None
 
     @classmethod
     def for_writer(cls, store, pseudonymizer=None) -> "EventStore":
@@ -204,7 +244,7 @@ class EventStore:
             CREATE TABLE IF NOT EXISTS events (
                 seq BIGINT, batch_id BIGINT, {USER_COL} {ut} NOT NULL, {ITEM_COL} {it} NOT NULL,
                 {TIME_COL} DOUBLE NOT NULL, {EVENT_COL} VARCHAR NOT NULL, {RATING_COL} DOUBLE, {VALUE_COL} DOUBLE,
-                ingested_at DOUBLE, {EVENT_ID_COL} VARCHAR)
+                ingested_at DOUBLE, {EVENT_ID_COL} VARCHAR, {KIND_COLUMNS[USER_COL]} VARCHAR, {KIND_COLUMNS[ITEM_COL]} VARCHAR)
         """)
 
     def _seen_ids(self) -> SeenIds:
@@ -238,7 +278,7 @@ class EventStore:
     def append(self, events, *, pseudonymised: bool = False) -> AppendResult:
         """Validate and commit one batch (a dict, a list of dicts or a DataFrame) in one transaction.
 
-        Returns an :class:`AppendResult` whose ``events`` are the rows written and
+        Returns an :class:`AppendResult` whose ``events`` are the rows written (ids as sent) and
         ``rejected`` those quarantined with their reason. When it returns, the batch is durable.
         With a pseudonymizer, user ids are replaced first; ``pseudonymised=True``
         says the caller (the engine) already did so with the same key.
@@ -263,7 +303,8 @@ class EventStore:
             # Only event columns reach the file: an extra column could carry the raw id or other personal data.
             frame = frame[[c for c in frame.columns if c in STORE_COLUMNS or c == "event_id"]]
             if not pseudonymised and USER_COL in frame.columns:
-                frame = self.pseudonymizer.frame(frame)
+                # events(), not frame(): a row whose user id cannot be one is quarantined alone, not the batch.
+                frame = self.pseudonymizer.events(frame)
         clean, rejected = check_events(frame)
         # Normalised event ids (None: no id) of the clean rows; check_events keeps the input's index labels.
         eids = ([event_id_key(v) for v in frame[EVENT_ID_COL].to_numpy(dtype=object)[clean.index.to_numpy()]]
@@ -287,9 +328,10 @@ class EventStore:
                 if len(clean):
                     start = int(self.con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchall()[0][0])
                     ins = insert_frame(clean, eids, types, batch_id=batch_id, first_seq=start + 1, now=now)
-                    # The engine is fed these rows, ids converted as written, so it agrees with a replay.
-                    written = ins[list(STORE_COLUMNS)]
-                    cols = f"seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, {RATING_COL}, {VALUE_COL}, ingested_at, {EVENT_ID_COL}"
+                    # The engine is fed these rows read back as a replay reads them, so the two agree.
+                    written = sent_ids(ins[list(STORE_COLUMNS) + list(KIND_COLUMNS.values())])
+                    cols = (f"seq, batch_id, {USER_COL}, {ITEM_COL}, {TIME_COL}, {EVENT_COL}, {RATING_COL}, {VALUE_COL}, "
+                            f"ingested_at, {EVENT_ID_COL}, {', '.join(KIND_COLUMNS.values())}")
                     self.con.register("_batch", ins)
                     try:
                         self._exec(f"INSERT INTO events ({cols}) SELECT {cols} FROM _batch")
@@ -316,90 +358,12 @@ class EventStore:
                 self._seen.check_and_add(eid)
         return AppendResult(batch_id, len(written), len(rejected), written, rejected.reset_index(drop=True))
 
-    # ---- reading -----------------------------------------------------------------------------
-    def sql(self, query: str, params=None) -> pd.DataFrame:
-        """Run SQL against the store (tables ``events``, ``quarantine``, ``batches``) and return a DataFrame."""
-        self._check_open()
-        with self._lock:
-            return self.con.execute(query, params or []).df()
-
-    def __len__(self) -> int:
-        with self._lock:
-            if "events" not in self._tables():
-                return 0
-            return int(self.con.execute("SELECT count(*) FROM events").fetchall()[0][0])
-
-    def events(self, *, since=None, until=None, users=None) -> pd.DataFrame:
-        """Stored events in timestamp order (then arrival order), optionally a time window or some users.
-
-        ``since`` (included) and ``until`` (excluded) are times as an event's: epoch numbers, ISO 8601 text or datetimes;
-        ``since`` after ``until`` is refused. ``users`` is one id or any collection of them, matched as the store
-        holds ids (an integer finds its text in a text store; an id the store cannot hold finds nothing).
-        """
-        with self._lock:
-            return self._events(since, until, users)
-
-    def _events(self, since, until, users) -> pd.DataFrame:
-        if "events" not in self._tables():
-            return pd.DataFrame(columns=list(STORE_COLUMNS))
-        where, params = events_filter(since, until, users, self._id_types()[USER_COL] if users is not None else None)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        cols = ", ".join(STORE_COLUMNS)
-        return self.sql(f"SELECT {cols} FROM events{clause} ORDER BY {TIME_COL}, seq", params)
-
-    def quarantine(self) -> pd.DataFrame:
-        """Rejected rows: batch_id, reason, row_json (the input row), received_at."""
-        return self.sql("SELECT batch_id, reason, row_json, received_at FROM quarantine ORDER BY batch_id")
-
-    def batches(self) -> pd.DataFrame:
-        """Committed batches: batch_id, n_rows, n_quarantined, committed_at."""
-        return self.sql("SELECT * FROM batches ORDER BY batch_id")
-
-    def iter_batches(self, batch_size: int = 10_000):
-        """Stored events in timestamp order as DataFrames of at most ``batch_size`` rows (for replay).
-
-        A snapshot: the events committed when iteration starts, each exactly once;
-        a batch appended meanwhile (even with earlier timestamps) is not included.
-        """
-        check_param("batch_size", batch_size, low=1, integer=True)
-        with self._lock:
-            if "events" not in self._tables():
-                return
-            top = self.con.execute("SELECT max(seq) FROM events").fetchall()[0][0]
-        if top is None:
-            return
-        cols = ", ".join(STORE_COLUMNS)
-        after, params = "", [int(top)]
-        while True:
-            # Keyset paging on (timestamp, seq), so rows committed mid-replay shift nothing.
-            page = self.sql(f"SELECT {cols}, seq FROM events WHERE seq <= ?{after} "
-                            f"ORDER BY {TIME_COL}, seq LIMIT {int(batch_size)}", params)
-            if not len(page):
-                return
-            last_t, last_seq = float(page[TIME_COL].iloc[-1]), int(page["seq"].iloc[-1])
-            yield page.drop(columns="seq")
-            if len(page) < batch_size:
-                return
-            after = f" AND ({TIME_COL} > ? OR ({TIME_COL} = ? AND seq > ?))"
-            params = [int(top), last_t, last_t, last_seq]
-
-    def replay(self, engine, batch_size: int = 10_000):
-        """Ingest every stored event, in timestamp order, into ``engine`` (an Engine not attached to this store)."""
-        if engine.store is self:
-            raise ValueError("replaying a store into an engine attached to the same store would duplicate every event")
-        theirs = engine.pseudonymizer
-        if self.pseudonymised and theirs is not None and theirs.key_id != self.key_id:
-            raise ValueError(f"the store holds pseudonyms of key id {self.key_id!r} but the engine's pseudonymizer has "
-                             f"key id {theirs.key_id!r}; replay with the store's key")
-        for batch in self.iter_batches(batch_size):
-            engine.ingest(batch, pseudonymised=self.pseudonymised)
-        return engine
-
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection (and let this process open the file for writing again)."""
         with self._lock:
             self.con.close()
             self._closed = True
+            self._release_writer()
 
     def __enter__(self) -> "EventStore":
         return self

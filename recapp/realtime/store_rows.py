@@ -4,7 +4,8 @@ A batch that passed :func:`recapp.schema.check_events` can still not fit the
 store: an id that is text, or an integer outside signed 64 bits, cannot go into
 a BIGINT id column, and an ``event_id`` already stored (or earlier in the batch)
 is a redelivery. :func:`screen` finds those rows; :func:`insert_frame` turns the
-rest into the ``events`` table's rows. The transaction itself is
+rest into the ``events`` table's rows, and :func:`sent_ids` reads them back as sent
+(a VARCHAR id column marks each number it holds as text, so 7 comes back 7, not "7"). The transaction itself is
 :meth:`recapp.realtime.store.EventStore.append`'s.
 :func:`events_filter` and :func:`stored_ids` match a read's window and users the same way, and
 :func:`foreign_tables` tells a store's file from another program's database.
@@ -72,10 +73,42 @@ def id_kind(values: pd.Series) -> str:
     return "VARCHAR"
 
 
+#: Per id column, the column that says which ids in a VARCHAR column were numbers when sent
+#: (NULL: text, or any id of a BIGINT column); added to an older file's ``events`` on opening.
+KIND_COLUMNS = {USER_COL: "user_id_kind", ITEM_COL: "item_id_kind"}
+# A number's kind and how its stored text is read back: the engine keys ids as sent, so 7 and "7"
+# are two shoppers while 7 and 7.0 are one; the text alone ("7") would merge the first pair.
+_READ_BACK = {"int": int, "float": float}
+
+
+def _text_kind(v) -> str | None:
+    """The kind marking ``v`` in a VARCHAR id column: None for text, "int"/"float" for a number, "" when it cannot go there."""
+    if isinstance(v, str):
+        return None
+    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+        return "int"
+    if isinstance(v, (float, np.floating)):
+        return "float"
+    return ""
+
+
+def _as_text(v, kind: str | None) -> str:
+    # repr of a Python float reads back as the same float ("0.1", "1e+20"); str() of a numpy float32 would not.
+    return str(v) if kind is None else str(int(v)) if kind == "int" else repr(float(v))
+
+
 def misfits(values: pd.Series, col: str, kind: str) -> list:
-    """Per value, why it cannot go into the store's ``col`` column of type ``kind`` (None when it can)."""
+    """Per value, why it cannot go into the store's ``col`` column of type ``kind`` (None when it can).
+
+    A VARCHAR column holds text, integers and floats (marked so they read back as sent); an id of
+    another type (bytes, a Decimal, a tuple) would come back as different text, so it is refused.
+    """
     if kind != "BIGINT":
-        return [None] * len(values)
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":
+            return [None] * len(values)
+        return [None if _text_kind(v) != "" else
+                f"{col} {_plain(v)!r:.80} is a {type(v).__name__}; the store's text {col} column keeps text, "
+                "integers and floats, so it would not read back as sent" for v in values]
 
     def why(v):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
@@ -180,8 +213,9 @@ def screen(clean: pd.DataFrame, frame: pd.DataFrame, eids: list, types: dict, se
 def insert_frame(rows: pd.DataFrame, eids: list, types: dict, *, batch_id: int, first_seq: int, now: float) -> pd.DataFrame:
     """``rows`` (index 0..n-1) as the ``events`` table takes them, with ids converted to its column types.
 
-    Adds seq (from ``first_seq``), batch_id, ingested_at and event_id; an integer
-    id becomes its text in a VARCHAR column, so what is returned matches a replay.
+    Adds seq (from ``first_seq``), batch_id, ingested_at, event_id and the id kind
+    columns; a number in a VARCHAR column is written as its text, marked with its kind
+    (:data:`KIND_COLUMNS`), so :func:`sent_ids` gives back the id sent.
     """
     ins = rows.copy()
     ins.insert(0, "batch_id", batch_id)
@@ -189,12 +223,31 @@ def insert_frame(rows: pd.DataFrame, eids: list, types: dict, *, batch_id: int, 
     ins["ingested_at"] = now
     for col in (USER_COL, ITEM_COL):
         if types[col] == "VARCHAR":
-            ins[col] = ins[col].astype(str).to_numpy(dtype=object)
+            values = [_plain(v) for v in ins[col].tolist()]
+            kinds = [_text_kind(v) for v in values]
+            ins[col] = pd.Series([_as_text(v, k) for v, k in zip(values, kinds)], index=ins.index, dtype=object)
+            ins[KIND_COLUMNS[col]] = pd.Series(kinds, index=ins.index, dtype=object)
         else:
             ins[col] = ins[col].to_numpy(dtype=np.int64)
+            ins[KIND_COLUMNS[col]] = pd.Series([None] * len(ins), index=ins.index, dtype=object)
     ins[EVENT_ID_COL] = pd.Series(eids, dtype=object)
     return ins
 
 
-__all__ = ["BIGINT_MIN", "BIGINT_MAX", "Screened", "id_kind", "insert_frame", "json_default", "misfits", "screen", "stored_ids",
+def sent_ids(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` of the ``events`` table with each id as it was sent and the kind columns dropped.
+
+    A number a VARCHAR column holds as text is read back as that number; text, the ids
+    of a BIGINT column and rows written before kinds were kept are returned as stored.
+    """
+    kinds = [c for c in KIND_COLUMNS.values() if c in rows.columns]
+    out = rows.drop(columns=kinds)
+    for col, kcol in KIND_COLUMNS.items():
+        if kcol in rows.columns and rows[kcol].notna().any():
+            out[col] = pd.Series([v if k is None or k != k else _READ_BACK[k](v)
+                                  for v, k in zip(rows[col].tolist(), rows[kcol].tolist())], index=rows.index, dtype=object)
+    return out
+
+
+__all__ = ["BIGINT_MIN", "BIGINT_MAX", "KIND_COLUMNS", "Screened", "id_kind", "insert_frame", "sent_ids", "json_default", "misfits", "screen", "stored_ids",
            "TABLE_COLUMNS", "foreign_tables", "events_filter", "row_json"]
