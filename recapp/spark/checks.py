@@ -5,7 +5,22 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from recapp.schema import SchemaError
 from recapp.spark.report import col
+
+
+def check_id_columns(sdf: DataFrame, *cols: str) -> None:
+    """Raise :class:`~recapp.schema.SchemaError` when a column of ``sdf`` has a Spark type that cannot hold ids.
+
+    What :func:`recapp.schema.cells.id_problem` refuses per cell, a Spark column
+    of boolean, array, map or struct type holds in every row (a boolean would
+    merge with shopper 0 or 1).
+    """
+    for c in cols:
+        dtype = sdf.schema[c].dataType
+        if isinstance(dtype, (T.BooleanType, T.ArrayType, T.MapType, T.StructType)):
+            raise SchemaError(f"column {c!r}: its values cannot be ids: Spark type {dtype.simpleString()} "
+                              "(ids are text or numbers; a boolean would merge with 0 or 1)")
 
 
 def missing_cell(dtype: T.DataType, c: Column) -> Column:

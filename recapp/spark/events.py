@@ -57,6 +57,7 @@ from recapp.schema.cells import (
     text_format_note,
     unparseable_times_hint,
 )
+from recapp.spark.checks import check_id_columns
 from recapp.spark.report import (
     _PART,
     _ROW,
@@ -257,11 +258,7 @@ def validate(
         )
     data_cols = list(out.columns)
     types = {f.name: f.dataType for f in out.schema.fields}
-    for c in (col_user, col_item):
-        # What recapp.schema.cells.id_problem refuses per cell, a Spark column holds in every row.
-        if isinstance(types[c], (T.BooleanType, T.ArrayType, T.MapType, T.StructType)):
-            raise SchemaError(f"column {c!r}: its values cannot be ids: Spark type {types[c].simpleString()} "
-                              "(ids are text or numbers; a boolean would merge with 0 or 1)")
+    check_id_columns(out, col_user, col_item)
     out = out.select("*", F.spark_partition_id().alias(_PART), F.monotonically_increasing_id().alias(_ROW))
 
     missing_id = _blank(types[col_user], col(col_user)) | _blank(types[col_item], col(col_item))

@@ -19,7 +19,7 @@ The state is plain columns (binary and numbers): pyspark 4.3's
 'elementType'``), so the arrays travel as raw float64/int64 bytes.
 
 In tests the source is a folder of files (:func:`write_event_files`,
-:func:`file_stream`). In production it is Kafka (with the
+:func:`file_stream`, from :mod:`recapp.spark.stream_files`). In production it is Kafka (with the
 ``org.apache.spark:spark-sql-kafka-0-10_2.13:4.3.0`` package)::
 
     raw = (spark.readStream.format("kafka")
@@ -36,17 +36,16 @@ folder keeps every shopper's state across restarts.
 """
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
+import warnings
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recapp import rerank
-from recapp.interactions import EVENT_CODES, event_weights_for
+from recapp.interactions import EVENT_CODES, event_weights_for, resolve_event_weights
 from recapp.models.base import check_param
 from recapp.models.foldin import FoldInScorer
 from recapp.models.live import LiveHistory
@@ -60,11 +59,14 @@ from recapp.schema import (
     TIME_COL,
     USER_COL,
     VALUE_COL,
+    SchemaError,
     check_event_types,
     check_events,
     require_columns,
 )
+from recapp.spark.checks import check_id_columns, missing_cell
 from recapp.spark.events import col
+from recapp.spark.stream_files import event_schema, file_stream, write_event_files
 
 N_EVENTS_COL = "n_events"
 N_REFUSED_COL = "n_refused"
@@ -100,6 +102,11 @@ def decode_state(values) -> tuple[dict, LiveHistory, set, int, int]:
     return state, history, set(np.frombuffer(consumed, dtype=np.int64).tolist()), int(n_events), int(n_refused)
 
 
+def id_type(ids: pd.Index) -> T.DataType:
+    """The Spark type of a model's ids: bigint for integer ids, else string."""
+    return T.LongType() if pd.api.types.is_integer_dtype(ids.dtype) else T.StringType()
+
+
 # ---- what travels to the executors ------------------------------------------------------------------
 def portable_scorer(model) -> FoldInScorer:
     """The model's live scorer without the model: item factors and the confidence rule only.
@@ -123,7 +130,9 @@ def history_seeds(spark: SparkSession, model, *, exclude_events=("purchase", "ra
 
     The weights are summed in time order as :meth:`LiveHistory.from_sequence` does
     when the engine loads a training shopper, so both start from the same numbers.
+    ValueError names an unknown event type in ``exclude_events``.
     """
+    check_event_types("exclude_events", exclude_events)
     inter = model.interactions_
     codes = {EVENT_CODES[e] for e in exclude_events}
     order = inter.seq_order
@@ -146,13 +155,29 @@ def history_seeds(spark: SparkSession, model, *, exclude_events=("purchase", "ra
         rows.append((inter.user_ids[user], ci[a:b].astype(np.int64).tobytes(), sums[a:b].astype(np.float64).tobytes(),
                      ci[a:b][bought[a:b]].astype(np.int64).tobytes()))
     pdf = pd.DataFrame(rows, columns=[USER_COL, *_SEED])
-    user_type = T.LongType() if pd.api.types.is_integer_dtype(inter.user_ids.dtype) else T.StringType()
+    user_type = id_type(inter.user_ids)
     schema = T.StructType([T.StructField(USER_COL, user_type)] + [T.StructField(c, T.BinaryType()) for c in _SEED])
     pdf[USER_COL] = pdf[USER_COL].astype("int64" if isinstance(user_type, T.LongType) else object)
     return spark.createDataFrame(pdf, schema)
 
 
 # ---- the stream ------------------------------------------------------------------------------------
+def shopper_key(sdf: DataFrame, col_user: str, user_type: T.DataType) -> DataFrame:
+    """``sdf`` with ``col_user`` cast to the model's ``user_type``, null where the id is missing or does not cast exactly.
+
+    Exactly means the value survives the cast and back: text ``'abc'``, ``'007'``
+    or a fractional ``7.5`` against a model with integer ids becomes null (Spark's
+    plain cast would crash the query on 'abc' under ANSI mode, or merge ``7.5``
+    into shopper 7). Those rows then fall in the null shopper, where the schema
+    check refuses and counts them.
+    """
+    source = sdf.schema[col_user].dataType
+    raw = col(col_user)
+    typed = raw.try_cast(user_type)
+    exact = ~missing_cell(source, raw) & typed.isNotNull() & (typed.cast(source) == raw)
+    return sdf.withColumn(col_user, F.when(exact, typed).otherwise(F.lit(None).cast(user_type)))
+
+
 def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_events=("purchase", "rating"),
                          event_weights: dict | None = None, seeds: DataFrame | None = None,
                          col_user: str = USER_COL, col_item: str = ITEM_COL) -> DataFrame:
@@ -165,13 +190,25 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
     shopper so far in this stream) and ``n_refused`` (rows refused by the schema
     check); write it with ``outputMode("append")``. Items the model does not
     know are skipped (the engine would serve them from popularity); a shopper
-    with no event on a model item yet gets no rows. ``exclude_events`` and
-    ``event_weights`` mean what they mean for :class:`~recapp.realtime.Engine`.
-    A shopper's state is kept until the query's checkpoint is deleted (no
-    timeout): size the state store for the shoppers you serve. Refused:
-    ``events`` that are not a streaming Spark DataFrame (Spark runs this grouped
-    state in streaming queries only) and a ``model`` that is not a recapp model
-    (a SparkALS needs ``.to_recapp()``).
+    with no event on a model item yet gets no rows, except after a micro-batch
+    that refused some of their rows: then one row with null item_id, score and
+    rank carries the counts. A row whose user id is missing, or does not cast
+    exactly to the model's user type (text 'abc', '007' or 7.5 for integer ids),
+    is refused and counted in such rows under a null user_id (see
+    :func:`shopper_key`); it is never merged into another shopper.
+    An item column of the other kind than the model's item ids (text against
+    integers, or the reverse) warns, as none of its items can then be the
+    model's; the lists are typed as the model's items then.
+    ``exclude_events`` and ``event_weights`` mean what they mean for
+    :class:`~recapp.realtime.Engine`. A shopper's state is kept until the
+    query's checkpoint is deleted (no timeout): size the state store for the
+    shoppers you serve. Refused here, before the query starts: ``events`` that
+    are not a streaming Spark DataFrame (Spark runs this grouped state in
+    streaming queries only), a ``model`` that is not a recapp model (a
+    SparkALS needs ``.to_recapp()``), user or item columns of a type that
+    cannot hold ids (boolean, array, map, struct), ``event_weights`` with an
+    unknown event type or a weight that is not a finite number, and ``seeds``
+    without the columns of :func:`history_seeds`.
     """
     if not isinstance(events, DataFrame):
         raise TypeError(f"events must be a streaming Spark DataFrame, got {type(events).__name__}; "
@@ -185,20 +222,34 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
     missing = [c for c in (col_user, col_item, EVENT_COL) if c not in events.columns]
     if missing:
         raise ValueError(f"events is missing column(s) {missing}; columns found: {list(events.columns)}")
+    check_id_columns(events, col_user, col_item)
     spark = events.sparkSession
     scorer = portable_scorer(model)
     item_ids = model.interactions_.item_ids
-    weights = {**DEFAULT_EVENT_WEIGHTS, **(model.interactions_.event_weights or {}), **(event_weights or {})}
+    # Checked here: each executor would otherwise raise it inside the running query, once per shopper.
+    weights = resolve_event_weights({**DEFAULT_EVENT_WEIGHTS, **(model.interactions_.event_weights or {}),
+                                     **(event_weights or {})})
     codes = frozenset(EVENT_CODES[e] for e in exclude_events)
-    bc = spark.sparkContext.broadcast((scorer, item_ids, weights, codes))
     if seeds is None:
         seeds = history_seeds(spark, model, exclude_events=exclude_events)
+    elif (not isinstance(seeds, DataFrame) or set(_SEED) - set(seeds.columns)
+          or not {USER_COL, col_user} & set(seeds.columns)):
+        found = list(seeds.columns) if isinstance(seeds, DataFrame) else type(seeds).__name__
+        raise SchemaError(f"seeds must be a Spark DataFrame of history_seeds(...) with columns {[USER_COL, *_SEED]}; "
+                          f"got {found}")
+    bc = spark.sparkContext.broadcast((scorer, item_ids, weights, codes))
     seeds = seeds.withColumnRenamed(USER_COL, col_user) if col_user != USER_COL else seeds
     keep = [c for c in (col_user, col_item, TIME_COL, EVENT_COL, RATING_COL, VALUE_COL) if c in events.columns]
-    stream = events.select(*[col(c) for c in keep])
-    stream = stream.withColumn(col_user, col(col_user).cast(seeds.schema[col_user].dataType))
+    stream = shopper_key(events.select(*[col(c) for c in keep]), col_user, seeds.schema[col_user].dataType)
     stream = stream.join(seeds, col_user, "left")
     item_type = events.schema[col_item].dataType
+    if isinstance(item_type, T.StringType) != isinstance(id_type(item_ids), T.StringType):
+        # The lists hold the model's items, which a column of the other kind cannot carry.
+        item_type = id_type(item_ids)
+        warnings.warn(f"events column {col_item!r} is {events.schema[col_item].dataType.simpleString()} but the "
+                      f"model's item ids are {item_type.simpleString()}: no event's item is known to the model, so "
+                      "every event is skipped as an unknown item (only training shoppers' lists are written)",
+                      stacklevel=2)
     out_schema = T.StructType([
         T.StructField(col_user, seeds.schema[col_user].dataType), T.StructField(col_item, item_type),
         T.StructField(SCORE_COL, T.DoubleType()), T.StructField(RANK_COL, T.IntegerType()),
@@ -239,6 +290,10 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
             scorer.fold(state, history, item, delta, None)
         group_state.update(encode_state(state, history, consumed, n_events, n_refused))
         if not state["c"]:
+            if len(refused):
+                # No list to carry the counts (a null shopper never has one): one row says what was refused.
+                yield pd.DataFrame({col_user: [key[0]], col_item: [None], SCORE_COL: [None], RANK_COL: [None],
+                                    N_EVENTS_COL: [n_events], N_REFUSED_COL: [n_refused]})
             return
         s = np.asarray(scorer.scores(state, history), dtype=np.float32).astype(np.float64)
         if consumed:
@@ -262,66 +317,24 @@ def live_recommendations(events: DataFrame, model, k: int = 10, *, exclude_event
 def latest_lists(lists: DataFrame | pd.DataFrame, *, col_user: str = USER_COL) -> pd.DataFrame:
     """From a sink's rows (all micro-batches), each shopper's last list: DataFrame[user_id, item_id, score, rank, ...].
 
+    The last list is the one written after the most rows (``n_events`` plus
+    ``n_refused``), so a micro-batch whose rows were all refused replaces the
+    shopper's list rather than doubling it. A shopper with no list yet keeps
+    their counts row (null item_id and rank). The rows under a null user_id
+    (ids that were missing or not of the model's user type) are no shopper's:
+    they are left out, with a warning giving how many rows were refused there.
     Raises SchemaError when the rows lack ``col_user``, ``n_events`` or ``rank`` (not a sink of :func:`live_recommendations`).
     """
     pdf = lists.toPandas() if isinstance(lists, DataFrame) else lists
     require_columns(pdf, "lists", col_user, N_EVENTS_COL, RANK_COL)
-    last = pdf.groupby(col_user)[N_EVENTS_COL].transform("max")
-    return pdf[pdf[N_EVENTS_COL] == last].sort_values([col_user, RANK_COL], ignore_index=True)
-
-
-# ---- a file source for tests and demos ----------------------------------------------------------------
-def event_schema(events) -> T.StructType:
-    """The Spark schema of an event frame (pandas or Spark), for ``readStream.schema(...)``; TypeError for anything else."""
-    if isinstance(events, DataFrame):
-        return events.schema
-    if not isinstance(events, pd.DataFrame):
-        raise TypeError(f"events must be a pandas or Spark DataFrame, got {type(events).__name__}")
-    fields = []
-    for name, dtype in events.dtypes.items():
-        if pd.api.types.is_integer_dtype(dtype):
-            t = T.LongType()
-        elif pd.api.types.is_float_dtype(dtype):
-            t = T.DoubleType()
-        elif pd.api.types.is_bool_dtype(dtype):
-            t = T.BooleanType()
-        else:
-            t = T.StringType()
-        fields.append(T.StructField(str(name), t))
-    return T.StructType(fields)
-
-
-def write_event_files(events: pd.DataFrame, folder, n_files: int = 4, *, col_time: str = TIME_COL) -> list[Path]:
-    """Write ``events`` in time order as ``n_files`` Parquet files of consecutive periods, oldest first.
-
-    File modification times increase with the period, so a file stream with
-    ``maxFilesPerTrigger=1`` reads them in order, one micro-batch each.
-    Raises SchemaError when ``events`` has no ``col_time`` column.
-    """
-    check_param("n_files", n_files, low=1, integer=True)
-    require_columns(events, "events", col_time)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    ordered = events.sort_values(col_time, kind="stable").reset_index(drop=True)
-    bounds = np.linspace(0, len(ordered), n_files + 1).round().astype(int)
-    paths, now = [], time.time() - n_files - 10
-    for j in range(n_files):
-        path = folder / f"events-{j:05d}.parquet"
-        ordered.iloc[bounds[j]:bounds[j + 1]].to_parquet(path, index=False)
-        os.utime(path, (now + j, now + j))
-        paths.append(path)
-    return paths
-
-
-def file_stream(spark: SparkSession, folder, schema: T.StructType, *, max_files_per_trigger: int = 1) -> DataFrame:
-    """A streaming DataFrame over the Parquet files of ``folder`` (one micro-batch per file by default).
-
-    ``schema`` comes from :func:`event_schema`; ``max_files_per_trigger`` must be an
-    integer >= 1, checked here rather than when the query starts.
-    """
-    check_param("max_files_per_trigger", max_files_per_trigger, low=1, integer=True)
-    return (spark.readStream.schema(schema).option("maxFilesPerTrigger", int(max_files_per_trigger))
-            .parquet(str(folder)))
+    seen = pdf[N_EVENTS_COL] + pdf[N_REFUSED_COL] if N_REFUSED_COL in pdf.columns else pdf[N_EVENTS_COL]
+    nobody = pdf[col_user].isna().to_numpy()
+    if nobody.any():
+        n = int(pdf.loc[nobody, N_REFUSED_COL].max()) if N_REFUSED_COL in pdf.columns else int(nobody.sum())
+        warnings.warn(f"latest_lists left out the sink's rows with a null {col_user}: {n:,} event row(s) were refused "
+                      "there for a missing user id or one that is not of the model's user type", stacklevel=2)
+    last = seen.groupby(pdf[col_user]).transform("max")
+    return pdf[~nobody & (seen == last).to_numpy()].sort_values([col_user, RANK_COL], ignore_index=True)
 
 
 __all__ = ["live_recommendations", "latest_lists", "history_seeds", "portable_scorer", "encode_state",
