@@ -2,18 +2,22 @@
 
 It holds the external <-> internal id maps, a CSR user x item matrix of summed
 event weights, and every user's time-ordered sequence of (item, event, time).
+Event codes and weights live in :mod:`recapp.event_weights`, log fingerprints in
+:mod:`recapp.fingerprint` and the save format in :mod:`recapp.interactions_saved`;
+their public names are importable from here too.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recapp.event_weights import EVENT_CODES, event_weights_for, resolve_event_weights
+from recapp.fingerprint import _schema_frame, events_fingerprint
+from recapp.interactions_saved import _check_saved_events, _ids_from_json, _ids_to_json
 from recapp.schema import (
-    DEFAULT_EVENT_WEIGHTS,
     EVENT_COL,
     EVENT_TYPES,
     ITEM_COL,
@@ -21,141 +25,8 @@ from recapp.schema import (
     TIME_COL,
     USER_COL,
     SchemaError,
-    check_event_types,
     require_columns,
 )
-
-EVENT_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
-
-
-def events_fingerprint(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
-                       col_time: str = TIME_COL, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> str:
-    """A hex digest of an event log's content (user, item, time, event, rating), the same in any row order.
-
-    Two logs with the same events give the same fingerprint, so a model trained
-    on one can be recognised as trained on the other (the dashboard's model cache
-    and its list of saved models use this). Columns that
-    :meth:`Interactions.from_frame` fills in are filled the same way here (time 0,
-    event ``"rating"``, no rating), so ``events_fingerprint(df) ==
-    Interactions.from_frame(df).fingerprint()``. Other columns (such as ``value``)
-    are not hashed: Interactions does not keep them, and no model sees them.
-    """
-    require_columns(df, "df", col_user, col_item)
-    part = _schema_frame(df, col_user, col_item, col_time, col_event, col_rating)
-    if RATING_COL not in part.columns:
-        part[RATING_COL] = np.nan
-    part[TIME_COL] = _canonical_float(part[TIME_COL])
-    part[RATING_COL] = _canonical_float(part[RATING_COL])
-    part[USER_COL] = _typed_ids(part[USER_COL])
-    part[ITEM_COL] = _typed_ids(part[ITEM_COL])
-    rows = np.sort(pd.util.hash_pandas_object(part, index=False).to_numpy())
-    return hashlib.sha256(rows.tobytes()).hexdigest()
-
-
-def _schema_frame(df: pd.DataFrame, col_user: str, col_item: str, col_time: str, col_event: str,
-                  col_rating: str) -> pd.DataFrame:
-    """``df``'s events under the schema's names, missing times as 0 and missing events as ``"rating"``.
-
-    The one rule for filling what a log leaves out: :meth:`Interactions.from_frame`
-    builds on it and :func:`events_fingerprint` hashes it, so the two agree.
-    """
-    n = len(df)
-    frame = pd.DataFrame({
-        USER_COL: df[col_user].to_numpy(),
-        ITEM_COL: df[col_item].to_numpy(),
-        TIME_COL: _floats(df[col_time], col_time) if col_time in df.columns else np.zeros(n),
-        EVENT_COL: df[col_event].to_numpy(dtype=object) if col_event in df.columns else np.full(n, "rating", dtype=object),
-    })
-    if col_rating in df.columns:
-        frame[RATING_COL] = _floats(df[col_rating], col_rating, what="numbers")
-    return frame
-
-
-def _floats(values: pd.Series, col: str, what: str = "UTC seconds") -> np.ndarray:
-    """``values`` as float64, or ``ValueError`` naming the column and the first value that is not a number."""
-    try:
-        return values.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        bad = next(v for v in values.tolist() if not _is_float(v))
-        raise ValueError(f"column {col!r} must hold {what}; it holds {bad!r:.80} "
-                         "(recapp.data.read_events or recapp.schema.validate reads times and ratings first)") from None
-
-
-def _is_float(v) -> bool:
-    try:
-        float(v)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _canonical_float(values: np.ndarray) -> np.ndarray:
-    # Hashing reads a float's bits: give every NaN one bit pattern, and -0.0 that of 0.0.
-    values = np.asarray(values, dtype=np.float64)
-    return np.where(np.isnan(values), np.nan, values + 0.0)
-
-
-def _typed_ids(values: pd.Series) -> pd.Series:
-    """An id column whose text says each id's kind where the column mixes text and numbers.
-
-    ``hash_pandas_object`` hashes an object column's values as text, so shopper
-    1 and shopper "1" would hash alike and ``[1, "2"]`` like ``["1", 2]``. Columns
-    of one kind (all text, or numbers of one dtype) are returned as they are, so
-    their fingerprints do not change; ids that are equal as keys (1, 1.0,
-    ``np.int64(1)``) get one token, as they are one id in the id maps.
-    """
-    if values.dtype != object or pd.api.types.infer_dtype(values, skipna=False) == "string":
-        return values
-    return pd.Series([_id_token(v) for v in values.tolist()], index=values.index, dtype=object)
-
-
-def _id_token(v) -> str:
-    if isinstance(v, str):
-        return "s:" + v
-    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-        f = float(v)
-        if np.isfinite(f) and f.is_integer():
-            return f"n:{int(v)}"
-        return f"n:{f!r}"
-    return f"{type(v).__name__}:{v!r}"
-
-
-def resolve_event_weights(weights: dict | None = None) -> dict:
-    """:data:`~recapp.schema.DEFAULT_EVENT_WEIGHTS` updated by ``weights``.
-
-    Unknown event types raise, and so does a weight that is not a finite number
-    (None, "use the rating", is accepted): a NaN weight would spread NaN through
-    every model's matrix.
-    """
-    w = {**DEFAULT_EVENT_WEIGHTS, **(weights or {})}
-    check_event_types("event_weights", w)
-    bad = {e: v for e, v in w.items()
-           if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
-                                 or not np.isfinite(v))}
-    if bad:
-        raise ValueError(f"event_weights has weight(s) that are not finite numbers: {bad}; "
-                         "give a number per event type (None for 'rating' uses the rating)")
-    return w
-
-
-def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:
-    """Per-row implicit weight: the event's weight, or for ``rating`` the rating (1 when absent)."""
-    w = resolve_event_weights(weights)
-    if col_event not in df.columns:
-        events = np.full(len(df), "rating", dtype=object)
-    else:
-        events = df[col_event].to_numpy(dtype=object)
-    out = np.ones(len(df), dtype=np.float64)
-    rating = df[col_rating].to_numpy(dtype=np.float64) if col_rating in df.columns else np.full(len(df), np.nan)
-    for name, weight in w.items():
-        mask = events == name
-        if not mask.any():
-            continue
-        if weight is None:
-            out[mask] = np.where(np.isnan(rating[mask]), 1.0, rating[mask])
-        else:
-            out[mask] = float(weight)
-    return out
 
 
 @dataclass
@@ -350,68 +221,6 @@ class Interactions:
         return cls._assemble(frame, user_ids, item_ids, config.get("event_weights") or {})
 
 
-# Id dtypes stored as numbers; "str" (all strings) and "object" (JSON's own str/int/float/bool, mixed) hold the rest.
-_NUMERIC_ID_DTYPES = ("int64", "int32", "int16", "int8", "uint64", "uint32", "uint16", "uint8", "float64", "float32", "bool")
-_OBJECT_ID_TYPES = (str, bool, int, float, np.bool_, np.integer, np.floating)
-
-
-def _ids_to_json(index: pd.Index, name: str) -> dict:
-    values = index.to_numpy()
-    if values.dtype.name in _NUMERIC_ID_DTYPES:
-        return {"dtype": values.dtype.name, "values": values.tolist()}
-    if values.dtype != object:
-        raise ValueError(f"cannot save {name} of dtype {values.dtype}: ids must be integers, floats or strings")
-    if all(isinstance(v, str) for v in values):
-        return {"dtype": "str", "values": [str(v) for v in values]}
-    bad = [v for v in values if not isinstance(v, _OBJECT_ID_TYPES)]
-    if bad:
-        raise ValueError(f"cannot save {name} of type {type(bad[0]).__name__} (e.g. {bad[0]!r}): "
-                         "ids must be integers, floats or strings")
-    # JSON keeps str, int, float and bool apart, so mixed ids come back as they were (numpy scalars as Python ones).
-    return {"dtype": "object", "values": [v.item() if isinstance(v, np.generic) else v for v in values]}
-
-
-def _ids_from_json(saved, name: str) -> pd.Index:
-    if not isinstance(saved, dict) or not isinstance(saved.get("values"), list):
-        # A bad file is a ValueError whatever is wrong in it (TRY004 would have a TypeError here).
-        raise ValueError(f"{name} must be an object with a list of 'values', not {saved!r:.80}")  # noqa: TRY004
-    dtype, values = saved.get("dtype"), saved["values"]
-    if dtype not in ("str", "object", *_NUMERIC_ID_DTYPES):
-        raise ValueError(f"{name} has unknown dtype {dtype!r}; known: {['str', 'object', *_NUMERIC_ID_DTYPES]}")
-    try:
-        if dtype in ("str", "object"):
-            if any(not isinstance(v, str if dtype == "str" else (str, bool, int, float)) for v in values):
-                raise ValueError(f"values that are not {'strings' if dtype == 'str' else 'strings or numbers'}")
-            ids = np.empty(len(values), dtype=object)
-            ids[:] = values
-        else:
-            ids = np.asarray(values, dtype=dtype)
-            if ids.ndim != 1 or ids.tolist() != values:
-                raise ValueError(f"values that are not all {dtype}")
-    except (TypeError, ValueError, OverflowError) as e:
-        raise ValueError(f"{name} (dtype {dtype!r}) holds {e}") from e
-    index = pd.Index(ids, dtype=object if dtype == "object" else None)
-    if not index.is_unique:
-        raise ValueError(f"{name} holds duplicate ids, e.g. {index[index.duplicated()][0]!r}")
-    return index
-
-
-def _check_saved_events(arrays: dict, n_users: int, n_items: int) -> None:
-    # An index past its id map would raise IndexError deep in from_saved, or worse, name the wrong id.
-    n = len(arrays.get("inter.uidx", ()))
-    bounds = {"inter.uidx": (n_users, "user_ids"), "inter.iidx": (n_items, "item_ids"),
-              "inter.event_code": (len(EVENT_TYPES), "the event types"), "inter.time": None, "inter.weight": None}
-    for key, bound in {**bounds, **({"inter.rating": None} if "inter.rating" in arrays else {})}.items():
-        a = arrays.get(key)
-        if a is None or a.shape != (n,):
-            raise ValueError(f"array {key} {'is missing' if a is None else f'has shape {a.shape}'} but inter.uidx has {n} events")
-        if bound is not None and not np.issubdtype(a.dtype, np.integer):
-            raise ValueError(f"array {key} has dtype {a.dtype}, not integers")
-        bad = a[(a < 0) | (a >= bound[0])] if bound is not None else ()
-        if len(bad):
-            raise ValueError(f"array {key} holds index {bad[0]} but {bound[1]} has {bound[0]} entries")
-
-
 def _user_time_order(frame: pd.DataFrame) -> np.ndarray:
     """Row positions of ``frame`` by user, then time, then row (each user's events in time order)."""
     # lexsort: the last key is primary.
@@ -441,3 +250,7 @@ def as_interactions(data, **kwargs) -> Interactions:
             raise SchemaError("cannot build Interactions from an empty DataFrame")
         return Interactions.from_frame(data, **kwargs)
     raise TypeError(f"expected a DataFrame or Interactions, got {type(data).__name__}")
+
+
+__all__ = ["Interactions", "as_interactions", "events_fingerprint", "EVENT_CODES", "resolve_event_weights",
+           "event_weights_for"]

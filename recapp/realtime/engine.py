@@ -5,7 +5,7 @@ A thin façade. The model says how to score a changing history (its
 pieces of this package do the rest: per-shopper state (:mod:`.state`), the
 "popular now" counters (:mod:`.trending`), a list's settings and per-call
 overrides (:mod:`.options`), candidates, filters, MMR, explanations and rank
-changes (:mod:`.ranking`), the item space
+changes (:mod:`.ranking`), the frames it returns (:mod:`.frames`), the item space
 (:mod:`.catalogue`), approximate search (:mod:`.index`), the result cache
 (:mod:`.cache`) and the background refit that learns new items (:mod:`.refit`).
 The engine never asks what kind of model it has.
@@ -20,13 +20,14 @@ import logging
 import math
 import threading
 
-import numpy as np
 import pandas as pd
 
-from recapp.interactions import EVENT_CODES, resolve_event_weights
+from recapp.event_weights import EVENT_CODES, resolve_event_weights
 from recapp.models.base import check_param
 from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
+from recapp.realtime.frames import EVENT_NAMES  # noqa: F401 - moved to .frames; still importable from here
+from recapp.realtime.frames import EXPLANATION_COL, RANK_CHANGE_COL, RESULT_COLUMNS, history_frame, result_frame
 from recapp.realtime.index import FaissIndex, faiss_available
 from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
 from recapp.realtime.options import ListOptions
@@ -35,14 +36,10 @@ from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
-from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL, check_event_types
+from recapp.schema import ITEM_COL, SCORE_COL, check_event_types
 
 log = logging.getLogger(__name__)
 
-EXPLANATION_COL = "explanation"
-RANK_CHANGE_COL = "rank_change"
-RESULT_COLUMNS = (ITEM_COL, SCORE_COL, RANK_COL, EXPLANATION_COL, RANK_CHANGE_COL)
-EVENT_NAMES = tuple(EVENT_CODES)          # code -> name
 DAY = 86_400.0
 
 
@@ -229,7 +226,8 @@ class Engine:
         already are (a replay from a pseudonymised store).
         A row whose ``event_id`` was seen before is refused as a duplicate; with a
         store the store does this check (ids kept in its file, so it survives a
-        restart) and the engine is fed the rows exactly as the store wrote them.
+        restart) and the engine is fed the rows the store wrote, ids as sent (as a replay
+        from the store gives them back).
         """
         if self.pseudonymizer is not None and not pseudonymised:
             events = self.pseudonymizer.events(events)
@@ -305,7 +303,7 @@ class Engine:
                 arrays, uses_pop = self.ranker.rank(self.scorer, self.shoppers, user_id, st, opts)
                 self.cache.put(key, arrays, uses_pop)
             # Each call builds its own frame, so a caller that edits it cannot change the next.
-            return _result_frame(*arrays)
+            return result_frame(*arrays)
 
     def popular(self, k: int | None = None) -> pd.DataFrame:
         """The "popular now" list: item_id and score (decayed event count, newest events weigh most)."""
@@ -329,11 +327,7 @@ class Engine:
         """A user's events as the engine holds them: item_id, event, timestamp (time order)."""
         with self._lock:
             st = self.shoppers.get(self._user(user_id), self.scorer, create=False)
-            if st is None:
-                return pd.DataFrame({ITEM_COL: [], EVENT_COL: [], TIME_COL: []})
-            h = st.history
-            return pd.DataFrame({ITEM_COL: [self.catalogue.ids[i] for i in h.items],
-                                 EVENT_COL: [EVENT_NAMES[c] for c in h.events], TIME_COL: np.asarray(h.times, dtype=np.float64)})
+            return history_frame(None if st is None else st.history, self.catalogue.ids)
 
     def stats(self) -> dict:
         """Counters: events ingested and rejected, users and items, cache hits and misses, refits."""
@@ -391,18 +385,6 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine({type(self.model).__name__}, k={self.k}, users={self.n_users:,}, items={self.n_items:,}, "
                 f"events={self.n_ingested_:,})")
-
-
-def _result_frame(ids, scores, expl, changes) -> pd.DataFrame:
-    """The public result frame from the arrays the ranker computes."""
-    return pd.DataFrame({
-        ITEM_COL: ids,
-        SCORE_COL: scores,
-        RANK_COL: np.arange(1, len(ids) + 1, dtype=np.int64),
-        # Object dtype: building a pandas 3 "str" (Arrow) column costs more than the rest of the frame.
-        EXPLANATION_COL: pd.Series(expl, dtype=object),
-        RANK_CHANGE_COL: changes.copy(),
-    })
 
 
 __all__ = ["Engine", "IngestResult", "EXPLANATION_COL", "RANK_CHANGE_COL", "RESULT_COLUMNS"]
