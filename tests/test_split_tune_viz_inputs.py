@@ -118,10 +118,13 @@ def test_times_that_are_text_or_missing_are_named(log):
     text = log.assign(**{TIME_COL: "soon"})
     gap = log.assign(**{TIME_COL: [1.0, np.nan, 3.0, 4.0, 5.0, 6.0]})
     for fn in (viz.dataset_summary, viz.time_patterns):
-        with pytest.raises(ValueError, match=f"column .{TIME_COL}. of df holds values that are not times"):
+        with pytest.raises(ValueError, match=f"column .{TIME_COL}. of df has 6 missing or unreadable timestamp"):
             fn(text)
-        with pytest.raises(ValueError, match=r"1 missing time\(s\), at rows 1: nan"):
+        with pytest.raises(ValueError, match=r"1 missing or unreadable timestamp\(s\), at rows 1: nan"):
             fn(gap)
+    # Epoch milliseconds are read as the engine reads them (they were seconds in the year 55000, and failed).
+    ms = log.assign(**{TIME_COL: log[TIME_COL] * 1000 + 1_700_000_000_000})
+    assert viz.dataset_summary(ms)["first event"] == "2023-11-14"
     assert viz.dataset_summary(log.assign(**{TIME_COL: "2024-01-01"}))["first event"] == "2024-01-01"   # read as before
     with pytest.raises(ValueError, match="freq='X' is not a pandas period frequency"):
         viz.time_patterns(log, freq="X")

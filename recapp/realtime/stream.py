@@ -20,9 +20,8 @@ import numpy as np
 import pandas as pd
 
 from recapp.models.base import check_param
-from recapp.schema import TIME_COL, SchemaError, parse_timestamps
+from recapp.schema import TIME_COL, utc_seconds
 from recapp.schema.cells import _is_number
-from recapp.schema.errors import _quote_rows
 
 def replay_seconds(events: pd.DataFrame, name: str) -> np.ndarray:
     """``events[TIME_COL]`` as UTC seconds by the schema's rule (epoch numbers in any unit, ISO 8601 text, datetimes).
@@ -30,13 +29,7 @@ def replay_seconds(events: pd.DataFrame, name: str) -> np.ndarray:
     SchemaError naming the count and first rows of times that are missing, unreadable or out of the schema's years.
     """
     # A replay cannot put such rows in order, and the engine would stamp them "now".
-    seconds = parse_timestamps(events[TIME_COL]).to_numpy(dtype=np.float64)
-    bad = np.isnan(seconds)
-    if bad.any():
-        raise SchemaError(f"column {TIME_COL!r} of {name} has {int(bad.sum()):,} missing or unreadable timestamp(s), "
-                          f"at rows {_quote_rows(events, bad, TIME_COL)}; accepted: epoch numbers, ISO 8601 text or "
-                          "datetimes between 1900 and 2200, in every row (a replay puts events in time order)")
-    return seconds
+    return utc_seconds(events, name, TIME_COL, hint=", in every row (a replay puts events in time order)")
 
 
 class Replay:

@@ -23,6 +23,7 @@ from recapp.schema.batch import (
 from recapp.schema.cells import (
     normalise_event,
     parse_timestamps,
+    utc_seconds,
 )
 from recapp.schema.columns import (
     COLUMN_ALIASES,
@@ -54,5 +55,5 @@ __all__ = [
     "COLUMN_ALIASES", "DEFAULT_EVENT_WEIGHTS", "EVENT_ALIASES", "EVENT_COL", "EVENT_ID_COL", "EVENT_TYPES", "FUNNEL", "ITEM_COL",
     "OPTIONAL_COLUMNS", "PREDICTION_COL", "RANK_COL", "RATING_COL", "REQUIRED_COLUMNS", "SCORE_COL", "TIME_COL",
     "USER_COL", "VALUE_COL", "ReportSummary", "SchemaError", "ValidationReport", "check_event", "check_event_types",
-    "check_events", "column_renames", "events_frame", "normalise_event", "parse_timestamps", "require_columns", "validate",
+    "check_events", "column_renames", "events_frame", "normalise_event", "parse_timestamps", "require_columns", "utc_seconds", "validate",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.schema.columns import EVENT_ALIASES, EVENT_TYPES
-from recapp.schema.errors import SchemaError
+from recapp.schema.errors import SchemaError, _quote_rows
 
 
 def _is_text_dtype(values: pd.Series) -> bool:
@@ -196,6 +196,19 @@ def parse_timestamps(values: pd.Series) -> pd.Series:
     whole log's column of it with one format.
     """
     return pd.Series(_read_times(values)[0], index=values.index)
+
+
+def utc_seconds(frame: pd.DataFrame, name: str, col: str, *, hint: str = "") -> np.ndarray:
+    """``frame[col]`` as UTC seconds by :func:`parse_timestamps`' rule; SchemaError naming the count and first rows of
+    times that are missing, unreadable or outside :data:`TIME_YEARS` (``hint`` ends the message: why every row needs one).
+    """
+    seconds = parse_timestamps(frame[col]).to_numpy(dtype=np.float64)
+    bad = np.isnan(seconds)
+    if bad.any():
+        raise SchemaError(f"column {col!r} of {name} has {int(bad.sum()):,} missing or unreadable timestamp(s), at rows "
+                          f"{_quote_rows(frame, bad, col)}; accepted: epoch numbers (seconds, milli-, micro- or "
+                          f"nanoseconds), ISO 8601 text or datetimes between {TIME_YEARS[0]} and {TIME_YEARS[1]}{hint}")
+    return seconds
 
 
 #: How many of a column's non-ISO time texts (in line order) are tried for a format before giving up.

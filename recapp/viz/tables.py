@@ -15,12 +15,11 @@ from recapp.schema import (
     RATING_COL,
     TIME_COL,
     USER_COL,
-    SchemaError,
     check_event_types,
     require_columns,
+    utc_seconds,
 )
 from recapp.schema.cells import _plain
-from recapp.schema.errors import _quote_rows
 from recapp.viz.style import BY
 
 
@@ -38,22 +37,11 @@ def _require_rows(df: pd.DataFrame, name: str) -> None:
 
 
 def _utc_times(df: pd.DataFrame, col: str, name: str) -> pd.Series:
-    """``df[col]`` (UTC seconds, datetimes or date text) as UTC datetimes; SchemaError naming missing or unreadable times."""
-    # A missing time becomes NaT, which min/max, value_counts and crosstab all skip without a word.
-    missing = df[col].isna().to_numpy()
-    if missing.any():
-        raise SchemaError(f"column {col!r} of {name} has {int(missing.sum()):,} missing time(s), at rows "
-                          f"{_quote_rows(df, missing, col)}; accepted: a time in every row")
-    try:
-        t = pd.to_datetime(df[col], unit="s", utc=True)
-    except (ValueError, TypeError, OverflowError) as e:
-        raise SchemaError(f"column {col!r} of {name} holds values that are not times ({e}); accepted: UTC seconds or "
-                          "datetimes; run recapp.schema.validate (or recapp.schema.parse_timestamps) first") from None
-    unread = t.isna().to_numpy()
-    if unread.any():
-        raise SchemaError(f"column {col!r} of {name} has {int(unread.sum()):,} time(s) that read as missing, at rows "
-                          f"{_quote_rows(df, unread, col)}; accepted: UTC seconds or datetimes")
-    return t
+    """``df[col]`` as UTC datetimes, read as the engine reads times (epoch numbers in any unit, ISO 8601 text,
+    datetimes); SchemaError naming missing or unreadable times."""
+    # A missing time would become NaT, which min/max, value_counts and crosstab all skip without a word.
+    seconds = utc_seconds(df, name, col, hint="; run recapp.schema.validate first for other forms")
+    return pd.Series(pd.to_datetime(seconds, unit="s", utc=True), index=df.index, name=col)
 
 
 def _numbers(df: pd.DataFrame, name: str, col: str, what: str, *, finite: bool = False) -> np.ndarray:
