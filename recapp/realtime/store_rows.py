@@ -222,7 +222,11 @@ def insert_frame(rows: pd.DataFrame, eids: list, types: dict, *, batch_id: int, 
     ins.insert(0, "seq", np.arange(first_seq, first_seq + len(ins), dtype=np.int64))
     ins["ingested_at"] = now
     for col in (USER_COL, ITEM_COL):
-        if types[col] == "VARCHAR":
+        if types[col] == "VARCHAR" and pd.api.types.infer_dtype(ins[col], skipna=False) == "string":
+            # All text, the usual text store's batch: nothing to mark, and no per-id Python work.
+            ins[col] = ins[col].to_numpy(dtype=object)
+            ins[KIND_COLUMNS[col]] = pd.Series([None] * len(ins), index=ins.index, dtype=object)
+        elif types[col] == "VARCHAR":
             values = [_plain(v) for v in ins[col].tolist()]
             kinds = [_text_kind(v) for v in values]
             ins[col] = pd.Series([_as_text(v, k) for v, k in zip(values, kinds)], index=ins.index, dtype=object)
