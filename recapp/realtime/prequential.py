@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from recapp.metrics.checks import check_ids, check_scores
 from recapp.models.base import check_param
 from recapp.realtime.engine import Engine
 from recapp.realtime.stream import check_limit, replay_seconds
@@ -39,12 +40,18 @@ class PrequentialResult:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """One row per (model, mode): events, HR@k, NDCG@k, HR@k on users new to the model, p50/p99 ms per event."""
-        g = self.events.groupby(["model", "mode"], sort=False)
+        """One row per (model, mode): events, HR@k, NDCG@k, HR@k on users new to the model, p50/p99 ms per event.
+
+        Refused as :meth:`curve` refuses them: ``events`` with no rows, without
+        the columns prequential writes, or with a missing model or mode or a
+        missing or text hit, ndcg or latency.
+        """
+        events = self._checked("model", "mode", "hit", "ndcg", "new_user", "latency_ms")
+        g = events.groupby(["model", "mode"], sort=False)
         out = g.agg(events=("hit", "size"), hit_rate=("hit", "mean"), ndcg=("ndcg", "mean"),
                     p50_ms=("latency_ms", lambda x: float(np.percentile(x, 50))),
                     p99_ms=("latency_ms", lambda x: float(np.percentile(x, 99)))).reset_index()
-        new = self.events[self.events["new_user"]].groupby(["model", "mode"], sort=False)["hit"].mean()
+        new = events[events["new_user"]].groupby(["model", "mode"], sort=False)["hit"].mean()
         out["hit_rate_new_users"] = [new.get((m, md), np.nan) for m, md in zip(out["model"], out["mode"])]
         return out.rename(columns={"hit_rate": f"HR@{self.k}", "ndcg": f"NDCG@{self.k}", "hit_rate_new_users": f"HR@{self.k} new users"})
 
@@ -53,12 +60,16 @@ class PrequentialResult:
 
         ``window`` must be an integer >= 1; a rolling value needs ``window // 10``
         events, so a run shorter than that has no rolling values (NaN) and is
-        named in a warning.
+        named in a warning. Refused: ``events`` that is no DataFrame, has no rows
+        or lacks a column prequential writes (SchemaError naming them), and a
+        missing model or mode or a missing or text hit or ndcg (the rolling mean
+        would skip such rows).
         """
         check_param("window", window, low=1, integer=True)
+        events = self._checked("model", "mode", "position", TIME_COL, "hit", "ndcg")
         parts = []
         short = []
-        for (m, md), g in self.events.groupby(["model", "mode"], sort=False):
+        for (m, md), g in events.groupby(["model", "mode"], sort=False):
             if len(g) < max(1, window // 10):
                 short.append(f"{m} ({md}): {len(g):,}")
             r = g[["hit", "ndcg"]].astype(float).rolling(window, min_periods=max(1, window // 10)).mean()
@@ -71,7 +82,20 @@ class PrequentialResult:
             warnings.warn(f"curve(window={window}) needs {max(1, window // 10):,} events per run for a rolling value; "
                           f"these runs have fewer, so their hit_rate and ndcg are all NaN: {', '.join(short)}; "
                           "pass a smaller window", stacklevel=2)
-        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        return pd.concat(parts, ignore_index=True)
+
+    def _checked(self, *cols: str) -> pd.DataFrame:
+        """``events`` after the checks :meth:`summary` and :meth:`curve` share (``cols``: the columns one reads)."""
+        events = self.events
+        require_columns(events, "result.events", *cols)
+        if not len(events):
+            raise ValueError("result.events has no rows: there is no run to summarise")
+        # groupby leaves rows without a model or mode out, and a mean skips a missing hit: both silently.
+        check_ids(events, "result.events", "model", "mode")
+        for col in ("hit", "ndcg", "latency_ms"):
+            if col in cols:
+                check_scores(events, "result.events", col, what=col)
+        return events
 
 
 def prequential(engine: Engine, test: pd.DataFrame, *, k: int = 10, live: bool = True, name: str | None = None,
@@ -156,17 +180,27 @@ def _replay_order(test: pd.DataFrame) -> tuple[pd.DataFrame, list]:
     frame = test.reset_index(drop=True)
     if EVENT_COL not in frame.columns:
         frame = frame.assign(**{EVENT_COL: "rating"})
-    clean, rejected = check_events(frame)
-    if len(rejected):
-        first = int(np.flatnonzero(~frame.index.isin(clean.index))[0])
-        raise SchemaError(f"test has {len(rejected):,} event(s) the engine would refuse, the first at row "
-                          f"{test.index[first]!r}: {rejected['reason'].iloc[0]}; fix or drop them "
-                          "(recapp.schema.check_events(test) lists them all)")
+    _refuse_unreplayable(frame, "test", test.index)
     order = np.argsort(seconds, kind="stable")
     # Numbers are kept as given (the engine reads their unit); text and datetimes become UTC seconds.
     numeric = pd.api.types.is_numeric_dtype(test[TIME_COL]) and not pd.api.types.is_bool_dtype(test[TIME_COL])
     times = test[TIME_COL].to_numpy(dtype=np.float64)[order] if numeric else seconds[order]
     return test.iloc[order].reset_index(drop=True), times.tolist()
+
+
+def _refuse_unreplayable(frame: pd.DataFrame, name: str, labels: pd.Index | None = None) -> None:
+    """SchemaError naming the count, first row and reason of the rows of ``frame`` the engine would refuse.
+
+    ``frame`` has a plain 0..n-1 index; ``labels`` are the row labels to quote (default: that index).
+    """
+    # Replayed, such a row would be scored or timed but never ingested: the engine only logs a refusal.
+    clean, rejected = check_events(frame)
+    if len(rejected):
+        first = int(np.flatnonzero(~frame.index.isin(clean.index))[0])
+        where = (frame.index if labels is None else labels)[first]
+        raise SchemaError(f"{name} has {len(rejected):,} event(s) the engine would refuse, the first at row "
+                          f"{where!r}: {rejected['reason'].iloc[0]}; fix or drop them "
+                          f"(recapp.schema.check_events({name}) lists them all)")
 
 
 def _warn_id_kinds(test: pd.DataFrame, inter) -> None:

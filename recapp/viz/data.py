@@ -9,9 +9,19 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from recapp.metrics.checks import check_ids, check_scores
-from recapp.schema import EVENT_COL, EVENT_TYPES, FUNNEL, ITEM_COL, RATING_COL, TIME_COL, USER_COL, require_columns
+from recapp.schema import (
+    EVENT_COL,
+    EVENT_TYPES,
+    FUNNEL,
+    ITEM_COL,
+    RATING_COL,
+    TIME_COL,
+    USER_COL,
+    SchemaError,
+    require_columns,
+)
 from recapp.schema.errors import _quote_rows
-from recapp.viz.tables import _numbers, _require_rows, _utc_times, activity_counts, funnel_counts, head_share
+from recapp.viz.tables import _labelled, _numbers, _require_rows, _utc_times, activity_counts, funnel_counts, head_share
 from recapp.viz.style import _FREQ_NAMES, EVENT_COLORS, WEEKDAYS, apply_layout
 
 
@@ -103,16 +113,26 @@ def time_patterns(df: pd.DataFrame, *, freq: str = "D", col_time: str = TIME_COL
     """Activity over time (one line per event type, binned by ``freq``) and a weekday x hour heatmap (UTC).
 
     ``freq`` is a pandas period alias: ``"h"``, ``"D"`` (default), ``"W"``, ``"M"``...;
-    another ``freq``, or a text or missing time, raises ValueError naming it.
+    another ``freq``, a text or missing time, or a missing event type raises
+    ValueError naming it. Event types the schema does not know get a line each, after the known ones.
     """
     require_columns(df, "df", col_time)
     _check_freq(freq)
     t = _utc_times(df, col_time, "df")
+    if col_event in df.columns:
+        # A row without a type would be in the heatmap but on no line.
+        missing = df[col_event].isna().to_numpy()
+        if missing.any():
+            raise SchemaError(f"column {col_event!r} of df has {int(missing.sum()):,} missing event type(s), at rows "
+                              f"{_quote_rows(df, missing, col_event)}; accepted: a type in every row, or no "
+                              f"{col_event!r} column (one line for all events)")
     fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
                         subplot_titles=(f"events per {_FREQ_NAMES.get(freq, freq)}", "weekday x hour of day (UTC)"))
     naive = t.dt.tz_localize(None)
     events = df[col_event] if col_event in df.columns else pd.Series("event", index=df.index)
-    kinds = [e for e in EVENT_TYPES if (events == e).any()] or list(pd.unique(events))
+    # Unknown types get lines too (after the known ones), so that no event is on the heatmap alone.
+    kinds = [e for e in EVENT_TYPES if (events == e).any()]
+    kinds += [e for e in pd.unique(events) if e not in kinds]
     for ev in kinds:
         # Periods (not floor) so calendar frequencies such as "W" or "M" work too (pandas refuses "MS" for periods).
         s = naive[events.to_numpy() == ev].dt.to_period(freq).dt.start_time.value_counts().sort_index()
@@ -143,13 +163,17 @@ def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str 
     ``logs`` is a rounds DataFrame or ``{policy name: rounds}``. Whiskers are
     binomial standard errors; with few clicks they are wide, which is the point.
     So rewards must lie in [0, 1]; a missing ``by`` value or reward, a text
-    reward, one outside [0, 1] or no logs at all raise, naming the log and rows.
+    reward, one outside [0, 1], no logs at all, ``logs`` of another kind (a list)
+    or two policy names with the same text raise, naming the log and rows.
     """
+    if not isinstance(logs, (pd.DataFrame, Mapping)):
+        # dict() of a list of frames would pair up each frame's column names, or fail naming nothing.
+        raise TypeError(f"logs must be a rounds DataFrame or {{policy name: rounds}}, got {type(logs).__name__}")
     logs = {"rounds": logs} if isinstance(logs, pd.DataFrame) else dict(logs)
     if not logs:
         raise ValueError("logs is empty: pass a rounds DataFrame or {policy name: rounds}")
     fig = go.Figure()
-    for name, r in logs.items():
+    for name, label_text, r in _labelled("logs", logs):
         label = f"logs[{name!r}]"
         require_columns(r, label, by, col_reward)
         # groupby would leave rows without a `by` value out, and mean() rows without a reward.
@@ -165,7 +189,7 @@ def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str 
             r[col_reward] = reward
         g = r.groupby(by, observed=True)[col_reward].agg(["mean", "size", "sum"]).sort_index()
         se = np.sqrt(g["mean"] * (1 - g["mean"]) / g["size"].clip(lower=1))
-        fig.add_trace(go.Bar(x=g.index.astype(str), y=g["mean"], name=str(name), error_y=dict(type="data", array=se),
+        fig.add_trace(go.Bar(x=g.index.astype(str), y=g["mean"], name=label_text, error_y=dict(type="data", array=se),
                              customdata=np.c_[g["size"], g["sum"]],
                              hovertemplate="%{x}<br>rate %{y:.3%}<br>%{customdata[0]} rounds, %{customdata[1]} clicks<extra></extra>"))
     fig.update_layout(barmode="group")

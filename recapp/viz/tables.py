@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from recapp.metrics.checks import check_ids, check_scores
+from recapp.metrics.checks import check_id_kinds, check_ids, check_scores
 from recapp.schema import (
     EVENT_COL,
     EVENT_TYPES,
@@ -29,6 +29,21 @@ def _names(name: str, values) -> list:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise ValueError(f"{name}={values!r} is a single value; accepted: a list, e.g. [{values!r}]")
     return list(values)
+
+
+def _labelled(name: str, mapping) -> list[tuple]:
+    """``mapping``'s ``(key, text of the key, value)``; ValueError when two keys have the same text."""
+    # Tables, legends and latency_histogram key a series by its text: 1 and "1" would merge or shadow each other.
+    seen: dict = {}
+    out = []
+    for key, value in mapping.items():
+        label = str(key)
+        if label in seen:
+            raise ValueError(f"{name} has two keys that read {label!r}: {seen[label]!r} and {key!r}; their rows "
+                             "would be shown under one name; accepted: keys whose text differs")
+        seen[label] = key
+        out.append((key, label, value))
+    return out
 
 
 def _require_rows(df: pd.DataFrame, name: str) -> None:
@@ -59,7 +74,8 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
     Numbers are rounded (density to 4 significant digits, ratings to 3
     decimals) so that the printed Series is stable across machines. An empty
     ``df``, a missing id, a missing or text time and a text rating raise,
-    naming the column and rows.
+    naming the column and rows. Events of no known type (unknown or missing)
+    are counted as ``other events``, so the counts by type add up to ``events``.
     """
     require_columns(df, "df", col_user, col_item)
     _require_rows(df, "df")
@@ -88,6 +104,9 @@ def dataset_summary(df: pd.DataFrame, *, col_user: str = USER_COL, col_item: str
         for ev in EVENT_TYPES:
             if counts.get(ev, 0):
                 out[f"{ev} events"] = int(counts[ev])
+        other = int(len(df) - sum(int(counts.get(ev, 0)) for ev in EVENT_TYPES))
+        if other:
+            out["other events"] = other
     if col_rating in df.columns and df[col_rating].notna().any():
         out["mean rating"] = round(float(pd.Series(_numbers(df, "df", col_rating, "rating")).mean()), 3)
     return pd.Series(out, name="value", dtype=object)
@@ -108,7 +127,8 @@ def activity_counts(df: pd.DataFrame, by: str = "item", *, col_user: str = USER_
 def head_share(counts: pd.Series | np.ndarray, head: float = 0.2) -> float:
     """Share of all events, range [0, 1], that the most active ``head`` fraction of entities account for.
 
-    ``counts`` must be finite numbers >= 0; anything else raises ValueError naming the first.
+    ``counts`` must be one-dimensional (one count per entity) and hold finite
+    numbers >= 0; anything else raises ValueError naming the shape or the first.
     """
     if isinstance(head, bool) or not isinstance(head, (int, float, np.integer, np.floating)) or not 0.0 < head <= 1.0:
         raise ValueError(f"head={head!r} is out of range; accepted: a fraction in (0, 1]")
@@ -116,6 +136,10 @@ def head_share(counts: pd.Series | np.ndarray, head: float = 0.2) -> float:
         c = np.asarray(counts, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"counts must hold numbers: {e}") from None
+    if c.ndim != 1:
+        # A one-column frame would not be sorted (np.sort works along its rows), so the head would be any rows.
+        raise ValueError(f"counts must be one-dimensional (one count per entity), got shape {c.shape}; "
+                         "accepted: a Series or a 1-D array, e.g. activity_counts(df)")
     bad = ~np.isfinite(c) | (c < 0)
     if bad.any():
         i = int(np.flatnonzero(bad.ravel())[0])
@@ -135,12 +159,16 @@ def funnel_counts(df: pd.DataFrame, *, stages: Sequence[str] = FUNNEL, col_event
     One row per stage in ``stages`` order: ``events``, ``users``, ``step_rate``
     (events / previous stage's events) and ``overall_rate`` (events / first
     stage's events), the rates rounded to 4 decimals. ``stages`` must be a
-    non-empty list of event types (a typo would count 0); a missing user id raises.
+    non-empty list of distinct event types (a typo would count 0); a missing user id raises.
     """
     stages = _names("stages", stages)
     if not stages:
         raise ValueError("stages is empty; accepted: a list of event types, e.g. ['view', 'purchase']")
     check_event_types("stages", stages)
+    repeated = sorted({s for s in stages if stages.count(s) > 1})
+    if repeated:
+        # A repeated stage would show a 100% step into itself and two rows under one label.
+        raise ValueError(f"stages={stages!r} repeats {repeated}; accepted: each event type once")
     require_columns(df, "df", col_event, col_user)
     check_ids(df, "df", col_user)
     ev = df[col_event]
@@ -163,17 +191,29 @@ def by_history(per_user: pd.DataFrame, train: pd.DataFrame, bins: Sequence[float
     ``"a+"``. The column is an ordered categorical, so groups sort by history.
     Also adds ``n_train`` (the count itself). A user whose count falls outside
     the bins raises ValueError (the group would be missing and the user dropped
-    from :func:`metric_by_group`); so do bins that are not increasing numbers.
+    from :func:`metric_by_group`); so do bins that are not increasing whole
+    numbers (the last may be ``np.inf``), a missing user id in ``per_user``,
+    user ids that are numbers in one frame and text in the other (every user
+    would be cold), and a ``group`` that would overwrite ``col_user`` or ``n_train``.
     """
     require_columns(per_user, "per_user", col_user)
     require_columns(train, "train", col_user)
+    bins = _names("bins", bins)
     try:
         edges = [float(b) for b in bins]
     except (TypeError, ValueError):
-        raise ValueError(f"bins must be at least two increasing edges (numbers), got {list(bins)!r}") from None
+        raise ValueError(f"bins must be at least two increasing edges (numbers), got {bins!r}") from None
     # NaN compares False with everything, so the ordering test alone would let it through.
     if len(edges) < 2 or any(np.isnan(edges)) or any(b >= a for a, b in zip(edges[1:], edges[:-1])):
-        raise ValueError(f"bins must be at least two increasing edges, got {list(bins)!r}")
+        raise ValueError(f"bins must be at least two increasing edges, got {bins!r}")
+    # Counts are whole numbers: an edge such as 1.5 would put users with 1 event under a label reading "0-0".
+    if not all(np.isfinite(e) and e == int(e) for e in edges[:-1]) or not (np.isinf(edges[-1]) or edges[-1] % 1 == 0):
+        raise ValueError(f"bins must be whole numbers (training counts are), the last one may be np.inf; got {bins!r}")
+    if group in (col_user, "n_train"):
+        raise ValueError(f"group={group!r} would overwrite the column {group!r}; accepted: another name, e.g. 'history'")
+    # A missing id would count as a cold user, and ids of two kinds never match: every user would be cold.
+    check_ids(per_user, "per_user", col_user)
+    check_id_kinds(per_user, "per_user", train, "train", col_user)
     counts = train[col_user].value_counts()
     n_train = counts.reindex(per_user[col_user].to_numpy()).fillna(0).to_numpy(dtype=np.int64)
     outside = (n_train < edges[0]) | (n_train >= edges[-1])
@@ -206,17 +246,20 @@ def per_user_by_history(models: Mapping, train: pd.DataFrame, test: pd.DataFrame
     (training items excluded) to every test user, unknown users getting the
     model's documented fallback. Rows are
     :func:`recapp.metrics.per_user_ranking_metrics` plus ``model`` and the
-    :func:`by_history` columns, ready for :func:`metric_by_group`.
+    :func:`by_history` columns, ready for :func:`metric_by_group`. ``models``
+    must be a non-empty mapping whose names differ as text (they become the ``model`` column).
     """
     from recapp.metrics import per_user_ranking_metrics
 
+    if not isinstance(models, Mapping):
+        raise TypeError(f"models must be a mapping {{name: fitted model}}, got {type(models).__name__}")
     require_columns(test, "test", col_user)
     users = pd.unique(test[col_user].to_numpy())
     parts = []
-    for name, model in models.items():
+    for _, label, model in _labelled("models", models):
         recs = model.recommend(users, k=k, exclude_seen=True)
         per_user = per_user_ranking_metrics(test, recs, k=k, col_user=col_user)
-        per_user.insert(0, "model", str(name))
+        per_user.insert(0, "model", label)
         parts.append(by_history(per_user, train, bins, col_user=col_user))
     if not parts:
         raise ValueError("models is empty: pass {name: fitted model}")
@@ -255,7 +298,6 @@ def bandit_summary(rounds: pd.DataFrame, *, col_action: str = ITEM_COL, col_rewa
     return pd.Series(out, name="value", dtype=object)
 
 
-
 def replay_latencies(engine, events: pd.DataFrame, *, k: int = 10, col_user: str = USER_COL,
                      col_item: str = ITEM_COL) -> pd.DataFrame:
     """Feed ``events`` to a real-time ``engine`` one at a time, timing each ``ingest`` and the user's next top-``k``.
@@ -264,24 +306,44 @@ def replay_latencies(engine, events: pd.DataFrame, *, k: int = 10, col_user: str
     :class:`recapp.realtime.stream.Replay`. Returns one row per event:
     user_id, item_id, ``ingest_s``, ``recommend_s`` and ``total_s`` (seconds of
     wall time), the numbers behind ``recapp.realtime.plots.latency_histogram``.
-    The engine keeps the events (it is changed, as in production).
+    The engine keeps the events (it is changed, as in production). Refused before anything is ingested:
+    an ``engine`` that is not an Engine, ``k`` not an integer >= 1, and any event the engine would refuse
+    (SchemaError naming the count, first row and reason; an event column is needed); one the engine still
+    refuses while replaying (a repeated ``event_id``) is counted in a warning.
     """
     import time
+    import warnings
 
+    from recapp.models.base import check_param
+    from recapp.realtime.engine import Engine
+    from recapp.realtime.prequential import _refuse_unreplayable
     from recapp.realtime.stream import Replay
 
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine must be a recapp.realtime.Engine, got {type(engine).__name__}; wrap a fitted "
+                        "model as Engine(model)")
+    check_param("k", k, low=1, integer=True)
     require_columns(events, "events", col_user, col_item, TIME_COL)
-    users, items, t_ingest, t_rec = [], [], [], []
-    for event in Replay(events):
+    # The engine reads the schema's names: under others every event would be refused, and only logged.
+    frame = events.rename(columns={col_user: USER_COL, col_item: ITEM_COL}).reset_index(drop=True)
+    _refuse_unreplayable(frame, "events", events.index)
+    users, items, t_ingest, t_rec, refused, reason = [], [], [], [], 0, None
+    for event in Replay(frame):
         t0 = time.perf_counter()
-        engine.ingest(event)
+        result = engine.ingest(event)
         t1 = time.perf_counter()
-        engine.recommend(event[col_user], k)
+        engine.recommend(event[USER_COL], k)
         t2 = time.perf_counter()
-        users.append(event[col_user])
-        items.append(event[col_item])
+        if result.n_rejected:
+            refused += result.n_rejected
+            reason = reason or result.rejected["reason"].iloc[0]
+        users.append(event[USER_COL])
+        items.append(event[ITEM_COL])
         t_ingest.append(t1 - t0)
         t_rec.append(t2 - t1)
+    if refused:
+        warnings.warn(f"the engine refused {refused:,} of {len(frame):,} event(s) while replaying (first: {reason}); "
+                      "their ingest_s times a refusal, not an update", stacklevel=2)
     ingest, rec = np.asarray(t_ingest, dtype=np.float64), np.asarray(t_rec, dtype=np.float64)
     return pd.DataFrame({col_user: users, col_item: items, "ingest_s": ingest, "recommend_s": rec, "total_s": ingest + rec})
 
@@ -290,36 +352,47 @@ def latency_percentiles(latencies: Mapping[str, Sequence[float]], *, unit: str =
                         percentiles: Sequence[float] = (50, 95, 99)) -> pd.DataFrame:
     """Percentiles and maximum of each latency series (``{name: seconds}``), in ``unit`` ("ms" or "us").
 
-    An empty series gives NaN. A missing, infinite, negative or text latency, and
-    a percentile outside [0, 100], raise ValueError naming the series and position.
+    An empty series gives NaN. An empty mapping, two names with the same text
+    (rows are keyed by the name's text), a series of more than one column, a
+    missing, infinite, negative or text latency, and a percentile outside
+    [0, 100], raise ValueError naming the series and position.
     """
     scale = {"ms": 1e3, "us": 1e6}.get(unit)
     if scale is None:
         raise ValueError(f"unit={unit!r} is not accepted; accepted values: ['ms', 'us']")
     if not isinstance(latencies, Mapping):
         raise TypeError(f"latencies must be a mapping {{name: seconds}}, got {type(latencies).__name__}")
+    if not latencies:
+        raise ValueError("latencies is empty: pass {name: seconds}, e.g. {'engine': replay_latencies(...)['total_s']}")
     percentiles = _names("percentiles", percentiles)
     qs = _finite_values("percentiles", percentiles)
     if ((qs < 0) | (qs > 100)).any():
         raise ValueError(f"percentiles={percentiles!r} has a value outside [0, 100]")
     rows = {}
-    for name, values in latencies.items():
+    for name, label, values in _labelled("latencies", latencies):
         v = _finite_values(f"latencies[{name!r}]", values) * scale
         if (v < 0).any():
             raise ValueError(f"latencies[{name!r}] has a negative latency at position {int(np.flatnonzero(v < 0)[0])}")
-        row = {f"p{q:g}": float(np.percentile(v, q)) if len(v) else np.nan for q in percentiles}
+        # Labels from the numbers read, so that a percentile given as text ("99") is named as 99 is.
+        row = {f"p{q:g}": float(np.percentile(v, q)) if len(v) else np.nan for q in qs}
         row["max"] = float(v.max()) if len(v) else np.nan
         row["events"] = int(len(v))
-        rows[str(name)] = row
+        rows[label] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis(f"latency ({unit})")
 
 
 def _finite_values(name: str, values) -> np.ndarray:
-    """``values`` as a 1-D float array; ValueError naming ``name`` and the first position unless all are finite."""
+    """``values`` as a 1-D float array; ValueError naming ``name`` and the shape (more than one column) or the first
+    value that is not finite."""
     try:
-        v = np.asarray(values, dtype=np.float64).ravel()
+        v = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} must hold numbers: {e}") from None
+    if sum(n > 1 for n in v.shape) > 1:
+        # Flattened, a whole replay_latencies frame would mix its ids and all three timings into one series.
+        raise ValueError(f"{name} must be one series of numbers, got shape {v.shape}; accepted: a list, a 1-D "
+                         "array or one column, e.g. replay_latencies(...)['total_s']")
+    v = v.ravel()
     bad = ~np.isfinite(v)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
