@@ -167,3 +167,12 @@ def test_dataset_summary_counts_events_of_no_known_type(events):
 def test_funnel_refuses_a_repeated_stage(events):
     with pytest.raises(ValueError, match=r"repeats \['view'\]"):
         viz.funnel_counts(events, stages=["view", "click", "view"])
+
+
+def test_bandit_summary_refuses_a_missing_position():
+    # nunique skipped it: two positions were reported for rounds logged at three slots, one unknown.
+    rounds = pd.DataFrame({"item_id": [1, 2, 3], "click": [0, 1, 0], "propensity_score": [0.5, 0.5, 0.5],
+                           "position": [0, 1, np.nan]})
+    with pytest.raises(ValueError, match=r"column 'position' of rounds has 1 missing id\(s\), at rows 2: nan"):
+        viz.bandit_summary(rounds)
+    assert viz.bandit_summary(rounds.iloc[:2])["positions"] == 2

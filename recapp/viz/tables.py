@@ -273,12 +273,13 @@ def bandit_summary(rounds: pd.DataFrame, *, col_action: str = ITEM_COL, col_rewa
 
     Rounds, actions, positions, total reward, the mean reward (click-through
     rate) and the logging propensities' range, rounded so the print is stable.
-    Empty ``rounds``, a missing action, a missing or text reward and a missing,
+    Empty ``rounds``, a missing action or position, a missing or text reward and a missing,
     infinite or text propensity raise, naming the column and rows.
     """
     require_columns(rounds, "rounds", col_action, col_reward, col_propensity)
     _require_rows(rounds, "rounds")
-    check_ids(rounds, "rounds", col_action)
+    # A missing position would be left out of the positions count (nunique skips it).
+    check_ids(rounds, "rounds", col_action, *[c for c in (col_position,) if c in rounds.columns])
     p = check_scores(rounds, "rounds", col_propensity, what="propensity", finite=True)
     reward = pd.Series(check_scores(rounds, "rounds", col_reward, what="reward"))
     out = {
