@@ -13,7 +13,7 @@ import pandas as pd
 
 from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
-from recapp.schema.cells import _plain
+from recapp.schema.cells import _missing, _plain
 from recapp.schema.errors import _quote_rows
 
 
@@ -58,6 +58,19 @@ def name_list(name: str, value) -> list:
     if isinstance(value, str):
         raise ValueError(f"{name}={value!r} is a single string; pass a list of names, e.g. [{value!r}]")
     return list(value)
+
+
+def distinct_names(name: str, value, hint: str) -> list:
+    """``value`` (metrics, arms) as a non-empty list of distinct names, none missing or blank: a bare string is refused
+    as by :func:`name_list`, a repeat would count one test twice, and a NaN arm drops out of every per-arm groupby."""
+    names = name_list(name, value)
+    if not names:
+        raise ValueError(f"{name} is empty; {hint}")
+    for i, v in enumerate(names):
+        if _missing(v) or v in names[:i]:
+            what = "is missing or blank" if _missing(v) else "repeats an earlier name"
+            raise ValueError(f"{name}[{i}] = {_plain(v)!r} {what} (in {[_plain(n) for n in names]!r}); {hint}")
+    return names
 
 
 def check_same_length(**arrays) -> int:

@@ -10,7 +10,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_level
 from recapp.experiment.abtest import compare_means, compare_proportions, compare_ratio, predicted_power
+from recapp.models.base import check_param
+
+
+def _check_users(n_experiments, n_users, conversion, ctr, views_mean, ctr_concentration, order_value, lift) -> None:
+    # numpy would fail naming only its own parameters ("a <= 0", "lam < 0"), and a NaN or out-of-range rate
+    # would simulate nothing (every draw False, or True) and report a rejection rate of 0 as a result.
+    check_param("n_experiments", n_experiments, low=1, integer=True)
+    check_param("n_users", n_users, low=1, integer=True)
+    check_param("lift", lift, low=-1.0, low_inclusive=False)
+    check_param("views_mean", views_mean, low=1.0)
+    check_param("ctr_concentration", ctr_concentration, low=0.0, low_inclusive=False)
+    check_param("order_value", order_value, low=0.0, low_inclusive=False)
+    check_param("ctr", ctr, low=0.0, high=1.0, low_inclusive=False)
+    check_param("conversion", conversion, low=0.0, high=1.0)
+    for name, rate, ok in (("ctr", ctr, ctr * (1 + lift) < 1), ("conversion", conversion, conversion * (1 + lift) <= 1)):
+        if not ok:
+            raise ValueError(f"lift={lift!r} takes {name}={rate!r} to {rate * (1 + lift)!r}, past a probability's "
+                             f"range ({name} must stay {'below' if name == 'ctr' else 'at most'} 1 with the lift applied)")
 
 
 def simulate_users(n_experiments: int, n_users: int, *, conversion: float = 0.1, ctr: float = 0.05,
@@ -22,8 +41,11 @@ def simulate_users(n_experiments: int, n_users: int, *, conversion: float = 0.1,
     Beta with mean ``ctr`` (``ctr_concentration`` sets how much they differ),
     conversion is Bernoulli and a buyer's revenue is log-normal around
     ``order_value``. ``lift`` multiplies ctr, conversion and order value.
-    Returns views, clicks, converted and revenue.
+    Returns views, clicks, converted and revenue. Refused (ValueError naming the argument): counts below 1,
+    ``views_mean < 1``, ``ctr`` outside (0, 1) or ``conversion`` outside [0, 1] (with the lift applied too),
+    ``lift <= -1``, ``ctr_concentration`` or ``order_value`` not > 0, any NaN.
     """
+    _check_users(n_experiments, n_users, conversion, ctr, views_mean, ctr_concentration, order_value, lift)
     rng = np.random.default_rng(random_state)
     shape = (n_users, n_experiments)
     views = 1 + rng.poisson(views_mean - 1, shape)
@@ -46,9 +68,13 @@ def calibration(n_experiments: int = 1000, n_users: int = 2000, lift: float = 0.
     an independent Bernoulli trial, the mistake the delta method avoids).
     Columns: metric, test, experiments, rejection_rate, ci_low, ci_high (a
     Wilson interval for the rate), predicted_power (``NormalIndPower`` for
-    conversion; NaN elsewhere).
+    conversion; NaN elsewhere). Refused: ``n_users < 2`` (a variance needs two users per arm), ``alpha``
+    outside (0, 1) and whatever :func:`simulate_users` refuses.
     """
     from statsmodels.stats.proportion import proportion_confint
+
+    check_param("n_users", n_users, low=2, integer=True)
+    check_level("alpha", alpha)
 
     seeds = np.random.SeedSequence(random_state).spawn(2)
     c = simulate_users(n_experiments, n_users, random_state=seeds[0], **user_kwargs)

@@ -31,11 +31,10 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from recapp.experiment._checks import (arms_of_users, check_counts, check_experiment_arms, check_finite_columns, check_level,
-                                        check_mean_arms, check_per_arm,
-                                        check_power_args, check_purchase_values, check_ratio_arm, check_sizing, check_values,
-                                        report_dropped)
+                                        check_mean_arms, check_per_arm, check_power_args, check_purchase_values,
+                                        check_ratio_arm, check_sizing, check_values, distinct_names, report_dropped)
 from recapp.models.base import check_param
-from recapp.schema import EVENT_COL, USER_COL, VALUE_COL
+from recapp.schema import EVENT_COL, USER_COL, VALUE_COL, check_event_types, require_columns
 
 ARM_COL = "arm"
 METRICS = ("ctr", "conversion", "revenue_per_user")
@@ -66,11 +65,9 @@ def assign(users, arms=("control", "treatment"), weights=None, salt: str = "reca
     """Stable user-level assignment: ``Series(arm, index=user_id)``.
 
     ``weights`` are the arms' shares (equal when None). A user's arm depends
-    only on their id, the salt and the weights, never on arrival order.
+    only on their id, the salt and the weights, never on arrival order. Arms: a list of distinct, non-blank labels.
     """
-    arms = list(arms)
-    if len(arms) < 1 or len(set(arms)) != len(arms):
-        raise ValueError(f"arms must be distinct labels, got {arms!r}")
+    arms = distinct_names("arms", arms, "arms must be distinct labels, none missing or blank")
     w = np.full(len(arms), 1.0) if weights is None else check_values("weights", weights, low=0.0)
     if w.shape != (len(arms),) or w.sum() <= 0:
         raise ValueError(f"weights must be {len(arms)} non-negative numbers with a positive sum, got {weights!r}")
@@ -106,13 +103,14 @@ def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMRe
     ``observed`` is an assignment Series (one row per user), or counts per arm
     (dict or Series). A p-value below ``threshold`` means the randomisation or
     the logging is broken (bots, redirects, lost events), whatever the metrics say.
-    Counts must be whole numbers >= 0 with at least one user, weights > 0.
+    Counts must be whole numbers >= 0 with at least one user, weights > 0; a missing arm is refused.
     """
     check_level("threshold", threshold)
-    if isinstance(observed, pd.Series) and not pd.api.types.is_numeric_dtype(observed):
-        counts = observed.value_counts().sort_index()
-    else:
-        counts = pd.Series(observed, dtype="float64").sort_index()
+    # A bool Series is an assignment (treated or not), never counts; a user without an arm must not vanish.
+    labels = isinstance(observed, pd.Series) and (pd.api.types.is_bool_dtype(observed) or not pd.api.types.is_numeric_dtype(observed))
+    counts = (observed.value_counts(dropna=False) if labels else pd.Series(observed, dtype="float64")).sort_index()
+    if counts.index.isna().any():
+        raise ValueError(f"observed has no arm for {counts[counts.index.isna()].sum():g} user(s); every user needs an arm")
     if len(counts) < 2:
         raise ValueError(f"srm_check needs at least two arms, got {counts.to_dict()}")
     check_per_arm("observed", counts, "whole numbers of users >= 0", lambda v: (v >= 0) & (v == np.round(v)))
@@ -141,16 +139,20 @@ def user_metrics(events: pd.DataFrame, assignment: pd.Series | None = None, *, c
     comes from ``assignment`` (index user_id) or from an ``arm`` column. Users
     assigned but without events get zeros: dropping them would bias every metric.
 
-    A user listed twice in ``assignment`` (or with events in two arms), or a
-    purchase whose value is NaN, is a ValueError: neither can be counted
-    soundly. Events whose user is missing, and users with events but no arm,
-    are left out, counted in ``attrs["dropped"]`` (events_without_user,
-    unassigned_users, unassigned_events) and reported with a RuntimeWarning.
+    A user listed twice in ``assignment`` (or with events in two arms), a purchase whose value is NaN, or an event
+    type outside the schema's is a ValueError: none can be counted soundly; so is ``events`` without the user or
+    event column (``assignment`` not a Series: TypeError). Events whose user is missing, and users with events but
+    no arm, are left out, counted in ``attrs["dropped"]`` (events_without_user, unassigned_users,
+    unassigned_events) and reported with a RuntimeWarning.
     """
+    require_columns(events, "events", col_user, col_event)
     if assignment is None and col_arm not in events.columns:
         raise ValueError(f"pass an assignment Series or an {col_arm!r} column in events")
+    if assignment is not None and not isinstance(assignment, pd.Series):
+        raise TypeError(f"assignment must be a pandas Series of arms indexed by user, got {type(assignment).__name__}")
     no_user = events[col_user].isna().to_numpy()
     ev = events[col_event].to_numpy(dtype=object)
+    check_event_types(f"events[{col_event!r}]", map(str, pd.unique(ev)))    # "VIEW" or NaN would count as nothing
     value = events[col_value].to_numpy(dtype=np.float64) if col_value in events.columns else np.zeros(len(ev))
     check_purchase_values(events, ev, value, no_user, col_user, col_value)
     frame = pd.DataFrame({
@@ -332,20 +334,19 @@ def analyze(per_user: pd.DataFrame, control: str = "control", metrics=METRICS, a
             correction: str = "holm", col_arm: str = ARM_COL) -> pd.DataFrame:
     """Compare every arm with ``control`` on every metric; one tidy row per (arm, metric).
 
-    ``per_user`` comes from :func:`user_metrics`. Columns: arm, metric, users,
-    control, treatment, diff, lift (relative), ci_low, ci_high, pvalue,
-    pvalue_adj and significant (after ``correction``, one of
-    :data:`CORRECTIONS`, over all rows; "none" skips it). Unadjusted intervals
-    are at level ``1 - alpha``. A row whose test is undefined (CTR with no
-    views in an arm) keeps pvalue and pvalue_adj NaN and is not significant;
-    it still counts as one test in the correction (as p = 1, conservative).
-    Refused (ValueError): a user without an arm, an arm of one user, a missing or
-    infinite value in a column a metric reads.
+    ``per_user`` comes from :func:`user_metrics`. Columns: arm, metric, users, control, treatment, diff, lift
+    (relative), ci_low, ci_high, pvalue, pvalue_adj and significant (after ``correction``, one of
+    :data:`CORRECTIONS`, over all rows; "none" skips it). Unadjusted intervals are at level ``1 - alpha``. A row
+    whose test is undefined (CTR with no views in an arm) keeps pvalue and pvalue_adj NaN and is not significant;
+    it still counts as one test in the correction (as p = 1, conservative). Refused (ValueError): a user without
+    an arm, an arm of one user, a column a metric reads missing or holding a missing or infinite value,
+    ``metrics`` empty, repeated or a bare string.
     """
     check_level("alpha", alpha)
     check_param("correction", correction, choices=CORRECTIONS)
+    metrics = distinct_names("metrics", metrics, f"name each of {list(METRICS)} or a numeric column of per_user once")
+    require_columns(per_user, "per_user", *(c for m in metrics for c in METRIC_COLUMNS.get(m, ())))
     arms = check_experiment_arms(per_user, col_arm, control)
-    metrics = list(metrics)
     # A NaN would fail deep in a test as "x_c[0] = nan", naming neither the column nor the user.
     check_finite_columns(per_user, "per_user", [c for m in metrics for c in METRIC_COLUMNS.get(m, (m,)) if c in per_user.columns])
     c = per_user[per_user[col_arm] == control]

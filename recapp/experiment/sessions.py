@@ -11,24 +11,49 @@ policy is asked, so two policies meet the same shoppers and the same coins.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import distinct_names
 from recapp.experiment.abtest import assign
 from recapp.experiment.policies import ARM_COL, FEEDBACK_EVENTS, as_policy, feedback_to_events
 from recapp.experiment.results import SimulationResult
 from recapp.experiment.shopper_memory import ShopperMemory
+from recapp.models.base import check_param
 from recapp.schema import USER_COL
+
+
+def _check_arms(policies, n_steps, sessions_per_step) -> None:
+    if not isinstance(policies, Mapping):
+        raise TypeError(f"policies must be a dict of arm name -> policy, got a {type(policies).__name__}")
+    if not policies:
+        raise ValueError("policies must name at least one arm")
+    # A NaN arm name would drop its shoppers out of every per-arm groupby (summary, funnel), silently.
+    distinct_names("list(policies)", list(policies), "every arm needs a label")
+    first = {}
+    for arm, p in policies.items():
+        if id(p) in first:
+            raise ValueError(f"policies[{arm!r}] is the same object as policies[{first[id(p)]!r}]; each arm needs its own "
+                             "policy, or its learned state would mix both arms' feedback: pass each arm a copy "
+                             "(copy.deepcopy(policy))")
+        first[id(p)] = arm
+    check_param("n_steps", n_steps, low=1, integer=True)
+    check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
 
 
 def run_sessions(sim, policies: dict, n_steps: int = 20, sessions_per_step: int = 100, weights=None,
                  salt: str = "recapp-sim", progress: bool = False) -> SimulationResult:
-    """Run ``policies`` (arm name -> policy) side by side on ``sim``'s shoppers; see :meth:`ShopperSimulator.run_ab`."""
-    if not policies:
-        raise ValueError("policies must name at least one arm")
+    """Run ``policies`` (arm name -> policy) side by side on ``sim``'s shoppers; see :meth:`ShopperSimulator.run_ab`.
+
+    Refused: ``policies`` not a dict, an arm name that is missing or blank, one object given to two arms (it is
+    not copied), ``n_steps`` or ``sessions_per_step`` not an integer >= 1, ``weights`` that ``assign`` refuses.
+    """
+    _check_arms(policies, n_steps, sessions_per_step)
     pols = {arm: as_policy(p) for arm, p in policies.items()}
     arms = list(pols)
-    if len(arms) == 1:
+    if len(arms) == 1 and weights is None:
         assignment = pd.Series(arms[0], index=pd.Index(sim.user_ids, name=USER_COL), name=ARM_COL, dtype=object)
     else:
         assignment = assign(sim.user_ids, arms, weights, salt=salt)
