@@ -7,6 +7,7 @@ mean of word vectors trained with skip-gram on the catalogue's own documents
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ from sklearn.preprocessing import normalize
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.item2vec import check_word2vec_params, word2vec_vectors
-from recapp.schema import ITEM_COL
+from recapp.schema import ITEM_COL, SchemaError
+from recapp.schema.cells import _blank, id_problems
+from recapp.schema.errors import _quote_rows
 
 #: Free-text columns used when present (tokenised into words).
 TEXT_COLUMNS = ("title", "name", "description")
@@ -37,12 +40,29 @@ def _category_tokens(col: str, values: pd.Series) -> pd.Series:
     return values.map(one).astype(str)
 
 
+def check_catalog(items, name: str = "items") -> None:
+    """Raise unless ``items`` is a DataFrame with an ``item_id`` column whose every cell is an id.
+
+    A missing (None, NaN, blank) or unusable id would join the item id space as an item of its own.
+    """
+    if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
+        found = f"; columns found: {list(items.columns)}" if isinstance(items, pd.DataFrame) else f", got {type(items).__name__}"
+        raise ValueError(f"{name} must be a DataFrame with an {ITEM_COL!r} column{found}")
+    ids = items[ITEM_COL]
+    bad = _blank(ids) | (id_problems(ids) != None)  # noqa: E711 (elementwise)
+    if bad.any():
+        raise SchemaError(f"{name} column {ITEM_COL!r} has {int(bad.sum()):,} missing or unusable id(s): "
+                          f"{_quote_rows(items, bad, ITEM_COL)}")
+
+
 class TfidfContent(Recommender):
     """Scores items by the TF-IDF similarity of their text to the items in the user's history.
 
     ``fit(train, items=items_df)`` takes item metadata with an ``item_id``
-    column. Free text (``text_columns``, default: any of title, name,
-    description) is split into words; categorical columns
+    column (a missing id is refused; when an id repeats, its last row is used,
+    with a warning; items of ``train`` missing from it get no text and score 0,
+    with a warning). Free text (``text_columns``, default ``None``: any of title, name,
+    description; ``()`` for none) is split into words; categorical columns
     (``category_columns``, default: any of genres, category, categories, brand)
     give one token per value, weighted by ``category_weight`` against the words.
     Each item is an L2-normalised TF-IDF vector; a user's profile is the
@@ -101,7 +121,7 @@ class TfidfContent(Recommender):
     def _validate_params(self) -> None:
         for name in ("text_columns", "category_columns"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, str) or not all(isinstance(c, str) for c in v)):
+            if v is not None and (not isinstance(v, (list, tuple)) or not all(isinstance(c, str) for c in v)):
                 raise ValueError(f"{name}={v!r} must be None or a list of column names")
         check_param("category_weight", self.category_weight, low=0)
         check_param("weighting", self.weighting, choices=("event", "binary"))
@@ -136,10 +156,10 @@ class TfidfContent(Recommender):
         return self.fit(data, items=items)
 
     def _columns(self, items: pd.DataFrame) -> tuple[list[str], list[str]]:
-        if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
-            raise ValueError(f"items must be a DataFrame with an {ITEM_COL!r} column")
-        text = [c for c in (self.text_columns or TEXT_COLUMNS) if c in items.columns]
-        cats = [c for c in (self.category_columns or CATEGORY_COLUMNS) if c in items.columns]
+        check_catalog(items)
+        # An empty tuple means "no such columns", not the defaults.
+        text = [c for c in (TEXT_COLUMNS if self.text_columns is None else self.text_columns) if c in items.columns]
+        cats = [c for c in (CATEGORY_COLUMNS if self.category_columns is None else self.category_columns) if c in items.columns]
         missing = [c for c in list(self.text_columns or []) + list(self.category_columns or []) if c not in items.columns]
         if missing:
             raise ValueError(f"items has no column(s) {missing}; columns found: {list(items.columns)}")
@@ -150,6 +170,14 @@ class TfidfContent(Recommender):
 
     def _documents(self, items: pd.DataFrame, item_ids: pd.Index) -> tuple[pd.Series, pd.Series]:
         text_cols, cat_cols = self._columns(items)
+        repeated = items[ITEM_COL].duplicated(keep="last").to_numpy()
+        if repeated.any():
+            warnings.warn(f"items has {int(repeated.sum()):,} row(s) whose {ITEM_COL} occurs again further down "
+                          f"(first: {items[ITEM_COL][repeated].iloc[0]!r}); only the last row of each id is used", stacklevel=3)
+        absent = ~item_ids.isin(items[ITEM_COL])
+        if absent.any():
+            warnings.warn(f"{int(absent.sum()):,} of {len(item_ids):,} item(s) in the events are not in items "
+                          f"(first: {list(item_ids[absent][:5])}): they have no text and score 0", stacklevel=3)
         meta = items.drop_duplicates(ITEM_COL, keep="last").set_index(ITEM_COL).reindex(item_ids)
         words = pd.Series("", index=meta.index, dtype=object)
         for c in text_cols:
@@ -169,7 +197,7 @@ class TfidfContent(Recommender):
             self._fit_word2vec(words, cats)
             return
         self.vocabularies_, self.idfs_ = [], []
-        blocks = []
+        blocks, pruned = [], []
         for docs, weight in ((words, 1.0), (cats, float(self.category_weight))):
             if not docs.str.strip().astype(bool).any():
                 self.vocabularies_.append([])
@@ -178,7 +206,8 @@ class TfidfContent(Recommender):
             vec = self._vectorizer()
             try:
                 M = vec.fit_transform(docs.to_numpy())
-            except ValueError:  # only stop-words or empty documents
+            except ValueError as e:  # no token in any document, or none left after min_df
+                pruned.append(str(e))
                 self.vocabularies_.append([])
                 self.idfs_.append(np.zeros(0))
                 continue
@@ -187,8 +216,14 @@ class TfidfContent(Recommender):
             self.idfs_.append(vec.idf_.astype(np.float64))
             blocks.append(M * weight)
         if not blocks:
+            if pruned:
+                raise ValueError(f"items has no token in at least min_df={self.min_df} item(s) "
+                                 f"({len(words):,} items): lower min_df ({pruned[0]})")
             raise ValueError("items has no usable text: every document is empty")
         self.item_vectors_ = normalize(sp.hstack(blocks, format="csr").astype(np.float32))
+        if not self.item_vectors_.count_nonzero():
+            # Every item would score 0 for every shopper: the ranking would be arbitrary.
+            raise ValueError(f"every item vector is zero: the only tokens are category tokens and category_weight={self.category_weight}")
 
     # ---- word vectors -------------------------------------------------------------------
     @staticmethod
@@ -250,8 +285,12 @@ class TfidfContent(Recommender):
         return normalize(sp.hstack(blocks, format="csr").astype(np.float32))
 
     def add_items(self, items: pd.DataFrame) -> "TfidfContent":
-        """Add (or re-describe) catalog items after fit with the fitted vocabulary; they can be recommended at once."""
+        """Add (or re-describe) catalog items after fit with the fitted vocabulary; they can be recommended at once.
+
+        ``items`` is refused as in ``fit`` (no ``item_id`` column, a missing id).
+        """
         self._check_fitted()
+        check_catalog(items)
         inter = self.interactions_.with_catalog(items[ITEM_COL].to_numpy())
         self.interactions_ = inter
         self.item_popularity_ = inter.item_popularity()

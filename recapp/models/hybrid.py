@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.content import TfidfContent
+from recapp.models.content import TfidfContent, check_catalog
 from recapp.models.hybrid_live import HybridScorer
 from recapp.models.members import (
     member_config,
@@ -19,7 +20,7 @@ from recapp.models.members import (
     restore_members,
     update_composite,
 )
-from recapp.schema import ITEM_COL
+from recapp.schema import ITEM_COL, USER_COL
 
 NORMALIZATIONS = ("minmax", "zscore")
 COLD_MODELS = ("auto", "content", "popularity")
@@ -47,6 +48,18 @@ def normalize_scores(s: np.ndarray, how: str = "minmax") -> np.ndarray:
         return (s - mean) / np.where(sd > 0, sd, 1.0)
     span = hi - lo
     return (s - lo) / np.where(span > 0, span, 1.0)
+
+
+def blend_weights(name: str, value, n: int) -> np.ndarray:
+    """``value`` as ``n`` float weights summing to 1; ``ValueError`` naming ``name`` unless they are ``n``
+    finite, non-negative numbers with a positive sum."""
+    try:
+        w = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        w = None
+    if w is None or w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"{name}={value!r} must be {n} non-negative numbers (one per model) with a positive sum")
+    return w / w.sum()
 
 
 def weight_grid(n_members: int, step: float = 0.1) -> list[tuple]:
@@ -115,7 +128,7 @@ class Hybrid(Recommender):
 
     def _validate_params(self) -> None:
         if self.models is not None:
-            if isinstance(self.models, (Recommender, dict, str)) or len(self.models) == 0:
+            if not isinstance(self.models, (list, tuple)) or len(self.models) == 0:
                 raise ValueError(f"models={self.models!r} must be a non-empty list of recommenders")
             for m in self.models:
                 model_from_spec(m)
@@ -123,9 +136,10 @@ class Hybrid(Recommender):
         if isinstance(self.weights, str):
             check_param("weights", self.weights, choices=("auto",))
         elif self.weights is not None:
-            w = np.asarray(self.weights, dtype=np.float64)
-            if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-                raise ValueError(f"weights={self.weights!r} must be {n} non-negative numbers (one per model) with a positive sum, None or 'auto'")
+            try:
+                blend_weights("weights", self.weights, n)
+            except ValueError as e:
+                raise ValueError(f"{e}, None or 'auto'") from None
         check_param("normalization", self.normalization, choices=NORMALIZATIONS)
         check_param("cold_user_threshold", self.cold_user_threshold, low=0, integer=True)
         check_param("cold_item_threshold", self.cold_item_threshold, low=0, integer=True)
@@ -153,8 +167,16 @@ class Hybrid(Recommender):
         return self.fit(data, items=items)
 
     def fit(self, data, items: pd.DataFrame | None = None) -> "Hybrid":
-        """Fit every member on ``data`` (choosing weights on a validation split when ``weights="auto"``)."""
+        """Fit every member on ``data`` (choosing weights on a validation split when ``weights="auto"``).
+
+        ``items`` without an ``item_id`` column or with a missing id, and ``cold_model="content"``
+        with cold users but no ``items``, are refused before any member is fitted.
+        """
         self._validate_params()
+        if items is not None:
+            check_catalog(items)
+        elif self.cold_model == "content" and self.cold_user_threshold > 0:
+            raise ValueError("cold_model='content' needs item text: call fit(train, items=items_df)")
         inter = as_interactions(data)
         if items is not None:
             inter = inter.with_catalog(items[ITEM_COL].to_numpy())
@@ -174,8 +196,6 @@ class Hybrid(Recommender):
         wants_content = (self.cold_user_threshold > 0 and self.cold_model in ("auto", "content")) or self.cold_item_threshold > 0
         if wants_content and items is not None:
             self.switch_model_ = next((m for m in self.members_ if isinstance(m, TfidfContent)), None) or TfidfContent().fit(inter, items=items)
-        elif self.cold_model == "content" and self.cold_user_threshold > 0:
-            raise ValueError("cold_model='content' needs item text: call fit(train, items=items_df)")
         self._set_cold(inter)
 
     def _set_cold(self, inter: Interactions) -> None:
@@ -198,12 +218,24 @@ class Hybrid(Recommender):
         weight vector only re-blends those scores. ``valid`` defaults to an
         item-stratified split of ``train`` (``validation_ratio``, ``random_state``),
         so the choice never sees a test split. ``grid`` defaults to
-        :func:`weight_grid` with ``weight_step``.
+        :func:`weight_grid` with ``weight_step``. Refused: a ``grid`` entry that is not
+        one non-negative weight per member with a positive sum, ``k`` below 1, and a
+        validation split where no user of the inner training part has a known item;
+        ``valid`` events of users or items the training part lacks are left out, with a warning.
         """
         from recapp.models.holdout_eval import ndcg_from_scores, sample_users
         from recapp.tune import validation_split
 
         self._validate_params()
+        check_param("k", k, low=1, integer=True)
+        n_members = len(self._member_specs())
+        grid = weight_grid(n_members, self.weight_step) if grid is None else list(grid)
+        if not grid:
+            raise ValueError("grid is empty: give at least one weight vector (or None for weight_grid)")
+        grid = [blend_weights(f"grid[{j}]", w, n_members) for j, w in enumerate(grid)]
+        if items is not None:
+            check_catalog(items)
+        given = valid is not None
         frame = train.frame if isinstance(train, Interactions) else train
         if valid is None:
             inner_df, valid = validation_split(frame, self.validation_ratio, filter_by="item",
@@ -216,7 +248,16 @@ class Hybrid(Recommender):
         if items is not None:
             inner = inner.with_catalog(items[ITEM_COL].to_numpy())
         v = Interactions.from_frame(valid, user_ids=inner.user_ids, item_ids=inner.item_ids, event_weights=weights)
-        users = np.unique(v.frame["uidx"].to_numpy())
+        f = v.frame
+        unknown = (f["uidx"].to_numpy() >= inner.n_users) | (f["iidx"].to_numpy() >= inner.n_items)
+        if unknown.all():
+            raise ValueError(f"no validation event is of a user and an item of the training part ({len(f):,} "
+                             f"validation events, {inner.n_users:,} users and {inner.n_items:,} items to train on): "
+                             "every weight vector would score 0")
+        if given and unknown.any():
+            warnings.warn(f"tune_weights left out {int(unknown.sum()):,} of {len(f):,} valid event(s) of users or items "
+                          f"not in train (first: {f[unknown].iloc[0][[USER_COL, ITEM_COL]].tolist()})", stacklevel=2)
+        users = np.unique(f["uidx"].to_numpy())
         # Each member's scores are dense (users x items): a bounded, seeded sample of validation users keeps them small.
         users = sample_users(users[users < inner.n_users], random_state=0 if self.random_state is None else self.random_state)
         members = [model_from_spec(m) for m in self._member_specs()]
@@ -227,14 +268,10 @@ class Hybrid(Recommender):
             normed.append(normalize_scores(s, self.normalization))
         train_rows = inner.matrix[users]
         valid_rows = v.matrix[users][:, : inner.n_items]
-        grid = grid if grid is not None else weight_grid(len(members), self.weight_step)
         rows = []
         for w in grid:
-            w = np.asarray(w, dtype=np.float64)
-            if w.sum() <= 0:
-                continue
-            blend = sum(wi * s for wi, s in zip(w / w.sum(), normed) if wi > 0)
-            rows.append({"weights": tuple(float(x) for x in w / w.sum()), f"ndcg@{k}": ndcg_from_scores(blend, train_rows, valid_rows, k)})
+            blend = sum(wi * s for wi, s in zip(w, normed) if wi > 0)
+            rows.append({"weights": tuple(float(x) for x in w), f"ndcg@{k}": ndcg_from_scores(blend, train_rows, valid_rows, k)})
         out = pd.DataFrame(rows).sort_values(f"ndcg@{k}", ascending=False, kind="stable").reset_index(drop=True)
         return out
 

@@ -160,7 +160,9 @@ class Item2Vec(Recommender):
     ``neighbours`` keeps each item's most similar items (``None``: all, a dense
     items x items float32 matrix, checked against the available memory first);
     ``binary`` counts each history item once (else by its summed event weights).
-    Items seen fewer than ``min_count`` times get no vector and score 0.
+    Items seen fewer than ``min_count`` times get no vector and score 0; ``fit``
+    refuses a log where no item gets one (every shopper has one item, or
+    ``min_count`` is above every item's count).
 
     Defaults were tuned on ML-100K with :func:`recapp.tune.grid_search` on
     validation splits carved from the benchmark's *training* split only
@@ -217,10 +219,15 @@ class Item2Vec(Recommender):
 
     # ---- fitting ---------------------------------------------------------------------
     def _fit(self, inter: Interactions, **kwargs) -> None:
-        keys, W = word2vec_vectors(sessions(inter, self.session_gap), shuffle=bool(self.shuffle), **self._w2v_params())
+        sentences = sessions(inter, self.session_gap)
+        keys, W = word2vec_vectors(sentences, shuffle=bool(self.shuffle), **self._w2v_params())
+        if not keys:
+            # Every item would score 0 for every shopper: the ranking would be arbitrary.
+            why = (f"no item occurs min_count={self.min_count} times in the {len(sentences):,} sessions" if sentences else
+                   f"no shopper has two different items in a row (session_gap={self.session_gap}) in the {len(inter):,} events")
+            raise ValueError(f"Item2Vec has nothing to learn item vectors from: {why}")
         V = np.zeros((inter.n_items, int(self.vector_size)), dtype=np.float32)
-        if keys:
-            V[np.fromiter((int(t) for t in keys), dtype=np.int64, count=len(keys))] = W
+        V[np.fromiter((int(t) for t in keys), dtype=np.int64, count=len(keys))] = W
         self.vectors_ = V
         self.__dict__.pop("similarity_", None)  # a refit releases the previous matrix first
         if self.neighbours is None:

@@ -22,7 +22,16 @@ _POPULARITY = "__item_popularity"
 def model_spec(model: Recommender) -> dict:
     """A JSON-able description of a member: class name and constructor parameters."""
     params = model.get_params()
-    return {"class": type(model).__name__, "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in params.items()}}
+    return {"class": type(model).__name__, "params": {k: _plain(v) for k, v in params.items()}}
+
+
+def _plain(value):
+    """A parameter as JSON takes it: tuples, numpy arrays and pandas Series as lists, models (a composite's members) as specs."""
+    if isinstance(value, Recommender):
+        return model_spec(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return np.asarray(value).tolist() if isinstance(value, (np.ndarray, pd.Series, pd.Index)) else value
 
 
 def model_from_spec(spec) -> Recommender:
@@ -40,6 +49,10 @@ def model_from_spec(spec) -> Recommender:
             raise ValueError(f"unknown model class {spec['class']!r}; known: {sorted(REGISTRY)}, "
                              f"and once their modules are imported {sorted(UNLISTED)}")
         params = dict(spec.get("params") or {})
+        unknown = sorted(set(params) - set(cls._param_names()))
+        if unknown:
+            raise ValueError(f"model spec {spec!r:.200}: {cls.__name__} has no parameter(s) {unknown}; "
+                             f"parameters: {cls._param_names()}")
         for k, v in params.items():
             if isinstance(v, list) and k in ("layers",):
                 params[k] = tuple(v)
@@ -72,7 +85,7 @@ def restore_members(specs: list, extras: list, sizes: list, arrays: dict, prefix
         head = f"{prefix}{k}."
         m.item_popularity_ = arrays[head + _POPULARITY]
         m._set_state({name[len(head):]: a for name, a in arrays.items()
-                      if name.startswith(head) and not name.endswith(_POPULARITY)})
+                      if name.startswith(head) and name != head + _POPULARITY})
         m._set_extra_config(extra)
         models.append(m)
     return models
@@ -101,13 +114,19 @@ def update_composite(composite, models: list, events):
 
 @contextmanager
 def members_as_specs(composite, attr: str):
-    """While the composite saves: its constructor's member list ``attr`` as JSON specs (class and parameters)."""
-    stored = getattr(composite, attr)
-    setattr(composite, attr, None if stored is None else [model_spec(x) if isinstance(x, Recommender) else x for x in stored])
+    """While the composite saves: its constructor's member list ``attr`` as JSON specs (class and parameters),
+    and any parameter given as a numpy array or pandas Series (such as a Hybrid's weights) as a list."""
+    stored = composite.get_params()
+    # json.dumps takes neither; one of them would stop save after state.safetensors is written.
+    for name, v in stored.items():
+        if isinstance(v, (np.ndarray, pd.Series, pd.Index)):
+            setattr(composite, name, _plain(v))
+    members = stored[attr]
+    setattr(composite, attr, None if members is None else [model_spec(x) if isinstance(x, Recommender) else x for x in members])
     try:
         yield
     finally:
-        setattr(composite, attr, stored)
+        composite.set_params(**stored)
 
 
 class CompositeScorer(LiveScorer):
