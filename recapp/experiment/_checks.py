@@ -11,8 +11,9 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._sim_checks import (check_feedback, check_own_policies, check_slate_size,  # noqa: F401 (re-exported)
+                                           finite_array, positive_entries)
 from recapp.models.base import check_param
-from recapp.schema import ITEM_COL
 from recapp.schema.cells import _missing, _plain
 from recapp.schema.errors import _quote_rows
 
@@ -190,36 +191,65 @@ def check_counts(count_c, nobs_c, count_t, nobs_t) -> list[np.ndarray]:
     return arrays
 
 
-def check_mean_arms(x_c, x_t):
-    """Welch inputs: finite, at least 2 users per arm. Returns the arrays and the mask of tests whose arms are
-    both constant and equal; both constant but different is a ``ValueError`` (zero standard error)."""
-    x_c, x_t = check_values("x_c", x_c), check_values("x_t", x_t)
+def check_mean_arms(x_c, x_t, names: tuple[str, str] = ("x_c", "x_t")):
+    """Welch inputs: finite, at least 2 users per arm, 2-D arms with matching columns (or one column, compared with
+    each of the other's). Returns the arrays and the mask of tests whose arms are both constant and equal; both
+    constant but different is a ``ValueError`` (zero standard error). ``names`` name the arms in errors."""
+    nc, nt = names
+    x_c, x_t = check_values(nc, x_c), check_values(nt, x_t)
     if x_c.ndim not in (1, 2) or x_t.ndim not in (1, 2) or min(len(x_c), len(x_t)) < 2:
-        raise ValueError(f"each arm needs at least 2 users (1-D, or 2-D users x tests), got shapes {x_c.shape} (x_c) "
-                         f"and {x_t.shape} (x_t)")
+        raise ValueError(f"each arm needs at least 2 users (1-D, or 2-D users x tests), got shapes {x_c.shape} ({nc}) "
+                         f"and {x_t.shape} ({nt})")
+    if x_c.ndim != x_t.ndim or x_c.shape[1:] != x_t.shape[1:] and 1 not in (x_c.shape[1], x_t.shape[1]):
+        # numpy would fail with "operands could not be broadcast", or fail converting a result, naming neither arm.
+        raise ValueError(f"{nc} and {nt} must both be 1-D, or both 2-D (users x tests) with one column per test, got "
+                         f"shapes {x_c.shape} and {x_t.shape}")
     mc, mt = x_c.mean(axis=0), x_t.mean(axis=0)
     flat = (x_c.var(axis=0) == 0) & (x_t.var(axis=0) == 0)
     apart = np.argwhere(flat & (mc != mt))
     if len(apart):
         i = tuple(int(k) for k in apart[0])
-        raise ValueError(f"x_c and x_t are both constant ({float(np.asarray(mc)[i])!r} and {float(np.asarray(mt)[i])!r}"
-                         f"{f' in column {i[0]}' if i else ''}): zero variance, Welch's test is undefined")
+        mc_i, mt_i = (float(m[i]) for m in np.broadcast_arrays(mc, mt))    # one control column may serve several
+        raise ValueError(f"{nc} and {nt} are both constant ({mc_i!r} and {mt_i!r}{f' in column {i[0]}' if i else ''}): "
+                         "zero variance, Welch's test is undefined")
     return x_c, x_t, flat
 
 
-def check_ratio_arm(arm: str, num, den, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """One arm of a ratio metric: finite per-user sums >= 0, two users or more, a positive denominator total."""
-    x, y = check_values(f"num_{arm}", num, low=0.0), check_values(f"den_{arm}", den, low=0.0)
+def check_axis(axis, ndim: int) -> int:
+    """An integer naming one of the ``ndim`` axes of an input (negative counts from the end)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis={axis!r} is not an axis of the {ndim}-D input; pass an integer in [{-ndim}, {ndim - 1}]")
+    return int(axis)
+
+
+def check_ratio_arm(arm: str, num, den, axis: int, *, names: tuple[str, str] | None = None,
+                    low: float | None = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """One arm of a ratio metric: finite per-user sums (>= ``low`` unless None), two users or more along an existing
+    ``axis``, a non-zero denominator total. ``names`` (default ``num_{arm}``, ``den_{arm}``) name the arguments."""
+    nn, dn = names or (f"num_{arm}", f"den_{arm}")
+    x, y = check_values(nn, num, low=low), check_values(dn, den, low=low)
     if x.shape != y.shape:
-        raise ValueError(f"num_{arm} and den_{arm} must have one value per user each; shapes {x.shape} and {y.shape}")
-    if x.ndim == 0 or x.shape[axis] < 2:
-        raise ValueError(f"num_{arm}/den_{arm} hold {0 if x.ndim == 0 else x.shape[axis]} user(s) along axis {axis}; "
+        raise ValueError(f"{nn} and {dn} must have one value per user each; shapes {x.shape} and {y.shape}")
+    if x.ndim == 0 or x.shape[check_axis(axis, x.ndim)] < 2:
+        raise ValueError(f"{nn}/{dn} hold {0 if x.ndim == 0 else x.shape[axis]} user(s) along axis {axis}; "
                          "the delta method needs at least 2 per arm")
-    empty = y.sum(axis=axis) <= 0
+    empty = y.sum(axis=axis) == 0      # with counts (low=0) the same as <= 0
     if np.any(empty):
-        raise ValueError(f"den_{arm} sums to 0 (no views, say){'' if y.ndim == 1 else f' in column {int(np.flatnonzero(empty)[0])}'}; "
+        raise ValueError(f"{dn} sums to 0 (no views, say){'' if y.ndim == 1 else f' in column {int(np.flatnonzero(empty)[0])}'}; "
                          "the ratio is undefined")
     return x, y
+
+
+def check_user_ids(name: str, users) -> np.ndarray:
+    """User ids as a 1-D object array, none missing: a NaN or None id would be hashed like the text "nan" or "None"."""
+    a = np.atleast_1d(np.asarray(users, dtype=object))
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D list of user ids, got shape {a.shape}")
+    bad = np.flatnonzero(pd.isna(a))     # the test user_metrics uses for an event without a user
+    if len(bad):
+        raise ValueError(f"{name}[{int(bad[0])}] = {_plain(a[bad[0]])!r} is a missing user id ({len(bad)} such); "
+                         "every user needs an id")
+    return a
 
 
 def check_power_args(alpha, ratio) -> None:
@@ -349,48 +379,3 @@ def report_dropped(no_user: np.ndarray, users, per_user_index, arms_index, col_u
                       f"{dropped['unassigned_users']} user(s) with no arm ({dropped['unassigned_events']} event(s))",
                       RuntimeWarning, stacklevel=3)
     return dropped
-
-
-# ---- the shopper simulator and the bandit policies ------------------------------------------------
-def finite_array(name: str, value, *, shape: tuple | None = None, ndim: int | None = None) -> np.ndarray:
-    """``value`` as a float64 array, refused unless it has ``shape`` (or ``ndim`` dimensions) and every entry is finite."""
-    a = check_values(name, value, ndim=ndim)
-    if shape is not None and a.shape != shape:
-        raise ValueError(f"{name} has shape {a.shape}; expected {shape}")
-    return a
-
-
-def positive_entries(name: str, a: np.ndarray, *, allow_zero: bool) -> None:
-    """Refuse a negative entry of ``a`` (and a zero one unless ``allow_zero``), naming its position."""
-    check_values(name, a, low=0.0, low_inclusive=allow_zero)
-
-
-def check_slate_size(k, n_candidates: int) -> None:
-    """Refuse a slate size ``k`` that is not an integer in [1, ``n_candidates``] (numpy's partition would fail obscurely)."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_candidates:
-        raise ValueError(f"k={k!r} is not accepted; it must be an integer in [1, {n_candidates}] "
-                         f"(the candidates per shopper: n_candidates or the catalogue, whichever is smaller)")
-
-
-def check_feedback(feedback: pd.DataFrame, item_idx: np.ndarray, columns) -> None:
-    """Refuse feedback with an item outside the catalogue (``item_idx`` -1) or a reward column not in [0, 1].
-
-    ``Policy.observe`` takes the outcome of the policy's own last slates, so an
-    unknown item is a caller's mistake, not a row to skip; numpy would count it
-    for the last item (index -1). A NaN reward would stay in the sums for good.
-    """
-    unknown = np.flatnonzero(item_idx < 0)
-    if len(unknown):
-        items = feedback[ITEM_COL].to_numpy()[unknown[:5]].tolist()
-        raise ValueError(f"feedback rows {unknown[:5].tolist()} have {ITEM_COL} {items} outside the catalogue; "
-                         f"observe takes the feedback of this policy's own slates (catalogue items only)")
-    for col in columns:
-        try:
-            r = feedback[col].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"feedback[{col!r}] must hold numbers in [0, 1]; {err}") from None
-        bad = ~((r >= 0.0) & (r <= 1.0))          # NaN fails both comparisons
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"feedback[{col!r}] holds {float(r[row])!r} at row {row}; rewards must be finite numbers "
-                             f"in [0, 1] (each impression is one Bernoulli trial)")

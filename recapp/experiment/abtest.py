@@ -1,5 +1,8 @@
 """A/B tests with sound statistics: assignment, sample-ratio checks, per-user metrics and tests.
 
+Assignment and the sample-ratio check are in :mod:`recapp.experiment.assignment`
+(re-exported here: ``assign``, ``hash_unit``, ``srm_check``, ``SRMResult``).
+
 The randomisation unit is the shopper, so every metric is first aggregated per
 user and every test treats users, not events, as the independent draws:
 
@@ -19,9 +22,6 @@ power and sample size come from ``NormalIndPower``.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -31,102 +31,17 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW, ttest_ind
 
 from recapp.experiment._checks import (arms_of_users, check_counts, check_experiment_arms, check_finite_columns, check_level,
-                                        check_mean_arms, check_per_arm, check_power_args, check_purchase_values,
-                                        check_ratio_arm, check_sizing, check_values, distinct_names, report_dropped)
+                                        check_mean_arms, check_power_args, check_purchase_values, check_ratio_arm,
+                                        check_sizing, distinct_names, report_dropped)
+# Assignment and the SRM check live in their own module; these names stay importable from here.
+from recapp.experiment.assignment import ARM_COL, SRM_THRESHOLD, SRMResult, assign, hash_unit, srm_check  # noqa: F401
 from recapp.models.base import check_param
 from recapp.schema import EVENT_COL, USER_COL, VALUE_COL, check_event_types, require_columns
 
-ARM_COL = "arm"
 METRICS = ("ctr", "conversion", "revenue_per_user")
-#: Fabijan et al. (2019) flag a sample-ratio mismatch at p < 0.0005-0.001; a real SRM gives p ~ 1e-10.
-SRM_THRESHOLD = 0.001
 #: ``analyze`` corrections: "none" or a ``statsmodels`` ``multipletests`` method.
 CORRECTIONS = ("none", "bonferroni", "sidak", "holm-sidak", "holm", "simes-hochberg", "hommel", "fdr_bh", "fdr_by",
                "fdr_tsbh", "fdr_tsbky")
-
-
-# ---- assignment ---------------------------------------------------------------
-def hash_unit(users, salt: str = "recapp") -> np.ndarray:
-    """A stable pseudo-uniform number in [0, 1) per user id: sha256 of ``"{salt}:{user}"``.
-
-    The same id and salt give the same number on every machine and Python
-    version (unlike ``hash()``), so assignment needs no stored table; a new
-    salt per experiment makes experiments independent of each other.
-    """
-    users = np.atleast_1d(np.asarray(users, dtype=object))
-    out = np.empty(len(users), dtype=np.float64)
-    for n, u in enumerate(users.tolist()):
-        digest = hashlib.sha256(f"{salt}:{u}".encode()).digest()
-        out[n] = int.from_bytes(digest[:8], "big") / 2.0**64
-    return out
-
-
-def assign(users, arms=("control", "treatment"), weights=None, salt: str = "recapp") -> pd.Series:
-    """Stable user-level assignment: ``Series(arm, index=user_id)``.
-
-    ``weights`` are the arms' shares (equal when None). A user's arm depends
-    only on their id, the salt and the weights, never on arrival order. Arms: a list of distinct, non-blank labels.
-    """
-    arms = distinct_names("arms", arms, "arms must be distinct labels, none missing or blank")
-    w = np.full(len(arms), 1.0) if weights is None else check_values("weights", weights, low=0.0)
-    if w.shape != (len(arms),) or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(arms)} non-negative numbers with a positive sum, got {weights!r}")
-    edges = np.cumsum(w / w.sum())
-    users = np.atleast_1d(np.asarray(users))
-    idx = np.minimum(np.searchsorted(edges, hash_unit(users, salt), side="right"), len(arms) - 1)
-    return pd.Series(np.asarray(arms, dtype=object)[idx], index=pd.Index(users, name=USER_COL), name=ARM_COL)
-
-
-@dataclass
-class SRMResult:
-    """Outcome of the sample-ratio-mismatch check."""
-
-    counts: pd.Series
-    expected: pd.Series
-    statistic: float
-    pvalue: float
-    threshold: float
-
-    @property
-    def mismatch(self) -> bool:
-        """True when the observed split is too unlikely under the designed one: do not trust the test."""
-        return bool(self.pvalue < self.threshold)
-
-    def __str__(self) -> str:
-        flag = "MISMATCH: the analysis is not trustworthy" if self.mismatch else "ok"
-        return f"SRM chi-square = {self.statistic:.2f}, p = {self.pvalue:.3g} ({flag}); counts {self.counts.to_dict()}"
-
-
-def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMResult:
-    """Chi-square goodness-of-fit test of the users per arm against the designed split.
-
-    ``observed`` is an assignment Series (one row per user), or counts per arm
-    (dict or Series). A p-value below ``threshold`` means the randomisation or
-    the logging is broken (bots, redirects, lost events), whatever the metrics say.
-    Counts must be whole numbers >= 0 with at least one user, weights > 0; a missing arm is refused.
-    """
-    check_level("threshold", threshold)
-    # A bool Series is an assignment (treated or not), never counts; a user without an arm must not vanish.
-    labels = isinstance(observed, pd.Series) and (pd.api.types.is_bool_dtype(observed) or not pd.api.types.is_numeric_dtype(observed))
-    counts = (observed.value_counts(dropna=False) if labels else pd.Series(observed, dtype="float64")).sort_index()
-    if counts.index.isna().any():
-        raise ValueError(f"observed has no arm for {counts[counts.index.isna()].sum():g} user(s); every user needs an arm")
-    if len(counts) < 2:
-        raise ValueError(f"srm_check needs at least two arms, got {counts.to_dict()}")
-    check_per_arm("observed", counts, "whole numbers of users >= 0", lambda v: (v >= 0) & (v == np.round(v)))
-    if not counts.sum() > 0:
-        raise ValueError(f"observed has no users in any arm ({counts.to_dict()}): there is no split to check")
-    if weights is None:
-        w = pd.Series(1.0, index=counts.index)
-    else:
-        w = pd.Series(weights, dtype="float64")
-        check_per_arm("weights", w, "shares > 0", lambda v: v > 0)
-        if set(w.index) != set(counts.index):
-            raise ValueError(f"weights must name the arms {sorted(counts.index)}, got {sorted(w.index)}")
-        w = w.reindex(counts.index)
-    expected = w / w.sum() * counts.sum()
-    res = stats.chisquare(counts.to_numpy(dtype=np.float64), expected.to_numpy())
-    return SRMResult(counts.astype("int64"), expected, float(res.statistic), float(res.pvalue), threshold)
 
 
 # ---- per-user metrics ---------------------------------------------------------------
@@ -184,9 +99,15 @@ def delta_ratio(num, den, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
         Var(mx / my) ~= (sxx / my**2 - 2 * mx * sxy / my**3 + mx**2 * syy / my**4) / n
 
     Vectorised: 2-D input gives one ratio per column (one experiment per column).
+    Refused (ValueError): a missing or infinite value, ``num`` and ``den`` of
+    different shapes, an ``axis`` the input lacks, fewer than 2 users along it,
+    a ``den`` summing to 0 (the ratio is undefined).
     """
-    x = np.asarray(num, dtype=np.float64)
-    y = np.asarray(den, dtype=np.float64)
+    # No sign check: the delta method holds for any pairs, not only counts.
+    return _delta_ratio(*check_ratio_arm("", num, den, axis, names=("num", "den"), low=None), axis)
+
+
+def _delta_ratio(x: np.ndarray, y: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     n = x.shape[axis]
     mx, my = x.mean(axis=axis), y.mean(axis=axis)
     dx, dy = x - np.expand_dims(mx, axis), y - np.expand_dims(my, axis)
@@ -207,11 +128,17 @@ def compare_ratio(num_c, den_c, num_t, den_t, alpha: float = 0.05, axis: int = 0
     control, treatment, diff, se, statistic, pvalue, ci_low, ci_high. Where
     both arms show the same ratio with zero variance (no clicks at all, say)
     the statistic is 0 and the p-value 1, as in :func:`compare_proportions`.
-    Each arm needs two users or more and a positive denominator sum; values are finite and >= 0.
+    Each arm needs two users or more along ``axis`` (an axis of the input) and a positive denominator sum;
+    values are finite and >= 0; 2-D arms hold the same number of tests (or one, compared with each of the other's).
     """
     check_level("alpha", alpha)
-    rc, vc = delta_ratio(*check_ratio_arm("c", num_c, den_c, axis), axis)
-    rt, vt = delta_ratio(*check_ratio_arm("t", num_t, den_t, axis), axis)
+    rc, vc = _delta_ratio(*check_ratio_arm("c", num_c, den_c, axis), axis)
+    rt, vt = _delta_ratio(*check_ratio_arm("t", num_t, den_t, axis), axis)
+    try:
+        np.broadcast_shapes(np.shape(rc), np.shape(rt))
+    except ValueError:      # numpy's "could not be broadcast" would name neither arm
+        raise ValueError(f"num_c/den_c give {np.size(rc)} test(s) and num_t/den_t {np.size(rt)} (shapes {np.shape(rc)} and "
+                         f"{np.shape(rt)} without axis {axis}); 2-D arms need one column per test each") from None
     diff, se = rt - rc, np.sqrt(vc + vt)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where((se == 0) & (diff == 0), 0.0, diff / se)[()]
@@ -293,7 +220,8 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
 def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:
     """Welch's t-test and interval for ``mean_t - mean_c`` (statsmodels; 2-D input: one test per column).
 
-    Each arm needs at least 2 users with finite values. When both arms are
+    Each arm needs at least 2 users with finite values; 2-D arms need the same number of columns (or one
+    column, compared with every column of the other arm). When both arms are
     constant and equal (every user 0 revenue, say) there is no evidence of a
     difference: statistic 0, p-value 1 and the interval [0, 0]. Both constant
     but different leaves Welch's test undefined (zero standard error): ValueError.

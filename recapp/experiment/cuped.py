@@ -55,8 +55,8 @@ import pandas as pd
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from recapp.experiment._checks import (check_experiment_arms, check_finite_columns, check_level, check_plan, check_values,
-                                       name_list)
+from recapp.experiment._checks import (check_experiment_arms, check_finite_columns, check_level, check_mean_arms, check_plan,
+                                       check_values, name_list)
 from recapp.experiment.abtest import ARM_COL, CORRECTIONS, METRICS, compare_means
 from recapp.models.base import check_param
 
@@ -169,15 +169,18 @@ def _linearize(num, den, num_name: str, den_name: str) -> np.ndarray:
 def _compare(v_c: np.ndarray, v_t: np.ndarray, alpha: float, test: str) -> dict:
     """Welch t (``test="t"``) or z test of ``mean(v_t) - mean(v_c)`` with statsmodels, plus se and the per-user sd."""
     check_level("alpha", alpha)
+    var_c, var_t = v_c.var(ddof=1), v_t.var(ddof=1)
     if test == "t":
         out = {k: float(v) for k, v in compare_means(v_c, v_t, alpha).items()}
     else:
         cm = CompareMeans(DescrStatsW(v_t), DescrStatsW(v_c))
-        z, p = cm.ztest_ind(usevar="unequal")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z, p = cm.ztest_ind(usevar="unequal")
         low, high = cm.zconfint_diff(alpha=alpha, usevar="unequal")
+        if var_c == var_t == 0 and v_t.mean() == v_c.mean():    # as compare_ratio (no clicks at all): no evidence, not NaN
+            z, p = 0.0, 1.0
         out = {"control": float(v_c.mean()), "treatment": float(v_t.mean()), "diff": float(v_t.mean() - v_c.mean()),
                "statistic": float(z), "pvalue": float(p), "ci_low": float(low), "ci_high": float(high)}
-    var_c, var_t = v_c.var(ddof=1), v_t.var(ddof=1)
     out["se"] = float(np.sqrt(var_c / len(v_c) + var_t / len(v_t)))
     out["sd"] = float(np.sqrt((var_c + var_t) / 2))
     return out
@@ -189,6 +192,8 @@ def _cuped(y_c, y_t, X_c, X_t, alpha, theta, test) -> dict:
     th = np.atleast_1d(cuped_theta(y, X)) if theta is None else _theta(theta, X.shape[1])
     mean_x = X.mean(axis=0)
     adj_c, adj_t = y_c - (X_c - mean_x) @ th, y_t - (X_t - mean_x) @ th
+    if test == "t":     # checked here so an error names the adjusted metric, not compare_means' x_c/x_t (our covariates)
+        check_mean_arms(adj_c, adj_t, names=("the CUPED-adjusted y_c", "the CUPED-adjusted y_t"))
     out = _compare(adj_c, adj_t, alpha, test)
     raw_c, raw_t = y_c.var(ddof=1) / len(y_c), y_t.var(ddof=1) / len(y_t)
     out["theta"] = float(th[0]) if len(th) == 1 else th
@@ -204,16 +209,14 @@ def _check_arms(y_c: np.ndarray, y_t: np.ndarray) -> None:
 def compare_means_cuped(y_c, y_t, x_c, x_t, alpha: float = 0.05, theta=None) -> dict:
     """Welch's test of ``mean_t - mean_c`` on CUPED-adjusted per-user values.
 
-    ``y_c``, ``y_t`` are the experiment-period metric per user of the control
-    and treatment arms (conversion 0/1, revenue...); ``x_c``, ``x_t`` the
-    pre-period covariate(s) of the same users (1-D or n x p). ``theta=None``
-    estimates it on both arms pooled; ``theta=0`` gives the unadjusted test.
-    Returns the keys of :func:`~recapp.experiment.abtest.compare_means`
-    (control and treatment are adjusted means, statistic, pvalue, ci_low,
-    ci_high at level ``1 - alpha``) plus se, sd (per-user standard deviation
-    of the adjusted metric), theta and variance_reduction
-    (``1 - se**2 / se_unadjusted**2``: close to ``corr(y, x)**2``, below 1,
-    and slightly negative only by chance when the covariate is useless).
+    ``y_c``, ``y_t`` are the experiment-period metric per user of the control and treatment arms (conversion 0/1,
+    revenue...); ``x_c``, ``x_t`` the pre-period covariate(s) of the same users (1-D or n x p). ``theta=None``
+    estimates it on both arms pooled; ``theta=0`` gives the unadjusted test. Returns the keys of
+    :func:`~recapp.experiment.abtest.compare_means` (control and treatment are adjusted means, statistic, pvalue,
+    ci_low, ci_high at level ``1 - alpha``) plus se, sd (per-user standard deviation of the adjusted metric), theta
+    and variance_reduction (``1 - se**2 / se_unadjusted**2``: close to ``corr(y, x)**2``, below 1, and slightly
+    negative only by chance when the covariate is useless). Both arms' adjusted metric constant but different is a
+    ValueError saying so (Welch's test is undefined).
     """
     y_c, y_t = _vector("y_c", y_c), _vector("y_t", y_t)
     _check_arms(y_c, y_t)

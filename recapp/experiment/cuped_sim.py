@@ -8,9 +8,12 @@ cannot depend on the arm. :mod:`recapp.experiment.cuped` does the adjustment.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_own_policies
 from recapp.experiment.abtest import user_metrics
 from recapp.experiment.cuped import INDICATOR, PRE_COLUMNS, PRE_PREFIX
 from recapp.experiment.simulator import FEEDBACK_EVENTS, Policy, SimulationResult, as_policy, feedback_to_events
@@ -87,10 +90,15 @@ def simulate_with_pre_period(simulator, policies: dict, pre_steps: int, n_steps:
     shoppers return across both periods (active ones often). Returns the
     experiment period's :class:`~recapp.experiment.simulator.SimulationResult`
     and its per-user frame with the pre-period columns of :func:`add_pre_period`,
-    ready for :func:`analyze_cuped`.
+    ready for :func:`analyze_cuped`. Refused: ``policies`` not a dict, one object given to two arms (each arm
+    needs its own copy, as in :func:`~recapp.experiment.sessions.run_sessions`).
     """
+    if not isinstance(policies, Mapping):
+        raise TypeError(f"policies must be a dict of arm name -> policy, got a {type(policies).__name__}")
     if not policies:
         raise ValueError("policies must name at least one arm")
+    # The per-arm wrappers below are distinct objects, so run_ab cannot see one policy shared by two arms.
+    check_own_policies(policies)
     for name, v in (("pre_steps", pre_steps), ("n_steps", n_steps)):
         if int(v) != v or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")

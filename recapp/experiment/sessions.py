@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from recapp.experiment._checks import distinct_names
+from recapp.experiment._checks import check_own_policies, distinct_names
 from recapp.experiment.abtest import assign
 from recapp.experiment.policies import ARM_COL, FEEDBACK_EVENTS, as_policy, feedback_to_events
 from recapp.experiment.results import SimulationResult
@@ -32,13 +32,7 @@ def _check_arms(policies, n_steps, sessions_per_step) -> None:
         raise ValueError("policies must name at least one arm")
     # A NaN arm name would drop its shoppers out of every per-arm groupby (summary, funnel), silently.
     distinct_names("list(policies)", list(policies), "every arm needs a label")
-    first = {}
-    for arm, p in policies.items():
-        if id(p) in first:
-            raise ValueError(f"policies[{arm!r}] is the same object as policies[{first[id(p)]!r}]; each arm needs its own "
-                             "policy, or its learned state would mix both arms' feedback: pass each arm a copy "
-                             "(copy.deepcopy(policy))")
-        first[id(p)] = arm
+    check_own_policies(policies)
     check_param("n_steps", n_steps, low=1, integer=True)
     check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
 
