@@ -53,6 +53,38 @@ def check_param(name: str, value, *, low=None, high=None, choices=None, integer:
     return value
 
 
+def history_arrays(items, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """A history given to ``score_history``: internal item indices (int64) and their weights (float64, 1 by default).
+
+    Refused (ValueError): indices that are not integers (ids must first be
+    mapped with ``model.interactions_.item_index``), a negative index, weights
+    of another length than ``items``, and weights that are missing or infinite.
+    Indices past the model's items stay: they are items it has not learned (an
+    engine's newer items), which every model leaves out of the scores.
+    """
+    raw = np.asarray(items)
+    if raw.size and not (np.issubdtype(raw.dtype, np.integer) and raw.dtype != bool):
+        raise ValueError(f"items must be the model's internal item indices (integers), got dtype {raw.dtype}, e.g. "
+                         f"{raw.ravel()[0].tolist()!r:.40}; map item ids with model.interactions_.item_index(ids)")
+    idx = raw.astype(np.int64, copy=False).ravel()
+    if idx.size and idx.min() < 0:
+        i = int(np.argmax(idx < 0))
+        raise ValueError(f"items[{i}] = {int(idx[i])} is negative; internal item indices start at 0")
+    if weights is None:
+        return idx, np.ones(len(idx))
+    try:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"weights must be numbers, one per item, got {weights!r:.80}") from None
+    if len(w) != len(idx):
+        raise ValueError(f"weights has {len(w)} value(s) for {len(idx)} item(s); give one weight per item")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"weights[{i}] = {float(w[i])!r} is not a finite number; each item's summed event weight is one")
+    return idx, w
+
+
 class Recommender:
     """Base class: ``fit`` / ``recommend`` / ``score`` / ``update`` / ``save``.
 
@@ -167,7 +199,8 @@ class Recommender:
     def score_history(self, items, weights=None) -> np.ndarray:
         """Scores over the fitted items for one user whose history is ``items`` (internal indices).
 
-        ``weights`` (default 1 each) are the summed event weights per item. Lets a
+        ``weights`` (default 1 each) are the summed event weights per item
+        (:func:`history_arrays` says what is refused). Lets a
         caller such as the real-time engine score a history that is not in
         ``interactions_`` without ``update``. ``history_based`` models support it
         through ``_scores``; every other model overrides it (factor models fold
@@ -177,8 +210,7 @@ class Recommender:
         if not self.history_based:
             raise NotImplementedError(f"{type(self).__name__} cannot score an arbitrary history: it is not history_based "
                                       "and does not override score_history")
-        items = np.asarray(items, dtype=np.int64).ravel()
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        items, w = history_arrays(items, weights)
         n = self.interactions_.n_items
         ok = (items >= 0) & (items < n)
         row = sp.csr_matrix((w[ok], (np.zeros(int(ok.sum()), dtype=np.int64), items[ok])), shape=(1, n))

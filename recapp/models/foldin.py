@@ -11,6 +11,7 @@ import copy
 
 import numpy as np
 
+from recapp.models.base import history_arrays
 from recapp.models.live import LiveScorer
 from recapp.rerank import cosine_similarity_matrix
 
@@ -141,9 +142,8 @@ class FoldInMixin:
         """The shopper vector folded in from a history (internal item indices, summed event weights)."""
         self._check_fitted()
         Y, _ = self._item_side()
-        items = np.asarray(items, dtype=np.int64).ravel()
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-        ok = (items >= 0) & (items < len(Y))
+        items, w = history_arrays(items, weights)
+        ok = items < len(Y)
         base, ridge = self._fold_in_base(Y), self._history_ridge(int(ok.sum()))
         if ridge:
             base = base + ridge * np.eye(base.shape[0])

@@ -9,7 +9,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
-from recapp.models.base import Recommender, check_param
+from recapp.models.base import Recommender, check_param, history_arrays
 from recapp.models.content import TfidfContent, check_catalog
 from recapp.models.hybrid_live import HybridScorer
 from recapp.models.members import (
@@ -346,7 +346,7 @@ class Hybrid(Recommender):
     def score_history(self, items, weights=None) -> np.ndarray:
         """The blend of every member's ``score_history`` for one history, with the same switching as ``recommend``."""
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).ravel()
+        items, weights = history_arrays(items, weights)
         parts = [m.score_history(items, weights) for w, m in zip(self.weights_, self.members_) if w > 0]
         content = self.switch_model_.score_history(items, weights) if self._uses_switch() else None
         return self.blend_history(parts, content, len(np.unique(items)))

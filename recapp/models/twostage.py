@@ -8,7 +8,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
-from recapp.models.base import Recommender, check_param
+from recapp.models.base import Recommender, check_param, history_arrays
 from recapp.models.members import (
     member_config,
     member_state,
@@ -323,9 +323,8 @@ class TwoStageRanker(Recommender):
         """
         side = self.item_side_
         n = len(side.stats)
-        items = np.asarray(items, dtype=np.int64).ravel()
-        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
-        ok = (items >= 0) & (items < n)
+        items, w = history_arrays(items, weights)
+        ok = items < n
         hist = sp.csr_matrix((w[ok], (np.zeros(int(ok.sum()), dtype=np.int64), items[ok])), shape=(1, n))
         hist.sum_duplicates()
         scores = [np.asarray(s, dtype=np.float64)[None, :] for s in member_scores]
@@ -343,7 +342,7 @@ class TwoStageRanker(Recommender):
         as a shopper served live is.
         """
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).ravel()
+        items, weights = history_arrays(items, weights)
         parts = [m.score_history(items, weights) for m in self.retrievers_]
         last = float(np.max(times)) if times is not None and len(times) else None
         return self.rank_history(parts, items, weights, last)
