@@ -176,3 +176,13 @@ def test_bandit_summary_refuses_a_missing_position():
     with pytest.raises(ValueError, match=r"column 'position' of rounds has 1 missing id\(s\), at rows 2: nan"):
         viz.bandit_summary(rounds)
     assert viz.bandit_summary(rounds.iloc[:2])["positions"] == 2
+
+
+def test_bandit_click_rates_refuses_positions_of_two_kinds():
+    # Sorting failed with "'<' not supported between instances of 'str' and 'int'", naming nothing;
+    # and 1 and "1" would have been two bars both labelled 1.
+    rounds = pd.DataFrame({"position": [1, "1", 2, 2], "click": [0, 1, 0, 1]})
+    with pytest.raises(SchemaError, match=r"column 'position' of logs\['rounds'\] mixes kinds of values \(1 and '1'\)"):
+        viz.bandit_click_rates(rounds)
+    fig = viz.bandit_click_rates(rounds.assign(position=[1, 1, 2, 2]))
+    assert list(fig.data[0].x) == ["1", "2"]

@@ -163,7 +163,7 @@ def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str 
     ``logs`` is a rounds DataFrame or ``{policy name: rounds}``. Whiskers are
     binomial standard errors; with few clicks they are wide, which is the point.
     So rewards must lie in [0, 1]; a missing ``by`` value or reward, a text
-    reward, one outside [0, 1], no logs at all, ``logs`` of another kind (a list)
+    reward, one outside [0, 1], ``by`` values of mixed kinds, no logs at all, ``logs`` of another kind (a list)
     or two policy names with the same text raise, naming the log and rows.
     """
     if not isinstance(logs, (pd.DataFrame, Mapping)):
@@ -178,6 +178,13 @@ def bandit_click_rates(logs: Mapping[str, pd.DataFrame] | pd.DataFrame, by: str 
         require_columns(r, label, by, col_reward)
         # groupby would leave rows without a `by` value out, and mean() rows without a reward.
         check_ids(r, label, by)
+        if pd.api.types.infer_dtype(r[by], skipna=False) in ("mixed-integer", "mixed"):
+            # Numbers and text in one column cannot be sorted, and 1 and "1" would be two bars both labelled 1.
+            first = r[by].iloc[0]
+            other = next((v for v in r[by] if isinstance(v, str) != isinstance(first, str)),
+                         next((v for v in r[by] if type(v) is not type(first)), first))
+            raise SchemaError(f"column {by!r} of {label} mixes kinds of values ({first!r} and {other!r}); "
+                              f"accepted: one kind of {by} value per log (all numbers or all text)")
         reward = check_scores(r, label, col_reward, what="reward")
         out = (reward < 0) | (reward > 1)
         if out.any():
