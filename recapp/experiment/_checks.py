@@ -320,8 +320,8 @@ def check_finite_columns(frame: pd.DataFrame, name: str, columns, hint: str = ""
         if bad.any():
             raise ValueError(f"{name}[{col!r}] is missing or infinite in {int(bad.sum())} row(s), e.g. "
                              f"{_quote_rows(frame, bad, col)}{hint}")
-        below = v < low if low is not None else bad
-        if below.any():
+        below = v < low if low is not None else None
+        if below is not None and below.any():
             raise ValueError(f"{name}[{col!r}] is below {low} in {int(below.sum())} row(s), e.g. "
                              f"{_quote_rows(frame, below, col)}{hint}")
 

@@ -370,7 +370,7 @@ def analyze_cuped(per_user: pd.DataFrame, control: str = "control", metrics=METR
     check_finite_columns(per_user, "per_user", used, hint=f"; CUPED needs a number per user: give shoppers without "
                          f"pre-period data 0 and the {indicator!r} indicator 0 (add_pre_period does both)")
     # Named by column and row label here; linearize_ratio would say num/den and a position within the arm.
-    check_finite_columns(per_user, "per_user", specs.get("ctr", {}).get("counts", ()), "; clicks and views are counts", 0.0)
+    check_finite_columns(per_user, "per_user", specs.get("ctr", {}).get("counts", ()), "; clicks and views are counts", low=0.0)
     c = per_user[per_user[col_arm] == control]
     rows = []
     for arm in sorted(arms, key=str):

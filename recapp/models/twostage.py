@@ -323,8 +323,10 @@ class TwoStageRanker(Recommender):
         """
         side = self.item_side_
         n = len(side.stats)
-        items, w = history_arrays(items, weights)
-        ok = items < n
+        # Not history_arrays: score_history has checked its input, and the live scorer's history is the engine's own.
+        items = np.asarray(items, dtype=np.int64).ravel()
+        w = np.ones(len(items)) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        ok = (items >= 0) & (items < n)
         hist = sp.csr_matrix((w[ok], (np.zeros(int(ok.sum()), dtype=np.int64), items[ok])), shape=(1, n))
         hist.sum_duplicates()
         scores = [np.asarray(s, dtype=np.float64)[None, :] for s in member_scores]
