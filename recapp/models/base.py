@@ -19,7 +19,8 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
 from recapp.rerank import top_k_rows
-from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL
+from recapp.models.checks import check_param, history_arrays
+from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
 
 #: Every public, listed Recommender class by name: recapp's model families, which :func:`load` reads and the
 #: dashboard offers (private bases such as ``_Sequential`` stay out).
@@ -33,56 +34,6 @@ FALLBACK_COL = "fallback"
 
 class NotFittedError(RuntimeError):
     """A model was used before ``fit``."""
-
-
-def check_param(name: str, value, *, low=None, high=None, choices=None, integer: bool = False, low_inclusive: bool = True):
-    """Raise ``ValueError`` naming ``name`` and the accepted range unless ``value`` is valid."""
-    if choices is not None:
-        if value not in choices:
-            raise ValueError(f"{name}={value!r} is not accepted; accepted values: {list(choices)}")
-        return value
-    if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
-        raise ValueError(f"{name}={value!r} must be an integer")
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or not np.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    if low is not None and (value < low if low_inclusive else value <= low):
-        op = ">=" if low_inclusive else ">"
-        raise ValueError(f"{name}={value!r} is out of range; it must be {op} {low}")
-    if high is not None and value > high:
-        raise ValueError(f"{name}={value!r} is out of range; it must be <= {high}")
-    return value
-
-
-def history_arrays(items, weights=None) -> tuple[np.ndarray, np.ndarray]:
-    """A history given to ``score_history``: internal item indices (int64) and their weights (float64, 1 by default).
-
-    Refused (ValueError): indices that are not integers (ids must first be
-    mapped with ``model.interactions_.item_index``), a negative index, weights
-    of another length than ``items``, and weights that are missing or infinite.
-    Indices past the model's items stay: they are items it has not learned (an
-    engine's newer items), which every model leaves out of the scores.
-    """
-    raw = np.asarray(items)
-    if raw.size and not (np.issubdtype(raw.dtype, np.integer) and raw.dtype != bool):
-        raise ValueError(f"items must be the model's internal item indices (integers), got dtype {raw.dtype}, e.g. "
-                         f"{raw.ravel()[0].tolist()!r:.40}; map item ids with model.interactions_.item_index(ids)")
-    idx = raw.astype(np.int64, copy=False).ravel()
-    if idx.size and idx.min() < 0:
-        i = int(np.argmax(idx < 0))
-        raise ValueError(f"items[{i}] = {int(idx[i])} is negative; internal item indices start at 0")
-    if weights is None:
-        return idx, np.ones(len(idx))
-    try:
-        w = np.asarray(weights, dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"weights must be numbers, one per item, got {weights!r:.80}") from None
-    if len(w) != len(idx):
-        raise ValueError(f"weights has {len(w)} value(s) for {len(idx)} item(s); give one weight per item")
-    bad = ~np.isfinite(w)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ValueError(f"weights[{i}] = {float(w[i])!r} is not a finite number; each item's summed event weight is one")
-    return idx, w
 
 
 class Recommender:
@@ -130,15 +81,36 @@ class Recommender:
 
     # ---- fitting -------------------------------------------------------------
     def fit(self, data, **kwargs) -> "Recommender":
-        """Learn from an event DataFrame or :class:`Interactions`; returns ``self``."""
+        """Learn from an event DataFrame or :class:`Interactions`; returns ``self``.
+
+        Refused (ValueError): no events, and a keyword argument the model's ``_fit``
+        does not take. A fit that fails leaves the model as it was before the call.
+        """
         self._validate_params()
+        self._check_fit_kwargs(kwargs)
         inter = as_interactions(data)
-        self.interactions_ = inter
-        self.n_items_ = inter.n_items
-        self.n_users_fit_ = inter.n_users
-        self.item_popularity_ = inter.item_popularity()
-        self._fit(inter, **kwargs)
+        if len(inter) == 0:
+            raise SchemaError(f"{type(self).__name__} cannot fit on {inter!r}: it holds no events")
+        before = dict(self.__dict__)
+        try:
+            self.interactions_ = inter
+            self.n_items_ = inter.n_items
+            self.n_users_fit_ = inter.n_users
+            self.item_popularity_ = inter.item_popularity()
+            self._fit(inter, **kwargs)
+        except BaseException:
+            self.__dict__ = before  # else the new events would be scored with the previous fit's learned state
+            raise
         return self
+
+    def _check_fit_kwargs(self, kwargs: dict) -> None:
+        params = list(inspect.signature(self._fit).parameters.values())[1:]  # after the Interactions
+        accepted = [p.name for p in params]
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+            hint = "; a catalogue goes to fit_with_items(data, items)" if "items" in unknown else ""
+            raise ValueError(f"{type(self).__name__}.fit got unknown keyword argument(s) {unknown}; "
+                             f"it accepts {accepted or 'none besides the events'}{hint}")
 
     def fit_with_items(self, data, items: pd.DataFrame | None = None) -> "Recommender":
         """``fit(data)``, giving the item catalogue ``items`` to models that learn from item metadata.
@@ -331,8 +303,15 @@ class Recommender:
     def _set_extra_config(self, extra: dict) -> None:
         """Restore what ``_extra_config`` saved."""
 
+    def _saved_params(self) -> dict:
+        """The constructor arguments as :meth:`save` writes them into ``config.json`` (a type may name some in JSON)."""
+        return self.get_params()
+
     def save(self, path) -> Path:
-        """Write ``config.json`` and ``state.safetensors`` into the folder ``path`` (no pickle)."""
+        """Write ``config.json`` and ``state.safetensors`` into the folder ``path`` (no pickle).
+
+        A parameter that JSON cannot hold is refused (ValueError) before any file is written.
+        """
         from safetensors.numpy import save_file
 
         self._check_fitted()
@@ -346,7 +325,7 @@ class Recommender:
         sizes = {int(self.n_items_): "n_items", int(self.n_users_fit_): "n_users_fit"}
         config = {
             "class": type(self).__name__,
-            "params": self.get_params(),
+            "params": self._saved_params(),
             "n_items": int(self.n_items_),
             "n_users_fit": int(self.n_users_fit_),
             **inter_config,
@@ -357,8 +336,14 @@ class Recommender:
             # state.safetensors of another fit (or an edited n_items) from this one.
             "array_shapes": {k: [sizes.get(d, d) for d in a.shape] for k, a in arrays.items() if k.startswith("model.")},
         }
+        try:
+            text = json.dumps(config, default=_json_default)
+        except TypeError as e:
+            # Before any file is written: a folder holding a new state beside an old config.json would load as one model.
+            raise ValueError(f"cannot save {type(self).__name__}: a parameter is not JSON-serialisable ({e}); "
+                             f"parameters: {self.get_params()!r:.200}") from None
         save_file(arrays, str(path / "state.safetensors"))
-        (path / "config.json").write_text(json.dumps(config, default=_json_default))
+        (path / "config.json").write_text(text)
         return path
 
 

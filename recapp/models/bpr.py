@@ -39,7 +39,8 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     steps (step ``learning_rate``, L2 weight ``regularization`` on the factors
     and biases involved) applied to a whole mini-batch at once with torch
     gathers and scatters, with no autograd. With ``binary=False`` pairs are
-    drawn in proportion to their event weight. Item biases make popular items easy
+    drawn in proportion to their event weight (a negative summed weight, or none
+    above 0, is refused). Item biases make popular items easy
     to rank when a user's factor says little.
 
     Updated users keep their learned factor (their new items are excluded from
@@ -99,7 +100,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     def _build_net(self, n_users: int, n_items: int, factors: int) -> nn.Module:
         return MFNet(n_users, n_items, factors)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -109,6 +110,8 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
         coo = X.tocoo()
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
         # Non-binary: pairs are drawn in proportion to their event weight.
+        if not self.binary:
+            self._check_positive_weights(inter.matrix)
         weights = None if self.binary else coo.data / coo.data.sum()
         n_pairs, n_neg = len(pos_u), int(self.n_negatives)
         lr, reg = float(self.learning_rate), float(self.regularization)

@@ -113,7 +113,7 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
     def _build_net(self, n_users: int, n_items: int, factors: int, layers: int) -> nn.Module:
         return LightGCNNet(n_users, n_items, factors, layers)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_

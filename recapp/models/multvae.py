@@ -53,7 +53,8 @@ class MultVAE(TorchMixin, Recommender):
     served at once from their updated history, with no refit.
 
     ``binary=False`` feeds the event weights (ratings on MovieLens) to the
-    encoder and the likelihood, so strongly liked items count more.
+    encoder and the likelihood, so strongly liked items count more; a negative
+    summed weight, or none above 0, is refused.
 
     Defaults were tuned for MovieLens-100K with :func:`recapp.tune.grid_search`
     on validation splits carved from the training data only (item-stratified,
@@ -98,9 +99,7 @@ class MultVAE(TorchMixin, Recommender):
     def _validate_params(self) -> None:
         check_param("hidden", self.hidden, low=1, integer=True)
         check_param("latent", self.latent, low=1, integer=True)
-        check_param("dropout", self.dropout, low=0, high=1)
-        if self.dropout >= 1:
-            raise ValueError(f"dropout={self.dropout!r} is out of range; it must be < 1")
+        check_param("dropout", self.dropout, low=0, high=1, high_inclusive=False)
         check_param("beta_max", self.beta_max, low=0)
         check_param("anneal_steps", self.anneal_steps, low=0, integer=True)
         check_param("learning_rate", self.learning_rate, low=0, low_inclusive=False)
@@ -120,7 +119,7 @@ class MultVAE(TorchMixin, Recommender):
             rows.data[:] = 1.0
         return rows
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -128,6 +127,8 @@ class MultVAE(TorchMixin, Recommender):
                             "dropout": float(self.dropout)}
         self.net_ = net = self._build_net(**self.net_config_).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        if not self.binary:
+            self._check_positive_weights(inter.matrix)
         X = self._input(train.matrix)
         active = np.flatnonzero(np.diff(X.indptr) > 0)
         step = [0]

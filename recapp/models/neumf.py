@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from recapp.interactions import Interactions
-from recapp.models.base import Recommender, check_param
+from recapp.models.base import Recommender, check_param, history_arrays
 from recapp.models.live import LiveScorer
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, sample_negatives
@@ -144,7 +144,7 @@ class NeuMF(TorchMixin, Recommender):
                    time_factors: int = 0, dropout: float = 0.0) -> nn.Module:
         return NeuMFNet(n_users, n_items, gmf_factors, mlp_factors, layers, time_factors, dropout)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -232,12 +232,21 @@ class NeuMF(TorchMixin, Recommender):
     fold_in_max_items = 100
 
     def fold_in_embeddings(self, items, weights=None, uidx: int = -1, last_time: float | None = None):
-        """(gmf, mlp) user embeddings fitted to a history with the towers frozen (deterministic)."""
+        """(gmf, mlp) user embeddings fitted to a history with the towers frozen (deterministic).
+
+        ``items`` and ``weights`` are checked as :func:`~recapp.models.checks.history_arrays` does (the
+        weights are then ignored); ``uidx`` must be an integer (-1: no learned row) and ``last_time``
+        None or a number of epoch seconds.
+        """
         self._check_fitted()
+        items, _ = history_arrays(items, weights)
+        check_param("uidx", uidx, integer=True)
+        # A missing time (NaN) stays accepted: time_context reads it as the epoch, as in training.
+        if last_time is not None and (isinstance(last_time, bool) or not isinstance(last_time, (int, float, np.number))):
+            raise ValueError(f"last_time={last_time!r} must be None or a number of epoch seconds")
         net, dev = self.net_, self.device_
         n_items = self.net_config_["n_items"]
-        items = np.asarray(items, dtype=np.int64).ravel()
-        items = items[(items >= 0) & (items < n_items)][-self.fold_in_max_items:]
+        items = items[items < n_items][-self.fold_in_max_items:]
         with torch.no_grad():
             if 0 <= uidx < self.net_config_["n_users"]:
                 g0, m0 = net.user_gmf.weight[uidx:uidx + 1], net.user_mlp.weight[uidx:uidx + 1]
@@ -273,7 +282,10 @@ class NeuMF(TorchMixin, Recommender):
         return torch.as_tensor(hour, device=dev), torch.as_tensor(day, device=dev)
 
     def score_history(self, items, weights=None, uidx: int = -1, last_time: float | None = None) -> np.ndarray:
-        """Scores over the fitted items after fitting the shopper's embeddings to ``items`` (see the class docstring)."""
+        """Scores over the fitted items after fitting the shopper's embeddings to ``items`` (see the class docstring).
+
+        Refused as :meth:`fold_in_embeddings` refuses.
+        """
         g, m = self.fold_in_embeddings(items, weights, uidx, last_time)
         all_items = torch.arange(self.net_config_["n_items"], device=self.device_)
         h, w = self._context(last_time)

@@ -11,7 +11,8 @@ from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.foldin import FoldInMixin
 from recapp.models.torch_base import TorchMixin, batches
-from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL
+from recapp.metrics.checks import check_scores
+from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, USER_COL, require_columns
 
 
 class BiasedMFNet(nn.Module):
@@ -43,7 +44,7 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
     or items fall back to the global mean plus whatever biases are known.
     :meth:`rating_metrics` reports RMSE and MAE on held-out ratings.
     ``recommend`` ranks by predicted rating. Rows without a ``rating`` use their
-    event weight as the rating.
+    event weight as the rating; an infinite rating is refused.
 
     With ``early_stopping`` a share of each user's ratings is held out and the
     epoch with the lowest validation RMSE is kept. Updated users keep their
@@ -95,7 +96,14 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
             return np.where(np.isnan(r), w, r)
         return w
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
+        r_all = self._ratings(inter.frame)
+        bad = ~np.isfinite(r_all)
+        if bad.any():
+            j = int(np.argmax(bad))
+            row = inter.frame.iloc[j]
+            raise ValueError(f"RatingMF needs finite ratings, but {int(bad.sum()):,} event(s) have an infinite rating, "
+                             f"e.g. user {row[USER_COL]!r}, item {row[ITEM_COL]!r}: {float(r_all[j])!r}")
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -144,15 +152,21 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
 
     # ---- predictions ----------------------------------------------------------------
     def predict(self, pairs, items=None) -> np.ndarray:
-        """Predicted ratings for a frame with ``user_id`` and ``item_id`` columns (or two id arrays)."""
+        """Predicted ratings for a frame with ``user_id`` and ``item_id`` columns (or two id arrays).
+
+        Refused: a frame without those columns, and id arrays of different lengths (a single id is used for every row).
+        """
         self._check_fitted()
         if isinstance(pairs, pd.DataFrame):
+            require_columns(pairs, "pairs", USER_COL, ITEM_COL)
             users, items = pairs[USER_COL].to_numpy(), pairs[ITEM_COL].to_numpy()
         else:
             users = np.asarray(pairs)
             if items is None:
                 raise ValueError("predict needs a DataFrame with user_id and item_id columns, or users and items arrays")
             items = np.asarray(items)
+            if users.ndim and items.ndim and len(users) != len(items):
+                raise ValueError(f"predict got {len(users)} user id(s) and {len(items)} item id(s); give one pair per row")
         uidx = self.interactions_.user_index(users)
         iidx = self.interactions_.item_index(items)
         n_u, n_i = self.net_config_["n_users"], self.net_config_["n_items"]
@@ -168,16 +182,23 @@ class RatingMF(FoldInMixin, TorchMixin, Recommender):
         return np.clip(pred, *self.rating_range_)
 
     def predict_frame(self, pairs: pd.DataFrame) -> pd.DataFrame:
-        """``pairs``' user and item columns with a ``prediction`` column added."""
+        """``pairs``' user and item columns with a ``prediction`` column added (refused as :meth:`predict` refuses)."""
+        require_columns(pairs, "pairs", USER_COL, ITEM_COL)
         out = pairs[[USER_COL, ITEM_COL]].copy()
         out[PREDICTION_COL] = self.predict(pairs)
         return out
 
     def rating_metrics(self, test: pd.DataFrame) -> dict:
-        """``{"rmse": ..., "mae": ...}`` of predictions for ``test``'s ratings (both >= 0, lower is better)."""
-        if RATING_COL not in test.columns:
-            raise ValueError(f"rating_metrics needs a {RATING_COL!r} column; columns found: {list(test.columns)}")
-        err = self.predict(test) - test[RATING_COL].to_numpy(np.float64)
+        """``{"rmse": ..., "mae": ...}`` of predictions for ``test``'s ratings (both >= 0, lower is better).
+
+        Refused: a ``test`` without user, item and rating columns, with no rows, or with a rating that is
+        missing, non-numeric or infinite (a :class:`~recapp.metrics.checks.ScoreError` naming the rows).
+        """
+        require_columns(test, "test", USER_COL, ITEM_COL, RATING_COL)
+        if len(test) == 0:
+            raise ValueError("test has no rows; rating_metrics needs at least one rating")
+        truth = check_scores(test, "test", RATING_COL, what="rating", finite=True)
+        err = self.predict(test) - truth
         return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err)))}
 
     def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ type (view, click, cart, purchase, rating), so a multi-behaviour log tells the
 model that a cart weighs differently from a view. The output is scored
 against the same item embeddings (tied weights), trained with full softmax
 cross-entropy over the catalogue at every position (``n_negatives=None``), or
-with a sampled softmax for large catalogues.
+with a sampled softmax for large catalogues. A log in which no user has two
+events is refused: there is no next item to learn.
 
 Both are served live by :class:`SequenceScorer` (``live_scorer()``), built on
 ``encode(items, events)`` (the state after a history, re-encoded per event) and
@@ -21,6 +22,7 @@ from torch import nn
 
 from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import event_codes, history_arrays
 from recapp.models.holdout_eval import ndcg_from_scores
 from recapp.models.live import LiveScorer
 from recapp.models.torch_base import TorchMixin, batches
@@ -92,7 +94,8 @@ class _Sequential(TorchMixin, Recommender):
         check_param("max_len", self.max_len, low=1, integer=True)
         check_param("embedding_dim", self.embedding_dim, low=1, integer=True)
         check_param("n_layers", self.n_layers, low=1, integer=True)
-        check_param("dropout", self.dropout, low=0, high=1, low_inclusive=True)
+        # dropout=1 would zero every input while training, leaving nothing to learn from.
+        check_param("dropout", self.dropout, low=0, high=1, high_inclusive=False)
         check_param("n_epochs", self.n_epochs, low=1, integer=True)
         check_param("batch_size", self.batch_size, low=1, integer=True)
         check_param("learning_rate", self.learning_rate, low=0, low_inclusive=False)
@@ -141,14 +144,19 @@ class _Sequential(TorchMixin, Recommender):
     def _build_net(self, n_items: int, dim: int, n_layers: int, dropout: float, max_len: int) -> nn.Module:
         return self._net_cls(n_items, dim, n_layers, dropout, max_len)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         dev = self.device_
+        train, valid_rows, valid_users = inter, None, None
         if self.early_stopping:
             train, valid_rows, valid_users = self._last_event_split(inter)
-        else:
-            train, valid_rows, valid_users = inter, None, None
+            if len(valid_users) == 0:
+                self._warn_no_validation("no user has the 3 events needed to hold the last one out")
+                train, valid_rows, valid_users = inter, None, None
         X_items, X_events = self._windows(train, rng)
+        if len(X_items) == 0:
+            raise ValueError(f"{type(self).__name__} learns from each user's next event, but none of the "
+                             f"{inter.n_users:,} user(s) has 2 or more events; it needs at least one who has")
         self.net_config_ = {"n_items": int(inter.n_items), "dim": int(self.embedding_dim), "n_layers": int(self.n_layers),
                             "dropout": float(self.dropout), "max_len": int(self.max_len)}
         n_items = inter.n_items
@@ -244,13 +252,15 @@ class _Sequential(TorchMixin, Recommender):
     def encode(self, items, events=None) -> np.ndarray:
         """The state after the time-ordered history ``items`` (internal indices) with event codes ``events``.
 
-        Only the last ``max_len`` events count; items outside the fitted catalogue
-        are skipped. Returns a vector of ``embedding_dim`` floats.
+        Only the last ``max_len`` events count; items past the fitted catalogue
+        are skipped. Returns a vector of ``embedding_dim`` floats. Refused
+        (ValueError): items :func:`~recapp.models.checks.history_arrays` refuses,
+        and ``events`` that are not one code of ``EVENT_CODES`` per item.
         """
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        events = np.full(len(items), EVENT_CODES["view"]) if events is None else np.asarray(events, dtype=np.int64)
-        ok = (items >= 0) & (items < self.net_config_["n_items"])
+        items, _ = history_arrays(items)
+        events = np.full(len(items), EVENT_CODES["view"]) if events is None else event_codes(events, len(items))
+        ok = items < self.net_config_["n_items"]
         return self._encode_batch([(items[ok], events[ok])])[0]
 
     def _encode_batch(self, seqs) -> np.ndarray:
@@ -279,7 +289,11 @@ class _Sequential(TorchMixin, Recommender):
         return self._encode_users(np.asarray(uidx)) @ self.item_vectors().T
 
     def score_history(self, items, weights=None, events=None) -> np.ndarray:
-        """Scores over the fitted items after the time-ordered history ``items`` (weights are ignored)."""
+        """Scores over the fitted items after the time-ordered history ``items`` (see :meth:`encode`).
+
+        ``weights`` are checked as :func:`~recapp.models.checks.history_arrays` does, then ignored: the order counts.
+        """
+        history_arrays(items, weights)
         return self.item_vectors() @ self.encode(items, events)
 
     def live_scorer(self) -> "SequenceScorer":

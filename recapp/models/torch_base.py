@@ -25,6 +25,7 @@ without further code.
 """
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
@@ -251,7 +252,7 @@ class TorchMixin:
         resolve_device(getattr(self, "device", "auto"))
         rs = getattr(self, "random_state", None)
         if rs is not None:
-            check_param("random_state", rs, low=0, integer=True)
+            check_param("random_state", rs, low=0, high=2**64 - 1, integer=True)  # torch.manual_seed's range
         if hasattr(self, "verbose"):
             check_param("verbose", self.verbose, choices=(True, False))
         if hasattr(self, "early_stopping"):
@@ -261,16 +262,49 @@ class TorchMixin:
         if hasattr(self, "patience"):
             check_param("patience", self.patience, low=1, integer=True)
 
+    def _saved_params(self) -> dict:
+        params = super()._saved_params()
+        if isinstance(params.get("device"), torch.device):
+            params["device"] = str(params["device"])  # the name resolve_device reads back as the same device
+        return params
+
     def _setup_torch(self) -> np.random.Generator:
         """Resolve ``self.device`` into ``self.device_`` and seed; returns the numpy Generator to use."""
         self.device_ = resolve_device(getattr(self, "device", "auto"))
         return seed_everything(getattr(self, "random_state", None))
 
     def _split_for_early_stopping(self, inter: Interactions, rng: np.random.Generator, mode: str = "random"):
-        """``(train, valid)`` when ``self.early_stopping`` is on, else ``(inter, None)``."""
+        """``(train, valid)`` when ``self.early_stopping`` is on, else ``(inter, None)``.
+
+        When no user has enough items to hold any out, the validation split is
+        empty: a warning says so and ``(inter, None)`` trains every epoch.
+        """
         if not getattr(self, "early_stopping", False):
             return inter, None
-        return holdout_interactions(inter, self.validation_fraction, mode=mode, rng=rng)
+        train, valid = holdout_interactions(inter, self.validation_fraction, mode=mode, rng=rng)
+        if len(valid) == 0:
+            self._warn_no_validation("no user has the 3 distinct items needed to hold one out")
+            return inter, None
+        return train, valid
+
+    def _warn_no_validation(self, why: str) -> None:
+        # Validating on nothing scores every epoch alike, so early stopping would keep the first epoch's state.
+        warnings.warn(f"{type(self).__name__}: early_stopping is on but the validation split is empty ({why}); "
+                      f"training all n_epochs={self.n_epochs} without it", stacklevel=4)
+
+    def _check_positive_weights(self, X: sp.csr_matrix) -> None:
+        """Refuse summed (user, item) weights below 0, or none above 0, where ``binary=False`` uses them as amounts."""
+        coo = X.tocoo()
+        neg = coo.data < 0
+        if neg.any() or not (coo.data > 0).any():
+            inter = self.interactions_
+            j = int(np.argmax(neg)) if neg.any() else 0
+            what = f"{int(neg.sum()):,} (user, item) pair(s) have a negative summed event weight" if neg.any() \
+                else "every (user, item) pair has a summed event weight of 0"
+            raise ValueError(
+                f"{type(self).__name__}(binary=False) uses event weights as amounts, but {what}, e.g. user "
+                f"{inter.user_ids[coo.row[j]]!r}, item {inter.item_ids[coo.col[j]]!r}: {float(coo.data[j])!r}; "
+                "give event weights (event_weights, ratings) >= 0 with some above 0, or binary=True")
 
     def _train_loop(self, run_epoch, n_epochs: int, validate=None, *, desc: str | None = None) -> TrainLog:
         """:func:`fit_epochs` with this model's verbosity and patience, restoring ``self.net_``'s best state."""

@@ -1,0 +1,73 @@
+"""Input checks every model shares: hyperparameters, and the histories given to ``score_history`` and ``encode``."""
+from __future__ import annotations
+
+import numpy as np
+
+from recapp.interactions import EVENT_CODES
+
+
+def check_param(name: str, value, *, low=None, high=None, choices=None, integer: bool = False, low_inclusive: bool = True,
+                high_inclusive: bool = True):
+    """Raise ``ValueError`` naming ``name`` and the accepted range unless ``value`` is valid."""
+    if choices is not None:
+        if value not in choices:
+            raise ValueError(f"{name}={value!r} is not accepted; accepted values: {list(choices)}")
+        return value
+    if integer and (not isinstance(value, (int, np.integer)) or isinstance(value, bool)):
+        raise ValueError(f"{name}={value!r} must be an integer")
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) \
+            or not (isinstance(value, (int, np.integer)) or np.isfinite(value)):  # np.isfinite fails on ints past 64 bits
+        raise ValueError(f"{name}={value!r} must be a finite number")
+    if low is not None and (value < low if low_inclusive else value <= low):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name}={value!r} is out of range; it must be {op} {low}")
+    if high is not None and (value > high if high_inclusive else value >= high):
+        op = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name}={value!r} is out of range; it must be {op} {high}")
+    return value
+
+
+def history_arrays(items, weights=None) -> tuple[np.ndarray, np.ndarray]:
+    """A history given to ``score_history``: internal item indices (int64) and their weights (float64, 1 by default).
+
+    Refused (ValueError): indices that are not integers (ids must first be
+    mapped with ``model.interactions_.item_index``), a negative index, weights
+    of another length than ``items``, and weights that are missing or infinite.
+    Indices past the model's items stay: they are items it has not learned (an
+    engine's newer items), which every model leaves out of the scores.
+    """
+    raw = np.asarray(items)
+    if raw.size and not (np.issubdtype(raw.dtype, np.integer) and raw.dtype != bool):
+        raise ValueError(f"items must be the model's internal item indices (integers), got dtype {raw.dtype}, e.g. "
+                         f"{raw.ravel()[0].tolist()!r:.40}; map item ids with model.interactions_.item_index(ids)")
+    idx = raw.astype(np.int64, copy=False).ravel()
+    if idx.size and idx.min() < 0:
+        i = int(np.argmax(idx < 0))
+        raise ValueError(f"items[{i}] = {int(idx[i])} is negative; internal item indices start at 0")
+    if weights is None:
+        return idx, np.ones(len(idx))
+    try:
+        w = np.asarray(weights, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"weights must be numbers, one per item, got {weights!r:.80}") from None
+    if len(w) != len(idx):
+        raise ValueError(f"weights has {len(w)} value(s) for {len(idx)} item(s); give one weight per item")
+    bad = ~np.isfinite(w)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"weights[{i}] = {float(w[i])!r} is not a finite number; each item's summed event weight is one")
+    return idx, w
+
+
+def event_codes(events, n: int) -> np.ndarray:
+    """``events`` as int64 codes of ``EVENT_CODES``, one per history item; ValueError naming the first bad one."""
+    raw = np.asarray(events).ravel()
+    if len(raw) != n:
+        raise ValueError(f"events has {len(raw)} code(s) for {n} item(s); give one event code per item")
+    if raw.size and not (np.issubdtype(raw.dtype, np.integer) and raw.dtype != bool):
+        raise ValueError(f"events must be event codes (integers of EVENT_CODES {EVENT_CODES}), got dtype {raw.dtype}")
+    bad = (raw < 0) | (raw >= len(EVENT_CODES))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"events[{i}] = {int(raw[i])} is not an event code; accepted: {EVENT_CODES}")
+    return raw.astype(np.int64)
