@@ -211,3 +211,12 @@ def test_rating_metrics_refuses_ratings_it_cannot_score(rated, test, message):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=message):
             rated.rating_metrics(test)
+
+
+@pytest.mark.parametrize("name", ["ALS", "EASE", "ItemKNN", "UserKNN", "Popularity", "Item2Vec"])
+def test_every_model_refuses_fit_keywords_it_does_not_take(name):
+    # Before: the non-torch models' _fit took **kwargs, so ALS().fit(log, items=...) dropped the catalogue unsaid.
+    import recapp.models as models
+
+    with pytest.raises(ValueError, match=r"unknown keyword argument\(s\) \['items'\].*fit_with_items"):
+        getattr(models, name)().fit(shop(), items=pd.DataFrame({"item_id": ITEMS}))

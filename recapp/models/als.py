@@ -109,7 +109,7 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
         return (self.alpha * w).astype(np.float32)
 
     # ---- training ------------------------------------------------------------------
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_

@@ -120,7 +120,7 @@ class Recommender:
         """
         return self.fit(data)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         raise NotImplementedError
 
     def _scores(self, user_rows: sp.csr_matrix, uidx: np.ndarray) -> np.ndarray:

@@ -191,7 +191,7 @@ class TfidfContent(Recommender):
         return TfidfVectorizer(token_pattern=_TOKEN, sublinear_tf=self.sublinear_tf, min_df=self.min_df,
                                max_features=self.max_features, vocabulary=vocabulary)
 
-    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None, **kwargs) -> None:
+    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None) -> None:
         words, cats = self._documents(items, inter.item_ids)
         if self.representation == "word2vec":
             self._fit_word2vec(words, cats)

@@ -89,7 +89,7 @@ class EASE(Recommender):
         b.data[:] = 1.0
         return b
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         X = self._input(inter.matrix)
         # A refit releases the previous B first: base.fit has already moved on to the new data.
         self.__dict__.pop("B_", None)

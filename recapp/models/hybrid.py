@@ -188,7 +188,7 @@ class Hybrid(Recommender):
         self.weights_ = weights / weights.sum()
         return super().fit(inter, items=items)
 
-    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None, **kwargs) -> None:
+    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None) -> None:
         self.members_ = [model_from_spec(m) for m in self._member_specs()]
         for m in self.members_:
             m.fit_with_items(inter, items)

@@ -218,7 +218,7 @@ class Item2Vec(Recommender):
         check_param("binary", self.binary, choices=(True, False))
 
     # ---- fitting ---------------------------------------------------------------------
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         sentences = sessions(inter, self.session_gap)
         keys, W = word2vec_vectors(sentences, shuffle=bool(self.shuffle), **self._w2v_params())
         if not keys:

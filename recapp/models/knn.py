@@ -88,7 +88,7 @@ class ItemKNN(Recommender):
         check_param("alpha", self.alpha, low=0, high=1)
         check_param("binary", self.binary, choices=(True, False))
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         X = _prepare(inter.matrix, self.binary)
         self.similarity_ = similarity_matrix(X, similarity=self.similarity, shrink=self.shrink,
                                              alpha=self.alpha, neighbours=self.neighbours)
@@ -133,7 +133,7 @@ class UserKNN(Recommender):
         check_param("shrink", self.shrink, low=0)
         check_param("binary", self.binary, choices=(True, False))
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         X = _prepare(inter.matrix, self.binary)
         self.X_ = X
         self.norms_ = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())

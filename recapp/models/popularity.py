@@ -150,7 +150,7 @@ class Popularity(Recommender):
         if self.random_state is not None:
             check_param("random_state", self.random_state, low=0, integer=True)
 
-    def _fit(self, inter: Interactions, **kwargs) -> None:
+    def _fit(self, inter: Interactions) -> None:
         self.n_releases_ = 0
         self._release(inter)
         self.counts_ = self._counts(inter).current(inter.n_items)

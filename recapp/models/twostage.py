@@ -219,7 +219,7 @@ class TwoStageRanker(Recommender):
             inter = inter.with_catalog(items[ITEM_COL].to_numpy())
         return super().fit(inter, items=items)
 
-    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None, **kwargs) -> None:
+    def _fit(self, inter: Interactions, items: pd.DataFrame | None = None) -> None:
         start = time.perf_counter()
         specs = self._retriever_specs()
         catalogue = ItemSide.catalogue(items, inter.item_ids)
