@@ -1,5 +1,6 @@
-"""Input checks of the shopper simulator, its sessions and the bandit policies (re-exported by
-:mod:`recapp.experiment._checks`, where the other experiment checks live).
+"""Input checks of the shopper simulator, its sessions and the bandit policies (the first ones re-exported by
+:mod:`recapp.experiment._checks`, where the other experiment checks live), and the seed, shape and count
+checks the simulators share with the sequential tests.
 
 Each raises ``ValueError`` naming the argument, the first offending position
 and value, and what is accepted.
@@ -11,7 +12,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from recapp.models.base import check_param
 from recapp.schema import ITEM_COL
+from recapp.schema.cells import _plain
 
 
 # ---- the shopper simulator and the bandit policies ------------------------------------------------
@@ -30,11 +33,33 @@ def positive_entries(name: str, a: np.ndarray, *, allow_zero: bool) -> None:
     check_values(name, a, low=0.0, low_inclusive=allow_zero)
 
 
-def check_slate_size(k, n_candidates: int) -> None:
-    """Refuse a slate size ``k`` that is not an integer in [1, ``n_candidates``] (numpy's partition would fail obscurely)."""
+def check_slate_size(k, n_candidates: int,
+                     what: str = "the candidates per shopper: n_candidates or the catalogue, whichever is smaller") -> None:
+    """Refuse a slate size ``k`` that is not an integer in [1, ``n_candidates``] (numpy's partition would fail obscurely);
+    ``what`` says what ``n_candidates`` counts."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n_candidates:
-        raise ValueError(f"k={k!r} is not accepted; it must be an integer in [1, {n_candidates}] "
-                         f"(the candidates per shopper: n_candidates or the catalogue, whichever is smaller)")
+        raise ValueError(f"k={k!r} is not accepted; it must be an integer in [1, {n_candidates}] ({what})")
+
+
+def check_knobs(n_items: int, *, k, session_length, target_ctr, cart_rate, choice_scale, position_decay, purchase_rate,
+                funnel_slope, price_sensitivity, drift, start, drift_dim, step_seconds) -> None:
+    """The choice-model knobs of :class:`~recapp.experiment.simulator.ShopperSimulator`, each refused out of range."""
+    check_param("k", k, low=1, integer=True)
+    if k > n_items:
+        raise ValueError(f"k={k} exceeds the catalogue of {n_items} items")
+    check_param("session_length", session_length, low=1)
+    if not 0 < check_param("target_ctr", target_ctr) < 1:
+        raise ValueError(f"target_ctr={target_ctr!r} must lie in (0, 1)")
+    if not 0 < check_param("cart_rate", cart_rate) < 1:      # its logit is the funnel's intercept
+        raise ValueError(f"cart_rate={cart_rate!r} is out of range; it must lie in (0, 1)")
+    # choice_scale < 0 or position_decay < 0 would make the oracle (top utilities, best on top) wrong.
+    for name, value, low, high in (("choice_scale", choice_scale, 0, None), ("position_decay", position_decay, 0, None),
+                                   ("purchase_rate", purchase_rate, 0, 1), ("funnel_slope", funnel_slope, None, None),
+                                   ("price_sensitivity", price_sensitivity, None, None), ("drift", drift, 0, None),
+                                   ("start", start, None, None)):
+        check_param(name, value, low=low, high=high)
+    check_param("drift_dim", drift_dim, low=1, integer=True)
+    check_param("step_seconds", step_seconds, low=0, low_inclusive=False)
 
 
 def check_feedback(feedback: pd.DataFrame, item_idx: np.ndarray, columns) -> None:
@@ -74,3 +99,101 @@ def check_own_policies(policies: Mapping) -> None:
                              "policy, or its learned state would mix both arms' feedback: pass each arm a copy "
                              "(copy.deepcopy(policy))")
         first[id(p)] = arm
+
+
+def check_seed(value, name: str = "random_state", *, generators: bool = False):
+    """Refuse a seed that is not None or an integer >= 0 (a Generator or SeedSequence too when ``generators``).
+
+    ``int()`` would truncate 1.7 to 1 and read "5" as 5, and numpy's own error
+    names neither the argument nor the value.
+    """
+    if generators and isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0):
+        return value
+    also = ", a numpy Generator or a SeedSequence" if generators else ""
+    raise ValueError(f"{name}={value!r} is not accepted; a seed must be None, an integer >= 0{also}")
+
+
+def check_ids(name: str, ids, n: int) -> np.ndarray:
+    """``ids`` as a 1-D array of ``n`` distinct ids, none missing: a repeated id makes pandas' lookups fail obscurely,
+    and a NaN id drops its rows out of every groupby of the results."""
+    a = np.asarray(ids)
+    if a.ndim != 1 or len(a) != n:
+        raise ValueError(f"{name} has shape {a.shape}; expected {n} id(s), one per row of the truth")
+    missing = np.flatnonzero(pd.isna(a))
+    if len(missing):
+        raise ValueError(f"{name}[{int(missing[0])}] is missing ({len(missing)} such); every id must be a real value")
+    dup = pd.Index(a).duplicated()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise ValueError(f"{name}[{i}] = {_plain(a[i])!r} repeats an earlier id "
+                         f"({int(dup.sum())} repeat(s)); ids must be distinct")
+    return a
+
+
+def check_slate_shape(name: str, slates, n_rows: int, *, min_k: int = 1, max_k: int | None = None) -> np.ndarray:
+    """``slates`` as a 2-D array of ``n_rows`` rows and between ``min_k`` and ``max_k`` columns (one row per shopper)."""
+    a = np.asarray(slates)
+    ok = a.ndim == 2 and a.shape[0] == n_rows and a.shape[1] >= min_k and (max_k is None or a.shape[1] <= max_k)
+    if not ok:
+        cols = f"{min_k} to {max_k}" if max_k is not None else f"at least {min_k}"
+        raise ValueError(f"{name} has shape {a.shape}; expected a 2-D array of {n_rows} row(s) (one per shopper) "
+                         f"and {cols} column(s)")
+    return a
+
+
+def check_item_indices(name: str, idx: np.ndarray, n_items: int) -> np.ndarray:
+    """Refuse catalogue positions that are not integers in [0, ``n_items``): -1 would silently read the last item."""
+    if idx.dtype.kind not in "iu":
+        raise ValueError(f"{name} has dtype {idx.dtype}; it holds item indices (integers in [0, {n_items})), "
+                         "not item ids: map ids with simulator.environment().item_index(ids)")
+    bad = np.argwhere((idx < 0) | (idx >= n_items))
+    if len(bad):
+        pos = tuple(int(i) for i in bad[0])
+        raise ValueError(f"{name}[{', '.join(map(str, pos))}] = {int(idx[pos])} is outside the catalogue "
+                         f"({len(bad)} such); item indices lie in [0, {n_items})")
+    return idx
+
+
+def check_distinct_slates(name: str, slates: np.ndarray, shown: np.ndarray | None = None) -> None:
+    """Refuse a slate (row of item indices ``slates``; ``shown``: their ids, for the message) that shows one item
+    twice: the choice model would count its attraction twice."""
+    srt = np.sort(slates, axis=1)
+    rep = np.flatnonzero((srt[:, 1:] == srt[:, :-1]).any(axis=1))
+    if len(rep):
+        r = int(rep[0])
+        row = (slates if shown is None else np.asarray(shown))[r]
+        raise ValueError(f"{name} row {r} shows an item twice ({[_plain(v) for v in row]}; {len(rep)} such row(s)); "
+                         "each slate must hold distinct items")
+
+
+def check_event_names(name: str, events, accepted) -> tuple:
+    """``events`` as a tuple of names from ``accepted``: a bare string would be read letter by letter (or by substring),
+    and an unknown name would silently select nothing."""
+    if isinstance(events, str):
+        raise ValueError(f"{name}={events!r} is a single string; pass a list of names, e.g. [{events!r}]")
+    out = tuple(events)
+    unknown = [e for e in out if e not in accepted]
+    if unknown:
+        raise ValueError(f"{name} holds {unknown!r}; accepted event names: {list(accepted)}")
+    return out
+
+
+def check_broadcast(**arrays) -> list[np.ndarray]:
+    """The arrays broadcast to one shape; ``ValueError`` naming each one's shape when numpy cannot (its own error
+    names no argument)."""
+    try:
+        return np.broadcast_arrays(*arrays.values())
+    except ValueError:
+        shapes = {k: np.shape(v) for k, v in arrays.items()}
+        raise ValueError(f"{', '.join(arrays)} must have one shape (or broadcast to one), got shapes {shapes}") from None
+
+
+def whole_numbers(name: str, a: np.ndarray) -> None:
+    """Refuse a count that is not a whole number, naming its row: 100.5 users is a data error, not a count."""
+    frac = np.flatnonzero(a != np.round(a))
+    if len(frac):
+        i = int(frac[0])
+        raise ValueError(f"{name} = {float(a[i])!r} at row {i} is not a whole number ({len(frac)} such); counts of "
+                         "users and conversions are integers")

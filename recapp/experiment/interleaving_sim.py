@@ -28,6 +28,7 @@ from recapp.experiment.interleaving import (
     team_draft_many,
 )
 from recapp.experiment._checks import check_feedback
+from recapp.experiment._sim_checks import check_seed, check_slate_shape
 from recapp.experiment.live_ab import arm_policies, check_scenario
 from recapp.experiment.policies import check_slate_feedback
 from recapp.experiment.simulator import Policy, ShopperSimulator, as_policy
@@ -43,13 +44,14 @@ def expected_credit(simulator: ShopperSimulator, users, slates_a, slates_b) -> t
     row. Team draft flips a coin at positions 0, 2, 4, ...; every one of the
     ``2 ** ceil(k / 2)`` coin patterns is enumerated and each merged list scored
     with the simulator's :meth:`~recapp.experiment.simulator.ShopperSimulator.click_probabilities`.
-    ``1 - p_a - p_b`` is the probability of no click.
+    ``1 - p_a - p_b`` is the probability of no click. Slates that are not 2-D with one row per
+    shopper and at least k columns are refused, naming their shape.
     """
-    users = np.asarray(users)
+    users = np.atleast_1d(np.asarray(users))
     k = simulator.k
     item_pos = pd.Index(simulator.item_ids)
-    idx = [item_pos.get_indexer(pd.Index(np.asarray(s)[:, :k].ravel())).reshape(len(users), k)
-           for s in (slates_a, slates_b)]
+    idx = [item_pos.get_indexer(pd.Index(check_slate_shape(name, s, len(users), min_k=k)[:, :k].ravel())).reshape(len(users), k)
+           for name, s in (("slates_a", slates_a), ("slates_b", slates_b))]
     if any((i < 0).any() for i in idx):
         raise ValueError("slates_a / slates_b hold item ids outside the simulator's catalogue")
     flips = np.arange(0, k, 2)
@@ -70,8 +72,8 @@ class InterleavedPolicy(Policy):
 
     Both policies see the whole feedback of every merged list (as two models
     retrained on the same log would), so a policy that learns from its own
-    slates (``learns_from_slates``: REINFORCE, the DQN) is refused. ``log()`` returns one row per shown
-    list: step, user_id, clicks_A, clicks_B.
+    slates (``learns_from_slates``: REINFORCE, the DQN) is refused, as is a ``random_state`` that is not
+    None, an int >= 0 or a Generator. ``log()`` returns one row per shown list: step, user_id, clicks_A, clicks_B.
     """
 
     def __init__(self, policy_a, policy_b, name: str = "interleaved", random_state=0):
@@ -83,7 +85,7 @@ class InterleavedPolicy(Policy):
                                  "list is not its slate; interleave policies that learn from any impression "
                                  "(the bandits, LinUCB) or fixed recommenders, or compare it in an A/B test")
         self.name = name
-        self.random_state = random_state
+        self.random_state = check_seed(random_state, generators=True)
 
     def reset(self, env):
         """Reset both policies, seed the coins and empty the log."""

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._sim_checks import check_event_names, check_seed, check_slate_size
 from recapp.schema import EVENT_COL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
 from recapp.schema.cells import _plain
 
@@ -143,7 +144,9 @@ class RecommenderPolicy(Policy):
     Only clicks, carts and purchases are fed back (``feedback_events``):
     an impression without a click is not a positive signal. ``update`` is
     "slate" (after every slate: real time), "step" (once per step, cheaper) or
-    None (the model stays as fitted).
+    None (the model stays as fitted). ``feedback_events`` is a list of names among
+    view, click, cart and purchase (a bare string, once read letter by letter so that
+    nothing was ever fed back, is refused); ``random_state`` seeds the padding.
     """
 
     def __init__(self, model, update: str | None = "step", exclude_seen: bool = True,
@@ -153,9 +156,9 @@ class RecommenderPolicy(Policy):
         self.model = model
         self.update = update
         self.exclude_seen = exclude_seen
-        self.feedback_events = tuple(feedback_events)
+        self.feedback_events = check_event_names("feedback_events", feedback_events, ("view",) + FEEDBACK_EVENTS)
         self.name = name or type(model).__name__
-        self.random_state = random_state
+        self.random_state = check_seed(random_state, generators=True)
 
     def reset(self, env: Environment) -> None:
         """Keep the environment, a seeded rng for padding, and an empty feedback buffer."""
@@ -208,7 +211,7 @@ class EnginePolicy(Policy):
     (user_id, item_id, timestamp, event, value); impressions are passed too
     (as ``view``) when ``ingest_views`` is set, since an engine may track them.
     With ``batch=True`` each slate's events go to ``ingest`` as one DataFrame
-    (recapp's Engine accepts both).
+    (recapp's Engine accepts both). ``random_state`` (the padding's seed) is None, an int >= 0 or a Generator.
     """
 
     def __init__(self, engine, ingest_views: bool = False, batch: bool = False, name: str | None = None, random_state=0):
@@ -216,7 +219,7 @@ class EnginePolicy(Policy):
         self.ingest_views = ingest_views
         self.batch = batch
         self.name = name or type(engine).__name__
-        self.random_state = random_state
+        self.random_state = check_seed(random_state, generators=True)
 
     def reset(self, env):
         """Keep the environment and a seeded rng for padding."""
@@ -287,7 +290,9 @@ def feedback_to_events(feedback: pd.DataFrame, events=FEEDBACK_EVENTS) -> pd.Dat
 
     A shown item is a ``view``; a click adds ``click``, and so on down the
     funnel; a purchase carries the revenue as ``value``. Rows are time-ordered.
+    ``events`` is a list of those names; a bare string or an unknown name is refused.
     """
+    events = check_event_names("events", events, ("view",) + FEEDBACK_EVENTS)
     parts = []
     flags = {"view": None, "click": "click", "cart": "cart", "purchase": "purchase"}
     for offset, ev in enumerate(("view", "click", "cart", "purchase")):
@@ -313,12 +318,12 @@ def feedback_to_events(feedback: pd.DataFrame, events=FEEDBACK_EVENTS) -> pd.Dat
 
 
 class RandomPolicy(Policy):
-    """Uniformly random slates: the floor every policy must beat."""
+    """Uniformly random slates: the floor every policy must beat (``random_state``: None, an int >= 0 or a Generator)."""
 
     name = "random"
 
     def __init__(self, random_state=0):
-        self.random_state = random_state
+        self.random_state = check_seed(random_state, generators=True)
 
     def reset(self, env):
         """Keep the environment and a fresh seeded rng."""
@@ -326,7 +331,8 @@ class RandomPolicy(Policy):
         self.rng_ = np.random.default_rng(self.random_state)
 
     def slates(self, users, k):
-        """k distinct random items per shopper."""
+        """k distinct random items per shopper; ``k`` is an integer in [1, catalogue size] (more once gave fewer columns)."""
         n_items = len(self.env_.item_ids)
+        check_slate_size(k, n_items, "the catalogue")
         idx = np.argsort(self.rng_.random((len(users), n_items)), axis=1)[:, :k]
         return self.env_.item_ids[idx]

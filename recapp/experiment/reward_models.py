@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recapp.models.base import check_param
+
 if TYPE_CHECKING:
     from recapp.experiment.ope import LoggedFeedback
 
@@ -15,14 +17,15 @@ class ItemPositionModel:
 
     ``q = (clicks + m * slot_rate) / (shows + m)`` with prior strength ``m``
     rounds; an item never shown gets its slot's rate. It ignores the context,
-    which is honest for tens of clicks.
+    which is honest for tens of clicks. ``m`` must be a finite number > 0: at 0 an
+    unshown pair is 0 / 0 (NaN), and below 0 a rate leaves [0, 1].
     """
 
     #: it reads only actions, slots and rewards, so bootstrap resamples skip copying the features
     uses_features = False
 
     def __init__(self, prior_strength: float = 200.0):
-        self.prior_strength = prior_strength
+        self.prior_strength = check_param("prior_strength", prior_strength, low=0.0, low_inclusive=False)
 
     def fit(self, logged: LoggedFeedback) -> "ItemPositionModel":
         """Count clicks and shows per (item, slot)."""
@@ -35,8 +38,25 @@ class ItemPositionModel:
         return self
 
     def predict(self, logged: LoggedFeedback) -> np.ndarray:
-        """q_hat for every action at each round's own slot, shape (rounds, actions)."""
+        """q_hat for every action at each round's own slot, shape (rounds, actions); refused before :meth:`fit`
+        and for logs with another number of actions or slots than the fitted ones."""
+        _check_fitted(self, "table_")
+        A, P = self.table_.shape
+        _check_like_fit(logged, A, P)
         return self.table_[:, logged.position].T
+
+
+def _check_fitted(model, attr: str) -> None:
+    if not hasattr(model, attr):
+        raise ValueError(f"this {type(model).__name__} is not fitted yet; call fit(logged) before predict(logged)")
+
+
+def _check_like_fit(logged: LoggedFeedback, n_actions: int, n_positions: int) -> None:
+    """Refuse logs with another number of actions or slots than the fit saw: numpy would fail with a bare IndexError
+    (more) or score the wrong shape (fewer)."""
+    if logged.n_actions != n_actions or logged.n_positions != n_positions:
+        raise ValueError(f"the logs have {logged.n_actions} action(s) and {logged.n_positions} slot(s), but the reward "
+                         f"model was fitted on {n_actions} and {n_positions}; predict on logs of the same catalogue")
 
 
 class LogisticRewardModel:
@@ -50,9 +70,9 @@ class LogisticRewardModel:
     """
 
     def __init__(self, C: float = 0.1, segment: str = "user_feature_0", max_iter: int = 500):
-        self.C = C
+        self.C = check_param("C", C, low=0.0, low_inclusive=False)
         self.segment = segment
-        self.max_iter = max_iter
+        self.max_iter = check_param("max_iter", max_iter, low=1, integer=True)
 
     def _blocks(self, logged: LoggedFeedback):
         ctx = logged.context if logged.context is not None else pd.DataFrame(index=range(logged.n_rounds))
@@ -94,7 +114,10 @@ class LogisticRewardModel:
         return self
 
     def predict(self, logged: LoggedFeedback) -> np.ndarray:
-        """Click probability for every action at each round's slot, shape (rounds, actions)."""
+        """Click probability for every action at each round's slot, shape (rounds, actions); refused before :meth:`fit`
+        and for logs with another number of actions or slots."""
+        _check_fitted(self, "item_")
+        _check_like_fit(logged, len(self.item_), len(self.slot_))
         user, seg = self._blocks(logged)
         eta = (self.intercept_ + self.item_[None, :] + self.slot_[logged.position][:, None] + (user @ self.user_)[:, None]
                + np.where(seg[:, None] >= 0, self.inter_[np.maximum(seg, 0)], 0.0))
@@ -107,7 +130,13 @@ REWARD_MODELS = {"item_position": ItemPositionModel, "logistic": LogisticRewardM
 
 
 def make_reward_model(model) -> object:
-    """A reward model from a name in ``REWARD_MODELS`` or an object with ``fit(logged)`` / ``predict(logged)``."""
+    """A reward model from a name in ``REWARD_MODELS`` or an object with ``fit(logged)`` / ``predict(logged)``.
+
+    A class (``ItemPositionModel`` rather than ``ItemPositionModel()``) is refused: its unbound ``fit`` would fail
+    later with a bare TypeError.
+    """
+    if isinstance(model, type):
+        raise TypeError(f"reward_model={model.__name__} is a class; pass an instance, e.g. {model.__name__}()")
     if isinstance(model, str):
         if model not in REWARD_MODELS:
             raise ValueError(f"reward_model={model!r} is not accepted; accepted values: {list(REWARD_MODELS)} or a model object")

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from recapp.experiment._checks import check_level, check_values
+from recapp.experiment._checks import check_axis, check_level, check_values
+from recapp.experiment._sim_checks import check_broadcast, check_seed, whole_numbers
 from recapp.experiment.abtest import compare_proportions
 from recapp.models.base import check_param
 
@@ -57,12 +58,15 @@ def spending_boundaries(information, alpha: float = 0.05, spending: str = "obrie
     density over the continuation region (Armitage, McPherson and Rowe 1969;
     Jennison and Turnbull 2000, ch. 19). Returns look, information,
     alpha_spent (cumulative), alpha_increment, z_boundary and nominal_p (the
-    two-sided p-value that crosses it).
+    two-sided p-value that crosses it). Information that is not numbers is refused like any other bad value.
     """
     check_level("alpha", alpha)
     check_param("spending", spending, choices=SPENDING)
     check_param("grid_points", grid_points, low=3, integer=True)
-    t = np.asarray(information, dtype=np.float64)
+    try:
+        t = np.asarray(information, dtype=np.float64)
+    except (TypeError, ValueError):
+        t = np.empty(0)         # numpy's conversion error names no argument; the check below does
     if t.ndim != 1 or len(t) == 0 or not np.isfinite(t).all() or (t <= 0).any() or (t > 1 + 1e-12).any() or (np.diff(t) <= 0).any():
         raise ValueError(f"information must be increasing fractions in (0, 1], got {information!r}")
     cum = alpha_spent(t, alpha, spending)
@@ -108,10 +112,12 @@ def msprt_statistic(diff, variance, n, tau: float) -> np.ndarray:
     Reject H0: no difference as soon as ``Lambda_n >= 1 / alpha``. ``tau`` is in the
     metric's units; a value near the effect one hopes to detect works well.
     Every input must be finite (``variance`` and ``n`` >= 0, ``tau`` > 0): a NaN
-    would make every later always-valid p-value NaN.
+    would make every later always-valid p-value NaN. ``diff``, ``variance`` and ``n``
+    must broadcast to one shape.
     """
     check_param("tau", tau, low=0.0, low_inclusive=False)
     diff, v, n = (check_values("diff", diff), check_values("variance", variance, low=0.0), check_values("n", n, low=0.0))
+    check_broadcast(diff=diff, variance=v, n=n)
     v = np.maximum(v, 1e-300)
     denom = v + n * tau**2
     log_lam = 0.5 * np.log(v / denom) + (n**2 * tau**2 * diff**2) / (2 * v * denom)
@@ -119,10 +125,19 @@ def msprt_statistic(diff, variance, n, tau: float) -> np.ndarray:
 
 
 def always_valid_pvalues(lam, axis: int = -1) -> np.ndarray:
-    """Always-valid p-values ``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` along ``axis`` (the looks); ``lam`` >= 0, not NaN."""
-    lam = np.asarray(lam, dtype=np.float64)
+    """Always-valid p-values ``p_n = min(1, min_{m <= n} 1 / Lambda_m)`` along ``axis`` (the looks); ``lam`` >= 0, not NaN.
+
+    A single number is one look; ``axis`` must name an axis of ``lam``.
+    """
+    try:
+        lam = np.asarray(lam, dtype=np.float64)
+    except (TypeError, ValueError):
+        check_values("lam", lam)                   # raises, naming the argument
     if np.isnan(lam).any() or (lam < 0).any():
         check_values("lam", np.where(np.isinf(lam), 0.0, lam), low=0.0)     # names the first bad look
+    if lam.ndim == 0:
+        return np.minimum(1.0, 1.0 / np.maximum(lam, 1e-300))
+    axis = check_axis(axis, lam.ndim)
     return np.minimum(1.0, np.minimum.accumulate(1.0 / np.maximum(lam, 1e-300), axis=axis))
 
 
@@ -146,6 +161,7 @@ def msprt_interval(diff, variance, tau: float, alpha: float = 0.05) -> tuple[np.
     check_param("tau", tau, low=0.0, low_inclusive=False)
     diff = check_values("diff", diff)
     s2 = np.maximum(check_values("variance", variance, low=0.0), 1e-300)
+    check_broadcast(diff=diff, variance=s2)
     t2 = float(tau) ** 2
     radius = np.sqrt(s2 * (s2 + t2) / t2 * (2.0 * np.log(1.0 / alpha) + np.log1p(t2 / s2)))
     return diff - radius, diff + radius
@@ -201,10 +217,12 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     the combination; ``obf_reject`` and ``msprt_reject`` are each valid at
     ``alpha`` only when that rule alone was chosen in advance.
 
-    Every look needs at least one user per arm and ``0 <= conversions <= users``;
+    Every look needs at least one user per arm and ``0 <= conversions <= users``, in whole numbers;
     the counts are cumulative, so none may fall from one look to the next.
-    Anything else (a NaN count included) is a ValueError naming the column and row.
+    Anything else (a NaN, text or fractional count included) is a ValueError naming the column and row.
     """
+    if not isinstance(looks, pd.DataFrame):
+        raise TypeError(f"looks must be a DataFrame with one row per look, got a {type(looks).__name__}")
     need = ["users_c", "conversions_c", "users_t", "conversions_t"]
     missing = [c for c in need if c not in looks.columns]
     if missing:
@@ -262,10 +280,18 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     return out
 
 
+def _look_column(looks: pd.DataFrame, c: str) -> np.ndarray:
+    try:
+        return looks[c].to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError):
+        return looks[c].to_numpy()      # text: check_values refuses it, naming the column
+
+
 def _check_looks(looks: pd.DataFrame) -> None:
-    cols = {c: looks[c].to_numpy(dtype=np.float64) for c in ("users_c", "conversions_c", "users_t", "conversions_t")}
+    cols = {c: _look_column(looks, c) for c in ("users_c", "conversions_c", "users_t", "conversions_t")}
     for c, v in cols.items():
-        check_values(f"looks[{c!r}]", v, low=1.0 if c.startswith("users") else 0.0, ndim=1, min_size=1)
+        cols[c] = v = check_values(f"looks[{c!r}]", v, low=1.0 if c.startswith("users") else 0.0, ndim=1, min_size=1)
+        whole_numbers(f"looks[{c!r}]", v)
         fell = np.flatnonzero(np.diff(v) < 0) + 1
         if len(fell):
             i = int(fell[0])
@@ -293,6 +319,7 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     it, the other rules keep it at or below alpha. Returns a DataFrame (rule,
     rejection_rate, ci_low, ci_high, mean_stop_look); with ``return_paths``
     also the z-statistics (experiments x looks) and the boundaries frame.
+    ``random_state`` is None, an integer >= 0 or a numpy Generator.
     """
     from statsmodels.stats.proportion import proportion_confint
 
@@ -305,7 +332,7 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     check_level("alpha", alpha)
     if tau is not None:
         check_param("tau", tau, low=0.0, low_inclusive=False)
-    rng = np.random.default_rng(random_state)
+    rng = np.random.default_rng(check_seed(random_state, generators=True))
     batch = np.diff(np.linspace(0, n_per_arm, n_looks + 1).round().astype(np.int64))
     n = np.cumsum(batch)
     xc = np.cumsum(rng.binomial(batch, rate, (n_experiments, n_looks)), axis=1).astype(np.float64)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._sim_checks import check_seed
 from recapp.models.base import check_param
 from recapp.schema import USER_COL
 
@@ -37,11 +38,16 @@ class ShopperMemory:
 
     Built by :func:`recapp.experiment.sessions.run_sessions` for
     every run and returned in ``result.params["memory"]``, so the state at the
-    end of a run can be read. With both effects off every method is a no-op.
+    end of a run can be read. With both effects off every method is a no-op. Refused: counts that are not
+    integers >= 0, a negative ``fatigue``, a ``fatigue_half_life`` <= 0, ``churn`` outside [0, 1] and a
+    ``random_state`` that is not None or an integer >= 0.
     """
 
     def __init__(self, n_users: int, n_items: int, fatigue: float = 0.0, fatigue_half_life: float | None = None,
                  churn: float = 0.0, random_state=0):
+        check_param("n_users", n_users, low=0, integer=True)
+        check_param("n_items", n_items, low=0, integer=True)
+        check_seed(random_state)
         check_param("fatigue", fatigue, low=0.0)
         if fatigue_half_life is not None:
             check_param("fatigue_half_life", fatigue_half_life, low=0.0, low_inclusive=False)

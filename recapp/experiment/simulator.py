@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 
 from recapp.experiment._checks import finite_array, positive_entries
+from recapp.experiment._sim_checks import (check_distinct_slates, check_ids, check_item_indices, check_knobs,
+                                           check_seed, check_slate_shape, check_slate_size)
 from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home before the split)
     ARM_COL,
     FEEDBACK_EVENTS,
@@ -91,8 +93,9 @@ class ShopperSimulator:
                  session_length: float = 3.0, drift: float = 0.0, drift_dim: int = 8, step_seconds: float = 3600.0,
                  start: float = 1_700_000_000.0, fatigue: float = 0.0, fatigue_half_life: float | None = None,
                  churn: float = 0.0, random_state=0):
-        if utility is None and (user_factors is None or item_factors is None):
-            raise ValueError("pass a utility matrix, or user_factors and item_factors")
+        if (utility is None) == (user_factors is None or item_factors is None):
+            # Given both, the factors (and item_bias) were silently ignored.
+            raise ValueError("pass a utility matrix, or user_factors and item_factors, not both")
         if utility is not None:
             self.utility_ = finite_array("utility", utility, ndim=2)
             n_users, n_items = self.utility_.shape
@@ -106,28 +109,14 @@ class ShopperSimulator:
             self.item_bias_ = (np.zeros(n_items) if item_bias is None else finite_array("item_bias", item_bias, shape=(n_items,)))
         if n_users == 0 or n_items == 0:
             raise ValueError(f"the truth has {n_users} shoppers and {n_items} items; it needs at least one of each")
-        check_param("k", k, low=1, integer=True)
-        if k > n_items:
-            raise ValueError(f"k={k} exceeds the catalogue of {n_items} items")
-        check_param("session_length", session_length, low=1)
-        if not 0 < check_param("target_ctr", target_ctr) < 1:
-            raise ValueError(f"target_ctr={target_ctr!r} must lie in (0, 1)")
-        if not 0 < check_param("cart_rate", cart_rate) < 1:      # its logit is the funnel's intercept
-            raise ValueError(f"cart_rate={cart_rate!r} is out of range; it must lie in (0, 1)")
-        # choice_scale < 0 or position_decay < 0 would make the oracle (top utilities, best on top) wrong.
-        for name, value, low, high in (("choice_scale", choice_scale, 0, None), ("position_decay", position_decay, 0, None),
-                                       ("purchase_rate", purchase_rate, 0, 1), ("funnel_slope", funnel_slope, None, None),
-                                       ("price_sensitivity", price_sensitivity, None, None), ("drift", drift, 0, None),
-                                       ("start", start, None, None)):
-            check_param(name, value, low=low, high=high)
-        check_param("drift_dim", drift_dim, low=1, integer=True)
-        check_param("step_seconds", step_seconds, low=0, low_inclusive=False)
+        check_knobs(n_items, k=k, session_length=session_length, target_ctr=target_ctr, cart_rate=cart_rate,
+                    choice_scale=choice_scale, position_decay=position_decay, purchase_rate=purchase_rate,
+                    funnel_slope=funnel_slope, price_sensitivity=price_sensitivity, drift=drift, start=start,
+                    drift_dim=drift_dim, step_seconds=step_seconds)
         ShopperMemory.check(fatigue, fatigue_half_life, churn)
-        self.user_ids = np.arange(n_users) if user_ids is None else np.asarray(user_ids)
-        self.item_ids = np.arange(n_items) if item_ids is None else np.asarray(item_ids)
-        if len(self.user_ids) != n_users or len(self.item_ids) != n_items:
-            raise ValueError("user_ids / item_ids must match the truth's shape")
-        rng = np.random.default_rng(np.random.SeedSequence([int(random_state or 0), 7]))
+        self.user_ids = np.arange(n_users) if user_ids is None else check_ids("user_ids", user_ids, n_users)
+        self.item_ids = np.arange(n_items) if item_ids is None else check_ids("item_ids", item_ids, n_items)
+        rng = np.random.default_rng(np.random.SeedSequence([int(check_seed(random_state) or 0), 7]))
         # Prices enter the funnel as log(price / median), so a free item has no defined cart rate.
         self.prices = (np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None
                        else finite_array("prices", prices, shape=(n_items,)))
@@ -207,8 +196,11 @@ class ShopperSimulator:
         SVD embedding of each shopper's history in the log, and activity is
         proportional to the history length. A policy of the same family as the
         truth model is favoured; prefer another family or a held-out fit.
+        ``n_context`` is an integer >= 1 (it was silently raised to 1, or failed inside scipy when fractional).
         """
         from scipy.sparse.linalg import svds
+
+        check_param("n_context", n_context, low=1, integer=True)
 
         inter = model.interactions_
         users = inter.user_ids.to_numpy()[: model.n_users_fit_]
@@ -274,9 +266,12 @@ class ShopperSimulator:
         """P(click) of each position of each slate under the choice model, shape (n, k).
 
         ``slates`` are item indices; ``memory`` (a run's ``result.params["memory"]``) applies its fatigue.
+        Refused: ``slates`` that are not integers in [0, n_items) (-1 read the last item), or not one row per
+        user with 1 to k columns.
         """
         uidx = self.user_index(users)
-        iidx = np.asarray(slates)
+        iidx = check_slate_shape("slates", slates, len(uidx), max_k=self.k)
+        check_item_indices("slates", iidx, self.n_items)
         z = self._z(uidx[:, None], iidx, drift_state, memory)
         a = self.examination_[: iidx.shape[1]] * np.exp(self.choice_scale * z)
         return a / (self.no_click_weight_ + a.sum(axis=1, keepdims=True))
@@ -286,9 +281,10 @@ class ShopperSimulator:
 
         With position weights decreasing, sum_j v_j a_j is largest when the
         largest attractions meet the largest weights (rearrangement inequality),
-        and P(click) increases with that sum.
+        and P(click) increases with that sum. ``k`` must be an integer in [1, n_items].
         """
         k = self.k if k is None else k
+        check_slate_size(k, self.n_items, "the catalogue")
         z = self.utilities(users, drift_state, memory)
         top = np.argpartition(-z, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(z, top, axis=1), axis=1)
@@ -335,6 +331,7 @@ class ShopperSimulator:
         and ``returning`` label the rows. Returns (impressions, slates,
         feedback): the impression rows, one summary row per slate (clicks,
         expected and oracle clicks, regret) and the feedback the policy observes.
+        A slate that shows one item twice is refused (its attraction would count twice).
         """
         k, n = self.k, len(uidx)
         user_ids = self.user_ids[uidx]
@@ -344,6 +341,7 @@ class ShopperSimulator:
         iidx = pd.Index(self.item_ids).get_indexer(pd.Index(shown.ravel())).reshape(n, k)
         if (iidx < 0).any():
             raise ValueError(f"policy {getattr(policy, 'name', policy)!r} showed item id(s) outside the catalogue: {shown[iidx < 0][:5].tolist()}")
+        check_distinct_slates(f"policy {getattr(policy, 'name', policy)!r}'s slates", iidx, shown)
         z = self._z(uidx[:, None], iidx, drift_state, memory)
         att = self.examination_ * np.exp(self.choice_scale * z)
         total = att.sum(axis=1)
