@@ -173,9 +173,12 @@ class ABTab:
         """Stop and forget the traffic (the policies are fetched again on the next play).
 
         A policy still training keeps training (and is cached), but the test no longer
-        resumes when it is done: press Play again.
+        resumes when it is done: press Play again. The CUPED box is disabled in interleaving
+        mode, which does not use it.
         """
         self.generation += 1
+        # CUPED adjusts the A/B split's per-arm CTR; interleaving ignores it, so the box must not look live.
+        self.cuped_cb.disabled = self.mode_tb.value != "ab"
         self.clock.reset()
         self.sim = None
         self.slot.renew()

@@ -24,7 +24,7 @@ from recapp.dashboard import views
 from recapp.dashboard.ab_tab import ABTab
 from recapp.dashboard.clock import Clock
 from recapp.dashboard.live_tab import LiveTab
-from recapp.dashboard.models import AB, DEFAULT_MODEL, LIVE, ModelCatalogue, TrainingJob
+from recapp.dashboard.models import AB, DEFAULT_MODEL, LIVE, SAVED_PREFIX, ModelCatalogue, TrainingJob
 from recapp.dashboard.choices import as_choice, check_format_field, data_choices
 from recapp.dashboard.scenarios import DEFAULT_REPLAY_SHARE, TIME_FORMAT_ENV, DataError, UnknownUserError
 from recapp.dashboard.stream_tab import StreamTab
@@ -43,10 +43,13 @@ class Dashboard:
     to ``factory(scenario)`` (default: every registered model); ``models_root``
     is the models folder. ``time_format`` prefills the Date format field (default
     ``$RECAPP_TIME_FORMAT``). ``throttle=False`` (tests) handles every clock tick.
+    ``default_model`` is the model served first (default: ``DEFAULT_MODEL`` when
+    offered, else the first model). Refused with a ValueError: no data entries,
+    no models, or a ``default_model`` that is neither offered nor a saved model's key.
     """
 
     def __init__(self, data: dict | None = None, model_factories: dict | None = None, models_root=None,
-                 default_model: str = DEFAULT_MODEL, throttle: bool = True, random_state: int = 0,
+                 default_model: str | None = None, throttle: bool = True, random_state: int = 0,
                  time_format: str | None = None):
         import ipywidgets as W
 
@@ -54,6 +57,15 @@ class Dashboard:
         self.throttle, self.random_state = throttle, random_state
         self.data_factories = {label: as_choice(f) for label, f in (data_choices() if data is None else data).items()}
         self.catalogue = ModelCatalogue(model_factories, models_root)
+        # Checked here: an empty selector would leave a blank page, or fail deep in the tabs' set-up.
+        if not self.data_factories:
+            raise ValueError("data is empty: give at least one Data entry (label -> factory(replay_share))")
+        if not self.catalogue.factories:
+            raise ValueError("model_factories is empty: give at least one model (name -> factory(scenario))")
+        if default_model is not None and default_model not in self.catalogue.factories \
+                and not str(default_model).startswith(SAVED_PREFIX):
+            raise ValueError(f"default_model {default_model!r} is not among the models offered: "
+                             f"{list(self.catalogue.factories)}")
         self.scenario = None
         self.scenario_label: str | None = None
         self.model = None
@@ -152,7 +164,7 @@ class Dashboard:
         return f"{self.catalogue.describe(self.job.key)} is still training {what}"
 
     # ---- data ------------------------------------------------------------------------------
-    def _start(self, default_model: str) -> None:
+    def _start(self, default_model: str | None) -> None:
         self.select_data(self.data_dd.value, default_model)
 
     def _on_data(self, change) -> None:
@@ -325,6 +337,16 @@ class Dashboard:
         self._quietly(self.model_dd, value=key)
         self.live.on_model()
         self.stream.on_model()
+
+    def not_ready(self) -> str | None:
+        """Why nothing can play now (no data open, a model still training, none served), or None once a model is served."""
+        if self.scenario is None:
+            return "No data is open: pick one in Data."
+        if self.model is not None:
+            return None
+        if self.job is not None and self.job.purpose == LIVE:
+            return f"{self.catalogue.describe(self.job.key)} is still training: press Play when it is done."
+        return "No model is served on this data: pick one in Model."
 
     @property
     def model_label(self) -> str:

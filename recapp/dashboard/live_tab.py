@@ -5,6 +5,7 @@ import numpy as np
 
 from recapp.dashboard import figures, views
 from recapp.dashboard.clock import Clock
+from recapp.dashboard.scenarios import UnknownUserError
 from recapp.dashboard.session import HIT_WINDOW, K, LiveSession
 
 #: Play interval (ms) per speed. The browser schedules each tick only after it has run the last
@@ -61,9 +62,12 @@ class LiveTab:
         self.clock.stop()
 
     def on_data(self) -> None:
-        """New data: fill the user list, pick its most interesting shopper, and clear what the old data showed."""
+        """New data: fill the user list, pick its most interesting shopper, and clear what the old data showed.
+
+        The list holds the first ``views.USER_OPTIONS`` users (the data report says so); others can be typed.
+        """
         sc = self.app.scenario
-        ids = sc.user_ids()
+        ids = sc.user_ids()[:views.USER_OPTIONS]
         self.session = None
         self.clock.reset()
         self._set_box(options=[sc.user_label(u) for u in ids], value=sc.user_label(ids[0]))
@@ -103,8 +107,13 @@ class LiveTab:
             self.select_user(change["new"])
 
     def select_user(self, text) -> None:
-        """Switch to the user that ``text`` names (an id or a list entry) and reset the session."""
+        """Switch to the user that ``text`` names (an id or a list entry) and reset the session.
+
+        Refused with :class:`UnknownUserError` (a message in the page) for an unknown id, or before any data is open.
+        """
         sc = self.app.scenario
+        if sc is None:
+            raise UnknownUserError("No data is open: pick one in Data, then a user.")
         uid = sc.parse_user(text)
         self.user_id = uid
         self._set_box(value=sc.user_label(uid))
@@ -134,6 +143,8 @@ class LiveTab:
         s = self.session
         if s is None:
             self.stop()
+            # A Play press with nothing to play says why, rather than doing nothing.
+            self.app.show_message(self.app.not_ready() or "Pick a user to watch.", "warn")
             return None
         rec = s.step()
         if rec is None:

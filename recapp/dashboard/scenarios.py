@@ -97,16 +97,19 @@ class Scenario:
         return f"{user_id} · {self.users.loc[user_id, 'summary']}"
 
     def parse_user(self, text) -> object:
-        """The user id a typed text or list entry names; raises :class:`UnknownUserError`."""
+        """The user id a typed text or list entry names; raises :class:`UnknownUserError`.
+
+        Integer ids are read by the event log reader's rule, so ``"007"`` (or ``"+7"``) never names user 7.
+        """
         raw = str(text).strip().split("·")[0].strip()
         if not raw:
             raise UnknownUserError("Type a user id or pick one from the list.")
         uid = raw
         if pd.api.types.is_integer_dtype(self.users.index.dtype):
-            try:
-                uid = int(raw)
-            except ValueError:
-                raise UnknownUserError(f"Unknown user {raw!r}: user ids here are numbers, e.g. {self.users.index[0]}.") from None
+            uid = _int_id(raw)
+            if uid is None:
+                raise UnknownUserError(f"Unknown user {raw!r}: user ids here are whole numbers written without "
+                                       f"leading zeros or signs, e.g. {self.users.index[0]}.")
         if uid not in self.users.index:
             hint = f"{len(self.users):,} users can be picked here"
             if self.replay is not None:
@@ -249,7 +252,7 @@ def read_catalogue(path, log_ids: pd.Series) -> tuple[pd.DataFrame, str]:
 
     path = Path(path).expanduser()
     if not path.is_file():
-        raise DataError(f"items file {path} does not exist")
+        raise DataError(f"items file {path} " + ("is a folder, not a file" if path.is_dir() else "does not exist"))
     try:
         path, suffix = _checked_path(path)
         items = read_raw(path, text_columns=_csv_id_columns(path, suffix, None, (ITEM_COL,)))
@@ -301,6 +304,8 @@ def log_scenario(events, items=None, replay_share: float = DEFAULT_REPLAY_SHARE,
     from recapp.data import read_events
 
     path = Path(events).expanduser()
+    if path.is_dir():
+        raise DataError(f"event log {path} is a folder, not a file: set {EVENTS_ENV} or --events to a CSV/TSV/Parquet file")
     if not path.is_file():
         raise DataError(f"event log {path} does not exist (set {EVENTS_ENV} or --events to a CSV/TSV/Parquet file)")
     time_format = time_format if time_format is not None else os.environ.get(TIME_FORMAT_ENV) or None

@@ -75,10 +75,14 @@ class StreamTab:
         self.panel.value = "<i>Press play to stream every shopper's events through the engine.</i>"
 
     def step(self, seconds: float | None = None) -> dict:
-        """Stream the events due since the last tick (``seconds`` of them at the chosen rate) and redraw."""
+        """Stream the events due since the last tick (``seconds`` of them at the chosen rate) and redraw.
+
+        Without data or a served model nothing streams: the clock stops and the page says why.
+        """
         app = self.app
         if app.model is None:
             self.stop()
+            app.show_message(app.not_ready() or "No model is served on this data: pick one in Model.", "warn")
             return {}
         if self.session is None:
             self.session = StreamSession(app.scenario, app.model, K, app.random_state)

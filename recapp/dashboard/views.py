@@ -9,6 +9,10 @@ import pandas as pd
 from recapp.realtime.engine import EXPLANATION_COL, RANK_CHANGE_COL
 from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL
 
+#: Entries in the Live tab's User list: a huge log's every shopper would take seconds to list and
+#: megabytes to send to the browser; any other id can still be typed.
+USER_OPTIONS = 1000
+
 CSS = """
 <style>
 .recapp-app {font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; font-size: 13px;}
@@ -53,8 +57,11 @@ def display_explanation(text: str, verb: str = "viewed") -> str:
 
 
 def data_report(scenario) -> str:
-    """How the selected data was read: rows kept and dropped by reason, and the time split."""
+    """How the selected data was read: rows kept and dropped by reason, the time split, and how many users the list holds."""
     lines = [f"<b>{esc(scenario.label)}</b>"] + [esc(n) for n in scenario.notes]
+    if len(scenario.users) > USER_OPTIONS:
+        lines.append(f"the User list holds the first {USER_OPTIONS:,} of {len(scenario.users):,} users "
+                     "(most interesting first); type any other user's id")
     report = scenario.report
     if report is not None and report.n_dropped:
         reasons = "".join(f"<tr><td>{esc(r)}</td><td class='num'>{n:,}</td></tr>" for r, n in report.counts().items())
