@@ -10,10 +10,11 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInMixin, fold_in
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, fit_epochs, torch_threads
-from recapp.schema import ITEM_COL
+from recapp.schema import ITEM_COL, USER_COL, require_columns
 
 CONFIDENCES = ("linear", "log")
 
@@ -39,7 +40,8 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
     Every (user, item) cell has a preference p = 1 if the user had any event on
     the item, else 0, and a confidence c = 1 + alpha * w, where w is the summed
     event weight (``confidence="linear"``), ``log(1 + w)`` (``"log"``), or 1 for
-    every observed cell (``binary=True``). The loss is
+    every observed cell (``binary=True``); with ``binary=False`` a summed weight
+    that is negative or not finite is refused (ValueError naming the pair). The loss is
     sum c (p - x_u . y_i)^2 + regularization (|X|^2 + |Y|^2); each half-step
     solves every user's (item's) normal equations with ``cg_steps`` steps of
     conjugate gradient warm-started from the last solution, as implicit does,
@@ -110,6 +112,9 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
 
     # ---- training ------------------------------------------------------------------
     def _fit(self, inter: Interactions) -> None:
+        if not self.binary:
+            # A negative confidence makes the least-squares problem unbounded (and log1p of a weight <= -1 is NaN).
+            check_weight_amounts(self, inter.matrix, allow_negative=False)
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -217,16 +222,41 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
         return new
 
     def update(self, events) -> "ALS":
-        """Append ``events`` and fold the touched users (and items) in by closed-form solves."""
+        """Append ``events`` and fold the touched users (and items) in by closed-form solves.
+
+        Refused as ``fit`` refuses them: a frame without user and item columns,
+        and (``binary=False``) summed weights of the touched users that are
+        negative or not finite. An update that fails leaves the model as it was.
+        """
+        self._check_fitted()
         if isinstance(events, dict):
             events = pd.DataFrame([events])
-        self._touched_items = None if events is None or len(events) == 0 else pd.unique(events[ITEM_COL].to_numpy())
+        if events is None or len(events) == 0:
+            return super().update(events)
+        require_columns(events, "the event frame", USER_COL, ITEM_COL)
+        touched_items = pd.unique(events[ITEM_COL].to_numpy())
+        # The fold-in writes factor rows and Gram matrices in place, which the base class's restore cannot undo:
+        # keep the touched rows (O(touched x f)) and the f x f Grams, not a copy of every factor.
+        saved = []
+        for key, idx in (("user_factors_", self.interactions_.user_index(pd.unique(events[USER_COL].to_numpy()))),
+                         ("item_factors_", self.interactions_.item_index(touched_items))):
+            idx = idx[(idx >= 0) & (idx < len(getattr(self, key)))]
+            saved.append((key, idx, getattr(self, key)[idx].copy()))
+        grams = {k: getattr(self, k).copy() for k in ("XtX_", "YtY_")}
+        self._touched_items = touched_items
         try:
             return super().update(events)
+        except BaseException:
+            for key, idx, rows in saved:      # the base class has put the attributes back; now their contents
+                getattr(self, key)[idx] = rows
+            self.__dict__.update(grams)
+            raise
         finally:
-            self._touched_items = None
+            self.__dict__.pop("_touched_items", None)
 
     def _update(self, uidx: np.ndarray) -> None:
+        if not self.binary:
+            check_weight_amounts(self, self.interactions_.matrix, allow_negative=False, rows=uidx)
         n_items_before = len(self.item_factors_)
         for u in uidx:
             self.fold_in_user(int(u))
@@ -249,8 +279,12 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
 
     def _set_extra_state(self, arrays: dict) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
+        X, Y = arrays["user_factors"], arrays["item_factors"]
+        # Width mismatches would only fail later, in numpy, at the first update that grows the factors.
+        if X.ndim != 2 or Y.ndim != 2 or X.shape[1] != self.factors or Y.shape[1] != self.factors:
+            raise ValueError(f"user_factors {X.shape} and item_factors {Y.shape} must both have factors={self.factors!r} columns")
+        self.user_factors_ = X
+        self.item_factors_ = Y
         self._refresh_grams()
 
 

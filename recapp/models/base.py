@@ -272,17 +272,24 @@ class Recommender:
 
         The base version appends the events to the model's history (new users and
         items get indices), refreshes popularity, then calls ``_update(uidx)`` with
-        the touched users so a subclass can refresh their learned state.
+        the touched users so a subclass can refresh their learned state. An update
+        that fails puts back every attribute it replaced (the events are not kept);
+        a subclass that changes arrays in place puts those back itself.
         """
         self._check_fitted()
         if events is None or len(events) == 0:
             return self
         if isinstance(events, dict):
             events = pd.DataFrame([events])
-        self.interactions_ = self.interactions_.append(events)
-        self.item_popularity_ = self.interactions_.item_popularity()
-        touched = np.unique(self.interactions_.user_index(pd.unique(events[USER_COL].to_numpy())))
-        self._update(touched)
+        before = dict(self.__dict__)
+        try:
+            self.interactions_ = self.interactions_.append(events)
+            self.item_popularity_ = self.interactions_.item_popularity()
+            touched = np.unique(self.interactions_.user_index(pd.unique(events[USER_COL].to_numpy())))
+            self._update(touched)
+        except BaseException:
+            self.__dict__ = before  # else the events would stay in the history without the learned state they need
+            raise
         return self
 
     def _update(self, uidx: np.ndarray) -> None:

@@ -8,6 +8,7 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInMixin
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, deterministic_kernels, sample_negatives
@@ -111,7 +112,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
         # Non-binary: pairs are drawn in proportion to their event weight.
         if not self.binary:
-            self._check_positive_weights(inter.matrix)
+            check_weight_amounts(self, inter.matrix, allow_negative=False, need_positive=True)
         weights = None if self.binary else coo.data / coo.data.sum()
         n_pairs, n_neg = len(pos_u), int(self.n_negatives)
         lr, reg = float(self.learning_rate), float(self.regularization)

@@ -71,3 +71,39 @@ def event_codes(events, n: int) -> np.ndarray:
         i = int(np.argmax(bad))
         raise ValueError(f"events[{i}] = {int(raw[i])} is not an event code; accepted: {EVENT_CODES}")
     return raw.astype(np.int64)
+
+
+_OPPOSITE = {"binary=False": "binary=True", "weighted=True": "weighted=False"}
+
+
+def check_weight_amounts(model, X, *, allow_negative: bool = True, need_positive: bool = False, setting: str = "binary=False",
+                         rows=None) -> None:
+    """Refuse summed (user, item) event weights in ``X`` that a model using them as amounts cannot learn from.
+
+    Refused (ValueError naming the model, the count and the first pair by its
+    ids): weights that are not finite (an infinite rating, or ratings whose sum
+    overflows float32), with ``allow_negative=False`` weights below 0, and with
+    ``need_positive=True`` a matrix with no weight above 0 (nothing to learn). The
+    pair's ids are read from ``model.interactions_``, so ``fit`` calls this after
+    the base class has set it. ``setting`` names the option that makes the
+    model read weights (its opposite is suggested); ``rows`` (user indices)
+    limits the check to those users, as an ``update`` needs.
+    """
+    rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+    coo = (X if rows is None else X[rows]).tocoo()
+    bad = ~np.isfinite(coo.data)
+    what = "is not a finite number"
+    if not bad.any() and not allow_negative:
+        bad, what = coo.data < 0, "is negative"
+    if not bad.any() and need_positive and not (coo.data > 0).any():
+        bad, what = np.ones(len(coo.data), dtype=bool), "is 0 (every one of them)"
+    if not bad.any():
+        return
+    j = int(np.argmax(bad))
+    inter = model.interactions_
+    user = coo.row[j] if rows is None else rows[coo.row[j]]
+    raise ValueError(
+        f"{type(model).__name__}({setting}) uses event weights as amounts, but {int(bad.sum()):,} (user, item) "
+        f"pair(s) have a summed event weight that {what}, e.g. user {inter.user_ids[user]!r}, item "
+        f"{inter.item_ids[coo.col[j]]!r}: {float(coo.data[j])!r}; give finite event weights and ratings"
+        f"{'' if allow_negative else ' >= 0'}{' with some above 0' if need_positive else ''}, or {_OPPOSITE.get(setting, 'another setting')}")

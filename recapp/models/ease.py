@@ -28,6 +28,7 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.memory import check_dense
 from recapp.models.torch_base import torch_threads
 
@@ -49,7 +50,8 @@ class EASE(Recommender):
     """Closed-form item-item model: B = I - P / diag(P) with P = (X'X + l2 I)^-1, diag(B) = 0.
 
     Trained on the binary user x item matrix (``binary=True``, the paper's
-    setting) or on the event weights. A user's scores are their history row times
+    setting) or on the event weights (a summed weight that is not finite is then
+    refused, ValueError naming the pair). A user's scores are their history row times
     B, so users with new events are served at once with no refit.
 
     ``sparse=False`` (default) is the exact model: two dense items x items
@@ -90,6 +92,8 @@ class EASE(Recommender):
         return b
 
     def _fit(self, inter: Interactions) -> None:
+        if not self.binary:
+            check_weight_amounts(self, inter.matrix)
         X = self._input(inter.matrix)
         # A refit releases the previous B first: base.fit has already moved on to the new data.
         self.__dict__.pop("B_", None)

@@ -21,12 +21,20 @@ def fold_in(Y: np.ndarray, base: np.ndarray, idx: np.ndarray, conf: np.ndarray) 
 
     ``base`` is ``Y'Y + reg I`` (every unobserved item a zero preference with
     confidence 1); ``conf`` is each history item's confidence above that baseline.
+    Refused (ValueError): normal equations that are singular, which only a ridge
+    of 0 allows.
     """
     V = np.asarray(Y, dtype=np.float64)[idx]
     c = np.asarray(conf, dtype=np.float64)
     A = base + (V.T * c) @ V
     b = V.T @ (1.0 + c)
-    return np.linalg.solve(A, b)
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        f = A.shape[0]
+        raise ValueError(f"the fold-in of a history of {len(idx)} item(s) has singular {f} x {f} normal equations: the "
+                         f"item factors span fewer than {f} dimensions and the ridge does not make up for it; use a "
+                         "ridge > 0 (ALS: regularization > 0) or fewer factors") from None
 
 
 class FoldInScorer(LiveScorer):
@@ -139,7 +147,13 @@ class FoldInMixin:
         return 0.0
 
     def fold_in_vector(self, items, weights=None) -> np.ndarray:
-        """The shopper vector folded in from a history (internal item indices, summed event weights)."""
+        """The shopper vector folded in from a history (internal item indices, summed event weights).
+
+        Refused (ValueError) besides what :func:`history_arrays` refuses: a weight
+        whose confidence ``1 + c`` is not a number above 0 (a negative weight of a
+        large enough size; with ALS's ``confidence="log"`` any weight <= -1), for
+        which the least-squares fold-in has no meaning.
+        """
         self._check_fitted()
         Y, _ = self._item_side()
         items, w = history_arrays(items, weights)
@@ -147,7 +161,14 @@ class FoldInMixin:
         base, ridge = self._fold_in_base(Y), self._history_ridge(int(ok.sum()))
         if ridge:
             base = base + ridge * np.eye(base.shape[0])
-        return fold_in(Y, base, items[ok], self._fold_in_confidence(w[ok]))
+        with np.errstate(invalid="ignore", divide="ignore"):  # log1p of a weight <= -1; refused just below
+            conf = np.asarray(self._fold_in_confidence(w[ok]), dtype=np.float64)
+            bad = ~(1.0 + conf > 0)
+        if bad.any():
+            i = int(np.flatnonzero(ok)[np.argmax(bad)])
+            raise ValueError(f"weights[{i}] = {float(w[i])!r} gives item {int(items[i])} a confidence 1 + c = "
+                             f"{1.0 + float(conf[np.argmax(bad)])!r}, not above 0; give weights >= 0")
+        return fold_in(Y, base, items[ok], conf)
 
     def _served_side(self) -> tuple[np.ndarray, np.ndarray | None]:
         Y, bias = self._item_side()

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.live import ItemItemScorer, LiveScorer
 
 SIMILARITIES = ("cosine", "jaccard", "asymmetric_cosine")
@@ -24,9 +25,14 @@ def similarity_matrix(X: sp.csr_matrix, *, similarity: str = "cosine", shrink: f
 
     Returns a sparse (n_items x n_items) matrix S with S[i, j] the similarity of
     item i to target item j; the diagonal is zero. Computed in column blocks so a
-    large catalogue never needs a dense n_items^2 array.
+    large catalogue never needs a dense n_items^2 array. Refused (ValueError):
+    the settings :class:`ItemKNN` refuses, and a ``block`` that is not an integer >= 1.
     """
     check_param("similarity", similarity, choices=SIMILARITIES)
+    check_param("shrink", shrink, low=0)
+    check_param("alpha", alpha, low=0, high=1)
+    check_param("neighbours", neighbours, low=1, integer=True)
+    check_param("block", block, low=1, integer=True)
     X = X.tocsc()
     if similarity == "jaccard":
         # Jaccard counts users, so it works on the binary overlap.
@@ -68,7 +74,8 @@ class ItemKNN(Recommender):
 
     ``similarity`` is ``"cosine"``, ``"jaccard"`` or ``"asymmetric_cosine"``
     (Aiolli 2013, exponent ``alpha``); ``neighbours`` keeps each item's most
-    similar items; ``shrink`` damps similarities supported by few users.
+    similar items; ``shrink`` damps similarities supported by few users. With
+    ``binary=False`` a summed event weight that is not finite is refused (ValueError).
     """
 
     history_based = True
@@ -89,6 +96,8 @@ class ItemKNN(Recommender):
         check_param("binary", self.binary, choices=(True, False))
 
     def _fit(self, inter: Interactions) -> None:
+        if not self.binary:
+            check_weight_amounts(self, inter.matrix)
         X = _prepare(inter.matrix, self.binary)
         self.similarity_ = similarity_matrix(X, similarity=self.similarity, shrink=self.shrink,
                                              alpha=self.alpha, neighbours=self.neighbours)
@@ -115,6 +124,7 @@ class UserKNN(Recommender):
 
     Similar users are found among the training users by cosine similarity of
     history rows (with ``shrink``), so a user with new events is re-matched at once.
+    With ``binary=False`` a summed event weight that is not finite is refused (ValueError).
 
     Defaults: the best of neighbours {50, 100, 200, 400} x shrink {0, 10, 50} by
     mean validation NDCG@10 over three validation splits of the ML-100K training
@@ -134,6 +144,8 @@ class UserKNN(Recommender):
         check_param("binary", self.binary, choices=(True, False))
 
     def _fit(self, inter: Interactions) -> None:
+        if not self.binary:
+            check_weight_amounts(self, inter.matrix)
         X = _prepare(inter.matrix, self.binary)
         self.X_ = X
         self.norms_ = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from recapp.models.checks import event_codes, history_arrays
 from recapp.rerank import cosine_similarity_matrix
 
 
@@ -49,10 +50,21 @@ class LiveHistory:
 
     @classmethod
     def from_sequence(cls, items, events, times, weights, recency: float = 1.0, uidx: int = -1) -> "LiveHistory":
-        """The history after a time-ordered sequence of events, built at once (same weights as :meth:`add`)."""
-        items = np.asarray(items, dtype=np.int64)
-        h = cls(items=items.tolist(), events=np.asarray(events, dtype=np.int64).tolist(),
-                times=np.asarray(times, dtype=np.float64).tolist(), uidx=int(uidx))
+        """The history after a time-ordered sequence of events, built at once (same weights as :meth:`add`).
+
+        Refused (ValueError): items that are not internal indices
+        (:func:`~recapp.models.checks.history_arrays`), events that are not event
+        codes (:func:`~recapp.models.checks.event_codes`), and times or weights
+        of another length than ``items``. Weight values are taken as given: an
+        engine loading a training user must not fail on one odd rating.
+        """
+        items, _ = history_arrays(items)
+        codes = event_codes(events, len(items))
+        times, weights = np.asarray(times, dtype=np.float64).ravel(), np.asarray(weights, dtype=np.float64).ravel()
+        for name, values in (("times", times), ("weights", weights)):
+            if len(values) != len(items):
+                raise ValueError(f"{name} has {len(values)} value(s) for {len(items)} item(s); give one per event")
+        h = cls(items=items.tolist(), events=codes.tolist(), times=times.tolist(), uidx=int(uidx))
         if len(items) == 0:
             return h
         # recency ** (events since), the weights the per-event path gives.

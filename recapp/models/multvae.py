@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, batches, to_tensor
 
@@ -128,7 +129,7 @@ class MultVAE(TorchMixin, Recommender):
         self.net_ = net = self._build_net(**self.net_config_).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
         if not self.binary:
-            self._check_positive_weights(inter.matrix)
+            check_weight_amounts(self, inter.matrix, allow_negative=False, need_positive=True)
         X = self._input(train.matrix)
         active = np.flatnonzero(np.diff(X.indptr) > 0)
         step = [0]

@@ -8,6 +8,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
+from recapp.models.checks import check_weight_amounts
 from recapp.models.live import LiveScorer
 
 
@@ -104,7 +105,8 @@ class Popularity(Recommender):
     With ``half_life`` (seconds) each event counts ``0.5 ** (age / half_life)``
     relative to the newest event, so recent activity dominates ("trending").
     ``weighted=True`` sums event weights (a purchase counts more than a view)
-    instead of counting users. Counting users (the default) scored higher on
+    instead of counting users (a summed weight that is not finite is then
+    refused, ValueError). Counting users (the default) scored higher on
     validation splits of ML-100K (``benchmarks/tune_baselines.py``).
 
     Served live, the counts follow every shopper's events with the same settings
@@ -151,6 +153,8 @@ class Popularity(Recommender):
             check_param("random_state", self.random_state, low=0, integer=True)
 
     def _fit(self, inter: Interactions) -> None:
+        if self.weighted:
+            check_weight_amounts(self, inter.matrix, setting="weighted=True")
         self.n_releases_ = 0
         self._release(inter)
         self.counts_ = self._counts(inter).current(inter.n_items)
@@ -233,7 +237,11 @@ class Popularity(Recommender):
         return out
 
     def _set_state(self, arrays: dict) -> None:
-        self.counts_ = arrays["counts"]
+        counts = arrays["counts"]
+        # Shorter counts would leave the last items out of every list (scored -inf), with no error.
+        if counts.shape != (self.n_items_,):
+            raise ValueError(f"counts has shape {counts.shape} but the model has {self.n_items_} items")
+        self.counts_ = counts
         self.dp_counts_ = arrays.get("dp_counts")
 
     def _extra_config(self) -> dict:
@@ -242,6 +250,9 @@ class Popularity(Recommender):
         return {"n_releases": self.n_releases_, "dp_scale": self.dp_scale_, "clipped_share": self.clipped_share_}
 
     def _set_extra_config(self, extra: dict) -> None:
+        if self.dp_counts_ is not None and "n_releases" not in extra:
+            # Without it privacy_spent_ would say None: no privacy spent by counts that were released with DP.
+            raise ValueError("the state holds DP counts but extra has no n_releases")
         if "n_releases" in extra:
             self.n_releases_, self.dp_scale_ = int(extra["n_releases"]), float(extra["dp_scale"])
             self.clipped_share_ = float(extra["clipped_share"])

@@ -28,7 +28,7 @@ def load(path, *, unlisted: bool = False) -> Recommender:
         raise ValueError(f"{cfg_path}: not valid JSON ({e})") from e
     # A bad file is a ValueError whatever is wrong in it (TRY004 would have a TypeError here).
     if not isinstance(config, dict):
-        raise ValueError(f"{cfg_path}: must hold a JSON object, not a {type(config).__name__}")  # noqa: TRY004
+        raise ValueError(f"{cfg_path}: must hold a JSON object, not a {type(config).__name__}")
     missing = [k for k in ("class", "params", "n_items", "n_users_fit", "user_ids", "item_ids") if k not in config]
     if missing:
         raise ValueError(f"{cfg_path}: missing key(s) {missing}")
@@ -37,7 +37,7 @@ def load(path, *, unlisted: bool = False) -> Recommender:
     if cls is None:
         raise ValueError(f"{cfg_path}: unknown model class {config['class']!r}; known: {sorted(REGISTRY)}")
     if not isinstance(config["params"], dict):
-        raise ValueError(f"{cfg_path}: params must be an object, not {config['params']!r:.80}")  # noqa: TRY004
+        raise ValueError(f"{cfg_path}: params must be an object, not {config['params']!r:.80}")
     try:
         model = cls(**config["params"])
         model._validate_params()
@@ -69,8 +69,12 @@ def load(path, *, unlisted: bool = False) -> Recommender:
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
         why = f"missing array {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{st_path} does not match class {name}: {why}") from e
+    extra = config.get("extra", {})
+    # Every model saves a JSON object here; anything else would fail inside the class with a message naming nothing.
+    if not isinstance(extra, dict):
+        raise ValueError(f"{cfg_path}: extra must be an object, not {extra!r:.80}")
     try:
-        model._set_extra_config(config.get("extra", {}))
+        model._set_extra_config(extra)
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
         why = f"missing {e.args[0]!r}" if isinstance(e, KeyError) else str(e)
         raise ValueError(f"{path}: config.json's extra and state.safetensors do not match class {name}: {why}") from e

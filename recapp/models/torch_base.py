@@ -292,20 +292,6 @@ class TorchMixin:
         warnings.warn(f"{type(self).__name__}: early_stopping is on but the validation split is empty ({why}); "
                       f"training all n_epochs={self.n_epochs} without it", stacklevel=4)
 
-    def _check_positive_weights(self, X: sp.csr_matrix) -> None:
-        """Refuse summed (user, item) weights below 0, or none above 0, where ``binary=False`` uses them as amounts."""
-        coo = X.tocoo()
-        neg = coo.data < 0
-        if neg.any() or not (coo.data > 0).any():
-            inter = self.interactions_
-            j = int(np.argmax(neg)) if neg.any() else 0
-            what = f"{int(neg.sum()):,} (user, item) pair(s) have a negative summed event weight" if neg.any() \
-                else "every (user, item) pair has a summed event weight of 0"
-            raise ValueError(
-                f"{type(self).__name__}(binary=False) uses event weights as amounts, but {what}, e.g. user "
-                f"{inter.user_ids[coo.row[j]]!r}, item {inter.item_ids[coo.col[j]]!r}: {float(coo.data[j])!r}; "
-                "give event weights (event_weights, ratings) >= 0 with some above 0, or binary=True")
-
     def _train_loop(self, run_epoch, n_epochs: int, validate=None, *, desc: str | None = None) -> TrainLog:
         """:func:`fit_epochs` with this model's verbosity and patience, restoring ``self.net_``'s best state."""
         net = self.net_
