@@ -39,11 +39,18 @@ def read_raw(path: str | os.PathLike, *, text_columns=()) -> pd.DataFrame:
     """Read a CSV/TSV (optionally compressed) or Parquet file as it is, without validation.
 
     CSV/TSV columns named in ``text_columns`` are read as text (blank cells stay
-    missing) instead of letting pandas guess their type.
+    missing) instead of letting pandas guess their type. A file that cannot be
+    parsed as its suffix says raises ``ValueError`` naming the file.
     """
     path, suffix = _checked_path(path)
     if suffix in PARQUET_SUFFIXES:
-        return pd.read_parquet(path)
+        try:
+            return pd.read_parquet(path)
+        except (FileNotFoundError, PermissionError):
+            raise
+        except (ValueError, OSError) as exc:
+            # pyarrow's ArrowInvalid (a ValueError) and its IO errors; raised as read_raw's CSV errors are.
+            raise ValueError(f"cannot read {path} as {suffix} (a Parquet file): {type(exc).__name__}: {exc}") from exc
     # Compression is inferred from the suffix by pandas.
     frame = _read_csv(path, suffix, dtype={c: str for c in text_columns} or None)
     # pandas renames a repeated header name ("item_id.1"), which would hide it from validate's check.

@@ -79,7 +79,14 @@ def _require(df: pd.DataFrame, required: tuple[str, ...], path: Path) -> None:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except (ValueError, OSError) as exc:
+        # pandas' EmptyDataError, ParserError and UnicodeDecodeError name neither the file nor the format.
+        raise SchemaError(f"{path}: cannot read as an Open Bandit CSV (comma-separated with a header row): "
+                          f"{type(exc).__name__}: {exc}") from exc
     # The files were written with pandas' default index as an unnamed first column.
     first = str(df.columns[0]) if len(df.columns) else ""
     if first == "" or first.startswith("Unnamed"):
@@ -87,8 +94,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
     return df
 
 
+def _typed(raw: pd.DataFrame, col: str, dtype: str, path: Path) -> pd.Series:
+    try:
+        return raw[col].astype(dtype)
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(f"{path}: column {col!r} cannot be read as {dtype}: {exc}") from exc
+
+
 def parse_rounds(path: Path) -> pd.DataFrame:
-    """Read one ``{campaign}.csv`` into typed columns (see :class:`OpenBandit`)."""
+    """Read one ``{campaign}.csv`` into typed columns (see :class:`OpenBandit`).
+
+    Raises :class:`~recapp.schema.SchemaError` naming the file for a file that is not
+    such a CSV, a missing column, a value of the wrong type, a position outside 1..3,
+    a click other than 0/1 or a propensity outside (0, 1].
+    """
     raw = _read_csv(path)
     _require(raw, ROUND_COLUMNS, path)
     dt = pd.to_datetime(raw[TIME_COL], utc=True, errors="coerce", format="mixed")
@@ -98,18 +117,21 @@ def parse_rounds(path: Path) -> pd.DataFrame:
         raise SchemaError(f"{path}: unparseable timestamp(s): {shown}")
     cols = {TIME_COL: (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds(), "datetime": dt}
     for col, dtype in ((ITEM_COL, "int64"), ("position", "int64"), ("click", "int64"), ("propensity_score", "float64")):
-        try:
-            cols[col] = raw[col].astype(dtype)
-        except (ValueError, TypeError) as exc:
-            raise SchemaError(f"{path}: column {col!r} cannot be read as {dtype}: {exc}") from exc
+        cols[col] = _typed(raw, col, dtype, path)
     for col in raw.columns:
         if col.startswith(USER_FEATURE_PREFIX):
             cols[col] = raw[col].astype(str).astype("category")
     for col in raw.columns:
         if col.startswith(AFFINITY_PREFIX):
-            cols[col] = raw[col].astype("float64")
+            cols[col] = _typed(raw, col, "float64", path)
     # Built in one go: inserting ~90 columns one by one fragments the frame.
     out = pd.DataFrame(cols)
+    for col, accepted in (("position", (1, 2, 3)), ("click", (0, 1))):
+        bad = ~out[col].isin(accepted).to_numpy()
+        if bad.any():
+            first = int(np.argmax(bad))
+            raise SchemaError(f"{path}: {int(bad.sum()):,} {col} value(s) outside {list(accepted)}, "
+                              f"first at line {first + 1}: {int(out[col].iloc[first])}")
     p = out["propensity_score"].to_numpy()
     bad = ~((p > 0) & (p <= 1))
     if bad.any():
@@ -118,11 +140,14 @@ def parse_rounds(path: Path) -> pd.DataFrame:
 
 
 def parse_item_context(path: Path) -> pd.DataFrame:
-    """Read ``item_context.csv``: item_id plus numeric and hashed categorical features."""
+    """Read ``item_context.csv``: item_id plus numeric and hashed categorical features.
+
+    Raises :class:`~recapp.schema.SchemaError` naming the file when it cannot be read or an item_id is not an integer.
+    """
     raw = _read_csv(path)
     _require(raw, ITEM_CONTEXT_COLUMNS, path)
     out = raw.copy()
-    out[ITEM_COL] = out[ITEM_COL].astype("int64")
+    out[ITEM_COL] = _typed(out, ITEM_COL, "int64", path)
     for col in out.columns:
         if col != ITEM_COL and not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = out[col].astype(str).astype("category")

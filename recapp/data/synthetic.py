@@ -21,7 +21,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from recapp.params import check_param
 from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
+from recapp.schema.cells import TIME_BOUNDS, TIME_YEARS
 
 CATEGORIES = (
     ("shoes", ("sneakers", "boots", "loafers")),
@@ -83,6 +85,14 @@ def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_reals(name: str, value, n: int, what: str) -> tuple:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n:
+        raise ValueError(f"{name} must be {what}; got {value!r}")
+    for i, v in enumerate(value):
+        check_param(f"{name}[{i}]", v)
+    return tuple(value)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -231,6 +241,9 @@ def synthetic_shop(
     ``items`` has item_id, category, brand, price, title and description;
     ``users`` has user_id, favorite_category and activity (expected share of
     views). Activity is log-normal, so a few shoppers produce much of the log.
+    Refused (ValueError, naming the parameter): a count that is not an integer,
+    a NaN, infinite or non-numeric rate, scale or span, a negative scale or
+    spread, and a ``start`` or ``random_state`` that cannot be read.
     """
     n_users = _check_int("n_users", n_users, 1)
     n_items = _check_int("n_items", n_items, 1)
@@ -239,27 +252,46 @@ def synthetic_shop(
     n_categories = min(len(CATEGORIES), n_items) if n_categories is None else _check_int("n_categories", n_categories, 1)
     if n_categories > n_items:
         raise ValueError(f"n_categories={n_categories} exceeds n_items={n_items}; each category needs at least one item")
-    if len(funnel_rates) != 3 or not all(0.0 < p < 1.0 for p in funnel_rates):
-        raise ValueError(f"funnel_rates must be three probabilities in (0, 1) for view->click, click->cart, cart->purchase; got {funnel_rates!r}")
-    if not days > 0:
-        raise ValueError(f"days must be positive, got {days!r}")
-    if not session_length >= 1:
-        raise ValueError(f"session_length must be >= 1 (mean views per session), got {session_length!r}")
-    if not 0.0 <= launch_share < 1.0:
+    rates_what = "three probabilities in (0, 1) for view->click, click->cart, cart->purchase"
+    if not all(0.0 < p < 1.0 for p in _check_reals("funnel_rates", funnel_rates, 3, rates_what)):
+        raise ValueError(f"funnel_rates must be {rates_what}; got {funnel_rates!r}")
+    # A NaN or infinite knob would not fail: it would turn every factor or rate into NaN and the log into noise.
+    check_param("days", days, low=0.0, low_inclusive=False)
+    check_param("session_length", session_length, low=1.0)
+    for name, value, low in (("affinity_slope", affinity_slope, None), ("affinity_scale", affinity_scale, 0.0),
+                             ("item_bias_scale", item_bias_scale, 0.0), ("category_strength", category_strength, None),
+                             ("activity_sigma", activity_sigma, 0.0), ("launch_boost", launch_boost, None)):
+        check_param(name, value, low=low)
+    if not 0.0 <= check_param("launch_share", launch_share) < 1.0:
         raise ValueError(f"launch_share must be in [0, 1), got {launch_share!r}")
     if launch_share > 0 and int(round(launch_share * n_items)) >= n_items:
         raise ValueError(
             f"launch_share={launch_share} would launch every one of the n_items={n_items} items "
             f"(round({launch_share} * {n_items}) = {int(round(launch_share * n_items))}); at least one item must be on sale "
             "from the start, since views before a launch go to an item already on sale. Use a smaller launch_share or more items")
-    if not (len(launch_window) == 2 and 0.0 <= launch_window[0] <= launch_window[1] <= 1.0):
-        raise ValueError(f"launch_window must be two fractions 0 <= a <= b <= 1 of the log's span, got {launch_window!r}")
+    window_what = "two fractions 0 <= a <= b <= 1 of the log's span"
+    window = _check_reals("launch_window", launch_window, 2, window_what)
+    if not 0.0 <= window[0] <= window[1] <= 1.0:
+        raise ValueError(f"launch_window must be {window_what}, got {launch_window!r}")
     _check_int("n_candidates", n_candidates, 1)
     _check_int("n_global_candidates", n_global_candidates, 0)
-    t0 = pd.Timestamp(start)
+    try:
+        t0 = pd.Timestamp(start)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"start={start!r} is not a date or time ({exc}); give one such as '2024-01-01'") from None
+    if t0 is pd.NaT:
+        raise ValueError(f"start={start!r} is missing; give a date or time such as '2024-01-01'")
     t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
     t0 = (t0 - pd.Timestamp(0, tz="UTC")).total_seconds()
-    rng = np.random.default_rng(random_state)
+    low, high = TIME_BOUNDS
+    # A log outside these years is one read_events and the engine refuse, and a huge span overflows the day draw.
+    if not (low <= t0 and t0 + days * _DAY < high):
+        raise ValueError(f"start={start!r} with days={days!r} puts the log outside the years {TIME_YEARS[0]} to {TIME_YEARS[1]} "
+                         "(UTC) that event times may fall in")
+    try:
+        rng = np.random.default_rng(random_state)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"random_state={random_state!r} cannot seed a generator ({exc}); give an int or None") from None
 
     items, category, cat_names, centroids, item_factors, scale = _catalogue(rng, n_items, n_categories, n_factors, affinity_scale, category_strength)
     item_bias = rng.normal(0.0, item_bias_scale, n_items)

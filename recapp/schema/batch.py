@@ -79,8 +79,15 @@ def column_renames(columns, aliases: Mapping | None = None) -> dict:
 
     A name is matched case-insensitively against :data:`COLUMN_ALIASES`, then ``aliases``
     (which win), then the schema's own column names; it is renamed unless its target is
-    already a column or already taken by an earlier column.
+    already a column or already taken by an earlier column. ``aliases`` that is not
+    a mapping of names to text raises :class:`SchemaError`.
     """
+    if aliases is not None and not isinstance(aliases, Mapping):
+        raise SchemaError(f"aliases must be a dict {{your_column: schema_column}}, got {type(aliases).__name__} {aliases!r:.80}")
+    bad = [(k, v) for k, v in (aliases or {}).items() if not isinstance(v, str)]
+    if bad:
+        # A None or number target would leave the column silently unrenamed.
+        raise SchemaError(f"aliases must map each column to a schema column name (text); {bad[0][0]!r} maps to {bad[0][1]!r}")
     mapping = {**COLUMN_ALIASES, **{str(k).strip().lower(): v for k, v in (aliases or {}).items()}}
     rename = {}
     present = set(columns)

@@ -73,7 +73,10 @@ def check_event(event: Mapping) -> tuple[tuple | None, str | None]:
     values, ``t`` is UTC seconds and ``rating`` is None when absent. A key that is
     absent counts as a missing value (a frame without the column at all is
     refused by :func:`check_events` as a missing required column instead).
+    Anything that is not a mapping is refused as such, with a reason, not an exception.
     """
+    if not isinstance(event, Mapping):
+        return None, f"the event is a {type(event).__name__} ({_plain(event)!r:.80}), not an event dict"
     user, item, raw_t, raw_ev = (event.get(c) for c in (USER_COL, ITEM_COL, TIME_COL, EVENT_COL))
     if _missing(user):
         return None, f"missing {USER_COL}"
@@ -113,8 +116,16 @@ def check_events(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     id or one that cannot be an id (a boolean, a list), an unparseable
     timestamp, a missing or unknown event type, a non-numeric rating or value).
     Unlike :func:`validate` it never raises, because a live stream must go on;
-    :func:`check_event` is the same check for one dict.
+    :func:`check_event` is the same check for one dict. The frame itself must be
+    a DataFrame with distinct column names (``TypeError`` / ``ValueError`` otherwise).
     """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"check_events expects a pandas DataFrame (events_frame turns event dicts into one), "
+                        f"got {type(df).__name__}")
+    repeated = df.columns[df.columns.duplicated()].unique().tolist()
+    if repeated:
+        # df[col] would be a frame, and each check would fail on it with a message naming nothing.
+        raise ValueError(f"the events have repeated column name(s) {repeated} (columns: {list(df.columns)})")
     n = len(df)
     reason = np.full(n, None, dtype=object)
 
