@@ -234,3 +234,22 @@ def test_an_interrupted_update_keeps_its_events_out(make):
     assert (len(m.interactions_), m.interactions_.n_users) == before[:2]
     pd.testing.assert_frame_equal(m.recommend(["u0"], k=3), before[2])
     assert len(m.update(events).interactions_) == before[0] + 2
+
+
+def test_a_failed_ease_refit_leaves_it_unfitted_and_holds_no_old_matrix():
+    # EASE frees its items x items B before refitting so that a refit never holds two; a failed refit must not
+    # keep the old one alive to restore it (that would double the peak memory of every refit).
+    import gc
+    import weakref
+
+    from recapp.models import NotFittedError
+
+    m = EASE(binary=False).fit(shop(rating=3.0))
+    old = weakref.ref(m.B_)
+    with pytest.raises(ValueError, match="not a finite number"):
+        m.fit(shop(rating=np.where(np.arange(18) == 0, np.inf, 3.0)))
+    gc.collect()
+    assert old() is None
+    with pytest.raises(NotFittedError):
+        m.recommend(["u0"], k=3)
+    assert len(m.fit(shop(rating=3.0)).recommend(["u0"], k=2)) == 2

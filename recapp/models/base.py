@@ -46,6 +46,9 @@ class Recommender:
     #: whether ``_scores`` only needs the user's history row (item-to-item models):
     #: such models serve any user who has events, new ones included, with no refit.
     history_based: ClassVar[bool] = False
+    #: Learned attributes as large as the model (EASE's items x items B) that ``_fit`` frees before refitting, so a refit
+    #: never holds two: a refit that fails then leaves the model unfitted rather than restore them.
+    released_on_refit: ClassVar[tuple] = ()
 
     def __init_subclass__(cls, listed: bool = True, **kwargs):
         """Register a public subclass by name: in :data:`REGISTRY`, or :data:`UNLISTED` with ``listed=False``."""
@@ -84,14 +87,16 @@ class Recommender:
         """Learn from an event DataFrame or :class:`Interactions`; returns ``self``.
 
         Refused (ValueError): no events, and a keyword argument the model's ``_fit``
-        does not take. A fit that fails leaves the model as it was before the call.
+        does not take. A fit that fails leaves the model as it was before the call
+        (unfitted, for a model that frees its old state first: ``released_on_refit``).
         """
         self._validate_params()
         self._check_fit_kwargs(kwargs)
         inter = as_interactions(data)
         if len(inter) == 0:
             raise SchemaError(f"{type(self).__name__} cannot fit on {inter!r}: it holds no events")
-        before = dict(self.__dict__)
+        released = [k for k in self.released_on_refit if k in self.__dict__]
+        before = {k: v for k, v in self.__dict__.items() if k not in released}
         try:
             self.interactions_ = inter
             self.n_items_ = inter.n_items
@@ -99,7 +104,8 @@ class Recommender:
             self.item_popularity_ = inter.item_popularity()
             self._fit(inter, **kwargs)
         except BaseException:
-            self.__dict__ = before  # else the new events would be scored with the previous fit's learned state
+            # Else the new events would be scored with the previous fit's learned state.
+            self.__dict__ = {k: v for k, v in before.items() if not k.endswith("_")} if released else before
             raise
         return self
 

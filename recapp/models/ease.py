@@ -71,6 +71,7 @@ class EASE(Recommender):
     """
 
     history_based = True
+    released_on_refit = ("B_",)
 
     def __init__(self, l2: float = 500.0, binary: bool = True, sparse: bool = False, neighbours: int = 200):
         self.l2 = l2

@@ -184,6 +184,7 @@ class Item2Vec(Recommender):
     """
 
     history_based = True
+    released_on_refit = ("similarity_",)
 
     def __init__(self, vector_size: int = 64, window: int = 50, negative: int = 5, epochs: int = 20,
                  min_count: int = 1, sample: float = 1e-3, ns_exponent: float = 0.0, learning_rate: float = 0.05,
