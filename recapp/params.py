@@ -1,4 +1,4 @@
-"""The hyperparameter and setting check every part of recapp shares (models, experiments, data generators).
+"""The setting checks every part of recapp shares (models, experiments, data generators, the engine): numbers and seeds.
 
 Kept apart from :mod:`recapp.models` so that a module checking one setting does not import every model (and torch).
 """
@@ -26,3 +26,17 @@ def check_param(name: str, value, *, low=None, high=None, choices=None, integer:
         op = "<=" if high_inclusive else "<"
         raise ValueError(f"{name}={value!r} is out of range; it must be {op} {high}")
     return value
+
+
+def check_seed(value, name: str = "random_state", *, generators: bool = False):
+    """Refuse a seed that is not None or an integer >= 0 (a Generator or SeedSequence too when ``generators``).
+
+    ``int()`` would truncate 1.7 to 1 and read "5" as 5, and numpy's own error
+    names neither the argument nor the value.
+    """
+    if generators and isinstance(value, (np.random.Generator, np.random.SeedSequence)):
+        return value
+    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0):
+        return value
+    also = ", a numpy Generator or a SeedSequence" if generators else ""
+    raise ValueError(f"{name}={value!r} is not accepted; a seed must be None, an integer >= 0{also}")

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recapp.models.base import check_param
+from recapp.params import check_seed  # noqa: F401  (the simulators import it from here)
 from recapp.schema import ITEM_COL
 from recapp.schema.cells import _plain
 
@@ -99,20 +100,6 @@ def check_own_policies(policies: Mapping) -> None:
                              "policy, or its learned state would mix both arms' feedback: pass each arm a copy "
                              "(copy.deepcopy(policy))")
         first[id(p)] = arm
-
-
-def check_seed(value, name: str = "random_state", *, generators: bool = False):
-    """Refuse a seed that is not None or an integer >= 0 (a Generator or SeedSequence too when ``generators``).
-
-    ``int()`` would truncate 1.7 to 1 and read "5" as 5, and numpy's own error
-    names neither the argument nor the value.
-    """
-    if generators and isinstance(value, (np.random.Generator, np.random.SeedSequence)):
-        return value
-    if value is None or (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0):
-        return value
-    also = ", a numpy Generator or a SeedSequence" if generators else ""
-    raise ValueError(f"{name}={value!r} is not accepted; a seed must be None, an integer >= 0{also}")
 
 
 def check_ids(name: str, ids, n: int) -> np.ndarray:

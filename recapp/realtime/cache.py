@@ -31,6 +31,8 @@ def cacheable(key) -> bool:
 def freeze(obj):
     """A hashable key for filter specifications (dicts, lists, ranges), or :data:`UNCACHEABLE`.
 
+    Tuples (ranges), lists (values) and sets get distinct keys, as the filters read them differently.
+
     A specification that holds a callable anywhere is :data:`UNCACHEABLE`: what a
     callable selects cannot be told from the object, and its ``id`` is reused
     once it is freed (a lambda built per call), so a key on it would serve one
@@ -47,14 +49,18 @@ def freeze(obj):
         items = [freeze(v) for v in obj]
         if any(v is UNCACHEABLE for v in items):
             return UNCACHEABLE
-        return ("set", tuple(sorted(items, key=repr))) if isinstance(obj, (set, frozenset)) else tuple(items)
+        if isinstance(obj, (set, frozenset)):
+            return ("set", tuple(sorted(items, key=repr)))
+        # A tuple is a (low, high) range to a filter and a list a set of values: {"price": (5, 30)}
+        # and {"price": [5, 30]} select different items, so their keys must differ.
+        return ("tuple", tuple(items)) if isinstance(obj, tuple) else ("list", tuple(items))
     if callable(obj):
         return UNCACHEABLE
     return plain(obj)
 
 
 class ResultCache:
-    """LRU of computed lists keyed by ``(user, ...)``.
+    """LRU of computed lists keyed by ``(user, ...)``, at most ``size`` of them (bookkeeping included).
 
     A shopper's event drops their entries; every event also drops the entries
     that drew on "popular now" (those lists change with anyone's events).
@@ -92,6 +98,9 @@ class ResultCache:
             ks = self._by_user.get(old[0])
             if ks is not None:
                 ks.discard(old)
+                if not ks:
+                    # Or every shopper ever served keeps an empty entry, and the bounded cache grows without bound.
+                    del self._by_user[old[0]]
 
     def invalidate(self, user) -> None:
         """Drop ``user``'s lists and every list drawn from popularity."""
@@ -102,6 +111,8 @@ class ResultCache:
             ks = self._by_user.get(key[0])
             if ks is not None:
                 ks.discard(key)
+                if not ks:
+                    del self._by_user[key[0]]
         self._global.clear()
 
     def clear(self) -> None:

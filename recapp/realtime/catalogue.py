@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from recapp import rerank
-from recapp.realtime.cache import UNCACHEABLE, freeze
+from recapp.realtime.cache import UNCACHEABLE, freeze, plain
 from recapp.schema import ITEM_COL
 from recapp.schema.cells import _blank
 
@@ -43,6 +43,8 @@ class Catalogue:
         """Add or replace table rows (item_id plus attributes); returns the ids not yet in the catalogue.
 
         Rows without an id are dropped and a repeated id keeps its last row, each logged with its count.
+        Ids that are new only by their type (``"10"`` beside the model's ``10``) are refused with a
+        ValueError naming the count and the first one, before anything changes.
         """
         if not isinstance(items, pd.DataFrame) or ITEM_COL not in items.columns:
             cols = list(items.columns) if isinstance(items, pd.DataFrame) else type(items).__name__
@@ -52,6 +54,13 @@ class Catalogue:
             log.warning("items table: %d row(s) without an %s dropped (positions %s)", int(blank.sum()), ITEM_COL,
                         np.flatnonzero(blank)[:5].tolist())
             items = items[~blank]
+            ids = items[ITEM_COL]
+            int_ids = bool(self.ids) and isinstance(self.ids[0], (int, np.integer))
+            if int_ids and pd.api.types.is_float_dtype(ids) and (np.isfinite(ids) & (ids == np.floor(ids))).all():
+                # The blanks made the column float; 14.0 would join the catalogue beside the ints 10..13
+                # and turn every served list's item_id column to floats.
+                items = items.assign(**{ITEM_COL: ids.astype(np.int64)})
+        self._check_id_types(items[ITEM_COL])
         repeats = int(items[ITEM_COL].duplicated().sum())
         if repeats:
             log.warning("items table: %d row(s) repeat an %s; the last row of each item is kept", repeats, ITEM_COL)
@@ -62,6 +71,23 @@ class Catalogue:
         self.names = table["title"].to_dict() if "title" in table.columns else None
         self._masks.clear()
         return [item for item in table.index if item not in self.pos]
+
+    def _check_id_types(self, ids: pd.Series) -> None:
+        """Refuse ids that match catalogue ids only as text: the table would add them as new, filterless items."""
+        new = [plain(v) for v in pd.unique(ids) if v not in self.pos]
+        if not new:
+            return
+        kinds = {type(v) for v in self.ids}
+        odd = [v for v in new if type(v) not in kinds]
+        if not odd:
+            return
+        by_text = {str(v): v for v in self.ids}
+        clash = [v for v in odd if str(v) in by_text]
+        if clash:
+            known = by_text[str(clash[0])]
+            raise ValueError(f"items table: {len(clash)} {ITEM_COL}(s) match catalogue ids only as text, e.g. "
+                             f"{clash[0]!r} ({type(clash[0]).__name__}) vs {known!r} ({type(known).__name__}); "
+                             f"give the {ITEM_COL} column the type of the model's ids")
 
     def mask(self, filters) -> np.ndarray | None:
         """Items that pass ``filters`` as a boolean mask (:func:`recapp.rerank.filter_mask`); cached unless callable."""

@@ -41,6 +41,8 @@ class ListOptions:
 
     def __post_init__(self):
         check_param("k", self.k, low=1, integer=True)
+        # bool("no") is True: only a real flag may switch exclusions.
+        check_param("exclude_viewed", self.exclude_viewed, choices=(True, False))
         if self.filters is not None and not (isinstance(self.filters, Mapping) or callable(self.filters)):
             raise TypeError(f"filters must be a dict {{column: condition}} or a callable items -> mask; "
                             f"got {type(self.filters).__name__} {self.filters!r:.80}")
@@ -49,14 +51,21 @@ class ListOptions:
         for name, kind in (("k", int), ("exclude_viewed", bool), ("diversity", float), ("calibration", float),
                            ("exposure", float)):
             object.__setattr__(self, name, kind(getattr(self, name)))
-        if self.exposure_target is not None and not 0.0 <= self.exposure_target <= 1.0:
-            raise ValueError(f"exposure_target={self.exposure_target!r} must be a head share in [0, 1], "
-                             "or None (each user's own)")
+        if self.exposure_target is not None:
+            check_param("exposure_target", self.exposure_target)
+            if not 0.0 <= self.exposure_target <= 1.0:
+                raise ValueError(f"exposure_target={self.exposure_target!r} must be a head share in [0, 1], "
+                                 "or None (each user's own)")
+            object.__setattr__(self, "exposure_target", float(self.exposure_target))
 
     def override(self, k: int | None = None, *, filters=None, exclude_viewed: bool | None = None,
                  diversity: float | None = None, calibration: float | None = None,
                  exposure: float | None = None) -> "ListOptions":
-        """These options with one call's overrides; a call that sets any re-ranker turns the default one off."""
+        """These options with one call's overrides; a call that sets any re-ranker turns the default one off.
+
+        Each override is checked as the constructor's argument is (``diversity=True`` or
+        ``exclude_viewed="no"`` is refused, not read as 1.0 or True).
+        """
         changes = {name: value for name, value in (("k", k), ("filters", filters), ("exclude_viewed", exclude_viewed))
                    if value is not None}
         if diversity is not None or calibration is not None or exposure is not None:
@@ -64,9 +73,11 @@ class ListOptions:
                            calibration=0.0 if calibration is None else calibration,
                            exposure=0.0 if exposure is None else exposure)
         # Most calls repeat the defaults; only a real change pays for a new, re-checked object.
-        # Filters compare by identity: they may hold arrays, whose == is not a truth value.
+        # Filters compare by identity: they may hold arrays, whose == is not a truth value. A value of
+        # another type is a change even when equal (True == 1.0), so that it is checked, not passed as the default.
         changes = {name: value for name, value in changes.items()
-                   if value is not getattr(self, name) and (name == "filters" or value != getattr(self, name))}
+                   if value is not getattr(self, name) and (name == "filters" or value != getattr(self, name)
+                                                            or type(value) is not type(getattr(self, name)))}
         return replace(self, **changes) if changes else self
 
     @property

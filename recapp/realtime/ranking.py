@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recapp import rerank
+from recapp.models.base import check_param
 from recapp.models.live import LiveHistory, LiveScorer
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.options import ListOptions
@@ -22,9 +23,13 @@ _EMPTY = LiveHistory()
 
 
 class Ranker:
-    """Builds one shopper's list from the scorer's vector and the trending counters."""
+    """Builds one shopper's list from the scorer's vector and the trending counters.
+
+    ``explain`` must be True or False (ValueError otherwise: ``bool("no")`` would switch explanations on).
+    """
 
     def __init__(self, catalogue: Catalogue, trending: Trending, *, explain: bool = True, n_explain: int = 3):
+        check_param("explain", explain, choices=(True, False))
         self.catalogue = catalogue
         self.trending = trending
         self.explain = bool(explain)

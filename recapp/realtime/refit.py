@@ -19,6 +19,7 @@ import time
 import pandas as pd
 
 from recapp.interactions import Interactions
+from recapp.models.base import check_param
 from recapp.realtime.threads import background_fit
 from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
 
@@ -26,13 +27,13 @@ log = logging.getLogger(__name__)
 
 
 class Refitter:
-    """Background refits of ``engine.model`` every ``every`` ingested events."""
+    """Background refits of ``engine.model`` every ``every`` ingested events (an integer >= 1, not a bool)."""
 
     def __init__(self, engine, every: int):
-        if not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"refit_every={every!r} must be a positive integer number of events, or None")
+        # check_param refuses True (an int to isinstance, which refitted after every event) and takes numpy integers.
+        check_param("refit_every", every, low=1, integer=True)
         self.engine = engine
-        self.every = every
+        self.every = int(every)
         self._log: list = []
         self._since = 0
         self._thread: threading.Thread | None = None
@@ -99,7 +100,9 @@ class Refitter:
             self._done.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until no refit is running; False on timeout."""
+        """Block until no refit is running; False on timeout (None or a number of seconds >= 0, else ValueError)."""
+        if timeout is not None:
+            check_param("timeout", timeout, low=0)
         return self._done.wait(timeout)
 
     def stats(self) -> dict:

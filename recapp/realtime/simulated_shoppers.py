@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from recapp.models.base import check_param
+from recapp.params import check_param, check_seed
 from recapp.schema import EVENT_COL, FUNNEL, ITEM_COL, TIME_COL, USER_COL, VALUE_COL
 from recapp.schema.cells import _is_number
 
@@ -69,13 +69,17 @@ class ShopperStream:
     :meth:`visits` for one shopper. Settings are checked when the stream is
     made (ValueError naming the argument): ``k`` and ``n_candidates`` integers
     >= 1, ``visit_length`` >= 1, ``funnel_rates`` three probabilities in (0, 1),
-    ``seconds_between_visits`` >= 0, the others finite numbers.
+    ``seconds_between_visits`` >= 0, the others finite numbers, ``random_state`` None, an
+    integer >= 0 or a numpy Generator; ``shop`` must be a synthetic shop (TypeError otherwise)
+    whose ``users["activity"]`` are finite, >= 0 and not all 0.
     """
 
     def __init__(self, shop=None, recommender=None, *, k: int = 10, visit_length: float = 3.0,
                  click_bias: float = -1.5, affinity_slope: float = 1.0, funnel_rates=(0.2, 0.25, 0.35),
                  n_candidates: int = 16, start_time: float | None = None, seconds_between_visits: float = 20.0,
                  random_state: int | None = 0):
+        # numpy's own error for "abc" or 1.5 names no argument, and True would seed as 1.
+        check_seed(random_state, generators=True)
         if shop is None:
             from recapp.data.synthetic import synthetic_shop
 
@@ -90,6 +94,10 @@ class ShopperStream:
         if start_time is not None:
             check_param("start_time", start_time)
         check_param("seconds_between_visits", seconds_between_visits, low=0)
+        missing = [a for a in _SHOP_PARTS if not hasattr(shop, a)]
+        if missing:
+            raise TypeError(f"shop must be a synthetic shop (recapp.data.synthetic_shop()); got {type(shop).__name__} "
+                            f"without {missing}")
         self.shop = shop
         self.recommender = recommender
         self.k = int(k)
@@ -103,7 +111,7 @@ class ShopperStream:
         self.now = float(start_time if start_time is not None else (ev[TIME_COL].max() + 1.0 if len(ev) else 0.0))
         self.seconds_between_visits = float(seconds_between_visits)
         self.activity = shop.users["activity"].to_numpy(dtype=np.float64) if "activity" in shop.users else np.ones(len(shop.users))
-        self.activity = self.activity / self.activity.sum()
+        self.activity = _check_activity(self.activity) / self.activity.sum()
         u = shop.user_factors @ shop.item_factors.T + shop.item_bias
         # Standardise utility once, as the generator does, so the funnel rates mean the same here.
         self._mu, self._sd = float(u.mean()), max(float(u.std()), 1e-12)
@@ -131,7 +139,14 @@ class ShopperStream:
         return (s.user_factors[user] @ s.item_factors[items].T + s.item_bias[items] - self._mu) / self._sd
 
     def _slate(self, user: int) -> list:
-        return [] if self._show is None else list(self._show(user, self.k))
+        if self._show is None:
+            return []
+        got = self._show(user, self.k)
+        if got is None or isinstance(got, (str, bytes)) or not hasattr(got, "__iter__"):
+            # list(None) would fail with "NoneType is not iterable", naming neither the recommender nor the user.
+            raise TypeError(f"the recommender must return a list of item ids for (user_id, k); for user {user} "
+                            f"it returned {type(got).__name__} {got!r:.80}")
+        return list(got)
 
     def _organic(self, user: int) -> int:
         cands = np.minimum(np.searchsorted(self._pop_cdf, self.rng.random(self.n_candidates)), len(self._pop) - 1)
@@ -184,7 +199,7 @@ class ShopperStream:
         if user is None:
             return None
         n_users = len(self.activity)
-        if not (isinstance(user, (int, np.integer)) and 0 <= user < n_users):
+        if not (_is_index(user) and 0 <= user < n_users):
             raise ValueError(f"user={user!r} is not a shopper of this shop; accepted values: integers 0 to {n_users - 1}")
         return int(user)
 
@@ -198,7 +213,7 @@ class ShopperStream:
             chosen, rank = None, 0
             if slate:
                 self.n_shown += 1
-                items = np.asarray([i for i in slate if isinstance(i, (int, np.integer)) and 0 <= i < len(self._pop)], dtype=np.int64)
+                items = np.asarray([i for i in slate if _is_index(i) and 0 <= i < len(self._pop)], dtype=np.int64)
                 if len(items) < len(slate):
                     self._unknown_shown(slate)
                 if len(items):
@@ -218,7 +233,7 @@ class ShopperStream:
 
     def _unknown_shown(self, slate: list) -> None:
         # A shopper can only click items of the shop; ids that are not its rows are counted, and said once.
-        bad = [i for i in slate if not (isinstance(i, (int, np.integer)) and 0 <= i < len(self._pop))]
+        bad = [i for i in slate if not (_is_index(i) and 0 <= i < len(self._pop))]
         if not self.n_unknown_shown:
             log.warning("the recommender showed %d id(s) that are not items of this shop (rows 0 to %d), e.g. %r; "
                         "they cannot be clicked (count in n_unknown_shown)", len(bad), len(self._pop) - 1, bad[0])
@@ -230,13 +245,33 @@ class ShopperStream:
             yield from self._visit()
 
     def take(self, n: int) -> list[dict]:
-        """The next ``n`` events as a list."""
-        return list(itertools.islice(iter(self), n))
+        """The next ``n`` events as a list (``n`` an integer >= 0, else ValueError)."""
+        check_param("n", n, low=0, integer=True)
+        return list(itertools.islice(iter(self), int(n)))
 
     @property
     def click_through_rate(self) -> float:
         """Share of shown slates in which the shopper picked a recommended item."""
         return self.n_clicked_recs / self.n_shown if self.n_shown else float("nan")
+
+
+_SHOP_PARTS = ("events", "users", "items", "user_factors", "item_factors", "item_bias")
+
+
+def _is_index(v) -> bool:
+    """An integer row number; True is an int to isinstance but names no shopper or item."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _check_activity(activity: np.ndarray) -> np.ndarray:
+    """Shoppers' activities as arrival weights: finite, >= 0 and not all 0 (numpy's "Probabilities contain NaN" otherwise)."""
+    bad = np.flatnonzero(~np.isfinite(activity) | (activity < 0))
+    if len(bad):
+        raise ValueError(f"shop.users['activity'] must be finite numbers >= 0; {len(bad)} row(s) are not, "
+                         f"first at row {int(bad[0])}: {float(activity[bad[0]])!r}")
+    if not activity.sum() > 0:
+        raise ValueError("shop.users['activity'] are all 0; no shopper would ever arrive")
+    return activity
 
 
 def check_funnel_rates(funnel_rates) -> None:

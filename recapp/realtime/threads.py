@@ -11,7 +11,8 @@ The setting is process-wide, and changing it under a BLAS call running in
 another thread is not safe. So a fit that runs in a thread beside live serving
 (the engine's background refit, the dashboard's training) runs inside
 :func:`background_fit`: it waits for events already on one thread to restore
-the count, and while it runs events leave the count alone.
+the count, and from the moment it starts waiting until it ends, events leave
+the count alone (so a steady stream of events cannot hold a fit back).
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 _blas_libraries = None
 _modules_seen = -1
 _init_lock = threading.Lock()
-# Fits running beside serving, and events that have switched BLAS to one thread; guarded by _switches.
+# Fits running beside serving (or waiting to), and events that have switched BLAS to one thread; guarded by _switches.
 _switches = threading.Condition()
 _fits_running = 0
+_fits_waiting = 0
 _events_switched = 0
 _warned = False
 
@@ -69,7 +71,9 @@ class _OneThread:
     def __enter__(self):
         global _events_switched
         with _switches:
-            self.switched = _fits_running == 0
+            # A waiting fit also stops new switches: back-to-back events would otherwise keep the count
+            # above zero and hold a refit back until the stream paused (for the whole of a replay).
+            self.switched = _fits_running == 0 and _fits_waiting == 0
             if self.switched:
                 _events_switched += 1
         if self.switched:
@@ -117,10 +121,17 @@ def one_blas_thread():
 
 @contextlib.contextmanager
 def background_fit():
-    """Mark a fit running in a thread beside live serving, so no event changes BLAS's threads under it."""
-    global _fits_running
+    """Mark a fit running in a thread beside live serving, so no event changes BLAS's threads under it.
+
+    It waits only for the events already on one thread; events arriving meanwhile keep BLAS's count.
+    """
+    global _fits_running, _fits_waiting
     with _switches:
-        _switches.wait_for(lambda: _events_switched == 0)
+        _fits_waiting += 1
+        try:
+            _switches.wait_for(lambda: _events_switched == 0)
+        finally:
+            _fits_waiting -= 1
         _fits_running += 1
     try:
         yield
