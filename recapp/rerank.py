@@ -48,7 +48,7 @@ def _condition(values: pd.Series, cond) -> np.ndarray:
         if high is not None:
             ok &= v <= high
         return ok
-    if isinstance(cond, (list, set, frozenset, tuple, np.ndarray, pd.Index)):
+    if isinstance(cond, (list, set, frozenset, tuple, np.ndarray, pd.Index, pd.Series)):
         return values.isin(list(cond)).to_numpy(dtype=bool)
     return (values == cond).fillna(False).to_numpy(dtype=bool)
 

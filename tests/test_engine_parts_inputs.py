@@ -189,3 +189,22 @@ def test_shopper_activity_is_checked_when_the_stream_is_made(shop, activity, mes
 def test_shopper_stream_names_a_shop_that_is_not_one(shop):
     with pytest.raises(TypeError, match="synthetic shop"):
         ShopperStream(shop.events)
+
+
+def test_engine_refuses_a_user_id_that_cannot_be_one_and_reads_a_series_filter_as_values():
+    # Before: recommend(True) served shopper 1's list (True == 1), recommend([1, 2]) failed with
+    # "unhashable type: 'list'", a Series of values in a filter failed as unhashable, and half_life="7d"
+    # failed in a comparison naming nothing.
+    from recapp.models import Popularity
+    from recapp.realtime import Engine
+
+    m = Popularity().fit(pd.DataFrame({"user_id": [1, 2, 3], "item_id": [1, 2, 3]}))
+    engine = Engine(m, items=pd.DataFrame({"item_id": [1, 2, 3], "cat": ["a", "b", "c"]}))
+    with pytest.raises(ValueError, match=r"user_id=True is a boolean"):
+        engine.recommend(True)
+    with pytest.raises(ValueError, match=r"user_id=\[1, 2\] is a list"):
+        engine.recommend([1, 2])
+    assert engine.recommend(9, k=3, filters={"cat": pd.Series(["a", "b"])})["item_id"].tolist() == [1, 2]
+    assert engine.recommend(9, k=3, filters={"cat": ["a", "b"]})["item_id"].tolist() == [1, 2]
+    with pytest.raises(ValueError, match=r"half_life='7d' must be a finite number"):
+        Engine(m, half_life="7d")

@@ -45,7 +45,7 @@ def freeze(obj):
         if any(v is UNCACHEABLE for _, v in parts):
             return UNCACHEABLE
         return tuple(sorted(parts))
-    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray, pd.Index)):
+    if isinstance(obj, (list, tuple, set, frozenset, np.ndarray, pd.Index, pd.Series)):
         items = [freeze(v) for v in obj]
         if any(v is UNCACHEABLE for v in items):
             return UNCACHEABLE

@@ -37,6 +37,7 @@ from recapp.realtime.state import Shoppers
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
 from recapp.schema import ITEM_COL, SCORE_COL, check_event_types
+from recapp.schema.cells import id_problem
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,8 @@ class Engine:
                                  "are not pseudonyms; fit it on pseudonymizer.frame(train)")
         if not 0.0 < recency <= 1.0:
             raise ValueError(f"recency={recency!r} is out of range; it must be in (0, 1]")
-        if half_life is not None and not half_life > 0:
-            raise ValueError(f"half_life={half_life!r} must be a positive number of seconds or None")
+        if half_life is not None:
+            check_param("half_life", half_life, low=0, low_inclusive=False)   # seconds; text failed in a comparison
         check_param("cache_size", cache_size, low=0, integer=True)
         check_param("n_explain", n_explain, low=1, integer=True)
         if ann not in (None, "faiss", "auto"):
@@ -200,7 +201,14 @@ class Engine:
 
     # ---- ingest ----------------------------------------------------------------------
     def _user(self, user_id):
-        """The id the engine keys a shopper by: the pseudonym when pseudonymising."""
+        """The id the engine keys a shopper by: the pseudonym when pseudonymising.
+
+        Refused (ValueError): what cannot be an id (:func:`recapp.schema.cells.id_problem`):
+        ``True`` would be served as shopper 1, and a list fails in a dict lookup naming nothing.
+        """
+        problem = id_problem(user_id)
+        if problem is not None:
+            raise ValueError(f"user_id={user_id!r:.80} {problem}")
         user_id = plain(user_id)
         return self.pseudonymizer(user_id) if self.pseudonymizer is not None else user_id
 
