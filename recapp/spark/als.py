@@ -15,6 +15,8 @@ they are, others are mapped to consecutive integers first.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -25,7 +27,8 @@ from recapp.interactions import Interactions, resolve_event_weights
 from recapp.models.als import check_factor_params
 from recapp.models.base import check_param
 from recapp.rerank import top_k_rows
-from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL
+from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError
+from recapp.spark.checks import bad_amount, check_id_columns, count_rows, id_conditions, quote_row, refuse_counted
 from recapp.spark.events import col, event_weights
 from recapp.spark.model import ALSWR
 from recapp.spark.report import require_frame
@@ -75,6 +78,26 @@ def _top_k_block(pdf: pd.DataFrame, Y: np.ndarray, ids: np.ndarray, pos: pd.Inde
         SCORE_COL: top_scores[valid],
         RANK_COL: np.tile(np.arange(1, k_eff + 1, dtype=np.int32), (n, 1))[valid],
     })
+
+
+def _as_id(value, dtype: T.DataType):
+    """``value`` as a Python value of the Spark id type ``dtype``, or None where no id of that type equals it."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(dtype, T.StringType):
+        return str(value) if isinstance(value, str) else None
+    if not isinstance(dtype, T.NumericType) or isinstance(dtype, T.DecimalType):
+        return value
+    if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(float(value)):
+        return None
+    if isinstance(dtype, (T.FloatType, T.DoubleType)):
+        return float(value)
+    if isinstance(value, (float, np.floating)):
+        if not float(value).is_integer():
+            return None
+        value = int(value)
+    bits = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32}.get(type(dtype), 64)
+    return int(value) if -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1) else None
 
 
 class SparkALS:
@@ -129,11 +152,28 @@ class SparkALS:
     # ---- training ----------------------------------------------------------------------------
     def fit(self, events: DataFrame, *, col_user: str = USER_COL, col_item: str = ITEM_COL,
             col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> "SparkALS":
-        """Train on a validated Spark event log (:func:`recapp.spark.validate`); returns ``self``."""
-        from pyspark.ml.recommendation import ALS as MLlibALS
+        """Train on a validated Spark event log (:func:`recapp.spark.validate`); returns ``self``.
 
+        Refused (SchemaError): no events, ids that are missing (null or NaN; the count and a row) or of a
+        type that cannot hold ids (boolean, array, map, struct); (ValueError naming the count and a pair) a
+        summed (user, item) event weight that is negative or not finite, which recapp's ALS refuses too.
+        A summed weight of 0 is kept but warned about (Spark ignores the cell; the exported ALSWR does not).
+        A fit that fails leaves the model as it was.
+        """
         self._validate_params()
         require_frame(events, "events", col_user, col_item)
+        check_id_columns(events, col_user, col_item)
+        before = dict(self.__dict__)
+        try:
+            self._fit(events, col_user, col_item, col_event, col_rating)
+        except BaseException:
+            self.__dict__ = before      # else a refit that fails would pair the old model with the new events
+            raise
+        return self
+
+    def _fit(self, events: DataFrame, col_user: str, col_item: str, col_event: str, col_rating: str) -> None:
+        from pyspark.ml.recommendation import ALS as MLlibALS
+
         self.col_user_, self.col_item_, self.col_event_, self.col_rating_ = col_user, col_item, col_event, col_rating
         self.events_ = events
         if col_event not in events.columns:         # as recapp.interactions reads it: every row is a rating
@@ -141,7 +181,9 @@ class SparkALS:
         weight = event_weights(self.event_weights, col_event=col_event, col_rating=col_rating,
                                has_rating=col_rating in events.columns)
         cells = events.select(col(col_user).alias(col_user), col(col_item).alias(col_item), weight.alias(_W))
-        cells = cells.groupBy(col_user, col_item).agg(F.sum(_W).alias(_W))
+        # Kept: the check, the id maps and the training cells all read it, and each would repeat the shuffle.
+        cells = cells.groupBy(col_user, col_item).agg(F.sum(_W).alias(_W)).persist()
+        self._check_cells(events, cells)
         self.user_index_ = _index(cells, col_user, _U) if _needs_index(cells, col_user) else None
         self.item_index_ = _index(cells, col_item, _I) if _needs_index(cells, col_item) else None
         cells = self._to_int_ids(cells)
@@ -152,7 +194,34 @@ class SparkALS:
                        seed=int(self.random_state), numUserBlocks=blocks, numItemBlocks=blocks,
                        checkpointInterval=int(self.checkpoint_interval), coldStartStrategy="drop")
         self.model_ = als.fit(self.cells_)
-        return self
+        cells.unpersist()
+
+    def _check_cells(self, events: DataFrame, cells: DataFrame) -> None:
+        """One Spark job: refuse missing ids (Spark's ALS fails on them naming only its own column) and summed
+        weights that are not amounts (Spark reads a negative one as a strong "no", the exported ALSWR as a
+        negative confidence, so the two models would disagree)."""
+        u, i = self.col_user_, self.col_item_
+        shown = [c for c in (u, i, self.col_event_, self.col_rating_) if c in events.columns]
+        ids = count_rows(events, id_conditions(events, u, i), shown, F.count(F.lit(1)).alias("n_rows"))
+        named = cells.select(col(u).alias(u), col(i).alias(i), col(_W).alias("summed_weight"))
+        w = col("summed_weight")
+        weights = count_rows(named, {"bad_weight": bad_amount(w), "zero_weight": w == 0}, [u, i, "summed_weight"])
+        row = ids.crossJoin(weights).collect()[0]
+        if row["n_rows"] == 0:
+            raise SchemaError("SparkALS cannot fit on events that hold no rows")
+        refuse_counted(row, [
+            *[(f"missing_{c}", SchemaError, f"events: column {c!r} has {{n}} missing id(s) (null or NaN), e.g. the row "
+               "{row}; run recapp.spark.validate first") for c in (u, i)],
+            ("bad_weight", ValueError, "SparkALS uses event weights as amounts, but {n} (user, item) pair(s) have a "
+             "summed event weight that is negative or not a finite number, e.g. {row}; give finite event weights "
+             "and ratings >= 0"),
+        ])
+        if row["zero_weight"]:
+            # Spark's implicit ALS skips a 0 rating (no preference, no ridge), recapp reads the cell as seen.
+            warnings.warn(f"SparkALS: {int(row['zero_weight']):,} (user, item) pair(s) have a summed event weight "
+                          f"of 0, e.g. {quote_row(row['zero_weight_row'])}: Spark's ALS learns nothing from them, "
+                          "while to_recapp()'s ALSWR folds them in as seen items, so its factors for those users "
+                          "differ from Spark's; drop such events or give them a weight above 0", stacklevel=4)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
@@ -202,7 +271,11 @@ class SparkALS:
         item are computed in float32 (as recapp's ALS does) in ``mapInPandas``
         batches against the broadcast item factors; with ``exclude_seen`` the
         user's training items never appear; ties go to the lower item id. Users
-        without a factor (never in the training events) get no rows.
+        without a factor (never in the training events) get no rows, and so do
+        listed ids that no training id equals (``"7"`` where the ids are numbers,
+        ``7.5``, None; a warning counts them). Refused (SchemaError): a users
+        DataFrame without the user column, or whose ids are text where the
+        training ids are numbers (or the reverse).
         """
         self._check_fitted()
         check_param("k", k, low=1, integer=True)
@@ -213,10 +286,7 @@ class SparkALS:
         bc = spark.sparkContext.broadcast((Y, item_ids))
         uf = self.model_.userFactors.withColumnRenamed("id", _U)
         if users is not None:
-            wanted = users if isinstance(users, DataFrame) else spark.createDataFrame(
-                pd.DataFrame({self.col_user_: pd.Series(np.atleast_1d(np.asarray(users)))}))
-            wanted = self._to_int_ids(wanted.select(self.col_user_).distinct(), item=False).select(_U)
-            uf = uf.join(wanted, _U)
+            uf = uf.join(self._wanted_users(users), _U)
         if exclude_seen:
             seen = self.cells_.groupBy(_U).agg(F.collect_list(_I).alias("seen"))
             uf = uf.join(seen, _U, "left")
@@ -239,6 +309,35 @@ class SparkALS:
         recs = self._external(self._external(recs, _U), _I)
         return recs.select(self.col_user_, self.col_item_, SCORE_COL, RANK_COL)
 
+    def _wanted_users(self, users) -> DataFrame:
+        """DataFrame[__u__] of the requested users that have a factor, matched by value and kind, never by a cast.
+
+        A cast would merge ``"7"`` with user 7 and ``7.5`` with 7, or fail the job on an id past Spark's int;
+        recapp's own ``recommend`` treats such users as unknown, so here they get no rows (with a warning).
+        """
+        c = self.col_user_
+        dtype = self.events_.schema[c].dataType
+        if isinstance(users, DataFrame):
+            require_frame(users, "users", c)
+            got = users.schema[c].dataType
+            if isinstance(got, T.NumericType) != isinstance(dtype, T.NumericType):
+                raise SchemaError(f"users: column {c!r} holds {got.simpleString()} values but the training ids are "
+                                  f"{dtype.simpleString()}; ids must have the same kind in both frames")
+            wanted = users.select(col(c).alias(c)).distinct()
+        else:
+            values = list(users) if isinstance(users, (set, frozenset)) else list(np.atleast_1d(np.asarray(users, dtype=object)))
+            kept = [v for v in map(lambda v: _as_id(v, dtype), values) if v is not None]
+            if len(kept) < len(values):
+                odd = next(v for v in values if _as_id(v, dtype) is None)
+                warnings.warn(f"recommend: {len(values) - len(kept):,} of the {len(values):,} requested user(s) cannot "
+                              f"be training ids, which are {dtype.simpleString()} (e.g. {odd!r}); they get no rows",
+                              stacklevel=3)
+            wanted = self.events_.sparkSession.createDataFrame([(v,) for v in kept], T.StructType([T.StructField(c, dtype)]))
+        if self.user_index_ is None:
+            ids = self.model_.userFactors.select(F.col("id").alias(_U)).withColumn(c, F.col(_U).cast(dtype))
+            return ids.join(wanted, c).select(_U)
+        return wanted.join(self.user_index_, c).select(_U)
+
     # ---- export -----------------------------------------------------------------------------------
     def to_recapp(self, events: DataFrame | pd.DataFrame | None = None, *, verbose: bool = False) -> ALSWR:
         """The fitted factors as a recapp :class:`~recapp.spark.model.ALSWR`, ready for ``Engine(model)``.
@@ -247,7 +346,9 @@ class SparkALS:
         the model's Interactions: the id maps and histories the engine loads a
         shopper from. Their users and items without a Spark factor are folded in
         (items first, then users). The model's hyperparameters are Spark's, so its
-        fold-in of a training user's history gives back Spark's factor.
+        fold-in of a training user's history gives back Spark's factor. Refused
+        (SchemaError): ``events`` none of whose user (item) ids is one Spark
+        learned, as when they are text and Spark's were numbers.
         """
         self._check_fitted()
         frame = events if isinstance(events, pd.DataFrame) else (self.events_ if events is None else events).toPandas()
@@ -266,6 +367,12 @@ class SparkALS:
         if len(pdf):
             pos = ids.get_indexer(pd.Index(pdf[column].to_numpy()))
             ok = pos >= 0
+            if not ok.any() and len(ids):
+                # Ids of another kind ("7" against 7) match nothing: every factor would be folded in from scratch.
+                raise SchemaError(f"events: no {column!r} id matches one SparkALS learned (e.g. {ids[0]!r} against "
+                                  f"{pdf[column].iloc[0]!r}, {ids.dtype} against Spark's "
+                                  f"{self.events_.schema[column].dataType.simpleString()}); give events with the "
+                                  "training ids, of the same kind")
             out[pos[ok]] = np.stack(pdf["features"].to_numpy()[ok]).astype(np.float32)
         return out
 

@@ -45,4 +45,30 @@ def quote_row(row) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in row.asDict().items()) if row is not None else "?"
 
 
-__all__ = ["missing_cell", "count_rows", "quote_row"]
+def refuse_counted(row, checks: list) -> None:
+    """Raise for the first of ``checks`` met in a :func:`count_rows` ``row``.
+
+    Each check is ``(name, error class, message)``; the message is formatted with
+    ``n`` (the count, with thousands separators) and ``row`` (the quoted offending row).
+    """
+    for name, error, message in checks:
+        n = int(row[name])
+        if n:
+            raise error(message.format(n=f"{n:,}", row=quote_row(row[name + "_row"])))
+
+
+def id_conditions(sdf: DataFrame, *cols: str) -> dict:
+    """Named :func:`missing_cell` conditions (``missing_<column>``) for the id columns ``cols`` of ``sdf``."""
+    return {f"missing_{c}": missing_cell(sdf.schema[c].dataType, col(c)) for c in cols}
+
+
+def bad_amount(c: Column) -> Column:
+    """A summed event weight no implicit model can read as an amount: null, NaN, infinite or negative.
+
+    The rule of :func:`recapp.models.checks.check_weight_amounts` with ``allow_negative=False``.
+    """
+    return c.isNull() | F.isnan(c) | (c == float("inf")) | (c < 0)
+
+
+__all__ = ["check_id_columns", "missing_cell", "count_rows", "quote_row", "refuse_counted", "id_conditions",
+           "bad_amount"]

@@ -35,6 +35,7 @@ import numpy as np
 from recapp.interactions import Interactions
 from recapp.models.als import ALS, check_confidence_params, check_factor_params
 from recapp.models import saved
+from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInScorer, fold_in
 from recapp.models.torch_base import fit_epochs
 
@@ -74,14 +75,17 @@ class ALSWR(ALS, listed=False):
     (maxIter). Confidence is ``1 + alpha * w`` for the summed event weight
     ``w`` of a cell (``confidence="log"`` and ``binary=True`` as in
     :class:`~recapp.models.ALS`, though Spark itself only knows the linear
-    form). Weights are assumed positive, as every recapp event weight is.
+    form). With ``binary=False`` a summed weight that is negative or not
+    finite is refused (ValueError naming the pair), as :class:`~recapp.models.ALS`
+    refuses it.
 
     ``fit(data)`` trains by exact alternating least squares on one machine,
     starting from random unit vectors as Spark does (its per-row Python loop is
     meant for logs that fit in memory; train large logs with
     :class:`recapp.spark.SparkALS`). ``fit(data, user_factors=U,
     item_factors=V)`` adopts factors aligned with the id maps of ``data``
-    instead; rows of NaN are solved (items first, then users).
+    instead; rows of NaN are solved (items first, then users). Refused
+    (ValueError): factors of another shape, not numbers, or infinite.
     """
 
     def __init__(self, factors: int = 32, regularization: float = 0.3, alpha: float = 0.3, iterations: int = 15,
@@ -122,6 +126,10 @@ class ALSWR(ALS, listed=False):
 
     # ---- training ----------------------------------------------------------------------------
     def _fit(self, inter: Interactions, user_factors=None, item_factors=None) -> None:
+        if not self.binary:
+            # As recapp's ALS: a negative confidence makes the least squares unbounded, and Spark reads a
+            # negative weight otherwise (as a confident 0), so an exported model would disagree with Spark.
+            check_weight_amounts(self, inter.matrix, allow_negative=False)
         rng = self._setup_torch()
         C = inter.matrix.tocsr()
         Ct = C.T.tocsr()
@@ -158,10 +166,19 @@ class ALSWR(ALS, listed=False):
         self._refresh_grams()
 
     def _adopt(self, name: str, factors, n: int) -> np.ndarray:
-        a = np.array(factors, dtype=np.float32, copy=True)
+        try:
+            a = np.array(factors, dtype=np.float32, copy=True)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be an array of numbers, one row per id of the data; got {factors!r:.80}") from None
         if a.ndim != 2 or a.shape != (n, self.factors):
             raise ValueError(f"{name} must have shape ({n}, {self.factors}) (one row per id of the data, factors "
                              f"columns); got {a.shape}")
+        # NaN marks a row to solve; an infinite value (or one past float32) would make every score NaN.
+        bad = np.isinf(a)
+        if bad.any():
+            r, c = (int(v[0]) for v in np.nonzero(bad))
+            raise ValueError(f"{name} has {int(bad.any(axis=1).sum()):,} row(s) with an infinite value (or one too "
+                             f"large for float32), e.g. row {r}, column {c}; give finite factors, or NaN rows to solve")
         return a
 
     def _loss(self, C) -> float:

@@ -27,6 +27,7 @@ JAVA_MISSING = ("Java was not found: Spark 4 needs Java 17 or newer (on Debian: 
                 "`make test` installs it when it is missing)")
 PYSPARK_MISSING = "pyspark is not installed: pip install 'recapp[spark]' (pyspark 4.3)"
 MIN_JAVA = 17
+_LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE")
 
 # pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported"; recapp
 # moves data with Arrow-friendly types and its tests check each conversion, so it is silenced here.
@@ -114,14 +115,29 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     ``spark.sql.shuffle.partitions`` (Spark's 200 suits a cluster, not a laptop);
     ``local_dir`` is ``spark.local.dir`` (default: a new temporary folder);
     ``conf`` adds or overrides any Spark setting. The Python workers run
-    ``sys.executable``. A session that is already running is returned as it is
-    (Spark applies static settings only at start-up).
+    ``sys.executable``. A session that is already running is returned as it is,
+    with none of this call's settings applied, static or runtime (its own time
+    zone, shuffle partitions and log level stay). Refused (ValueError):
+    ``shuffle_partitions`` below 1, ``ui`` other than True/False, a ``conf``
+    that is not a dict, an unknown ``log_level``.
     """
     reason = spark_unavailable_reason()
     if reason is not None:
         raise RuntimeError(reason)
     check_param("shuffle_partitions", shuffle_partitions, low=1, integer=True)
+    # str(bool("false")) would switch the UI on; a conf that is not a mapping fails later on .items().
+    check_param("ui", ui, choices=(True, False))
+    if conf is not None and not isinstance(conf, dict):
+        raise ValueError(f"conf must be a dict of Spark settings, got {type(conf).__name__}: {conf!r:.80}")
+    if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
+        raise ValueError(f"log_level={log_level!r} is not accepted; accepted values: {list(_LOG_LEVELS)}")
+    from pyspark import SparkContext
     from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is not None:
+        # getOrCreate would write this call's runtime settings (time zone, shuffle partitions, ...) over the
+        # running session's own, changing how the caller's later jobs read times and partition data.
+        return SparkSession.builder.getOrCreate()
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
     # The Python workers inherit the environment: the same warning silenced there.
