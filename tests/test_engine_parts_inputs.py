@@ -208,3 +208,29 @@ def test_engine_refuses_a_user_id_that_cannot_be_one_and_reads_a_series_filter_a
     assert engine.recommend(9, k=3, filters={"cat": ["a", "b"]})["item_id"].tolist() == [1, 2]
     with pytest.raises(ValueError, match=r"half_life='7d' must be a finite number"):
         Engine(m, half_life="7d")
+
+
+def test_a_model_swap_that_fails_part_way_keeps_serving_the_old_model():
+    # Before: a swap whose scorer failed to add the catalogue's items left the new model installed beside the old
+    # scorer state, and the cache still held lists from before; now the old model serves on, as if never swapped.
+    from recapp.models import Popularity
+    from recapp.realtime import Engine
+
+    old = Popularity().fit(pd.DataFrame({"user_id": [1, 2, 3], "item_id": [1, 2, 2]}))
+    engine = Engine(old, k=2)
+    before = engine.recommend(9)
+    new = Popularity().fit(pd.DataFrame({"user_id": [1, 2, 3], "item_id": [3, 3, 3]}))
+    scorer = new.live_scorer()
+
+    def broken(n):
+        raise MemoryError("no room for the catalogue")
+
+    scorer.add_items = broken
+    new.live_scorer = lambda: scorer
+    with pytest.raises(MemoryError):
+        engine.swap_model(new)
+    assert engine.model is old
+    cols = ["item_id", "score", "rank"]
+    pd.testing.assert_frame_equal(engine.recommend(9)[cols], before[cols])
+    engine.ingest({"user_id": 9, "item_id": 1, "event": "purchase", "timestamp": 1.0})
+    assert engine.recommend(9)["item_id"].tolist() == [2]

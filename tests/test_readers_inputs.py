@@ -108,3 +108,11 @@ def test_check_events_names_a_bad_frame():
         check_events([{"user_id": 1}])
     with pytest.raises(ValueError, match=r"repeated column name\(s\) \['user_id'\]"):  # was numpy "Data must be 1-dimensional"
         check_events(pd.concat([LOG, LOG[["user_id"]]], axis=1))
+
+
+def test_validate_refuses_a_drop_duplicates_that_is_not_a_flag():
+    # Before: drop_duplicates="no" was truthy, so the repeated row was dropped.
+    df = pd.DataFrame({"user_id": [1, 1], "item_id": [2, 2], "timestamp": [10, 10], "event": ["view", "view"]})
+    with pytest.raises(SchemaError, match=r"drop_duplicates='no' must be True or False"):
+        validate(df, drop_duplicates="no")
+    assert len(validate(df, drop_duplicates=False)[0]) == 2

@@ -156,3 +156,14 @@ def test_to_recapp_refuses_events_whose_ids_match_nothing_spark_learned(fitted):
     more = pd.concat([EVENTS, pd.DataFrame({"user_id": [99], "item_id": [10], "event": ["view"], "rating": [np.nan]})])
     model = fitted.to_recapp(more)
     assert model.interactions_.n_users == 4 and np.isfinite(model.user_factors_).all()
+
+
+def test_both_validates_refuse_a_drop_duplicates_that_is_not_a_flag(spark):
+    # Before: drop_duplicates="no" was truthy, so both dropped the repeated row.
+    import recapp.spark as rs
+    from recapp.schema import validate
+
+    df = pd.DataFrame({"user_id": [1, 1], "item_id": [2, 2], "timestamp": [10, 10], "event": ["view", "view"]})
+    for check in (lambda: validate(df, drop_duplicates="no"), lambda: rs.validate(spark.createDataFrame(df), drop_duplicates="no")):
+        with pytest.raises(SchemaError, match=r"drop_duplicates='no' must be True or False"):
+            check()

@@ -357,14 +357,26 @@ class Engine:
             self.cache.invalidate(user_id)
 
     def swap_model(self, model) -> None:
-        """Serve ``model`` from now on (fitted on this engine's item order, e.g. by the refitter); histories are kept."""
+        """Serve ``model`` from now on (fitted on this engine's item order, e.g. by the refitter); histories are kept.
+
+        A swap that fails part-way (the scorer, the shoppers' restart or the index) serves the old model again and raises.
+        """
         scorer = model.live_scorer()
         with self._lock:
-            self.model, self.scorer = model, scorer
-            scorer.add_items(len(self.catalogue))
-            self.shoppers.restart(model.interactions_)
-            self._build_index()
-            self.cache.clear()
+            old = self.model, self.scorer
+            try:
+                self.model, self.scorer = model, scorer
+                scorer.add_items(len(self.catalogue))
+                self.shoppers.restart(model.interactions_)
+                self._build_index()
+            except BaseException:
+                # Half swapped, the engine would score with one model through the other's state and index.
+                self.model, self.scorer = old
+                self.shoppers.restart(old[0].interactions_)
+                self._build_index()
+                raise
+            finally:
+                self.cache.clear()
 
     def wait_for_refit(self, timeout: float | None = None) -> bool:
         """Block until a running background refit is swapped in; False on timeout (or no refitter)."""

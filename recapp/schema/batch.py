@@ -9,6 +9,7 @@ import pandas as pd
 
 from recapp.schema.cells import (
     DATE_NUMBERS_NOTE,
+    check_flag,
     check_time_format,
     _blank,
     _normalise_events,
@@ -127,6 +128,7 @@ def validate(
     if not isinstance(df, pd.DataFrame):
         raise SchemaError(f"expected a pandas DataFrame, got {type(df).__name__}")
     check_time_format(time_format)
+    check_flag("drop_duplicates", drop_duplicates)
     if len(df) == 0:
         raise SchemaError("the event log is empty: no rows to validate")
     dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})

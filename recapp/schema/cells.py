@@ -236,6 +236,12 @@ def guess_text_format(texts) -> tuple[str, str] | None:
     return None
 
 
+def check_flag(name: str, value) -> None:
+    """Raise ``SchemaError`` unless ``value`` is True or False: any non-empty text is truthy, so "no" would mean yes."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise SchemaError(f"{name}={value!r} must be True or False")
+
+
 def check_time_format(time_format: str | None) -> None:
     """Raise ``SchemaError`` unless ``time_format`` is None or a strptime format with a year and known directives."""
     if time_format is None:

@@ -52,6 +52,7 @@ from recapp.schema.cells import (
     _normalise_events,
     _numeric,
     _read_times,
+    check_flag,
     check_time_format,
     text_format_for,
     text_format_note,
@@ -240,6 +241,7 @@ def validate(
     if not isinstance(sdf, DataFrame):
         raise SchemaError(f"expected a Spark DataFrame, got {type(sdf).__name__}")
     check_time_format(time_format)
+    check_flag("drop_duplicates", drop_duplicates)
     dupes = sorted({c for c in sdf.columns if sdf.columns.count(c) > 1})
     if dupes:
         raise SchemaError(f"duplicate column name(s) {dupes}; columns found: {list(sdf.columns)}")
