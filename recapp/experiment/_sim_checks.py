@@ -158,9 +158,9 @@ def check_distinct_slates(name: str, slates: np.ndarray, shown: np.ndarray | Non
 def check_event_names(name: str, events, accepted) -> tuple:
     """``events`` as a tuple of names from ``accepted``: a bare string would be read letter by letter (or by substring),
     and an unknown name would silently select nothing."""
-    if isinstance(events, str):
-        raise ValueError(f"{name}={events!r} is a single string; pass a list of names, e.g. [{events!r}]")
-    out = tuple(events)
+    from recapp.experiment._checks import name_list    # _checks imports this module: a top-level import would cycle
+
+    out = tuple(name_list(name, events))
     unknown = [e for e in out if e not in accepted]
     if unknown:
         raise ValueError(f"{name} holds {unknown!r}; accepted event names: {list(accepted)}")
