@@ -14,8 +14,9 @@ from recapp.schema.cells import (
     _blank,
     _normalise_events,
     _numeric,
-    date_number_seconds,
+    date_number_cells,
     id_problems,
+    mixed_date_numbers_note,
     read_times,
     text_format_note,
     unparseable_times_hint,
@@ -166,9 +167,13 @@ def validate(
             f"column {col_time!r}: {int(bad_ts.sum()):,} unparseable timestamp(s): {_quote_rows(out, bad_ts, col_time)}. "
             + unparseable_times_hint(guess)
         )
-    dates = date_number_seconds(out[col_time], ts)
-    notes = [DATE_NUMBERS_NOTE] if dates is not None else [text_format_note(guess)] if guess is not None else []
-    out[col_time] = ts if dates is None else dates
+    is_date, days = date_number_cells(out[col_time], ts)
+    every_date = bool(is_date.all())
+    notes = [DATE_NUMBERS_NOTE] if every_date else [text_format_note(guess)] if guess is not None else []
+    if is_date.any() and not every_date:
+        notes.append(mixed_date_numbers_note(int(is_date.sum()), len(is_date), *(
+            _quote_rows(out, mask & (mask.cumsum() == 1), col_time) for mask in (is_date, ~is_date))))
+    out[col_time] = days if every_date else ts
 
     ev = _normalise_events(out[col_event])
     bad_ev = pd.isna(ev)

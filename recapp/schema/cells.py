@@ -318,23 +318,39 @@ def unparseable_times_hint(guess: tuple[str, str | None] | None) -> str:
     return hint if guess[1] is None else hint + " (pass time_format='...' to read the column with another format)"
 
 
-def date_number_seconds(values: pd.Series, seconds: np.ndarray) -> np.ndarray | None:
-    """UTC seconds of a time column whose every cell is a YYYYMMDD date number (1900-2100), else None.
+def date_number_cells(values: pd.Series, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each cell is a YYYYMMDD date number, its UTC seconds as that date or NaN).
 
-    ``seconds`` is :func:`parse_timestamps` of ``values``: a column it did not read
-    as such numbers is ruled out without looking at the cells again.
+    ``seconds`` is :func:`parse_timestamps` of ``values``. A cell counts when it is a
+    whole number (not ISO text whose seconds happen to look like one) between
+    19000101 and 21001231 naming a day that exists (20240231 does not).
     """
     low, high = DATE_NUMBERS
     seconds = np.asarray(seconds, dtype=np.float64)
-    if not len(seconds) or not ((seconds >= low) & (seconds <= high) & (seconds == np.floor(seconds))).all():
-        return None
+    is_date = (seconds >= low) & (seconds <= high) & (seconds == np.floor(seconds))
+    days = np.full(len(seconds), np.nan)
+    if not is_date.any():
+        return is_date, days
     num = _numeric(values)
-    if not (num == seconds).all():       # the same seconds from ISO text (a date in 1970) are not date numbers
-        return None
-    days = pd.to_datetime(pd.Series(num.astype(np.int64).astype(str)), format="%Y%m%d", errors="coerce")
-    if days.isna().any():          # 20240231 is no date: the column is numbers after all
-        return None
-    return ((days - pd.Timestamp(0)).dt.total_seconds()).to_numpy(dtype=np.float64)
+    is_date &= num == seconds           # the same seconds from ISO text (a date in 1970) are not date numbers
+    text = pd.Series(np.where(is_date, num, 0).astype(np.int64).astype(str))
+    parsed = pd.to_datetime(text.where(is_date), format="%Y%m%d", errors="coerce")
+    is_date &= parsed.notna().to_numpy()
+    days[is_date] = (parsed[is_date] - pd.Timestamp(0)).dt.total_seconds().to_numpy(dtype=np.float64)
+    return is_date, days
+
+
+def mixed_date_numbers_note(n_dates: int, n: int, example_date: str = "", example_other: str = "") -> str:
+    """The report's note for a time column where some but not all cells are YYYYMMDD date numbers.
+
+    The column is read as epoch seconds, as the other cells demand, which puts the
+    date-like cells in 1970; the analyst is told so rather than left to find it.
+    ``example_date`` / ``example_other`` quote one cell of each kind ("line 3: 20240115").
+    """
+    date, other = (f" ({example_date})", f" ({example_other})") if example_date and example_other else ("", "")
+    return (f"{n_dates:,} of {n:,} timestamps look like YYYYMMDD date numbers{date} and the rest do not{other}, "
+            f"so the whole column was read as epoch seconds, which puts those {n_dates:,} in 1970; "
+            "give the column one form to read them as dates")
 
 
 def normalise_event(value) -> str | None:

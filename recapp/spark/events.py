@@ -54,6 +54,7 @@ from recapp.schema.cells import (
     _read_times,
     check_flag,
     check_time_format,
+    mixed_date_numbers_note,
     text_format_for,
     text_format_note,
     unparseable_times_hint,
@@ -154,7 +155,7 @@ def _text_format(out: DataFrame, dtype: T.DataType, c: Column, keep: Column,
 
 
 def _date_numbers(dtype: T.DataType, c: Column, ts: Column) -> tuple[Column, Column]:
-    """(whether the cell is a YYYYMMDD date number, its date) as :func:`recapp.schema.cells.date_number_seconds` reads them.
+    """(whether the cell is a YYYYMMDD date number, its date) as :func:`recapp.schema.cells.date_number_cells` reads them.
 
     ``ts`` is the cell read as epoch seconds; only numbers (not ISO text) whose seconds
     fall in the date-number range count, and the date must exist (20240231 does not).
@@ -284,7 +285,7 @@ def validate(
     agg = flagged.agg(
         F.count(F.lit(1)).alias("n"),
         F.sum(F.col("__missing__").cast("long")).alias("missing"),
-        F.min(F.when(kept, is_date.cast("int"))).alias("dates"),
+        F.sum(F.when(kept, is_date.cast("long"))).alias("n_dates"),
         *[F.sum(cond.cast("long")).alias(name) for name, cond in conds.items()],
     ).collect()[0]
     n_input = int(agg["n"])
@@ -302,12 +303,16 @@ def validate(
     for c in numbers:
         fail(c, c, "non-numeric value(s)", None)
 
-    notes = []
-    if agg["dates"] == 1:          # every kept time is a YYYYMMDD date number: read the column as dates
+    notes, n_dates = [], int(agg["n_dates"] or 0)
+    if n_dates and n_dates == n_input - n_missing:    # every kept time is a YYYYMMDD date number: read them as dates
         flagged = flagged.withColumn("__ts__", F.unix_date(day).cast("double") * 86_400.0)
         notes.append(DATE_NUMBERS_NOTE)
     elif guess is not None:
         notes.append(text_format_note(guess))
+    if 0 < n_dates < n_input - n_missing:
+        lines = line_numbers(flagged)
+        notes.append(mixed_date_numbers_note(n_dates, n_input - n_missing, *(
+            _quote(flagged, kept & cond, col_time, 1, lines, limit=1) for cond in (is_date, ~is_date))))
     # Duplicates are judged on the converted values (as in pandas); dropped rows are shown as read.
     converted_name = {col_time: "__ts__", col_event: "__event__", **{c: f"__num_{c}__" for c in numbers}}
     keys = [converted_name.get(c, c) for c in data_cols]
