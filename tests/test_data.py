@@ -241,6 +241,13 @@ def test_open_bandit_failed_source_is_named(empty_cache, monkeypatch):
         load_open_bandit("bts", "women", allow_download=False)
 
 
+def test_a_folder_where_a_cached_file_belongs_is_named(empty_cache):
+    # Before, the checksum read raised IsADirectoryError, naming no cache and no way out.
+    (empty_cache / "open-bandit" / "random" / "men" / "men.csv").mkdir(parents=True)
+    with pytest.raises(DataSourceError, match=r"expects a file at .*men\.csv but finds a folder"):
+        load_open_bandit("random", "men", allow_download=False)
+
+
 def test_open_bandit_from_a_user_folder(real_cache, tmp_path):
     load_open_bandit("bts", "men")
     src = real_cache / "open-bandit" / "bts" / "men"

@@ -135,13 +135,18 @@ def extract_verified(archive: Path, members: dict[str, str], dest_dir: Path, sou
 def cached_files(dest_dir: Path, files: dict[str, str]) -> dict[str, Path] | None:
     """Paths of ``{name: sha256}`` under ``dest_dir`` if all exist and verify, else None.
 
-    A file that fails its checksum is removed, so the next fetch replaces it.
+    A file that fails its checksum is removed, so the next fetch replaces it. Something
+    other than a file at a file's path (a folder) raises :class:`DataSourceError`
+    naming it: a fetch could not write there either, and recapp does not delete folders.
     """
     paths = {}
     for name, sha in files.items():
         p = dest_dir / name
         if not p.exists():
             return None
+        if not p.is_file():
+            raise DataSourceError(f"the data cache expects a file at {p} but finds a folder or other non-file there: "
+                                  "move it away (or set RECAPP_DATA to another folder) and load again")
         if file_digest(p) != sha:
             p.unlink()
             return None
