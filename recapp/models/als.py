@@ -10,7 +10,6 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInMixin, fold_in
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, fit_epochs, torch_threads
@@ -111,10 +110,11 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
         return (self.alpha * w).astype(np.float32)
 
     # ---- training ------------------------------------------------------------------
+    def _weight_rule(self):
+        # A negative confidence makes the least-squares problem unbounded (and log1p of a weight <= -1 is NaN).
+        return None if self.binary else {"allow_negative": False}
+
     def _fit(self, inter: Interactions) -> None:
-        if not self.binary:
-            # A negative confidence makes the least-squares problem unbounded (and log1p of a weight <= -1 is NaN).
-            check_weight_amounts(self, inter.matrix, allow_negative=False)
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
         dev = self.device_
@@ -255,8 +255,6 @@ class ALS(FoldInMixin, TorchMixin, Recommender):
             self.__dict__.pop("_touched_items", None)
 
     def _update(self, uidx: np.ndarray) -> None:
-        if not self.binary:
-            check_weight_amounts(self, self.interactions_.matrix, allow_negative=False, rows=uidx)
         n_items_before = len(self.item_factors_)
         for u in uidx:
             self.fold_in_user(int(u))

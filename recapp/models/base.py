@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions, as_interactions
 from recapp.rerank import top_k_rows
-from recapp.models.checks import check_param, history_arrays
+from recapp.models.checks import check_param, check_weight_amounts, history_arrays
 from recapp.schema import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, SchemaError
 
 #: Every public, listed Recommender class by name: recapp's model families, which :func:`load` reads and the
@@ -86,8 +86,8 @@ class Recommender:
     def fit(self, data, **kwargs) -> "Recommender":
         """Learn from an event DataFrame or :class:`Interactions`; returns ``self``.
 
-        Refused (ValueError): no events, and a keyword argument the model's ``_fit``
-        does not take. A fit that fails leaves the model as it was before the call
+        Refused (ValueError): no events, a keyword argument the model's ``_fit``
+        does not take, and summed weights the model cannot read (:meth:`_weight_rule`). A fit that fails leaves the model as it was before the call
         (unfitted, for a model that frees its old state first: ``released_on_refit``).
         """
         self._validate_params()
@@ -102,12 +102,30 @@ class Recommender:
             self.n_items_ = inter.n_items
             self.n_users_fit_ = inter.n_users
             self.item_popularity_ = inter.item_popularity()
+            self._check_weights(inter.matrix)          # after interactions_: the message names ids through it
             self._fit(inter, **kwargs)
         except BaseException:
             # Else the new events would be scored with the previous fit's learned state.
             self.__dict__ = {k: v for k, v in before.items() if not k.endswith("_")} if released else before
             raise
         return self
+
+    def _weight_rule(self) -> dict | None:
+        """:func:`check_weight_amounts`'s keywords for the weights this model reads as amounts (None: it reads none).
+
+        :meth:`fit` and :meth:`update` both apply it (:meth:`_check_weights`): an update cannot bring in what fit refuses.
+        """
+        return None
+
+    def _check_weights(self, X: sp.spmatrix, rows: np.ndarray | None = None) -> None:
+        """Refuse (ValueError) summed weights in ``X`` (only the users ``rows``) that break :meth:`_weight_rule`."""
+        rule = self._weight_rule()
+        if rule is None:
+            return
+        if rows is not None:
+            # "No weight above 0 at all" judges a whole training set; the fitted one had some.
+            rule = {**rule, "need_positive": False}
+        check_weight_amounts(self, X, rows=rows, **rule)
 
     def _check_fit_kwargs(self, kwargs: dict) -> None:
         params = list(inspect.signature(self._fit).parameters.values())[1:]  # after the Interactions
@@ -278,7 +296,9 @@ class Recommender:
 
         The base version appends the events to the model's history (new users and
         items get indices), refreshes popularity, then calls ``_update(uidx)`` with
-        the touched users so a subclass can refresh their learned state. An update
+        the touched users so a subclass can refresh their learned state. Refused
+        (ValueError) as ``fit`` refuses them (:meth:`_weight_rule`): summed weights of
+        the touched users that a model reading weights cannot use. An update
         that fails puts back every attribute it replaced (the events are not kept);
         a subclass that changes arrays in place puts those back itself.
         """
@@ -292,6 +312,7 @@ class Recommender:
             self.interactions_ = self.interactions_.append(events)
             self.item_popularity_ = self.interactions_.item_popularity()
             touched = np.unique(self.interactions_.user_index(pd.unique(events[USER_COL].to_numpy())))
+            self._check_weights(self.interactions_.matrix, rows=touched)
             self._update(touched)
         except BaseException:
             self.__dict__ = before  # else the events would stay in the history without the learned state they need
@@ -319,6 +340,11 @@ class Recommender:
     def _saved_params(self) -> dict:
         """The constructor arguments as :meth:`save` writes them into ``config.json`` (a type may name some in JSON)."""
         return self.get_params()
+
+    @classmethod
+    def _params_for_load(cls, params: dict) -> dict:
+        """The saved constructor arguments as ``load`` builds the model on this machine (as saved; torch models adapt ``device``)."""
+        return params
 
     def save(self, path) -> Path:
         """Write ``config.json`` and ``state.safetensors`` into the folder ``path`` (no pickle).

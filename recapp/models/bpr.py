@@ -8,7 +8,6 @@ from torch import nn
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInMixin
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, deterministic_kernels, sample_negatives
@@ -101,6 +100,10 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     def _build_net(self, n_users: int, n_items: int, factors: int) -> nn.Module:
         return MFNet(n_users, n_items, factors)
 
+    def _weight_rule(self):
+        # Pairs are drawn in proportion to their weight: a probability must be >= 0, and some above 0.
+        return None if self.binary else {"allow_negative": False, "need_positive": True}
+
     def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
@@ -110,9 +113,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
         X = train.matrix.tocsr()
         coo = X.tocoo()
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        # Non-binary: pairs are drawn in proportion to their event weight.
-        if not self.binary:
-            check_weight_amounts(self, inter.matrix, allow_negative=False, need_positive=True)
+        # Non-binary: pairs are drawn in proportion to their event weight (fit has checked them: _weight_rule).
         weights = None if self.binary else coo.data / coo.data.sum()
         n_pairs, n_neg = len(pos_u), int(self.n_negatives)
         lr, reg = float(self.learning_rate), float(self.regularization)

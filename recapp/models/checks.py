@@ -6,7 +6,7 @@ import numpy as np
 from recapp.interactions import EVENT_CODES
 from recapp.params import check_param
 
-__all__ = ["check_param", "history_arrays", "event_codes", "check_weight_amounts"]
+__all__ = ["check_param", "history_arrays", "event_codes", "check_weight_amounts", "check_finite_weights"]
 
 
 def history_arrays(items, weights=None) -> tuple[np.ndarray, np.ndarray]:
@@ -39,6 +39,20 @@ def history_arrays(items, weights=None) -> tuple[np.ndarray, np.ndarray]:
         i = int(np.argmax(bad))
         raise ValueError(f"weights[{i}] = {float(w[i])!r} is not a finite number; each item's summed event weight is one")
     return idx, w
+
+
+def check_finite_weights(items, weights, what: str = "the live history") -> None:
+    """Refuse summed event weights that are not finite (ValueError naming ``what``, the count and the first item).
+
+    The rule :func:`history_arrays` applies to ``score_history``, for a history
+    held elsewhere (a live shopper's): ``items`` are internal indices, one weight each.
+    """
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    bad = ~np.isfinite(w)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ValueError(f"{what}: {int(bad.sum()):,} item(s) have a summed event weight that is not a finite number, "
+                         f"e.g. item {int(np.asarray(items).ravel()[j])}: {float(w[j])!r}; give finite event weights and ratings")
 
 
 def event_codes(events, n: int) -> np.ndarray:

@@ -28,7 +28,6 @@ import torch
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.memory import check_dense
 from recapp.models.torch_base import torch_threads
 
@@ -51,7 +50,7 @@ class EASE(Recommender):
 
     Trained on the binary user x item matrix (``binary=True``, the paper's
     setting) or on the event weights (a summed weight that is not finite is then
-    refused, ValueError naming the pair). A user's scores are their history row times
+    refused by fit and update, ValueError naming the pair). A user's scores are their history row times
     B, so users with new events are served at once with no refit.
 
     ``sparse=False`` (default) is the exact model: two dense items x items
@@ -92,9 +91,10 @@ class EASE(Recommender):
         b.data[:] = 1.0
         return b
 
+    def _weight_rule(self):
+        return None if self.binary else {}
+
     def _fit(self, inter: Interactions) -> None:
-        if not self.binary:
-            check_weight_amounts(self, inter.matrix)
         X = self._input(inter.matrix)
         # A refit releases the previous B first: base.fit has already moved on to the new data.
         self.__dict__.pop("B_", None)

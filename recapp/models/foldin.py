@@ -37,6 +37,23 @@ def fold_in(Y: np.ndarray, base: np.ndarray, idx: np.ndarray, conf: np.ndarray) 
                          "ridge > 0 (ALS: regularization > 0) or fewer factors") from None
 
 
+def check_confidences(items: np.ndarray, w: np.ndarray, conf: np.ndarray, label) -> None:
+    """Refuse (ValueError) a history item whose confidence ``1 + c`` is not a number above 0: the fold-in has no meaning.
+
+    ``label(j)`` names the j-th weight in the message (``weights[3]``, or the live history's item).
+    """
+    with np.errstate(invalid="ignore"):
+        bad = ~(1.0 + np.asarray(conf, dtype=np.float64) > 0)
+    if bad.any():
+        j = int(np.argmax(bad))
+        raise ValueError(f"{label(j)} = {float(w[j])!r} gives item {int(items[j])} a confidence 1 + c = "
+                         f"{1.0 + float(conf[j])!r}, not above 0; give weights >= 0")
+
+
+def _live_label(j: int) -> str:
+    return "the live history's summed event weight"
+
+
 class FoldInScorer(LiveScorer):
     """A factor model's user vector folded in from its fixed item factors, updated per event.
 
@@ -68,8 +85,10 @@ class FoldInScorer(LiveScorer):
         return float(self.confidence(np.array([w], dtype=np.float64))[0])
 
     def start(self, history):
+        """The shopper's normal equations; refused (ValueError) as ``score_history`` refuses the weights."""
         idx, w = history.weights(self.n_items)
         c = np.asarray(self.confidence(w), dtype=np.float64)
+        check_confidences(idx, w, c, _live_label)
         V = self.Y64[idx]
         return {"A": self.base + (V.T * c) @ V, "b": V.T @ (1.0 + c), "c": dict(zip(idx.tolist(), c.tolist())),
                 "scale": history.scale}
@@ -80,7 +99,10 @@ class FoldInScorer(LiveScorer):
             state.update(self.start(history))
             return False
         old = state["c"].get(item)
-        new = self._conf(history.raw[item] * history.scale)
+        w = history.summed_weight(item)
+        new = self._conf(w)
+        # Before the sums change, so a refused event leaves the state as it was.
+        check_confidences(np.array([item]), np.array([w]), np.array([new]), _live_label)
         y = self.Y64[item]
         if old is None:
             state["b"] += (1.0 + new) * y
@@ -163,11 +185,8 @@ class FoldInMixin:
             base = base + ridge * np.eye(base.shape[0])
         with np.errstate(invalid="ignore", divide="ignore"):  # log1p of a weight <= -1; refused just below
             conf = np.asarray(self._fold_in_confidence(w[ok]), dtype=np.float64)
-            bad = ~(1.0 + conf > 0)
-        if bad.any():
-            i = int(np.flatnonzero(ok)[np.argmax(bad)])
-            raise ValueError(f"weights[{i}] = {float(w[i])!r} gives item {int(items[i])} a confidence 1 + c = "
-                             f"{1.0 + float(conf[np.argmax(bad)])!r}, not above 0; give weights >= 0")
+        where = np.flatnonzero(ok)
+        check_confidences(items[ok], w[ok], conf, lambda j: f"weights[{int(where[j])}]")
         return fold_in(Y, base, items[ok], conf)
 
     def _served_side(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -187,4 +206,4 @@ class FoldInMixin:
         return FoldInScorer(self, Y, self._fold_in_base(Y), self._fold_in_confidence, bias)
 
 
-__all__ = ["FoldInMixin", "FoldInScorer", "fold_in"]
+__all__ = ["FoldInMixin", "FoldInScorer", "check_confidences", "fold_in"]

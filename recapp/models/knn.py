@@ -6,7 +6,6 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.live import ItemItemScorer, LiveScorer
 
 SIMILARITIES = ("cosine", "jaccard", "asymmetric_cosine")
@@ -75,7 +74,7 @@ class ItemKNN(Recommender):
     ``similarity`` is ``"cosine"``, ``"jaccard"`` or ``"asymmetric_cosine"``
     (Aiolli 2013, exponent ``alpha``); ``neighbours`` keeps each item's most
     similar items; ``shrink`` damps similarities supported by few users. With
-    ``binary=False`` a summed event weight that is not finite is refused (ValueError).
+    ``binary=False`` a summed event weight that is not finite is refused by fit and update (ValueError).
     """
 
     history_based = True
@@ -95,9 +94,10 @@ class ItemKNN(Recommender):
         check_param("alpha", self.alpha, low=0, high=1)
         check_param("binary", self.binary, choices=(True, False))
 
+    def _weight_rule(self):
+        return None if self.binary else {}
+
     def _fit(self, inter: Interactions) -> None:
-        if not self.binary:
-            check_weight_amounts(self, inter.matrix)
         X = _prepare(inter.matrix, self.binary)
         self.similarity_ = similarity_matrix(X, similarity=self.similarity, shrink=self.shrink,
                                              alpha=self.alpha, neighbours=self.neighbours)
@@ -124,7 +124,7 @@ class UserKNN(Recommender):
 
     Similar users are found among the training users by cosine similarity of
     history rows (with ``shrink``), so a user with new events is re-matched at once.
-    With ``binary=False`` a summed event weight that is not finite is refused (ValueError).
+    With ``binary=False`` a summed event weight that is not finite is refused by fit and update (ValueError).
 
     Defaults: the best of neighbours {50, 100, 200, 400} x shrink {0, 10, 50} by
     mean validation NDCG@10 over three validation splits of the ML-100K training
@@ -143,9 +143,10 @@ class UserKNN(Recommender):
         check_param("shrink", self.shrink, low=0)
         check_param("binary", self.binary, choices=(True, False))
 
+    def _weight_rule(self):
+        return None if self.binary else {}
+
     def _fit(self, inter: Interactions) -> None:
-        if not self.binary:
-            check_weight_amounts(self, inter.matrix)
         X = _prepare(inter.matrix, self.binary)
         self.X_ = X
         self.norms_ = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
@@ -198,7 +199,7 @@ class UserNeighbourScorer(LiveScorer):
         self.Xc = model.X_.tocsc()
 
     def _value(self, history, item) -> float:
-        return 1.0 if self.binary else history.raw.get(item, 0.0) * history.scale
+        return 1.0 if self.binary else history.summed_weight(item)
 
     def start(self, history):
         idx, w = history.weights(self.n_items)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recapp.models.checks import event_codes, history_arrays
+from recapp.models.checks import check_finite_weights, event_codes, history_arrays
 from recapp.rerank import cosine_similarity_matrix
 
 
@@ -56,7 +56,8 @@ class LiveHistory:
         (:func:`~recapp.models.checks.history_arrays`), events that are not event
         codes (:func:`~recapp.models.checks.event_codes`), and times or weights
         of another length than ``items``. Weight values are taken as given: an
-        engine loading a training user must not fail on one odd rating.
+        engine loading a training user must not fail on one odd rating (a
+        scorer that reads the summed weights refuses one it cannot use).
         """
         items, _ = history_arrays(items)
         codes = event_codes(events, len(items))
@@ -103,14 +104,27 @@ class LiveHistory:
         return self.raw[item] - old_sum, self.latest[item] - old_bin
 
     def raw_weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(items, weights / ``scale``) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
+        """(items, weights / ``scale``) of the distinct items below ``n_items``: summed, or binary (``latest``).
+
+        Refused (ValueError, :func:`~recapp.models.checks.check_finite_weights`):
+        a summed weight that is not finite, which no scorer can use (it would
+        serve NaN or infinite scores); ``score_history`` refuses the same.
+        """
         d = self.latest if binary else self.raw
         idx = np.fromiter(d.keys(), dtype=np.int64, count=len(d))
         w = np.fromiter(d.values(), dtype=np.float64, count=len(d))
         if n_items is not None:
             ok = idx < n_items
             idx, w = idx[ok], w[ok]
+        if not binary:
+            check_finite_weights(idx, w * self.scale)
         return idx, w
+
+    def summed_weight(self, item: int) -> float:
+        """The current summed event weight of ``item`` (0 if it has none); refused as :meth:`raw_weights` refuses."""
+        w = self.raw.get(item, 0.0) * self.scale
+        check_finite_weights([item], [w])
+        return w
 
     def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
@@ -277,6 +291,8 @@ class ItemItemScorer(LiveScorer):
         return out
 
     def fold(self, state, history, item, delta, vec):
+        if not self.binary:
+            history.summed_weight(item)  # refuses a weight that would make the vector NaN or infinite
         if vec is None:
             return False
         d = delta[1] if self.binary else delta[0]

@@ -9,7 +9,6 @@ from torch.nn import functional as F
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.holdout_eval import holdout_ndcg, validation_users
 from recapp.models.torch_base import TorchMixin, batches, to_tensor
 
@@ -120,6 +119,10 @@ class MultVAE(TorchMixin, Recommender):
             rows.data[:] = 1.0
         return rows
 
+    def _weight_rule(self):
+        # The weights are the multinomial's counts: none below 0, and some above 0.
+        return None if self.binary else {"allow_negative": False, "need_positive": True}
+
     def _fit(self, inter: Interactions) -> None:
         rng = self._setup_torch()
         train, valid = self._split_for_early_stopping(inter, rng)
@@ -128,8 +131,6 @@ class MultVAE(TorchMixin, Recommender):
                             "dropout": float(self.dropout)}
         self.net_ = net = self._build_net(**self.net_config_).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        if not self.binary:
-            check_weight_amounts(self, inter.matrix, allow_negative=False, need_positive=True)
         X = self._input(train.matrix)
         active = np.flatnonzero(np.diff(X.indptr) > 0)
         step = [0]

@@ -8,7 +8,6 @@ import scipy.sparse as sp
 
 from recapp.interactions import Interactions
 from recapp.models.base import Recommender, check_param
-from recapp.models.checks import check_weight_amounts
 from recapp.models.live import LiveScorer
 
 
@@ -106,7 +105,7 @@ class Popularity(Recommender):
     relative to the newest event, so recent activity dominates ("trending").
     ``weighted=True`` sums event weights (a purchase counts more than a view)
     instead of counting users (a summed weight that is not finite is then
-    refused, ValueError). Counting users (the default) scored higher on
+    refused by fit and update, ValueError). Counting users (the default) scored higher on
     validation splits of ML-100K (``benchmarks/tune_baselines.py``).
 
     Served live, the counts follow every shopper's events with the same settings
@@ -152,9 +151,10 @@ class Popularity(Recommender):
         if self.random_state is not None:
             check_param("random_state", self.random_state, low=0, integer=True)
 
+    def _weight_rule(self):
+        return {"setting": "weighted=True"} if self.weighted else None
+
     def _fit(self, inter: Interactions) -> None:
-        if self.weighted:
-            check_weight_amounts(self, inter.matrix, setting="weighted=True")
         self.n_releases_ = 0
         self._release(inter)
         self.counts_ = self._counts(inter).current(inter.n_items)

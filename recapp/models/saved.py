@@ -12,7 +12,8 @@ def load(path, *, unlisted: bool = False) -> Recommender:
     """Load a model written by :meth:`Recommender.save`.
 
     ``unlisted=True`` also reads the classes declared ``listed=False`` (:data:`UNLISTED`), as
-    :func:`recapp.spark.load` does for a saved ALSWR. A file that is malformed, edited out of shape or from
+    :func:`recapp.spark.load` does for a saved ALSWR. A torch model saved with a CUDA ``device`` this machine
+    lacks is loaded with ``device="auto"`` (a warning says so). A file that is malformed, edited out of shape or from
     another model raises ``ValueError`` naming the file and what does not match.
     """
     from safetensors import SafetensorError
@@ -39,7 +40,7 @@ def load(path, *, unlisted: bool = False) -> Recommender:
     if not isinstance(config["params"], dict):
         raise ValueError(f"{cfg_path}: params must be an object, not {config['params']!r:.80}")
     try:
-        model = cls(**config["params"])
+        model = cls(**cls._params_for_load(config["params"]))
         model._validate_params()
     except (TypeError, ValueError) as e:
         raise ValueError(f"{cfg_path}: params do not fit class {name}: {e}") from e

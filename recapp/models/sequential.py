@@ -129,8 +129,13 @@ class _Sequential(TorchMixin, Recommender):
                 events.append(np.pad(w_e, (pad, 0)))
         return np.asarray(items, dtype=np.int64).reshape(-1, L), np.asarray(events, dtype=np.int64).reshape(-1, L)
 
+    def _seq_len(self) -> int:
+        """The fitted ``max_len`` (the size of SASRec's positions and mask): a changed one takes effect at the next fit."""
+        cfg = getattr(self, "net_config_", None)
+        return int(cfg["max_len"]) if cfg else int(self.max_len)
+
     def _pad_batch(self, seqs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-        L = self.max_len
+        L = self._seq_len()
         out_i = np.zeros((len(seqs), L), dtype=np.int64)
         out_e = np.zeros((len(seqs), L), dtype=np.int64)
         for r, (it, ev) in enumerate(seqs):
@@ -252,8 +257,8 @@ class _Sequential(TorchMixin, Recommender):
     def encode(self, items, events=None) -> np.ndarray:
         """The state after the time-ordered history ``items`` (internal indices) with event codes ``events``.
 
-        Only the last ``max_len`` events count; items past the fitted catalogue
-        are skipped. Returns a vector of ``embedding_dim`` floats. Refused
+        Only the last ``max_len`` events count (the most recent; ``max_len`` as
+        fitted); items past the fitted catalogue are skipped. Returns a vector of ``embedding_dim`` floats. Refused
         (ValueError): items :func:`~recapp.models.checks.history_arrays` refuses,
         and ``events`` that are not one code of ``EVENT_CODES`` per item.
         """
@@ -392,7 +397,7 @@ class SequenceScorer(LiveScorer):
         self.E = np.ascontiguousarray(E, dtype=np.float32)
 
     def query(self, state, history):
-        items, events = history.sequence(self.n_items, self.model.max_len)
+        items, events = history.sequence(self.n_items, self.model._seq_len())
         return self.model.encode(items, events)
 
     def scores(self, state, history):

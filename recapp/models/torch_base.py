@@ -268,6 +268,22 @@ class TorchMixin:
             params["device"] = str(params["device"])  # the name resolve_device reads back as the same device
         return params
 
+    @classmethod
+    def _params_for_load(cls, params: dict) -> dict:
+        """The saved parameters with a CUDA ``device`` this machine lacks replaced by ``"auto"`` (with a warning).
+
+        The learned arrays are read into host memory and moved to the device
+        afterwards, so a model fitted on a GPU runs wherever it is loaded.
+        """
+        params = super()._params_for_load(params)
+        device = params.get("device") if isinstance(params, dict) else None
+        if isinstance(device, str) and device.startswith("cuda") and not _cuda_usable(device):
+            warnings.warn(f"{cls.__name__} was saved with device={device!r}, which this machine cannot use "
+                          f"({torch.cuda.device_count()} CUDA device(s) visible); loaded with device='auto' "
+                          f"({resolve_device('auto')})", stacklevel=3)
+            params = {**params, "device": "auto"}
+        return params
+
     def _setup_torch(self) -> np.random.Generator:
         """Resolve ``self.device`` into ``self.device_`` and seed; returns the numpy Generator to use."""
         self.device_ = resolve_device(getattr(self, "device", "auto"))
@@ -353,6 +369,17 @@ class TorchMixin:
             net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in pending.items()})
             self.net_ = net.to(self.device_).eval()
         self._pending_net_state = None
+
+
+def _cuda_usable(device: str) -> bool:
+    """Whether the CUDA device ``device`` ("cuda", "cuda:N") exists here; a malformed name passes, for the parameter check to name."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return True
+    if dev.type != "cuda":
+        return True
+    return torch.cuda.is_available() and (dev.index or 0) < torch.cuda.device_count()
 
 
 def to_tensor(a, device, dtype=torch.float32) -> torch.Tensor:

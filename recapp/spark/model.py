@@ -35,7 +35,6 @@ import numpy as np
 from recapp.interactions import Interactions
 from recapp.models.als import ALS, check_confidence_params, check_factor_params
 from recapp.models import saved
-from recapp.models.checks import check_weight_amounts
 from recapp.models.foldin import FoldInScorer, fold_in
 from recapp.models.torch_base import fit_epochs
 
@@ -126,10 +125,6 @@ class ALSWR(ALS, listed=False):
 
     # ---- training ----------------------------------------------------------------------------
     def _fit(self, inter: Interactions, user_factors=None, item_factors=None) -> None:
-        if not self.binary:
-            # As recapp's ALS: a negative confidence makes the least squares unbounded, and Spark reads a
-            # negative weight otherwise (as a confident 0), so an exported model would disagree with Spark.
-            check_weight_amounts(self, inter.matrix, allow_negative=False)
         rng = self._setup_torch()
         C = inter.matrix.tocsr()
         Ct = C.T.tocsr()
