@@ -184,3 +184,49 @@ def whole_numbers(name: str, a: np.ndarray) -> None:
         i = int(frac[0])
         raise ValueError(f"{name} = {float(a[i])!r} at row {i} is not a whole number ({len(frac)} such); counts of "
                          "users and conversions are integers")
+
+
+def by_ids(name: str, value, ids: np.ndarray, id_name: str):
+    """A pandas Series or DataFrame ``value`` put in the order of ``ids`` by its index; anything else unchanged
+    (an array is read by position).
+
+    Reading a Series by position gave each id another id's value whenever its
+    index was in another order. Refused, with the counts and the first ones: an
+    index that repeats an id, ids of ``id_name`` it lacks, and ids it has beyond them.
+    """
+    if not isinstance(value, (pd.Series, pd.DataFrame)):
+        return value
+    index = value.index
+    dup = index.duplicated()
+    if dup.any():
+        raise ValueError(f"{name}'s index repeats {_plain(index[dup][0])!r} ({int(dup.sum())} repeat(s)); a Series or "
+                         f"DataFrame is matched to {id_name} by its index, one entry per id")
+    pos = index.get_indexer(pd.Index(ids))
+    used = np.zeros(len(index), dtype=bool)
+    used[pos[pos >= 0]] = True
+    missing, extra = np.asarray(ids)[pos < 0], index[~used]
+    if len(missing) or len(extra):
+        parts = [f"lacks {len(missing)} of the {len(ids)} {id_name} (first: {[_plain(v) for v in missing[:5]]})"
+                 ] if len(missing) else []
+        parts += [f"has {len(extra)} id(s) not in {id_name} (first: {[_plain(v) for v in extra[:5]]})"] if len(extra) else []
+        raise ValueError(f"{name} is matched to {id_name} by its index, but its index {' and '.join(parts)}; index it "
+                         f"by {id_name}, or pass an array (read by position)")
+    return value.iloc[pos]
+
+
+def shopper_arrays(user_ids: np.ndarray, item_ids: np.ndarray, prices, activity,
+                   user_context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The simulator's ``prices`` (one per item, each > 0), ``activity`` (one per shopper, >= 0, not all 0) and
+    ``user_context`` (one row per shopper) as float arrays; a pandas Series or DataFrame is matched to the ids
+    by its index (:func:`by_ids`), an array by position. Each is refused, named, when it does not fit."""
+    prices = finite_array("prices", by_ids("prices", prices, item_ids, "item_ids"), shape=(len(item_ids),))
+    # Prices enter the funnel as log(price / median), so a free item has no defined cart rate.
+    positive_entries("prices", prices, allow_zero=False)
+    activity = finite_array("activity", by_ids("activity", activity, user_ids, "user_ids"), shape=(len(user_ids),))
+    positive_entries("activity", activity, allow_zero=True)
+    if not activity.sum() > 0:
+        raise ValueError("activity is all zero; at least one shopper must have a positive activity to arrive")
+    context = finite_array("user_context", by_ids("user_context", user_context, user_ids, "user_ids"), ndim=2)
+    if len(context) != len(user_ids):
+        raise ValueError(f"user_context has {len(context)} rows; expected one per shopper ({len(user_ids)})")
+    return prices, activity, context

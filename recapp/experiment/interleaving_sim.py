@@ -185,12 +185,9 @@ class InterleavingSimulation:
     def __init__(self, scenario, policies: Mapping, sessions_per_step: int = 20, random_state: int = 0, *,
                  alpha: float = ALPHA, tau: float = TAU, min_clicks: int = MIN_CLICKS, n_boot: int = N_BOOT):
         shop, train = check_scenario(scenario)
-        self.sessions_per_step = check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
-        self.random_state = check_param("random_state", random_state, low=0, integer=True)
-        self.alpha = check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
-        self.tau = check_param("tau", tau, low=0, low_inclusive=False)
-        self.min_clicks = check_param("min_clicks", min_clicks, low=2, integer=True)
-        self.n_boot = check_param("n_boot", n_boot, low=0, integer=True)
+        _check_settings(sessions_per_step, random_state, alpha, tau, min_clicks, n_boot)
+        self.sessions_per_step, self.random_state, self.alpha = sessions_per_step, random_state, alpha
+        self.tau, self.min_clicks, self.n_boot = tau, min_clicks, n_boot
         self.names = list(policies)
         self.policy = InterleavedPolicy(*arm_policies(policies, self.ARMS))
         self.start = float(train[TIME_COL].max())
@@ -201,7 +198,15 @@ class InterleavingSimulation:
         self.verdict_step: int | None = None
 
     def step(self) -> dict:
-        """Simulate one more step of interleaved traffic; returns and records the tick's record."""
+        """Simulate one more step of interleaved traffic; returns and records the tick's record.
+
+        All or nothing, as :meth:`recapp.experiment.live_ab.ABSimulation.step`:
+        the settings are checked first (ValueError naming a bad ``alpha``,
+        ``tau``... set since) and the tallies are computed on a copy, so a step
+        that raises leaves ``counts``, the verdict and ``history`` as they were
+        and the next step serves the same tick again.
+        """
+        _check_settings(self.sessions_per_step, self.random_state, self.alpha, self.tau, self.min_clicks, self.n_boot)
         t = len(self.history)
         sim = copy.copy(self.simulator)
         sim.random_state = self.random_state * 100_003 + t
@@ -211,7 +216,7 @@ class InterleavingSimulation:
         log = self.policy.log()
         ca, cb = log["clicks_A"].to_numpy(), log["clicks_B"].to_numpy()
         wa, wb, tie = outcomes(ca, cb)
-        c = self.counts
+        c = dict(self.counts)
         for key, add in (("impressions", len(log)), ("clicked", int(((ca + cb) > 0).sum())), ("clicks_A", int(ca.sum())),
                          ("clicks_B", int(cb.sum())), ("wins_A", wa), ("wins_B", wb), ("ties", tie)):
             c[key] += add
@@ -220,13 +225,27 @@ class InterleavingSimulation:
         hist = [(h["wins_A"], h["wins_B"], h["ties"]) for h in self.history] + [(c["wins_A"], c["wins_B"], c["ties"])]
         seq = preference_sequence(*np.asarray(hist, dtype=np.float64).T, tau=self.tau, alpha=self.alpha,
                                   min_clicks=self.min_clicks)
-        if self.verdict is None and seq["verdict"][-1] != 0:
-            self.verdict, self.verdict_step = ("B" if seq["verdict"][-1] > 0 else "A"), t + 1
+        verdict, verdict_step = self.verdict, self.verdict_step
+        if verdict is None and seq["verdict"][-1] != 0:
+            verdict, verdict_step = ("B" if seq["verdict"][-1] > 0 else "A"), t + 1
         k = self.simulator.k
         row = {"step": t + 1, **c,
                "ctr": (c["clicks_A"] + c["clicks_B"]) / (k * c["impressions"]) if c["impressions"] else math.nan,
                "preference": test["preference"], "ci_low": test["ci_low"], "ci_high": test["ci_high"],
                "pvalue": test["pvalue"], "msprt_p": float(seq["msprt_p"][-1]), "cs_low": float(seq["cs_low"][-1]),
-               "cs_high": float(seq["cs_high"][-1]), "verdict": self.verdict, "verdict_step": self.verdict_step}
+               "cs_high": float(seq["cs_high"][-1]), "verdict": verdict, "verdict_step": verdict_step}
+        # The commit: nothing below can raise, so a failed tick above changed nothing.
+        self.counts.update(c)
+        self.verdict, self.verdict_step = verdict, verdict_step
         self.history.append(row)
         return row
+
+
+def _check_settings(sessions_per_step, random_state, alpha, tau, min_clicks, n_boot) -> None:
+    """The settings :meth:`InterleavingSimulation.step` reads, checked when it is built and again before each step."""
+    check_param("sessions_per_step", sessions_per_step, low=1, integer=True)
+    check_param("random_state", random_state, low=0, integer=True)
+    check_param("alpha", alpha, low=0, high=0.5, low_inclusive=False)
+    check_param("tau", tau, low=0, low_inclusive=False)
+    check_param("min_clicks", min_clicks, low=2, integer=True)
+    check_param("n_boot", n_boot, low=0, integer=True)

@@ -144,7 +144,9 @@ class RecommenderPolicy(Policy):
     Only clicks, carts and purchases are fed back (``feedback_events``):
     an impression without a click is not a positive signal. ``update`` is
     "slate" (after every slate: real time), "step" (once per step, cheaper) or
-    None (the model stays as fitted). ``feedback_events`` is a list of names among
+    None (the model stays as fitted). The model is the caller's own object, not
+    a copy: with ``update`` set, a run changes it in place (pass
+    ``copy.deepcopy(model)`` to keep the fitted one). ``feedback_events`` is a list of names among
     view, click, cart and purchase (a bare string, once read letter by letter so that
     nothing was ever fed back, is refused); ``random_state`` seeds the padding.
     """
@@ -212,6 +214,7 @@ class EnginePolicy(Policy):
     (as ``view``) when ``ingest_views`` is set, since an engine may track them.
     With ``batch=True`` each slate's events go to ``ingest`` as one DataFrame
     (recapp's Engine accepts both). ``random_state`` (the padding's seed) is None, an int >= 0 or a Generator.
+    The engine is the caller's own, not a copy: a run ingests the simulated events into it (and its store).
     """
 
     def __init__(self, engine, ingest_views: bool = False, batch: bool = False, name: str | None = None, random_state=0):
@@ -268,7 +271,9 @@ def as_policy(obj, **kwargs) -> Policy:
     """``obj`` as a :class:`Policy`, by its own ``as_policy(**kwargs)``: Recommenders, engines and policies have one.
 
     Anything else (say an engine of your own) is wrapped explicitly:
-    ``EnginePolicy(engine)`` or ``RecommenderPolicy(model)``.
+    ``EnginePolicy(engine)`` or ``RecommenderPolicy(model)``. Nothing is copied: the policy serves ``obj`` itself,
+    so a run's feedback changes the caller's model (``update="step"`` by default; ``update=None`` keeps it as
+    fitted), engine or policy in place; pass ``copy.deepcopy(obj)`` to keep the original.
     """
     try:
         convert = obj.as_policy

@@ -1,6 +1,7 @@
 """Reward models q_hat(x, a) for the direct and doubly robust estimators of :mod:`recapp.experiment.ope`."""
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -83,6 +84,24 @@ class LogisticRewardModel:
                if self.segment_levels_ is not None else np.zeros(logged.n_rounds, dtype=np.int64))
         return user, seg
 
+    def _check_context(self, ctx) -> None:
+        """Refuse a context without a fitted feature (a bare KeyError before); warn about values never seen at fit."""
+        absent = [c for c in self.levels_ if ctx is None or c not in ctx.columns]
+        if absent:
+            raise ValueError(f"logged.context lacks the user feature column(s) {absent} the reward model was fitted on "
+                             f"(fitted on {list(self.levels_)}); predict on logs with the same user features")
+        unseen = {}
+        for c, levels in self.levels_.items():
+            v = ctx[c].astype(str).to_numpy()
+            rows = np.flatnonzero(~np.isin(v, levels))
+            if len(rows):
+                unseen[c] = f"{c!r}: {len(rows)} round(s), the first {v[rows[0]]!r} at row {int(rows[0])}"
+        if unseen:
+            seg = f" (for the segment {self.segment!r}, no segment x item term either)" if self.segment in unseen else ""
+            unseen = list(unseen.values())
+            warnings.warn(f"logged.context holds user feature values never seen at fit, in {'; '.join(unseen)}; those "
+                          f"rounds get no effect of that feature{seg}", stacklevel=3)
+
     def fit(self, logged: LoggedFeedback) -> "LogisticRewardModel":
         """Fit on the logged (round, chosen action) pairs."""
         import scipy.sparse as sp
@@ -114,10 +133,16 @@ class LogisticRewardModel:
         return self
 
     def predict(self, logged: LoggedFeedback) -> np.ndarray:
-        """Click probability for every action at each round's slot, shape (rounds, actions); refused before :meth:`fit`
-        and for logs with another number of actions or slots."""
+        """Click probability for every action at each round's slot, shape (rounds, actions); refused before :meth:`fit`,
+        for logs with another number of actions or slots, and for a context without a user feature the fit had.
+
+        A feature value the fit never saw has no coefficient: its rounds get no
+        effect of that feature (nor a segment x item term, for the segment), and
+        a ``UserWarning`` counts them per feature and names the first value.
+        """
         _check_fitted(self, "item_")
         _check_like_fit(logged, len(self.item_), len(self.slot_))
+        self._check_context(logged.context)
         user, seg = self._blocks(logged)
         eta = (self.intercept_ + self.item_[None, :] + self.slot_[logged.position][:, None] + (user @ self.user_)[:, None]
                + np.where(seg[:, None] >= 0, self.inter_[np.maximum(seg, 0)], 0.0))

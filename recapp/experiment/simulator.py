@@ -42,9 +42,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recapp.experiment._checks import finite_array, positive_entries
+from recapp.experiment._checks import finite_array
 from recapp.experiment._sim_checks import (check_distinct_slates, check_ids, check_item_indices, check_knobs,
-                                           check_seed, check_slate_shape, check_slate_size)
+                                           check_seed, check_slate_shape, check_slate_size, shopper_arrays)
 from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home before the split)
     ARM_COL,
     FEEDBACK_EVENTS,
@@ -81,7 +81,11 @@ class ShopperSimulator:
     Build with :meth:`from_synthetic` or :meth:`from_model`, or directly from a
     dense ``utility`` matrix (users x items) or from ``user_factors``,
     ``item_factors`` and ``item_bias`` (utility = U V' + b). See the module
-    docstring for the choice model and every knob. To feed an engine a live
+    docstring for the choice model and every knob. ``prices`` (per item),
+    ``activity`` and ``user_context`` (per shopper) are read by position when
+    arrays, and by their index when a pandas Series or DataFrame: it must hold
+    each of ``item_ids`` (``user_ids``) once and nothing else, or ValueError
+    names the missing and extra ids. To feed an engine a live
     stream of event dicts instead (the dashboard's simulated shopper), use
     :class:`recapp.realtime.ShopperStream`.
     """
@@ -117,18 +121,11 @@ class ShopperSimulator:
         self.user_ids = np.arange(n_users) if user_ids is None else check_ids("user_ids", user_ids, n_users)
         self.item_ids = np.arange(n_items) if item_ids is None else check_ids("item_ids", item_ids, n_items)
         rng = np.random.default_rng(np.random.SeedSequence([int(check_seed(random_state) or 0), 7]))
-        # Prices enter the funnel as log(price / median), so a free item has no defined cart rate.
-        self.prices = (np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None
-                       else finite_array("prices", prices, shape=(n_items,)))
-        positive_entries("prices", self.prices, allow_zero=False)
-        self.activity = (rng.lognormal(0.0, 1.0, n_users) if activity is None else finite_array("activity", activity, shape=(n_users,)))
-        positive_entries("activity", self.activity, allow_zero=True)
-        if not self.activity.sum() > 0:
-            raise ValueError("activity is all zero; at least one shopper must have a positive activity to arrive")
+        prices = np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None else prices
+        activity = rng.lognormal(0.0, 1.0, n_users) if activity is None else activity
+        self.prices, self.activity, self.user_context_ = shopper_arrays(
+            self.user_ids, self.item_ids, prices, activity, np.ones((n_users, 1)) if user_context is None else user_context)
         self.activity = self.activity / self.activity.sum()
-        self.user_context_ = (np.ones((n_users, 1)) if user_context is None else finite_array("user_context", user_context, ndim=2))
-        if len(self.user_context_) != n_users:
-            raise ValueError(f"user_context has {len(self.user_context_)} rows; expected one per shopper ({n_users})")
         self.k = int(k)
         self.choice_scale = choice_scale
         self.target_ctr = target_ctr
@@ -192,10 +189,12 @@ class ShopperSimulator:
 
         The model's scores for every known (user, item) are the utilities.
         ``prices`` is an array or a Series indexed by item_id (random
-        log-normal prices when None). The observable context is a rank-``n_context``
-        SVD embedding of each shopper's history in the log, and activity is
-        proportional to the history length. A policy of the same family as the
-        truth model is favoured; prefer another family or a held-out fit.
+        log-normal prices when None); the Series may price items the model
+        never saw (ignored), and one of the model's items it lacks is refused.
+        The observable context is a rank-``n_context`` SVD embedding of each
+        shopper's history in the log, and activity is proportional to the
+        history length. A policy of the same family as the truth model is
+        favoured; prefer another family or a held-out fit.
         ``n_context`` is an integer >= 1 (it was silently raised to 1, or failed inside scipy when fractional).
         """
         from scipy.sparse.linalg import svds
@@ -207,7 +206,8 @@ class ShopperSimulator:
         scores = model.score(users)
         item_ids = scores.columns.to_numpy()
         if isinstance(prices, pd.Series):
-            prices = prices.reindex(item_ids).to_numpy(dtype=np.float64)
+            # A catalogue prices items outside the log too; ShopperSimulator aligns the rest and names any it lacks.
+            prices = prices[prices.index.isin(item_ids)]
         X = inter.binary()[: len(users)].astype(np.float64)
         d = max(1, min(n_context, min(X.shape) - 1))
         u, s, _ = svds(X, k=d, random_state=0)
@@ -304,7 +304,7 @@ class ShopperSimulator:
     # ---- running -----------------------------------------------------------------------
     def run(self, policy, n_steps: int = 20, sessions_per_step: int = 100, name: str | None = None,
             progress: bool = False) -> SimulationResult:
-        """Run one policy; every arriving shopper is served by it. See :meth:`run_ab`."""
+        """Run one policy; every arriving shopper is served by it. See :meth:`run_ab` (``policy`` learns in place)."""
         pol = as_policy(policy)
         label = name or getattr(pol, "name", type(pol).__name__)
         return self.run_ab({label: pol}, n_steps=n_steps, sessions_per_step=sessions_per_step, progress=progress)
@@ -314,7 +314,8 @@ class ShopperSimulator:
         """Run several policies side by side, each shopper assigned to one arm by a salted hash.
 
         ``policies`` maps arm names to policies (Recommenders and engines are
-        wrapped by :func:`as_policy`); ``weights`` are the arms' traffic shares.
+        wrapped by :func:`as_policy`, not copied: a model's feedback updates it in
+        place); ``weights`` are the arms' traffic shares.
         Arrivals, sessions, drift and the shoppers' memory over the steps are
         :func:`recapp.experiment.sessions.run_sessions`'s; each slate's response
         is :meth:`serve`'s. Returns a :class:`SimulationResult`.
