@@ -7,7 +7,7 @@ pieces of this package do the rest: per-shopper state (:mod:`.state`), the
 overrides (:mod:`.options`), candidates, filters, MMR, explanations and rank
 changes (:mod:`.ranking`), the frames it returns (:mod:`.frames`), the item space
 (:mod:`.catalogue`), approximate search (:mod:`.index`), the result cache
-(:mod:`.cache`) and the background refit that learns new items (:mod:`.refit`).
+(:mod:`.cache`), the model swap (:mod:`.swap`) and the background refit that learns new items (:mod:`.refit`).
 The engine never asks what kind of model it has.
 
 >>> engine = Engine(EASE().fit(train), items=items_table)
@@ -28,12 +28,13 @@ from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.frames import EVENT_NAMES  # noqa: F401 - moved to .frames; still importable from here
 from recapp.realtime.frames import EXPLANATION_COL, RANK_CHANGE_COL, RESULT_COLUMNS, history_frame, result_frame
-from recapp.realtime.index import FaissIndex, faiss_available
+from recapp.realtime.index import faiss_available
 from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
 from recapp.realtime.options import ListOptions
-from recapp.realtime.ranking import Ranker
+from recapp.realtime.ranking import MIN_LAST_LISTS, Ranker
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
+from recapp.realtime.swap import item_index, swap_model
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
 from recapp.schema import ITEM_COL, SCORE_COL, check_event_types
@@ -77,7 +78,9 @@ class Engine:
         item vectors) or ``"auto"`` (faiss from ``ann_min_items`` items when installed).
     store : an :class:`~recapp.realtime.store.EventStore` (or a path); every batch is
         validated and committed there before it changes any state.
-    cache_size : entries of the LRU cache of ``recommend`` results (0 disables it).
+    cache_size : entries of the LRU cache of ``recommend`` results (0 disables it); the last list
+        of that many shoppers (at least 1,024), least recently served dropped first, is kept for
+        ``rank_change``.
     explain : whether to compute explanations.
     pseudonymizer : a :class:`~recapp.privacy.Pseudonymizer`: user ids are replaced by
         pseudonyms as events arrive and when ``recommend``, ``history``, ``warm`` and
@@ -137,7 +140,8 @@ class Engine:
             # About 256 MB of cached score vectors, and never fewer than 64 users.
             max_user_vectors = max(64, int(256e6 / (4 * max(self.scorer.n_items, 1))))
         self.shoppers = Shoppers(inter, self.exclude_codes, self.recency, max_user_vectors)
-        self.ranker = Ranker(self.catalogue, self.trending, explain=explain, n_explain=n_explain)
+        self.ranker = Ranker(self.catalogue, self.trending, explain=explain, n_explain=n_explain,
+                             max_shoppers=max(cache_size, MIN_LAST_LISTS))
         self.cache = ResultCache(cache_size)
         if items is not None:
             self.add_items(items)
@@ -156,14 +160,8 @@ class Engine:
         self.refitter = Refitter(self, refit_every) if refit_every is not None else None
 
     def _build_index(self) -> None:
-        self.ranker.index = None
-        if self.ann is None:
-            return
-        vectors = self.scorer.item_vectors()
-        if vectors is None:
-            raise ValueError(f"ann={self.ann!r} needs a model whose live scorer has item vectors (ALS, BPR, LightGCN, "
-                             f"GRU4Rec, SASRec, ...); {type(self.model).__name__}'s has none")
-        self.ranker.index = FaissIndex(vectors)
+        self.ranker.index = None        # and it stays None when the new one cannot be built
+        self.ranker.index = item_index(self.ann, self.scorer, self.model)
 
     # ---- the item space ------------------------------------------------------------
     @property
@@ -278,6 +276,7 @@ class Engine:
                 st.vec = None
         scorer.observe(idx, t, weight, first)
         self.cache.invalidate(user)
+        self.ranker.last_lists.moved(user)
 
     def _event_weight(self, event: str, rating) -> float:
         w = self.event_weights.get(event)
@@ -297,8 +296,11 @@ class Engine:
         engine's defaults for this call (a call that sets one re-ranker turns the
         engine's default one off).
         ``score`` is the model's score, or the decayed event count for "popular now"
-        items; ``rank_change`` is previous rank minus rank (<NA> for a new entry).
-        Repeated calls with no ingest in between come from an LRU cache.
+        items; ``rank_change`` is previous rank minus rank against the shopper's last
+        list (<NA> for a new entry, or no last list: one for the ``cache_size`` most
+        recently served shoppers, at least 1,024, is kept). The same list served again
+        with no event of the shopper's in between repeats its rank changes. Repeated
+        calls with no ingest in between come from an LRU cache, with the same values.
         """
         opts = self.options.override(k, filters=filters, exclude_viewed=exclude_viewed, diversity=diversity,
                                      calibration=calibration, exposure=exposure)
@@ -310,8 +312,11 @@ class Engine:
                 st = self.shoppers.get(user_id, self.scorer, create=False)
                 arrays, uses_pop = self.ranker.rank(self.scorer, self.shoppers, user_id, st, opts)
                 self.cache.put(key, arrays, uses_pop)
+            # Computed on every serve, cached or not: a cached copy would keep the changes of the
+            # list it was first compared with, whatever the shopper was served in between.
+            changes = self.ranker.last_lists.changes(user_id, arrays[0])
             # Each call builds its own frame, so a caller that edits it cannot change the next.
-            return result_frame(*arrays)
+            return result_frame(*arrays, changes)
 
     def popular(self, k: int | None = None) -> pd.DataFrame:
         """The "popular now" list: item_id and score (decayed event count, newest events weigh most)."""
@@ -353,7 +358,7 @@ class Engine:
         with self._lock:
             user_id = self._user(user_id)
             self.shoppers.drop(user_id)
-            self.ranker.last_ranks.pop(user_id, None)
+            self.ranker.last_lists.drop(user_id)
             self.cache.invalidate(user_id)
 
     def swap_model(self, model) -> None:
@@ -361,22 +366,7 @@ class Engine:
 
         A swap that fails part-way (the scorer, the shoppers' restart or the index) serves the old model again and raises.
         """
-        scorer = model.live_scorer()
-        with self._lock:
-            old = self.model, self.scorer
-            try:
-                self.model, self.scorer = model, scorer
-                scorer.add_items(len(self.catalogue))
-                self.shoppers.restart(model.interactions_)
-                self._build_index()
-            except BaseException:
-                # Half swapped, the engine would score with one model through the other's state and index.
-                self.model, self.scorer = old
-                self.shoppers.restart(old[0].interactions_)
-                self._build_index()
-                raise
-            finally:
-                self.cache.clear()
+        swap_model(self, model)
 
     def wait_for_refit(self, timeout: float | None = None) -> bool:
         """Block until a running background refit is swapped in; False on timeout (or no refitter)."""

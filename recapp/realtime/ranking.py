@@ -8,7 +8,10 @@ steps are the plain functions of :mod:`recapp.rerank`.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recapp import rerank
@@ -21,26 +24,77 @@ from recapp.realtime.trending import Trending
 
 _EMPTY = LiveHistory()
 
+#: Last lists are kept for at least this many shoppers, even when the engine's result cache is smaller or off.
+MIN_LAST_LISTS = 1024
+
+
+class LastLists:
+    """Each recently served shopper's last list and its rank changes, from which the next list's are computed.
+
+    ``rank_change`` is previous rank minus rank (<NA>: new in the list, or no previous
+    list). A list served again unchanged with no event of the shopper's since repeats
+    its rank changes, whether it came from the result cache or was computed afresh.
+    At most ``size`` shoppers (an integer >= 1) are held, the least recently served
+    dropped first: a dropped shopper's next list is <NA> throughout, like a first list.
+    """
+
+    def __init__(self, size: int):
+        check_param("size", size, low=1, integer=True)
+        self.size = int(size)
+        self._last: OrderedDict = OrderedDict()     # user -> (ids, rank changes, or None once the shopper moved)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def changes(self, user, ids: list) -> pd.arrays.IntegerArray:
+        """Rank changes of ``ids`` (the list served now, best first) for ``user``, remembered for their next list."""
+        last = self._last.pop(user, None)
+        ids = tuple(ids)
+        if last is not None and last[1] is not None and last[0] == ids:
+            changes = last[1]
+        else:
+            changes = rerank.rank_changes(ids, None if last is None else {i: r for r, i in enumerate(last[0], start=1)})
+        self._last[user] = (ids, changes)
+        if len(self._last) > self.size:
+            self._last.popitem(last=False)
+        return changes
+
+    def moved(self, user) -> None:
+        """``user`` had an event: their next list is compared with the last one even when it is the same."""
+        last = self._last.get(user)
+        if last is not None and last[1] is not None:
+            self._last[user] = (last[0], None)       # an existing key keeps its place: an event is not a serve
+
+    def drop(self, user) -> None:
+        """Forget ``user``'s last list."""
+        self._last.pop(user, None)
+
 
 class Ranker:
     """Builds one shopper's list from the scorer's vector and the trending counters.
 
     ``explain`` must be True or False (ValueError otherwise: ``bool("no")`` would switch explanations on).
+    Rank changes are computed when a list is served (:class:`LastLists`, ``max_shoppers`` of them),
+    so a list from the engine's cache carries the same ones as a list computed afresh.
     """
 
-    def __init__(self, catalogue: Catalogue, trending: Trending, *, explain: bool = True, n_explain: int = 3):
+    def __init__(self, catalogue: Catalogue, trending: Trending, *, explain: bool = True, n_explain: int = 3,
+                 max_shoppers: int = MIN_LAST_LISTS):
         check_param("explain", explain, choices=(True, False))
         self.catalogue = catalogue
         self.trending = trending
         self.explain = bool(explain)
         self.n_explain = int(n_explain)
-        self.last_ranks: dict = {}
+        self.last_lists = LastLists(max_shoppers)
         self.index = None            # an approximate-search index over the scorer's item vectors, or None
         self.head_share = 0.2        # the short head for exposure-aware re-ranking (rerank.head_items)
         self._labels = None          # (table, n_items, column, p(g|i) rows by item index, category names)
 
     def rank(self, scorer: LiveScorer, shoppers: Shoppers, user, st: UserState | None, opts: ListOptions):
-        """(item ids, scores, explanations, rank changes) for ``user``, and whether popularity was used."""
+        """(item ids, scores, explanations) for ``user``, and whether popularity was used.
+
+        Rank changes are not part of it: they depend on what was served before (:attr:`last_lists`).
+        """
         n, k = len(self.catalogue), opts.k
         mask = self.catalogue.mask(opts.filters)
         banned = (st.seen if opts.exclude_viewed else st.consumed) if st is not None else set()
@@ -92,9 +146,7 @@ class Ranker:
             for pos, text in zip(np.flatnonzero(from_model).tolist(), self._explanations(scorer, st, recs[from_model])):
                 expl[pos] = text
         ids = [self.catalogue.ids[i] for i in recs.tolist()]
-        changes = rerank.rank_changes(ids, self.last_ranks.get(user))
-        self.last_ranks[user] = {item: r for r, item in enumerate(ids, start=1)}
-        return (ids, np.asarray(scores, dtype=np.float64), expl, changes), uses_pop
+        return (ids, np.asarray(scores, dtype=np.float64), expl), uses_pop
 
     @staticmethod
     def _history(st: UserState | None) -> tuple[np.ndarray, np.ndarray]:
