@@ -1,6 +1,8 @@
 """Event types as codes, and the implicit weight each event adds to the user x item matrix."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -31,6 +33,15 @@ def resolve_event_weights(weights: dict | None = None) -> dict:
         raise ValueError(f"event_weights has weight(s) that are not finite numbers: {bad}; "
                          "give a number per event type (None for 'rating' uses the rating)")
     return w
+
+
+def event_weight(weights: dict, event: str, rating) -> float:
+    """One event's implicit weight under resolved ``weights``, as :func:`event_weights_for` weighs a row:
+    the event's weight, or for a ``None`` weight the rating (1 when absent)."""
+    w = weights.get(event)
+    if w is None:
+        return 1.0 if rating is None or (isinstance(rating, float) and math.isnan(rating)) else float(rating)
+    return float(w)
 
 
 def event_weights_for(df: pd.DataFrame, weights: dict | None = None, *, col_event: str = EVENT_COL, col_rating: str = RATING_COL) -> np.ndarray:

@@ -424,6 +424,26 @@ def test_stream_quarantines_bad_events_and_counts_new_shoppers():
         s.close()
 
 
+def test_stream_counts_events_the_live_model_cannot_read():
+    # ALS reads a rating as the confidence 1 + alpha * rating: -7 from a new shopper is below 0. The store keeps
+    # the row (another model may read it); the live engine refuses it, and the tab now counts it by reason.
+    from recapp.models import ALS
+
+    sc = _movielens()
+    model = ALS(binary=False, factors=4, iterations=2, verbose=False).fit(sc.train)
+    replay = sc.replay.head(30).copy()
+    replay.loc[replay.index[4], ["user_id", "event", "rating"]] = [10**6, "rating", -7.0]
+    scenario = dash.Scenario("movielens", "test", sc.train, sc.titles, sc.items, sc.users, replay=replay)
+    s = dash.StreamSession(scenario, model)
+    try:
+        rec = s.step(100)
+        assert rec["done"] and rec["n_events"] == 30 and len(s.store) == 30
+        assert rec["rejected"].to_dict() == {"ALS's live scorer cannot fold it in": 1}
+        assert s.live.stats()["events_ingested"] == 29
+    finally:
+        s.close()
+
+
 # ---- the A/B tab ---------------------------------------------------------------------------------
 def test_ab_tab_shows_an_always_valid_verdict(tmp_path):
     app = _app(tmp_path)                   # a fresh model cache: the shop's models are not trained yet

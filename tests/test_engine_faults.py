@@ -184,3 +184,36 @@ def test_engine_refuses_event_weights_that_are_not_numbers():
         Engine(model, event_weights={"click": float("nan")})
     with pytest.raises(ValueError, match="unknown event type"):
         Engine(model, event_weights={"like": 1.0})
+
+
+def _rated_als(rating_of_11=1.0):
+    from recapp.models import ALS
+
+    rng = np.random.default_rng(0)
+    ev = pd.DataFrame({"user_id": rng.integers(0, 30, 400), "item_id": rng.integers(0, 40, 400),
+                       "timestamp": np.arange(400.0), "event": "rating", "rating": rng.integers(1, 6, 400).astype(float)})
+    return ALS(binary=False, factors=4, iterations=3, alpha=0.5, random_state=0, verbose=False).fit(ev)
+
+
+@pytest.mark.parametrize("with_store", [False, True])
+def test_an_event_the_served_model_cannot_fold_in_is_refused_alone(tmp_path, with_store):
+    # ALS folds a rating in as the confidence 1 + 0.5 * rating: a rating of -7 from a new shopper gives -2.5.
+    # Before, the live scorer raised in the middle of the batch: the rows after it were neither applied nor reported.
+    from recapp.realtime import EventStore
+
+    store = EventStore(tmp_path / "events.duckdb") if with_store else None
+    engine = Engine(_rated_als(), store=store)
+    batch = pd.DataFrame({"user_id": ["new", "new", "other"], "item_id": [3, 4, 5], "timestamp": [500.0, 501, 502],
+                          "event": "rating", "rating": [-7.0, 4.0, 3.0]})
+    res = engine.ingest(batch)
+    assert res.n_ingested == 2 and res.n_rejected == 1
+    assert res.rejected["row"].iloc[0]["rating"] == -7.0
+    assert "ALS's live scorer cannot fold it in" in res.rejected["reason"].iloc[0] and "-2.5" in res.rejected["reason"].iloc[0]
+    # The refused event changed nothing: the shopper's history holds the rating of 4 only.
+    assert engine.history("new")["item_id"].tolist() == [4]
+    assert len(engine.recommend("new", k=3)) == 3
+    assert engine.stats()["events_rejected"] == 1
+    # Once the item's summed weight is large enough, a small negative rating folds in.
+    assert engine.ingest(_ev("new", 4, 503.0, "rating", rating=-1.0)).n_ingested == 1
+    if store is not None:
+        store.close()

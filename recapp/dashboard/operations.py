@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,8 @@ class StreamSession:
         self.new_items: set = set()
         self.n_events = 0
         self.n_rejected = 0
+        # Rows the store kept but the live engine refused (its model cannot read their weight), by reason.
+        self.refused: Counter = Counter()
         self.done = False
         self.hits_live: deque = deque(maxlen=HIT_WINDOW)
         self.hits_static: deque = deque(maxlen=HIT_WINDOW)
@@ -124,7 +126,9 @@ class StreamSession:
             user, item = ev[USER_COL], ev[ITEM_COL]
             t0 = clock()
             live = self.live.recommend(user, self.k)[ITEM_COL].tolist()
-            self.live.ingest({k: v for k, v in ev.items() if not _missing(v)})
+            applied = self.live.ingest({k: v for k, v in ev.items() if not _missing(v)})
+            if applied.n_rejected:
+                self.refused[applied.rejected["reason"].iloc[0].split(":")[0]] += 1
             self.latency_ms.append((clock() - t0) * 1000)
             if ev[EVENT_COL] in CHOICE_EVENTS:
                 self.hits_live.append(item in live)
@@ -136,11 +140,12 @@ class StreamSession:
             self.n_events += 1
 
     def rejected_by_reason(self) -> pd.Series:
-        """Rows the store quarantined so far, counted by reason."""
-        if not self.n_rejected:
-            return pd.Series(dtype="int64", name="rows")
-        q = self.store.sql("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC")
-        return q.set_index("reason")["n"].rename("rows")
+        """Rows the store quarantined so far, and rows the live engine refused (kept in the store), counted by reason."""
+        counts = pd.Series(self.refused, dtype="int64")
+        if self.n_rejected:
+            q = self.store.sql("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason")
+            counts = pd.concat([q.set_index("reason")["n"].astype("int64"), counts])
+        return counts.sort_values(ascending=False, kind="stable").rename("rows").rename_axis("reason")
 
     def close(self) -> None:
         """Close the event store and remove its folder."""

@@ -165,6 +165,6 @@ def operations(scenario, rec: dict, k: int, tick_ms=()) -> str:
         rej = "".join(f"<tr><td>{esc(r)}</td><td class='num'>{n:,}</td></tr>" for r, n in rejected.items())
         rej = f"<table class='recapp-t'><tr><th>rejected because</th><th>events</th></tr>{rej}</table>"
     else:
-        rej = "<span class='muted'>No events rejected (the store's quarantine is empty).</span>"
+        rej = "<span class='muted'>No events rejected (the store's quarantine is empty and the live model read every event).</span>"
     return (f"<div>{kpis}</div><div style='display:flex;gap:24px'><div style='flex:1'><b>Popular now</b>"
             f"<table class='recapp-t'>{popular}</table></div><div style='flex:1'><b>Rejected events</b><br>{rej}</div></div>")

@@ -84,6 +84,16 @@ class FoldInScorer(LiveScorer):
     def _conf(self, w: float) -> float:
         return float(self.confidence(np.array([w], dtype=np.float64))[0])
 
+    def weight_problem(self, summed: float) -> str | None:
+        """A summed weight whose confidence ``1 + c`` is not above 0 (or that is not finite) cannot be folded in."""
+        problem = super().weight_problem(summed)
+        if problem is None:
+            with np.errstate(invalid="ignore", divide="ignore"):   # log1p of a weight <= -1
+                conf = self._conf(summed)
+            if not 1.0 + conf > 0:
+                problem = f"a summed event weight {summed!r} gives the item a confidence 1 + c = {1.0 + conf!r}, not above 0"
+        return problem
+
     def start(self, history):
         """The shopper's normal equations; refused (ValueError) as ``score_history`` refuses the weights."""
         idx, w = history.weights(self.n_items)

@@ -126,6 +126,11 @@ class LiveHistory:
         check_finite_weights([item], [w])
         return w
 
+    def summed_after(self, item: int, weight: float, recency: float = 1.0) -> float:
+        """``item``'s summed event weight once an event of ``weight`` is added with ``recency`` (:meth:`add`), unchanged here."""
+        decay = recency if recency < 1.0 else 1.0
+        return self.raw.get(item, 0.0) * self.scale * decay + float(weight)
+
     def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""
         idx, w = self.raw_weights(n_items, binary)
@@ -180,6 +185,14 @@ class LiveScorer:
     def start(self, history: LiveHistory):
         """The shopper's live state built from ``history`` (None when the scorer keeps none)."""
         return None
+
+    def weight_problem(self, summed: float) -> str | None:
+        """Why this scorer cannot fold in an item whose summed event weight would become ``summed``, or None.
+
+        Asked before an event changes anything (:meth:`LiveHistory.summed_after`), so a
+        caller such as the engine can refuse the event instead of failing half-way.
+        """
+        return None if np.isfinite(summed) else f"a summed event weight {summed!r} is not a finite number"
 
     # (b) --------------------------------------------------------------------------
     def fold(self, state, history: LiveHistory, item: int, delta: tuple, vec: np.ndarray | None) -> bool:

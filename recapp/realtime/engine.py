@@ -17,19 +17,18 @@ The engine never asks what kind of model it has.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 
 import pandas as pd
 
-from recapp.event_weights import EVENT_CODES, resolve_event_weights
+from recapp.event_weights import EVENT_CODES, event_weight, resolve_event_weights
 from recapp.models.base import check_param
 from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
 from recapp.realtime.frames import EVENT_NAMES  # noqa: F401 - moved to .frames; still importable from here
 from recapp.realtime.frames import EXPLANATION_COL, RANK_CHANGE_COL, RESULT_COLUMNS, history_frame, result_frame
 from recapp.realtime.index import faiss_available
-from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
+from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows, with_refused
 from recapp.realtime.options import ListOptions
 from recapp.realtime.ranking import MIN_LAST_LISTS, Ranker
 from recapp.realtime.refit import Refitter
@@ -224,7 +223,10 @@ class Engine:
         optional. A batch is applied in timestamp order; separate calls in arrival
         order (an out-of-order timestamp is applied when it arrives). Rows that
         fail validation change nothing and come back in ``result.rejected`` with
-        the reason (and, with a store, in its quarantine table). An item never
+        the reason (and, with a store, in its quarantine table); so does a valid
+        row whose weight the served model's live scorer cannot fold in (ALS reading
+        a rating of -5 as a confidence below 0), which a store keeps, as another
+        model may read it. An item never
         seen before joins the catalogue and is served from popularity until the
         model learns it (``refit_every``). Returns an :class:`IngestResult`.
         With a pseudonymizer, user ids are replaced before anything else (rejected
@@ -243,8 +245,10 @@ class Engine:
                 rows, rejected = frame_rows(res.events), res.rejected
             else:
                 rows, rejected = event_rows(events, self._seen_ids)
-            for row in rows:
-                self._apply(*row)
+            outcome = [(row, self._apply(*row)) for row in rows]
+            rows = [row for row, why in outcome if why is None]
+            if len(rows) < len(outcome):
+                rejected = with_refused(rejected, [(row, why) for row, why in outcome if why is not None])
             result = IngestResult(len(rows), rejected)
             self.n_ingested_ += len(rows)
             if result.n_rejected:
@@ -254,8 +258,15 @@ class Engine:
             self.refitter.after_ingest(rows)
         return result
 
-    def _apply(self, user, item, t: float, event: str, rating) -> None:
+    def _apply(self, user, item, t: float, event: str, rating) -> str | None:
+        """Apply one checked event; or, changing nothing, say why the served model cannot read its weight."""
+        weight = event_weight(self.event_weights, event, rating)
         idx = self.catalogue.index(item)
+        st = self.shoppers.get(user, self.scorer, create=False)
+        summed = weight if idx is None or st is None else st.history.summed_after(idx, weight, self.recency)
+        problem = self.scorer.weight_problem(summed)
+        if problem is not None:
+            return f"{type(self.model).__name__}'s live scorer cannot fold it in: {problem}"
         if idx is None:
             idx = self.catalogue.add(item)
             self.scorer.add_items(len(self.catalogue))
@@ -263,7 +274,6 @@ class Engine:
         self.trending.add(idx, t)
         st = self.shoppers.get(user, scorer, create=True)
         first = idx not in st.seen
-        weight = self._event_weight(event, rating)
         code = EVENT_CODES[event]
         delta = st.history.add(idx, code, t, weight, self.recency)
         st.seen.add(idx)
@@ -277,12 +287,6 @@ class Engine:
         scorer.observe(idx, t, weight, first)
         self.cache.invalidate(user)
         self.ranker.last_lists.moved(user)
-
-    def _event_weight(self, event: str, rating) -> float:
-        w = self.event_weights.get(event)
-        if w is None:
-            return 1.0 if rating is None or (isinstance(rating, float) and math.isnan(rating)) else float(rating)
-        return float(w)
 
     # ---- recommend -----------------------------------------------------------------
     def recommend(self, user_id, k: int | None = None, *, filters=None, exclude_viewed: bool | None = None,

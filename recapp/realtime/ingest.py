@@ -49,6 +49,15 @@ class IngestResult:
         return f"IngestResult(n_ingested={self.n_ingested}, n_rejected={self.n_rejected})"
 
 
+def with_refused(rejected, refused: list):
+    """``rejected`` (as :class:`IngestResult` takes it) with ``refused`` checked rows ``[(row tuple, reason)]`` added."""
+    fields = (USER_COL, ITEM_COL, TIME_COL, EVENT_COL, RATING_COL)
+    extra = [(dict(zip(fields, row)), why) for row, why in refused]
+    if isinstance(rejected, pd.DataFrame):
+        return pd.concat([rejected, IngestResult(0, extra).rejected], ignore_index=True)
+    return list(rejected or []) + extra
+
+
 class SeenIds:
     """The most recent ``capacity`` event ids, to refuse a redelivered event.
 
