@@ -217,3 +217,22 @@ def test_an_event_the_served_model_cannot_fold_in_is_refused_alone(tmp_path, wit
     assert engine.ingest(_ev("new", 4, 503.0, "rating", rating=-1.0)).n_ingested == 1
     if store is not None:
         store.close()
+
+
+def test_training_events_the_live_model_cannot_fold_in_are_left_out_and_counted():
+    # BPR fits on which items a shopper chose (weights ignored) but folds a live history in with confidences
+    # 1 + 3 * weight: a training rating of -5 made every live list of that shopper raise.
+    from recapp.models import BPR
+
+    rng = np.random.default_rng(0)
+    ev = pd.DataFrame({"user_id": rng.integers(0, 30, 400), "item_id": rng.integers(0, 40, 400),
+                       "timestamp": np.arange(400.0), "event": "rating", "rating": rng.integers(1, 6, 400).astype(float)})
+    ev.loc[0, "rating"] = -5.0
+    user, item = ev.loc[0, "user_id"], ev.loc[0, "item_id"]
+    engine = Engine(BPR(verbose=False).fit(ev))
+    out = engine.recommend(user, k=5)
+    assert len(out) == 5 and item not in set(out["item_id"])       # still seen: never recommended
+    unread = int(((ev["user_id"] == user) & (ev["item_id"] == item)).sum())
+    assert engine.stats()["training_events_unread"] == unread
+    assert item not in set(engine.history(user)["item_id"])             # left out of the live history
+    assert engine.recommend(ev.loc[1, "user_id"], k=5).shape[0] == 5

@@ -84,14 +84,18 @@ class FoldInScorer(LiveScorer):
     def _conf(self, w: float) -> float:
         return float(self.confidence(np.array([w], dtype=np.float64))[0])
 
+    def unreadable(self, summed: np.ndarray) -> np.ndarray:
+        """Summed weights that are not finite or whose confidence ``1 + c`` is not above 0 cannot be folded in."""
+        w = np.asarray(summed, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):   # log1p of a weight <= -1
+            return super().unreadable(w) | ~(1.0 + np.asarray(self.confidence(w), dtype=np.float64) > 0)
+
     def weight_problem(self, summed: float) -> str | None:
-        """A summed weight whose confidence ``1 + c`` is not above 0 (or that is not finite) cannot be folded in."""
+        """Why ``summed`` cannot be folded in (:meth:`unreadable`), naming its confidence, or None."""
         problem = super().weight_problem(summed)
-        if problem is None:
-            with np.errstate(invalid="ignore", divide="ignore"):   # log1p of a weight <= -1
-                conf = self._conf(summed)
-            if not 1.0 + conf > 0:
-                problem = f"a summed event weight {summed!r} gives the item a confidence 1 + c = {1.0 + conf!r}, not above 0"
+        if problem is not None and np.isfinite(summed):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                problem = f"a summed event weight {summed!r} gives the item a confidence 1 + c = {1.0 + self._conf(summed)!r}, not above 0"
         return problem
 
     def start(self, history):

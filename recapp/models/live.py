@@ -186,13 +186,17 @@ class LiveScorer:
         """The shopper's live state built from ``history`` (None when the scorer keeps none)."""
         return None
 
+    def unreadable(self, summed: np.ndarray) -> np.ndarray:
+        """Which of the items' summed event weights ``summed`` this scorer cannot fold in (a boolean mask)."""
+        return ~np.isfinite(np.asarray(summed, dtype=np.float64))
+
     def weight_problem(self, summed: float) -> str | None:
         """Why this scorer cannot fold in an item whose summed event weight would become ``summed``, or None.
 
         Asked before an event changes anything (:meth:`LiveHistory.summed_after`), so a
         caller such as the engine can refuse the event instead of failing half-way.
         """
-        return None if np.isfinite(summed) else f"a summed event weight {summed!r} is not a finite number"
+        return f"a summed event weight {summed!r} is not a finite number" if self.unreadable([summed])[0] else None
 
     # (b) --------------------------------------------------------------------------
     def fold(self, state, history: LiveHistory, item: int, delta: tuple, vec: np.ndarray | None) -> bool:

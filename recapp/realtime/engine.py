@@ -347,9 +347,11 @@ class Engine:
             return history_frame(None if st is None else st.history, self.catalogue.ids)
 
     def stats(self) -> dict:
-        """Counters: events ingested and rejected, users and items, cache hits and misses, refits."""
+        """Counters: events ingested and rejected, training events left out of live histories (their weight is
+        one the live model cannot fold in), users and items, cache hits and misses, refits."""
         out = {
             "events_ingested": self.n_ingested_, "events_rejected": self.n_rejected_,
+            "training_events_unread": self.shoppers.n_unread,
             "users": self.n_users, "items": self.n_items, "model_items": self.scorer.n_items,
             "cache_hits": self.cache.hits, "cache_misses": self.cache.misses, "ann": self.ann,
         }

@@ -1,12 +1,16 @@
 """Per-shopper state: the history, what to exclude, the model scorer's state and a cached score vector."""
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from recapp.models.live import LiveHistory, LiveScorer
+from recapp.realtime.cache import plain
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Shoppers:
         self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
         self._lru: OrderedDict = OrderedDict()
         self.generation = 0
+        self.n_unread = 0          # training events left out of live histories: the live model cannot read their weight
 
     def __len__(self) -> int:
         return len(self.users)
@@ -67,16 +72,29 @@ class Shoppers:
         u = self.training_index(user)
         if u < 0 and not create:
             return None
-        st = self._load(u) if u >= 0 else UserState(LiveHistory())
+        st = self._load(u, scorer) if u >= 0 else UserState(LiveHistory())
         st.state, st.generation = scorer.start(st.history), self.generation
         self.users[user] = st
         return st
 
-    def _load(self, u: int) -> UserState:
+    def _load(self, u: int, scorer: LiveScorer) -> UserState:
         inter = self.inter
         a, b = inter.seq_indptr[u], inter.seq_indptr[u + 1]
         items, events = inter.seq_items[a:b], inter.seq_events[a:b].astype(np.int64)
-        hist = LiveHistory.from_sequence(items, events, inter.seq_times[a:b], self._weights[a:b], self.recency, uidx=u)
+        times, weights = inter.seq_times[a:b], self._weights[a:b]
+        hist = LiveHistory.from_sequence(items, events, times, weights, self.recency, uidx=u)
+        idx, w = hist.weights()
+        unread = idx[scorer.unreadable(w)] if scorer.personal and len(idx) else idx[:0]
+        if len(unread):
+            # A model whose fit ignores weights may fold them in live (BPR: a rating of -5 is a confidence
+            # below 0): those items are left out of the live history, counted, as ingest refuses such events.
+            keep = ~np.isin(items, unread)
+            if not self.n_unread:
+                log.warning("the live model cannot fold in some training users' event weights (the first: user %r, "
+                            "item %r); those items are left out of their live history (engine.stats() counts them)",
+                            plain(inter.user_ids[u]), plain(inter.item_ids[int(unread[0])]))
+            self.n_unread += int((~keep).sum())
+            hist = LiveHistory.from_sequence(items[keep], events[keep], times[keep], weights[keep], self.recency, uidx=u)
         consumed = np.isin(events, list(self.exclude_codes))
         return UserState(hist, consumed=set(items[consumed].tolist()), seen=set(items.tolist()))
 
