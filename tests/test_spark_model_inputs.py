@@ -167,3 +167,31 @@ def test_both_validates_refuse_a_drop_duplicates_that_is_not_a_flag(spark):
     for check in (lambda: validate(df, drop_duplicates="no"), lambda: rs.validate(spark.createDataFrame(df), drop_duplicates="no")):
         with pytest.raises(SchemaError, match=r"drop_duplicates='no' must be True or False"):
             check()
+
+
+def test_refits_release_what_the_previous_fit_kept_in_spark_memory(spark):
+    # Each fit persists its training cells (and id maps, for text ids): before, a refit left the previous fit's
+    # cached in executor memory for good, one more set per refit.
+    from recapp.spark import SparkALS
+
+    def kept(model) -> list:
+        return [model.cells_, model.user_index_, model.item_index_]
+
+    def cached(frame) -> bool:
+        level = frame.storageLevel                  # asks Spark's cache manager, not a Python-side flag
+        return level.useMemory or level.useDisk
+
+    text = EVENTS.astype({"user_id": str, "item_id": str})
+    model = SparkALS(factors=2, iterations=2).fit(spark.createDataFrame(text))
+    first = kept(model)
+    assert all(cached(f) for f in first)
+    model.fit(spark.createDataFrame(text))
+    assert not any(cached(f) for f in first)
+    second = kept(model)
+    bad = spark.createDataFrame(text.assign(rating=[5.0, -4.0, 3.0, 1.0, 2.0, 4.0]))
+    with pytest.raises(ValueError, match="negative"):
+        model.fit(bad)
+    assert all(a is b for a, b in zip(kept(model), second)) and all(cached(f) for f in second)   # still serving
+    assert len(model.recommend(["1"], k=1).toPandas()) == 1
+    for frame in second:
+        frame.unpersist()

@@ -158,7 +158,8 @@ class SparkALS:
         type that cannot hold ids (boolean, array, map, struct); (ValueError naming the count and a pair) a
         summed (user, item) event weight that is negative or not finite, which recapp's ALS refuses too.
         A summed weight of 0 is kept but warned about (Spark ignores the cell; the exported ALSWR does not).
-        A fit that fails leaves the model as it was.
+        A fit that fails leaves the model as it was; the frames a fit keeps in Spark's memory (the training
+        cells and id maps) are released when a refit replaces them or a fit fails.
         """
         self._validate_params()
         require_frame(events, "events", col_user, col_item)
@@ -167,9 +168,22 @@ class SparkALS:
         try:
             self._fit(events, col_user, col_item, col_event, col_rating)
         except BaseException:
+            self._release(self.__dict__, before)
             self.__dict__ = before      # else a refit that fails would pair the old model with the new events
             raise
+        self._release(before, self.__dict__)
         return self
+
+    #: Attributes holding DataFrames a fit persists (they stay in executor memory until unpersisted).
+    _PERSISTED = ("cells_", "user_index_", "item_index_")
+
+    @classmethod
+    def _release(cls, state: dict, kept: dict) -> None:
+        """Unpersist ``state``'s persisted frames that ``kept`` does not hold: every refit kept them all before."""
+        for name in cls._PERSISTED:
+            frame = state.get(name)
+            if frame is not None and frame is not kept.get(name):
+                frame.unpersist()
 
     def _fit(self, events: DataFrame, col_user: str, col_item: str, col_event: str, col_rating: str) -> None:
         from pyspark.ml.recommendation import ALS as MLlibALS
@@ -182,19 +196,20 @@ class SparkALS:
                                has_rating=col_rating in events.columns)
         cells = events.select(col(col_user).alias(col_user), col(col_item).alias(col_item), weight.alias(_W))
         # Kept: the check, the id maps and the training cells all read it, and each would repeat the shuffle.
-        cells = cells.groupBy(col_user, col_item).agg(F.sum(_W).alias(_W)).persist()
-        self._check_cells(events, cells)
-        self.user_index_ = _index(cells, col_user, _U) if _needs_index(cells, col_user) else None
-        self.item_index_ = _index(cells, col_item, _I) if _needs_index(cells, col_item) else None
-        cells = self._to_int_ids(cells)
-        self.cells_ = cells.select(_U, _I, _W).persist()
-        blocks = self.num_blocks or max(1, int(events.sparkSession.sparkContext.defaultParallelism))
-        als = MLlibALS(rank=self.factors, maxIter=self.iterations, regParam=float(self.regularization),
-                       alpha=float(self.alpha), implicitPrefs=True, userCol=_U, itemCol=_I, ratingCol=_W,
-                       seed=int(self.random_state), numUserBlocks=blocks, numItemBlocks=blocks,
-                       checkpointInterval=int(self.checkpoint_interval), coldStartStrategy="drop")
-        self.model_ = als.fit(self.cells_)
-        cells.unpersist()
+        grouped = cells.groupBy(col_user, col_item).agg(F.sum(_W).alias(_W)).persist()
+        try:
+            self._check_cells(events, grouped)
+            self.user_index_ = _index(grouped, col_user, _U) if _needs_index(grouped, col_user) else None
+            self.item_index_ = _index(grouped, col_item, _I) if _needs_index(grouped, col_item) else None
+            self.cells_ = self._to_int_ids(grouped).select(_U, _I, _W).persist()
+            blocks = self.num_blocks or max(1, int(events.sparkSession.sparkContext.defaultParallelism))
+            als = MLlibALS(rank=self.factors, maxIter=self.iterations, regParam=float(self.regularization),
+                           alpha=float(self.alpha), implicitPrefs=True, userCol=_U, itemCol=_I, ratingCol=_W,
+                           seed=int(self.random_state), numUserBlocks=blocks, numItemBlocks=blocks,
+                           checkpointInterval=int(self.checkpoint_interval), coldStartStrategy="drop")
+            self.model_ = als.fit(self.cells_)
+        finally:
+            grouped.unpersist()
 
     def _check_cells(self, events: DataFrame, cells: DataFrame) -> None:
         """One Spark job: refuse missing ids (Spark's ALS fails on them naming only its own column) and summed
