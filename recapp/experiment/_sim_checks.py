@@ -186,9 +186,10 @@ def whole_numbers(name: str, a: np.ndarray) -> None:
                          "users and conversions are integers")
 
 
-def by_ids(name: str, value, ids: np.ndarray, id_name: str):
+def by_ids(name: str, value, ids: np.ndarray, id_name: str, label: str = "index"):
     """A pandas Series or DataFrame ``value`` put in the order of ``ids`` by its index; anything else unchanged
-    (an array is read by position).
+    (an array is read by position). ``label="columns"`` says, in messages, that ``value`` is a DataFrame transposed
+    so that its columns are matched.
 
     Reading a Series by position gave each id another id's value whenever its
     index was in another order. Refused, with the counts and the first ones: an
@@ -199,8 +200,8 @@ def by_ids(name: str, value, ids: np.ndarray, id_name: str):
     index = value.index
     dup = index.duplicated()
     if dup.any():
-        raise ValueError(f"{name}'s index repeats {_plain(index[dup][0])!r} ({int(dup.sum())} repeat(s)); a Series or "
-                         f"DataFrame is matched to {id_name} by its index, one entry per id")
+        raise ValueError(f"{name}'s {label} repeats {_plain(index[dup][0])!r} ({int(dup.sum())} repeat(s)); a Series or "
+                         f"DataFrame is matched to {id_name} by its {label}, one entry per id")
     pos = index.get_indexer(pd.Index(ids))
     used = np.zeros(len(index), dtype=bool)
     used[pos[pos >= 0]] = True
@@ -209,9 +210,76 @@ def by_ids(name: str, value, ids: np.ndarray, id_name: str):
         parts = [f"lacks {len(missing)} of the {len(ids)} {id_name} (first: {[_plain(v) for v in missing[:5]]})"
                  ] if len(missing) else []
         parts += [f"has {len(extra)} id(s) not in {id_name} (first: {[_plain(v) for v in extra[:5]]})"] if len(extra) else []
-        raise ValueError(f"{name} is matched to {id_name} by its index, but its index {' and '.join(parts)}; index it "
+        how = "index it" if label == "index" else f"label its {label}"
+        raise ValueError(f"{name} is matched to {id_name} by its {label}, but its {label} {' and '.join(parts)}; {how} "
                          f"by {id_name}, or pass an array (read by position)")
     return value.iloc[pos]
+
+
+def labelled(name: str, value, ids, id_name: str, label: str = "index"):
+    """``(ids, value)`` for one axis of the simulator's truth: a pandas ``value`` gives the ids by its ``label``
+    ("index", or "columns" of a DataFrame: the items of a utility matrix) when ``ids`` is None, and is put in the
+    order of ``ids`` by :func:`by_ids` otherwise. Anything else comes back unchanged (an array is read by position).
+
+    Read by position, a labelled frame's rows met other shoppers' ids, or got ids 0..n-1 in place of its labels.
+    """
+    if not isinstance(value, pd.DataFrame if label == "columns" else (pd.Series, pd.DataFrame)):
+        return ids, value
+    v = value.T if label == "columns" else value
+    if ids is None:
+        return check_ids(f"{name}'s {label}", v.index.to_numpy(), len(v)), value
+    ids = check_ids(id_name, ids, len(v))
+    v = by_ids(name, v, ids, id_name, label=label)
+    return ids, v.T if label == "columns" else v
+
+
+def truth_arrays(utility, user_factors, item_factors, item_bias, user_ids, item_ids) -> tuple:
+    """The truth of :class:`~recapp.experiment.simulator.ShopperSimulator` checked, as
+    ``(utility, user_factors, item_factors, item_bias, user_ids, item_ids)`` (utility or the factors None).
+
+    A pandas frame is read by its labels (:func:`labelled`), an ``item_bias`` Series by item id (:func:`by_ids`),
+    arrays by position. Refused: a utility matrix together with factors or with ``item_bias`` (either would be
+    silently ignored), entries that are not finite, shapes that do not fit, ids that do not fit the truth.
+    """
+    if (utility is None) == (user_factors is None or item_factors is None):
+        raise ValueError("pass a utility matrix, or user_factors and item_factors, not both")
+    if utility is not None:
+        if item_bias is not None:
+            raise ValueError("item_bias is not accepted with a utility matrix: it is used only with user_factors and "
+                             "item_factors (utility = U V' + b) and would be silently ignored; add it to the utility's "
+                             "columns instead")
+        user_ids, utility = labelled("utility", utility, user_ids, "user_ids")
+        item_ids, utility = labelled("utility", utility, item_ids, "item_ids", label="columns")
+        utility = finite_array("utility", utility, ndim=2)
+        n_users, n_items = utility.shape
+        user_factors = item_factors = None
+        item_bias = np.zeros(n_items)
+    else:
+        user_ids, user_factors = labelled("user_factors", user_factors, user_ids, "user_ids")
+        item_ids, item_factors = labelled("item_factors", item_factors, item_ids, "item_ids")
+        user_factors = finite_array("user_factors", user_factors, ndim=2)
+        n_users, n_items = len(user_factors), len(item_factors)
+        item_factors = finite_array("item_factors", item_factors, shape=(n_items, user_factors.shape[1]))
+        item_ids = np.arange(n_items) if item_ids is None else check_ids("item_ids", item_ids, n_items)
+        item_bias = (np.zeros(n_items) if item_bias is None else
+                     finite_array("item_bias", by_ids("item_bias", item_bias, item_ids, "item_ids"), shape=(n_items,)))
+    user_ids = np.arange(n_users) if user_ids is None else check_ids("user_ids", user_ids, n_users)
+    item_ids = np.arange(n_items) if item_ids is None else check_ids("item_ids", item_ids, n_items)
+    return utility, user_factors, item_factors, item_bias, user_ids, item_ids
+
+
+def align_rounds(**values) -> dict:
+    """Per-round inputs (one value or row per logged round), each pandas Series or DataFrame put in the order of the
+    first one's index by :func:`by_ids`; None, arrays and lists come back unchanged (read by position).
+
+    Read by position, two Series of one log sorted differently paired one round's reward with another's propensity.
+    """
+    frames = [k for k, v in values.items() if isinstance(v, (pd.Series, pd.DataFrame))]
+    if len(frames) < 2:
+        return values
+    ref = values[frames[0]].index
+    # The first is matched to itself too, so that a repeated label in it is refused like one in the others.
+    return {k: by_ids(k, v, ref, f"rounds in {frames[0]}'s index") if k in frames else v for k, v in values.items()}
 
 
 def shopper_arrays(user_ids: np.ndarray, item_ids: np.ndarray, prices, activity,

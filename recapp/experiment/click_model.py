@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recapp.experiment._checks import check_level
+from recapp.experiment._checks import check_level, check_values
 from recapp.models.base import check_param
 from recapp.schema import ITEM_COL, require_columns
 
@@ -322,10 +322,15 @@ def synthetic_rounds(n_rounds: int, intercept: float, position_effect, appeal, i
     ``position_effect`` has one entry per slot (the first is usually 0);
     ``appeal`` one per item (item ids 0..len-1). Columns item_id, position
     (1-based), click, propensity_score (of the item, as in Open Bandit) and p_true.
+    Refused, named: a non-finite ``intercept``, effect, appeal or weight (a NaN
+    made its rows' p_true NaN and never clicked), a negative ``n_rounds``.
     """
-    beta, u = np.asarray(position_effect, dtype=np.float64), np.asarray(appeal, dtype=np.float64)
-    w = np.ones(len(u)) if item_weights is None else np.asarray(item_weights, dtype=np.float64)
-    if w.shape != u.shape or (w < 0).any() or w.sum() <= 0:
+    check_param("n_rounds", n_rounds, low=0, integer=True)
+    check_param("intercept", intercept)
+    beta = check_values("position_effect", position_effect, ndim=1, min_size=1)
+    u = check_values("appeal", appeal, ndim=1, min_size=1)
+    w = np.ones(len(u)) if item_weights is None else check_values("item_weights", item_weights, low=0.0)
+    if w.shape != u.shape or w.sum() <= 0:
         raise ValueError("item_weights must be non-negative, one per appeal, not all zero")
     w = w / w.sum()
     rng = np.random.default_rng(random_state)

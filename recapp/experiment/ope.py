@@ -36,6 +36,7 @@ from recapp.experiment._checks import (
     check_values,
     warn_snipw,
 )
+from recapp.experiment._sim_checks import align_rounds
 from recapp.experiment.ope_estimators import (  # estimate and importance_weights stay importable from here
     ESTIMATORS,
     MODEL_ESTIMATORS,
@@ -64,7 +65,11 @@ class LoggedFeedback:
     """Logged bandit rounds as arrays: action (index into ``action_ids``), position (0-based), reward, pscore.
 
     ``context`` holds categorical user features (one column each) and
-    ``affinity`` an optional (rounds x actions) user-item feature.
+    ``affinity`` an optional (rounds x actions) user-item feature. Pandas
+    per-round fields are matched by index to the first of them (see
+    :func:`~recapp.experiment._sim_checks.align_rounds`; a label it lacks, an
+    extra one or a repeat is refused) and stored as arrays (context stays a
+    DataFrame); arrays are read by position.
     """
 
     action: np.ndarray
@@ -76,6 +81,15 @@ class LoggedFeedback:
     context: pd.DataFrame | None = None
     affinity: np.ndarray | None = None
     source: str = ""
+
+    def __post_init__(self):
+        fields = ("action", "position", "reward", "pscore", "context", "affinity")
+        if not any(isinstance(getattr(self, f), (pd.Series, pd.DataFrame)) for f in fields):
+            return      # arrays (the common case): nothing to align or convert
+        aligned = align_rounds(**{f: getattr(self, f) for f in fields})
+        for f, v in aligned.items():
+            # A Series kept its labels, so subset's self.action[idx] read labels, not rounds.
+            setattr(self, f, v if f == "context" or not isinstance(v, (pd.Series, pd.DataFrame)) else v.to_numpy())
 
     @property
     def n_rounds(self) -> int:

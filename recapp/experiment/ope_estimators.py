@@ -22,6 +22,7 @@ from recapp.experiment._checks import (
     name_list,
     warn_snipw,
 )
+from recapp.experiment._sim_checks import align_rounds
 
 ESTIMATORS = ("IPW", "SNIPW", "DM", "DR")
 MODEL_ESTIMATORS = ("DM", "DR")
@@ -115,11 +116,17 @@ def estimate(reward, pscore, target_prob, q_logged=None, q_expected=None, estima
     estimate, ci_low, ci_high, se (bootstrap), n_rounds and ess (the effective
     sample size ``(sum w)^2 / sum w^2`` of the weights, computed without overflow).
 
+    Pandas Series are matched by index to the first of them (a label one
+    lacks, an extra one or a repeat is refused; read by position, two Series
+    sorted differently paired one round's reward with another's pscore);
+    arrays are read by position.
     Every array has one finite value per round (probabilities in [0, 1]),
     at least one round; ``alpha`` lies in (0, 1) and ``n_bootstrap`` >= 2.
     Anything else is a ValueError naming the argument and the first bad row,
     as is an estimate that overflows (weights near 1e300 from a tiny pscore).
     """
+    reward, pscore, target_prob, q_logged, q_expected = align_rounds(
+        reward=reward, pscore=pscore, target_prob=target_prob, q_logged=q_logged, q_expected=q_expected).values()
     r = check_values("reward", reward, ndim=1, min_size=1)
     target, ps = check_values("target_prob", target_prob, ndim=1), check_values("pscore", pscore, ndim=1)
     have = q_logged is not None and q_expected is not None

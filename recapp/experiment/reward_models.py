@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recapp.experiment._checks import check_logged, check_values
 from recapp.models.base import check_param
 
 if TYPE_CHECKING:
@@ -29,7 +30,9 @@ class ItemPositionModel:
         self.prior_strength = check_param("prior_strength", prior_strength, low=0.0, low_inclusive=False)
 
     def fit(self, logged: LoggedFeedback) -> "ItemPositionModel":
-        """Count clicks and shows per (item, slot)."""
+        """Count clicks and shows per (item, slot); ``logged`` is checked as by :func:`~recapp.experiment.ope.evaluate`
+        (a NaN reward made its slot's rates NaN; an action outside ``action_ids`` failed inside numpy)."""
+        check_logged_rewards(logged)
         P, A = logged.n_positions, logged.n_actions
         key = logged.action * P + logged.position
         shows = np.bincount(key, minlength=A * P).reshape(A, P)
@@ -45,6 +48,13 @@ class ItemPositionModel:
         A, P = self.table_.shape
         _check_like_fit(logged, A, P)
         return self.table_[:, logged.position].T
+
+
+def check_logged_rewards(logged: LoggedFeedback) -> None:
+    """The checks of :func:`~recapp.experiment.ope.evaluate` on the logs a reward model is fitted on: indices in range
+    and one per round (``check_logged``), every reward finite (``NaN > 0`` read a NaN as no click)."""
+    check_logged(logged)
+    check_values("logged.reward", logged.reward, ndim=1)
 
 
 def _check_fitted(model, attr: str) -> None:
@@ -67,11 +77,14 @@ class LogisticRewardModel:
     where the segment is one user feature (``segment``), + ``affinity`` weight
     times the user-item affinity when the logs have it. Predictions for all
     (round, item) pairs are assembled from the coefficients, never from a
-    rounds x items design matrix.
+    rounds x items design matrix. ``segment=None`` leaves the segment x item
+    term out; a ``segment`` column the fitting logs lack is refused.
     """
 
     def __init__(self, C: float = 0.1, segment: str = "user_feature_0", max_iter: int = 500):
         self.C = check_param("C", C, low=0.0, low_inclusive=False)
+        if segment is not None and not isinstance(segment, str):
+            raise ValueError(f"segment={segment!r} is not accepted; pass the name of a user feature column, or None")
         self.segment = segment
         self.max_iter = check_param("max_iter", max_iter, low=1, integer=True)
 
@@ -103,11 +116,19 @@ class LogisticRewardModel:
                           f"rounds get no effect of that feature{seg}", stacklevel=3)
 
     def fit(self, logged: LoggedFeedback) -> "LogisticRewardModel":
-        """Fit on the logged (round, chosen action) pairs."""
+        """Fit on the logged (round, chosen action) pairs; ``logged`` is checked as by :func:`~recapp.experiment.ope.evaluate`
+        (every reward finite), and a context without the ``segment`` column is refused (set ``segment=None``)."""
         import scipy.sparse as sp
         from sklearn.linear_model import LogisticRegression
 
+        check_logged_rewards(logged)
         ctx = logged.context
+        if self.segment is not None and (ctx is None or self.segment not in ctx.columns):
+            # The segment x item term was silently left out, a different model than the one asked for.
+            present = "logged.context is None" if ctx is None else f"its columns: {list(ctx.columns)}"
+            raise ValueError(f"logged.context lacks the segment column {self.segment!r} ({present}); "
+                             "pass LogisticRewardModel(segment=<one of them>), or segment=None to fit without the "
+                             "segment x item term")
         self.levels_ = {} if ctx is None else {c: sorted(ctx[c].astype(str).unique()) for c in ctx.columns}
         self.segment_levels_ = self.levels_.get(self.segment) if ctx is not None and self.segment in ctx.columns else None
         user, seg = self._blocks(logged)

@@ -42,9 +42,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recapp.experiment._checks import finite_array
-from recapp.experiment._sim_checks import (check_distinct_slates, check_ids, check_item_indices, check_knobs,
-                                           check_seed, check_slate_shape, check_slate_size, shopper_arrays)
+from recapp.experiment._sim_checks import (check_distinct_slates, check_item_indices, check_knobs, check_seed,
+                                           check_slate_shape, check_slate_size, shopper_arrays, truth_arrays)
 from recapp.experiment.policies import (  # noqa: F401  (re-exported: their home before the split)
     ARM_COL,
     FEEDBACK_EVENTS,
@@ -80,7 +79,11 @@ class ShopperSimulator:
 
     Build with :meth:`from_synthetic` or :meth:`from_model`, or directly from a
     dense ``utility`` matrix (users x items) or from ``user_factors``,
-    ``item_factors`` and ``item_bias`` (utility = U V' + b). See the module
+    ``item_factors`` and ``item_bias`` (utility = U V' + b; ``item_bias`` with
+    ``utility`` is refused). A pandas ``utility`` (``user_factors``,
+    ``item_factors``) gives ``user_ids`` by its index and ``item_ids`` by its
+    columns (index) when those are None, and is matched to them by its labels
+    otherwise, as ``item_bias`` is when a Series; arrays are read by position. See the module
     docstring for the choice model and every knob. ``prices`` (per item),
     ``activity`` and ``user_context`` (per shopper) are read by position when
     arrays, and by their index when a pandas Series or DataFrame: it must hold
@@ -97,20 +100,9 @@ class ShopperSimulator:
                  session_length: float = 3.0, drift: float = 0.0, drift_dim: int = 8, step_seconds: float = 3600.0,
                  start: float = 1_700_000_000.0, fatigue: float = 0.0, fatigue_half_life: float | None = None,
                  churn: float = 0.0, random_state=0):
-        if (utility is None) == (user_factors is None or item_factors is None):
-            # Given both, the factors (and item_bias) were silently ignored.
-            raise ValueError("pass a utility matrix, or user_factors and item_factors, not both")
-        if utility is not None:
-            self.utility_ = finite_array("utility", utility, ndim=2)
-            n_users, n_items = self.utility_.shape
-            self.user_factors_ = self.item_factors_ = None
-            self.item_bias_ = np.zeros(n_items)
-        else:
-            self.utility_ = None
-            self.user_factors_ = finite_array("user_factors", user_factors, ndim=2)
-            n_users, n_items = len(self.user_factors_), len(item_factors)
-            self.item_factors_ = finite_array("item_factors", item_factors, shape=(n_items, self.user_factors_.shape[1]))
-            self.item_bias_ = (np.zeros(n_items) if item_bias is None else finite_array("item_bias", item_bias, shape=(n_items,)))
+        (self.utility_, self.user_factors_, self.item_factors_, self.item_bias_, self.user_ids,
+         self.item_ids) = truth_arrays(utility, user_factors, item_factors, item_bias, user_ids, item_ids)
+        n_users, n_items = len(self.user_ids), len(self.item_ids)
         if n_users == 0 or n_items == 0:
             raise ValueError(f"the truth has {n_users} shoppers and {n_items} items; it needs at least one of each")
         check_knobs(n_items, k=k, session_length=session_length, target_ctr=target_ctr, cart_rate=cart_rate,
@@ -118,8 +110,6 @@ class ShopperSimulator:
                     funnel_slope=funnel_slope, price_sensitivity=price_sensitivity, drift=drift, start=start,
                     drift_dim=drift_dim, step_seconds=step_seconds)
         ShopperMemory.check(fatigue, fatigue_half_life, churn)
-        self.user_ids = np.arange(n_users) if user_ids is None else check_ids("user_ids", user_ids, n_users)
-        self.item_ids = np.arange(n_items) if item_ids is None else check_ids("item_ids", item_ids, n_items)
         rng = np.random.default_rng(np.random.SeedSequence([int(check_seed(random_state) or 0), 7]))
         prices = np.round(rng.lognormal(np.log(30.0), 0.7, n_items), 2) if prices is None else prices
         activity = rng.lognormal(0.0, 1.0, n_users) if activity is None else activity
