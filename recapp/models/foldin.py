@@ -85,17 +85,18 @@ class FoldInScorer(LiveScorer):
         return float(self.confidence(np.array([w], dtype=np.float64))[0])
 
     def unreadable(self, summed: np.ndarray) -> np.ndarray:
-        """Summed weights that are not finite or whose confidence ``1 + c`` is not above 0 cannot be folded in."""
-        w = np.asarray(summed, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):   # log1p of a weight <= -1
-            return super().unreadable(w) | ~(1.0 + np.asarray(self.confidence(w), dtype=np.float64) > 0)
+        """Summed weights whose confidence ``1 + c`` is not a finite number above 0 cannot be folded in
+        (a rule that ignores weights, as a binary ALS's, reads every one)."""
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):   # log1p of a weight <= -1
+            conf = np.asarray(self.confidence(np.asarray(summed, dtype=np.float64)), dtype=np.float64)
+            return ~(np.isfinite(conf) & (1.0 + conf > 0))
 
     def weight_problem(self, summed: float) -> str | None:
         """Why ``summed`` cannot be folded in (:meth:`unreadable`), naming its confidence, or None."""
         problem = super().weight_problem(summed)
         if problem is not None and np.isfinite(summed):
             with np.errstate(invalid="ignore", divide="ignore"):
-                problem = f"a summed event weight {summed!r} gives the item a confidence 1 + c = {1.0 + self._conf(summed)!r}, not above 0"
+                problem = f"a summed event weight {summed!r} gives the item a confidence 1 + c = {1.0 + self._conf(summed)!r}, not a number above 0"
         return problem
 
     def start(self, history):

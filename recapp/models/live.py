@@ -126,6 +126,12 @@ class LiveHistory:
         check_finite_weights([item], [w])
         return w
 
+    def summed(self) -> tuple[np.ndarray, np.ndarray]:
+        """(items, current summed weights) as they are, unchecked: for a caller that judges them
+        (the engine, through :meth:`LiveScorer.unreadable`)."""
+        idx = np.fromiter(self.raw.keys(), dtype=np.int64, count=len(self.raw))
+        return idx, np.fromiter(self.raw.values(), dtype=np.float64, count=len(self.raw)) * self.scale
+
     def summed_after(self, item: int, weight: float, recency: float = 1.0) -> float:
         """``item``'s summed event weight once an event of ``weight`` is added with ``recency`` (:meth:`add`), unchanged here."""
         decay = recency if recency < 1.0 else 1.0
@@ -187,8 +193,10 @@ class LiveScorer:
         return None
 
     def unreadable(self, summed: np.ndarray) -> np.ndarray:
-        """Which of the items' summed event weights ``summed`` this scorer cannot fold in (a boolean mask)."""
-        return ~np.isfinite(np.asarray(summed, dtype=np.float64))
+        """Which of the items' summed event weights ``summed`` this scorer cannot fold in (a boolean mask):
+        those that are not finite, unless the scorer reads no weights (``binary``)."""
+        summed = np.asarray(summed, dtype=np.float64)
+        return np.zeros(summed.shape, dtype=bool) if self.binary else ~np.isfinite(summed)
 
     def weight_problem(self, summed: float) -> str | None:
         """Why this scorer cannot fold in an item whose summed event weight would become ``summed``, or None.

@@ -83,7 +83,7 @@ class Shoppers:
         items, events = inter.seq_items[a:b], inter.seq_events[a:b].astype(np.int64)
         times, weights = inter.seq_times[a:b], self._weights[a:b]
         hist = LiveHistory.from_sequence(items, events, times, weights, self.recency, uidx=u)
-        idx, w = hist.weights()
+        idx, w = hist.summed()
         unread = idx[scorer.unreadable(w)] if scorer.personal and len(idx) else idx[:0]
         if len(unread):
             # A model whose fit ignores weights may fold them in live (BPR: a rating of -5 is a confidence

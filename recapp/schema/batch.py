@@ -168,7 +168,7 @@ def validate(
             + unparseable_times_hint(guess)
         )
     is_date, days = date_number_cells(out[col_time], ts)
-    every_date = bool(is_date.all())
+    every_date = bool(len(is_date)) and bool(is_date.all())     # an empty column is no column of dates
     notes = [DATE_NUMBERS_NOTE] if every_date else [text_format_note(guess)] if guess is not None else []
     if is_date.any() and not every_date:
         notes.append(mixed_date_numbers_note(int(is_date.sum()), len(is_date), *(
