@@ -238,14 +238,16 @@ def test_training_events_the_live_model_cannot_fold_in_are_left_out_and_counted(
     assert engine.recommend(ev.loc[1, "user_id"], k=5).shape[0] == 5
 
 
-def test_models_that_read_no_weights_keep_every_training_event_live():
-    # The check above is the live scorer's: a binary EASE reads no weights, so an infinite training rating
-    # (which its fit accepts) leaves nothing out and its shopper is served.
-    from recapp.models import EASE
+@pytest.mark.parametrize("name", ["EASE", "ALS"])
+def test_models_that_read_no_weights_keep_every_training_event_live(name):
+    # The check above is the live scorer's: a binary EASE or ALS reads no weights, so an infinite training
+    # rating (which their fit accepts) leaves nothing out and its shopper is served.
+    from recapp.models import ALS, EASE
 
     ev = pd.DataFrame({"user_id": [1, 1, 2, 2, 3, 3, 3], "item_id": [1, 2, 1, 3, 2, 3, 4], "timestamp": np.arange(7.0),
                        "event": "rating", "rating": [np.inf, 4.0, 3.0, 5.0, 1.0, 2.0, 3.0]})
-    engine = Engine(EASE(binary=True).fit(ev))
+    model = EASE(binary=True) if name == "EASE" else ALS(binary=True, factors=2, iterations=2, verbose=False)
+    engine = Engine(model.fit(ev))
     assert len(engine.recommend(1, k=2)) == 2
     assert engine.stats()["training_events_unread"] == 0
     assert set(engine.history(1)["item_id"]) == {1, 2}

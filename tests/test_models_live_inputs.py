@@ -91,12 +91,17 @@ def test_fold_in_scorer_refuses_a_weight_whose_confidence_is_not_above_0(make):
     np.testing.assert_array_equal(scorer.scores(state, h), kept)
 
 
-@pytest.mark.parametrize("make", [lambda: als(binary=False), lambda: EASE(binary=False), lambda: ItemKNN(binary=False),
-                                  lambda: UserKNN(binary=False)])
-def test_live_scorers_refuse_an_infinite_summed_weight(make):
+_NOT_FINITE = r"the live history: 1 item\(s\) have a summed event weight that is not a finite number, e\.g\. item 1: inf"
+
+
+# ALS's fold-in judges the confidence it would use (inf); the item-item and user-neighbour scorers the weight.
+@pytest.mark.parametrize("make, msg", [
+    (lambda: als(binary=False), r"summed event weight = inf gives item 1 a confidence 1 \+ c = inf, not a finite number"),
+    (lambda: EASE(binary=False), _NOT_FINITE), (lambda: ItemKNN(binary=False), _NOT_FINITE),
+    (lambda: UserKNN(binary=False), _NOT_FINITE)])
+def test_live_scorers_refuse_an_infinite_summed_weight(make, msg):
     # Before: NaN or infinite scores (items ranked on inf).
     scorer = make().fit(shop()).live_scorer()
-    msg = r"the live history: 1 item\(s\) have a summed event weight that is not a finite number, e\.g\. item 1: inf"
     with pytest.raises(ValueError, match=msg):
         scorer.scores(scorer.start(history(np.inf)), history(np.inf))
     h = history(3.0)

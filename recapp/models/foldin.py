@@ -38,16 +38,18 @@ def fold_in(Y: np.ndarray, base: np.ndarray, idx: np.ndarray, conf: np.ndarray) 
 
 
 def check_confidences(items: np.ndarray, w: np.ndarray, conf: np.ndarray, label) -> None:
-    """Refuse (ValueError) a history item whose confidence ``1 + c`` is not a number above 0: the fold-in has no meaning.
+    """Refuse (ValueError) a history item whose confidence ``1 + c`` is not a finite number above 0: the fold-in has no meaning.
 
     ``label(j)`` names the j-th weight in the message (``weights[3]``, or the live history's item).
     """
+    conf = np.asarray(conf, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        bad = ~(1.0 + np.asarray(conf, dtype=np.float64) > 0)
+        bad = ~(np.isfinite(conf) & (1.0 + conf > 0))
     if bad.any():
         j = int(np.argmax(bad))
         raise ValueError(f"{label(j)} = {float(w[j])!r} gives item {int(items[j])} a confidence 1 + c = "
-                         f"{1.0 + float(conf[j])!r}, not above 0; give weights >= 0")
+                         f"{1.0 + float(conf[j])!r}, {'not a finite number' if conf[j] == np.inf else 'not above 0'}; "
+                         "give weights >= 0")
 
 
 def _live_label(j: int) -> str:
@@ -101,8 +103,10 @@ class FoldInScorer(LiveScorer):
 
     def start(self, history):
         """The shopper's normal equations; refused (ValueError) as ``score_history`` refuses the weights."""
-        idx, w = history.weights(self.n_items)
-        c = np.asarray(self.confidence(w), dtype=np.float64)
+        idx, w = history.summed()          # judged by the confidences they give: a binary rule reads none
+        idx, w = idx[idx < self.n_items], w[idx < self.n_items]
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            c = np.asarray(self.confidence(w), dtype=np.float64)
         check_confidences(idx, w, c, _live_label)
         V = self.Y64[idx]
         return {"A": self.base + (V.T * c) @ V, "b": V.T @ (1.0 + c), "c": dict(zip(idx.tolist(), c.tolist())),
@@ -114,8 +118,9 @@ class FoldInScorer(LiveScorer):
             state.update(self.start(history))
             return False
         old = state["c"].get(item)
-        w = history.summed_weight(item)
-        new = self._conf(w)
+        w = history.raw.get(item, 0.0) * history.scale
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            new = self._conf(w)
         # Before the sums change, so a refused event leaves the state as it was.
         check_confidences(np.array([item]), np.array([w]), np.array([new]), _live_label)
         y = self.Y64[item]
