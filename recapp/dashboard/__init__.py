@@ -8,7 +8,8 @@ test whose verdict stays valid under continuous watching (A/B test).
 
 The package holds one idea per file: ``scenarios`` (the data), ``choices`` (the
 Data selector's entries; the analyst's log is read with the page's Date format field), ``models`` (the
-model cache and background training), ``sources`` and ``session`` (one shopper,
+model cache and background training), ``jobs`` (the page's one background job: a training or the
+read of a large log, which the analyst can stop waiting for), ``sources`` and ``session`` (one shopper,
 no widgets), ``operations`` (the stream, no widgets), ``views`` and ``figures``
 (what is drawn), ``clock`` (the play timer) and the ``app`` with its tabs.
 ``python -m recapp.dashboard --prepare`` caches the default model so the page starts fast.

@@ -4,6 +4,11 @@ Every widget callback goes through :meth:`Dashboard.guarded`, so a failure
 shows as a message in the page, never as a traceback. A model that is not
 cached trains on a background thread while a poll clock updates the progress
 bar, so the page stays responsive and a second click never starts a second training.
+A log large enough to freeze the page (:data:`~recapp.dashboard.choices.BACKGROUND_BYTES`)
+is read on the same background job. A job can hang (a fit that never returns)
+and threads cannot be stopped safely: Stop waiting abandons it, its late result
+is never used, and the selectors go back to what the page uses (the job machinery is
+:class:`~recapp.dashboard.jobs.JobControl`).
 One model trains at a time for the whole page: the Live tab's (whose key the
 Model selector shows) or the A/B test's (which never touches the Live tab's
 selectors); a request while the other trains is refused with a message saying
@@ -24,7 +29,8 @@ from recapp.dashboard import views
 from recapp.dashboard.ab_tab import ABTab
 from recapp.dashboard.clock import Clock
 from recapp.dashboard.live_tab import LiveTab
-from recapp.dashboard.models import AB, DEFAULT_MODEL, LIVE, SAVED_PREFIX, ModelCatalogue, TrainingJob
+from recapp.dashboard.jobs import DATA, LIVE, BackgroundJob, DataJob, JobControl
+from recapp.dashboard.models import DEFAULT_MODEL, SAVED_PREFIX, ModelCatalogue
 from recapp.dashboard.choices import as_choice, check_format_field, data_choices
 from recapp.dashboard.scenarios import DEFAULT_REPLAY_SHARE, TIME_FORMAT_ENV, DataError, UnknownUserError
 from recapp.dashboard.stream_tab import StreamTab
@@ -34,7 +40,7 @@ log = logging.getLogger(__name__)
 POLL_MS = 300
 
 
-class Dashboard:
+class Dashboard(JobControl):
     """The dashboard's state and widgets; :func:`build_app` makes one and Jupyter displays it.
 
     ``data`` maps Data-selector labels to ``factory(replay_share) -> Scenario``
@@ -46,6 +52,7 @@ class Dashboard:
     ``default_model`` is the model served first (default: ``DEFAULT_MODEL`` when
     offered, else the first model). Refused with a ValueError: no data entries,
     no models, or a ``default_model`` that is neither offered nor a saved model's key.
+    A saved ``default_model`` not trained on the data opened is not served: the page says which model is.
     """
 
     def __init__(self, data: dict | None = None, model_factories: dict | None = None, models_root=None,
@@ -70,7 +77,8 @@ class Dashboard:
         self.scenario_label: str | None = None
         self.model = None
         self.model_key: str | None = None
-        self.job: TrainingJob | None = None    # its ``purpose``: LIVE (the Model selector's choice) or AB
+        self.job: BackgroundJob | None = None    # its ``purpose``: LIVE (the Model selector's choice), AB or DATA
+        self.abandoned: list[BackgroundJob] = []    # jobs the analyst stopped waiting for, still running or not
         self._after_training: Callable | None = None
         self._share_used: float | None = None   # the replay share of the data in use
         self._format_used = time_format if time_format is not None else os.environ.get(TIME_FORMAT_ENV, "")
@@ -95,13 +103,15 @@ class Dashboard:
             self.time_format.layout.display = "none"   # only the analyst's log reads date text
         self.model_dd = W.Dropdown(options=[], description="Model", layout=W.Layout(width="280px"))
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="200px", visibility="hidden"))
+        self.stop_wait = W.Button(description="Stop waiting", layout=W.Layout(width="120px", display="none"),
+                                  tooltip="Abandon the running job: it cannot be stopped, but its result is not used")
         self.message = W.HTML("")
         self.data_info = W.HTML("")
         self.poll = Clock(W, POLL_MS, throttle=False, css_class="recapp-poll")
         self.poll.play.layout.display = "none"
         for w, cls in ((self.message, "recapp-message"), (self.data_dd, "recapp-data"), (self.model_dd, "recapp-model"),
                        (self.data_info, "recapp-data-info"), (self.progress, "recapp-progress"),
-                       (self.time_format, "recapp-time-format")):
+                       (self.time_format, "recapp-time-format"), (self.stop_wait, "recapp-stop-wait")):
             w.add_class(cls)
         self.live = LiveTab(self)
         self.stream = StreamTab(self)
@@ -112,7 +122,9 @@ class Dashboard:
         self.time_format.observe(self.guarded(self._on_time_format), "value")
         self.model_dd.observe(self.guarded(self._on_model), "value")
         self.poll.on_tick(self._poll_training, self.guarded)
-        controls = W.HBox([self.data_dd, self.time_format, self.share, self.model_dd, self.progress, self.poll.play],
+        self.stop_wait.on_click(self.guarded(lambda _button: self.abandon_job()))
+        controls = W.HBox([self.data_dd, self.time_format, self.share, self.model_dd, self.progress, self.stop_wait,
+                           self.poll.play],
                           layout=W.Layout(flex_flow="row wrap", align_items="center"))
         self.root = W.VBox([self.title, controls, self.data_info, self.message, self.tabs])
         self.root.add_class("recapp-app")
@@ -136,18 +148,22 @@ class Dashboard:
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except UnknownUserError as exc:
-                self.show_message(str(exc), "warn")
-            except DataError as exc:
-                self.stop_clocks()
-                self.show_message(str(exc), "problem")
             except Exception as exc:  # noqa: BLE001 - the page must stay usable whatever fails
-                log.exception("dashboard callback %s failed", getattr(fn, "__name__", fn))
-                self.stop_clocks()
-                detail = str(exc) or type(exc).__name__
-                self.show_message(f"Something went wrong ({getattr(fn, '__name__', 'callback').strip('_')}): {detail}",
-                                  "problem")
+                self._show_failure(exc, getattr(fn, "__name__", "callback"))
         return wrapper
+
+    def _show_failure(self, exc: Exception, where: str) -> None:
+        # One wording for a failure, whether a callback raised it or a background read ended with it.
+        if isinstance(exc, UnknownUserError):
+            self.show_message(str(exc), "warn")
+            return
+        self.stop_clocks()
+        if isinstance(exc, DataError):
+            self.show_message(str(exc), "problem")
+            return
+        log.error("dashboard callback %s failed", where, exc_info=exc)
+        detail = str(exc) or type(exc).__name__
+        self.show_message(f"Something went wrong ({where.strip('_')}): {detail}", "problem")
 
     def _quietly(self, widget, **values) -> None:
         # Change a selector without re-entering its callback.
@@ -157,11 +173,6 @@ class Dashboard:
                 setattr(widget, name, value)
         finally:
             self._quiet = False
-
-    def _training_note(self) -> str:
-        # What is training and for what, for a refusal message.
-        what = "for the A/B test" if self.job.purpose == AB else "for the Live tab"
-        return f"{self.catalogue.describe(self.job.key)} is still training {what}"
 
     # ---- data ------------------------------------------------------------------------------
     def _start(self, default_model: str | None) -> None:
@@ -181,6 +192,9 @@ class Dashboard:
         except DataError:
             self._quietly(self.time_format, value=self._format_used)
             raise
+        if self.job is not None and self.job.purpose == DATA:
+            self.select_data(self.job.key)     # refused: the field goes back to the format of the read under way
+            return
         if self.scenario_label in self.data_factories and as_choice(self.data_factories[self.scenario_label]).reads_dates:
             self.select_data(self.scenario_label)    # the log in use is read again with the new format
             return
@@ -190,18 +204,24 @@ class Dashboard:
             self.show_message(f"The date format is used when {log_label} is opened: pick it in Data.")
 
     def _restore_data_controls(self) -> None:
-        # Put Data, Date format and Replay back to the data in use (nothing when no data opened yet).
-        self._quietly(self.data_dd, value=self.scenario_label)
-        self._quietly(self.time_format, value=self._format_used)
-        if self._share_used is not None:
-            self._quietly(self.share, value=self._share_used)
+        # Put Data, Date format and Replay back to the data being read, else the data in use (if any),
+        # as the Model selector shows the model training.
+        job = self.job if self.job is not None and self.job.purpose == DATA else None
+        label, fmt, share = ((job.key, job.time_format, job.share) if job is not None else
+                             (self.scenario_label, self._format_used, self._share_used))
+        self._quietly(self.data_dd, value=label)
+        self._quietly(self.time_format, value=fmt)
+        if share is not None:
+            self._quietly(self.share, value=share)
 
     def select_data(self, label: str, model_key: str | None = None) -> None:
         """Open the data ``label`` names (read, validate, split) and serve the current model on it.
 
-        The analyst's log is read with the Date format field. Refused while a model
-        trains; on a refusal or a failure the Data, Date format and Replay controls go
+        The analyst's log is read with the Date format field; a large one on the
+        background job (the data in use stays until it is read). Refused while a job
+        runs; on a refusal or a failure the Data, Date format and Replay controls go
         back to the data in use, so the page never shows a choice it is not using.
+        A saved model that was not trained on the new data is not served: the page says which is, instead.
         """
         if self._quiet or label is None:
             return
@@ -215,24 +235,43 @@ class Dashboard:
             self.stop_clocks()
             self.show_message(f"Opening {label}…")
             share, fmt = float(self.share.value), self.time_format.value
-            scenario = as_choice(self.data_factories[label])(share, fmt)
-            choices = self.catalogue.choices(scenario)
+            choice = as_choice(self.data_factories[label])
+            if choice.in_background:
+                self._start_job(DataJob(label, lambda: self._read_data(choice, share, fmt), share, fmt, model_key))
+                return
+            scenario, choices = self._read_data(choice, share, fmt)
         except Exception:
             self._restore_data_controls()
             raise
+        self._use_data(label, share, fmt, scenario, choices, model_key)
+
+    def _read_data(self, choice, share: float, fmt: str) -> tuple:
+        # The slow part of opening data; it touches no widget, so it may run on the background job.
+        scenario = choice(share, fmt)
+        return scenario, self.catalogue.choices(scenario)
+
+    def _use_data(self, label: str, share: float, fmt: str, scenario, choices: list, model_key: str | None) -> None:
         self.scenario, self.scenario_label, self._share_used, self._format_used = scenario, label, share, fmt
         self.share.layout.visibility = "visible" if scenario.source == "replay" else "hidden"
         self.data_info.value = views.data_report(scenario)
         self.show_message("")
         keys = [k for _, k in choices]
-        wanted = model_key or self.model_key
-        wanted = wanted if wanted in keys else (DEFAULT_MODEL if DEFAULT_MODEL in keys else keys[0])
+        asked = model_key or self.model_key
+        wanted = asked if asked in keys else (DEFAULT_MODEL if DEFAULT_MODEL in keys else keys[0])
+        # Only a saved model can be missing (it belongs to other data): the page says what it serves instead.
+        note = "" if asked is None or asked in keys else (
+            f" No saved model {self.catalogue.describe(asked)!r} was trained on {label}: "
+            f"{self.catalogue.describe(wanted)} is served instead.")
         self.model, self.model_key = None, None
         self._quietly(self.model_dd, options=choices, value=None)
         # The tabs show nothing of the previous data while the new model loads (or if it fails).
         self.live.on_data()
         self.stream.on_data()
         self.model_dd.value = wanted   # loads it through the same path as a click
+        if note and self.job is not None and self.job.purpose == LIVE:
+            self.job.note = note       # said with the training messages, which replace each other
+        elif note and self.model_key == wanted:
+            self.show_message(note.strip(), "warn")
 
     # ---- models ----------------------------------------------------------------------------
     def _on_model(self, change) -> None:
@@ -262,76 +301,6 @@ class Dashboard:
             self._quietly(self.model_dd, value=self._shown_model())
             raise
 
-    def request_model(self, key: str, scenario, then: Callable, purpose: str = LIVE) -> None:
-        """Call ``then(key, model)`` with the fitted model: now if it is cached, else when training ends.
-
-        ``purpose`` is LIVE (the Live tab's model) or AB (the A/B test's). One model
-        trains at a time: asked again for the model already training for the same
-        purpose, only ``then`` is replaced (never a second training); asked for
-        another while one trains, it says so.
-        """
-        if self.job is not None:
-            job = self.job
-            if job.key == key and job.scenario.fingerprint == scenario.fingerprint and job.purpose == purpose:
-                self._after_training = then
-                self.show_message(views.training(self.catalogue.describe(key), job.elapsed, job.progress,
-                                                 self._where(purpose, scenario)))
-            else:
-                after = "press Play on the A/B test again" if purpose == AB else "pick the model again"
-                self.show_message(f"{self._training_note()}; {after} when it is done.", "warn")
-            return
-        model = self.catalogue.ready(key, scenario)
-        if model is not None:
-            then(key, model)
-            return
-        self.job, self._after_training = TrainingJob(self.catalogue, key, scenario, purpose), then
-        self.progress.value, self.progress.layout.visibility = 0.0, "visible"
-        self.show_message(views.training(self.catalogue.describe(key), 0.0, None, self._where(purpose, scenario)))
-        self.poll.play.playing = True
-
-    @staticmethod
-    def _where(purpose: str, scenario) -> str:
-        # What the training message says the model trains on, or for.
-        return f"for the A/B test on the {scenario.label}" if purpose == AB else "on this data"
-
-    def _poll_training(self) -> None:
-        job = self.job
-        if job is None:
-            self.poll.stop()
-            return
-        if not job.finished:
-            # Without epochs to count, the bar fills slowly towards 90% so it still shows life.
-            self.progress.value = job.progress if job.progress is not None else min(0.9, job.elapsed / (job.elapsed + 20.0))
-            self.show_message(views.training(self.catalogue.describe(job.key), job.elapsed, job.progress,
-                                             self._where(job.purpose, job.scenario)))
-            return
-        self.poll.stop()
-        purpose, then = job.purpose, self._after_training
-        self.job, self._after_training = None, None
-        self.progress.layout.visibility = "hidden"
-        name = self.catalogue.describe(job.key)
-        if job.error is not None:
-            detail = str(job.error) or type(job.error).__name__
-            if purpose == AB:
-                self.show_message(f"Could not train {name} for the A/B test: {detail}. Pick another policy.", "problem")
-                return
-            self.show_message(f"Could not train {name}: {detail}. "
-                              + (f"Still showing {self.catalogue.describe(self.model_key)}." if self.model_key else
-                                 "Pick another model."), "problem")
-            self._quietly(self.model_dd, value=self.model_key)
-            return
-        if purpose == AB:
-            self.show_message(f"{name} trained for the A/B test in {job.elapsed:.1f} s and cached.")
-        else:
-            self.show_message(f"{name} trained in {job.elapsed:.1f} s and cached.")
-        then(job.key, job.model)
-
-    def wait_for_training(self, timeout: float | None = None) -> None:
-        """Block until a background training ends and apply it (what the poll clock does in the browser)."""
-        if self.job is not None:
-            self.job.wait(timeout)
-            self._poll_training()
-
     def _use_model(self, key: str, model) -> None:
         self.model, self.model_key = model, key
         self._quietly(self.model_dd, value=key)
@@ -339,7 +308,9 @@ class Dashboard:
         self.stream.on_model()
 
     def not_ready(self) -> str | None:
-        """Why nothing can play now (no data open, a model still training, none served), or None once a model is served."""
+        """Why nothing can play now (data still being read, no data open, a model still training, none served), or None once a model is served."""
+        if self.job is not None and self.job.purpose == DATA:
+            return f"{self.job.key} is still being read: press Play when it is open."
         if self.scenario is None:
             return "No data is open: pick one in Data."
         if self.model is not None:

@@ -2,7 +2,8 @@
 
 Every entry is called ``choice(replay_share, time_format)``: the log's
 (:class:`LogChoice`) reads its dates with the field's format, the demos'
-(:class:`DemoChoice`) have none to read. A format the field cannot hold
+(:class:`DemoChoice`) have none to read. ``in_background`` says whether the page
+reads the entry on its background job (a large log) or at once. A format the field cannot hold
 (no year, a directive strptime does not know) is refused before the log is read.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ from recapp.dashboard.scenarios import (EVENTS_ENV, ITEMS_ENV, TIME_FORMAT_ENV, 
 from recapp.schema import SchemaError
 from recapp.schema.cells import check_time_format
 
+#: A log whose files hold at least this many bytes is read on the page's background job (about half a
+#: second of reading per MB): the page would otherwise freeze, silent, for the whole read.
+BACKGROUND_BYTES = 1_000_000
 #: What a message about the log's dates tells the analyst in the page.
 FIELD_HINT = "type the log's date format, e.g. %d/%m/%Y, in the Date format field"
 
@@ -38,6 +42,7 @@ class DemoChoice:
 
     factory: Callable
     reads_dates = False
+    in_background = False
 
     def __call__(self, replay_share: float, time_format: str | None = None) -> Scenario:
         """``factory(replay_share)``."""
@@ -59,6 +64,17 @@ class LogChoice:
     events: str
     items: str | None = None
     reads_dates = True
+
+    @property
+    def in_background(self) -> bool:
+        """Whether the log is large enough (:data:`BACKGROUND_BYTES`) to be read off the page's main thread."""
+        size = 0
+        for path in (self.events, self.items):
+            try:
+                size += Path(path).stat().st_size if path else 0
+            except (OSError, ValueError):
+                return False    # read at once: the reader names what is wrong with the path
+        return size >= BACKGROUND_BYTES
 
     def __call__(self, replay_share: float, time_format: str | None = None) -> Scenario:
         """:func:`log_scenario` of this log, its messages about dates naming the page's field."""

@@ -16,11 +16,11 @@ import logging
 import os
 import shutil
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
-from recapp.models import EASE, REGISTRY, ItemKNN, load
+from recapp.dashboard.jobs import AB, LIVE, BackgroundJob  # noqa: F401 - AB: ab_tab and app import it from here
+from recapp.models import EASE, REGISTRY, ItemKNN, Recommender, load
 from recapp.models.progress import training_progress
 from recapp.realtime.threads import background_fit
 
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 MODELS_ENV = "RECAPP_MODELS"
 DEFAULT_MODEL = "EASE"
 SAVED_PREFIX = "saved:"
-#: Who a training is for: the Live tab (its key is the Model selector's) or the A/B test.
-LIVE, AB = "live", "ab"
 #: The dashboard's own cache lives here inside the models folder; the rest is the analyst's.
 CACHE_FOLDER = "dashboard"
 #: Where the page's defaults differ from a model's own: a smaller EASE penalty on small logs
@@ -106,8 +104,17 @@ class ModelCatalogue:
         return key[len(SAVED_PREFIX):] if key.startswith(SAVED_PREFIX) else key
 
     # ---- getting a fitted model --------------------------------------------------------------
-    def _cache_path(self, key: str, scenario) -> Path:
+    def _unfitted(self, key: str, scenario):
+        # A factory's product is checked here: else a wrong return shows as "'NoneType' has no attribute ...".
         model = self.factories[key](scenario)
+        if not isinstance(model, Recommender):
+            raise TypeError(f"the factory of model {key!r} returned {type(model).__name__} "
+                            f"({str(model)[:60]!r}), not a recapp model: it must return an unfitted model "
+                            "such as Popularity()")
+        return model
+
+    def _cache_path(self, key: str, scenario) -> Path:
+        model = self._unfitted(key, scenario)
         return self.root / CACHE_FOLDER / scenario.fingerprint / f"{key}-{_params_digest(model)}"
 
     def _check(self, key: str, scenario) -> None:
@@ -145,11 +152,14 @@ class ModelCatalogue:
         return model
 
     def get(self, key: str, scenario):
-        """The fitted model ``key`` for ``scenario``: from memory or disk, else trained now and cached."""
+        """The fitted model ``key`` for ``scenario``: from memory or disk, else trained now and cached.
+
+        Refused (TypeError): a factory that returns something other than a model (named with its type).
+        """
         model = self.ready(key, scenario)
         if model is not None:
             return model
-        model = self.factories[key](scenario).fit_with_items(scenario.train, scenario.items)
+        model = self._unfitted(key, scenario).fit_with_items(scenario.train, scenario.items)
         path = self._cache_path(key, scenario)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
@@ -165,50 +175,28 @@ class ModelCatalogue:
         return model
 
 
-class TrainingJob:
+class TrainingJob(BackgroundJob):
     """One model fetched or trained on a background thread; the page polls it from its clock.
 
     ``progress`` is the share of epochs done for models that train in epochs
     (None otherwise); ``model`` is set when it succeeds, ``error`` when it fails.
     ``purpose`` says who it is for: LIVE (the Model selector's choice) or AB (the A/B test).
-    The thread is not a daemon: a process that exits mid-training waits for it
-    rather than stopping inside torch.
     """
 
-    def __init__(self, catalogue: ModelCatalogue, key: str, scenario, purpose: str = LIVE):
-        self.key, self.scenario, self.purpose = key, scenario, purpose
-        self.model = None
-        self.error: BaseException | None = None
-        self.progress: float | None = None
-        self.started = time.perf_counter()
-        self.seconds: float | None = None
-        self._thread = threading.Thread(target=self._run, args=(catalogue,), name=f"recapp-train-{key}")
-        self._thread.start()
+    thread_prefix = "recapp-train"
 
-    def _run(self, catalogue: ModelCatalogue) -> None:
-        try:
-            with training_progress(self._report), background_fit():
-                self.model = catalogue.get(self.key, self.scenario)
-        except Exception as exc:  # noqa: BLE001 - the page shows it; the kernel must live on
-            log.exception("training %s failed", self.key)
-            self.error = exc
-        finally:
-            self.seconds = time.perf_counter() - self.started
+    def __init__(self, catalogue: ModelCatalogue, key: str, scenario, purpose: str = LIVE):
+        self.catalogue, self.scenario = catalogue, scenario
+        super().__init__(key, purpose)
+
+    def _work(self):
+        with training_progress(self._report), background_fit():
+            return self.catalogue.get(self.key, self.scenario)
 
     def _report(self, done: int, total: int) -> None:
         self.progress = done / total if total else None
 
     @property
-    def finished(self) -> bool:
-        """Whether the thread is done (successfully or not)."""
-        return not self._thread.is_alive()
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the job started (its duration once finished)."""
-        return self.seconds if self.seconds is not None else time.perf_counter() - self.started
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job is finished (or ``timeout`` seconds pass); returns whether it finished."""
-        self._thread.join(timeout)
-        return self.finished
+    def model(self):
+        """The fitted model once the job succeeded, else None."""
+        return self.result
