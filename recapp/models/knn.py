@@ -124,6 +124,9 @@ class UserKNN(Recommender):
 
     Similar users are found among the training users by cosine similarity of
     history rows (with ``shrink``), so a user with new events is re-matched at once.
+    Every user tied with the ``neighbours``-th similarity is kept (so ties can
+    give more neighbours), which keeps the lists independent of the order of
+    users in the log and of their ids.
     With ``binary=False`` a summed event weight that is not finite is refused by fit and update (ValueError).
 
     Defaults: the best of neighbours {50, 100, 200, 400} x shrink {0, 10, 50} by

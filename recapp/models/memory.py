@@ -16,6 +16,7 @@ caps it, for a machine shared with other work.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 #: the interpreter, the notebook and whatever else runs.
 USABLE_SHARE = 0.9
 
-#: Environment variable that caps :func:`available_memory` (bytes, or a number with K/M/G/T[i][B]).
+#: Environment variable that caps :func:`available_memory` (bytes, or a number with K/M/G/T[i][B]: :func:`parse_bytes`).
 LIMIT_ENV = "RECAPP_MEMORY_LIMIT"
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -49,11 +50,24 @@ def format_bytes(n: float) -> str:
 
 
 def parse_bytes(text: str) -> int:
-    """``'8GiB'``, ``'512M'``, ``'1.5g'`` or ``'1000000'`` as bytes (binary units); ValueError otherwise."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([kmgt]?)(?:i?b)?\s*", str(text), flags=re.I)
-    if m is None:
-        raise ValueError(f"{text!r} is not a memory size; write bytes or a number with a unit, e.g. 8GiB, 512M")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    """A memory size written as text, in bytes: a plain number of bytes, or a number and a unit.
+
+    Units are K, M, G, T in any case, optionally followed by ``i`` and/or ``B``
+    (``8G``, ``8g``, ``8Gi`` as Kubernetes writes it, ``8GB``, ``8GiB``,
+    ``512 MiB``, ``1.5G``), and all are binary: ``8GB`` is ``8 * 1024**3``,
+    as Docker and the JVM read it. Refused (ValueError naming the accepted
+    forms): anything else, e.g. an empty text, a negative size, ``8XB``, ``8iB``,
+    ``1e9``, or a size too large to count.
+    """
+    # The "i" belongs to a unit: "8iB" is no size (it used to read as 8 bytes), nor "8Gi" a refusal.
+    m = re.fullmatch(r"\s*(\d+\.?\d*|\.\d+)\s*(?:([kmgt])i?)?b?\s*", str(text), flags=re.I)
+    value = float(m.group(1)) * _UNITS[(m.group(2) or "").lower()] if m is not None else math.nan
+    if not math.isfinite(value):
+        what = "negative" if str(text).strip().startswith("-") else "not a memory size" if m is None else "too large"
+        raise ValueError(f"{text!r} is {what}; write a number of bytes (e.g. 1000000) or a number with a unit "
+                         f"K, M, G or T, optionally followed by i and/or B, any case: 8G, 8Gi, 8GB, 8GiB, 512 MiB, "
+                         f"1.5g (binary units: 1G = 1024**3 bytes)")
+    return int(value)
 
 
 def _env_limit() -> int | None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -120,9 +121,11 @@ class Popularity(Recommender):
     (for experiments only). The guarantee covers what is served (every list, and the
     engine's "popular now" seeded from ``dp_counts_``), not the model file, which
     keeps the training log like every model. Each ``fit`` or ``update`` is one
-    more release; ``privacy_spent_`` adds them up (basic composition). Live
+    more release, a refit too; ``privacy_spent_`` adds them up (basic composition). Live
     increments after the release (the engine's events) are exact and not DP.
     DP needs plain distinct-user counts (``half_life=None``, ``weighted=False``).
+    A release whose noisy counts are all <= 0 warns (UserWarning naming epsilon
+    and the noise scale): the list served is then the order of the noise.
     """
 
     def __init__(self, half_life: float | None = None, weighted: bool = False, epsilon: float | None = None,
@@ -155,6 +158,8 @@ class Popularity(Recommender):
         return {"setting": "weighted=True"} if self.weighted else None
 
     def _fit(self, inter: Interactions) -> None:
+        # A refit releases counts of (mostly) the same users again: what earlier fits spent stays in privacy_spent_.
+        self.prior_releases_ = getattr(self, "prior_releases_", 0) + getattr(self, "n_releases_", 0)
         self.n_releases_ = 0
         self._release(inter)
         self.counts_ = self._counts(inter).current(inter.n_items)
@@ -176,13 +181,20 @@ class Popularity(Recommender):
         self.dp_scale_ = out["scale"]
         self.clipped_share_ = out["clipped_share"]
         self.n_releases_ += 1
+        if not (self.dp_counts_ > 0).any():
+            # Judged on the released counts only (post-processing), so the warning costs no privacy.
+            warnings.warn(f"{type(self).__name__}(epsilon={self.epsilon!r}): every one of the {len(self.dp_counts_)} "
+                          f"noisy counts is <= 0 (noise scale {self.dp_scale_:.4g}, {self.mechanism}), so the list "
+                          f"served is the order of the noise, not of popularity; a larger epsilon or a smaller "
+                          f"max_items_per_user lowers the noise", UserWarning, stacklevel=4)
 
     @property
     def privacy_spent_(self) -> tuple[float, float] | None:
-        """(epsilon, delta) spent by every release so far under basic composition; None without DP."""
-        if self.epsilon is None or not getattr(self, "n_releases_", 0):
+        """(epsilon, delta) spent by every release so far (earlier fits too) under basic composition; None without DP."""
+        n = getattr(self, "n_releases_", 0) + getattr(self, "prior_releases_", 0)
+        if self.epsilon is None or not n:
             return None
-        return (self.n_releases_ * float(self.epsilon), self.n_releases_ * float(self.delta or 0.0))
+        return (n * float(self.epsilon), n * float(self.delta or 0.0))
 
     @property
     def counts_distinct_users(self) -> bool:
@@ -247,7 +259,8 @@ class Popularity(Recommender):
     def _extra_config(self) -> dict:
         if getattr(self, "dp_counts_", None) is None:
             return {}
-        return {"n_releases": self.n_releases_, "dp_scale": self.dp_scale_, "clipped_share": self.clipped_share_}
+        return {"n_releases": self.n_releases_, "dp_scale": self.dp_scale_, "clipped_share": self.clipped_share_,
+                "prior_releases": getattr(self, "prior_releases_", 0)}
 
     def _set_extra_config(self, extra: dict) -> None:
         if self.dp_counts_ is not None and "n_releases" not in extra:
@@ -256,6 +269,7 @@ class Popularity(Recommender):
         if "n_releases" in extra:
             self.n_releases_, self.dp_scale_ = int(extra["n_releases"]), float(extra["dp_scale"])
             self.clipped_share_ = float(extra["clipped_share"])
+            self.prior_releases_ = int(extra.get("prior_releases", 0))  # files saved before refits were counted
 
 
 class PopularityScorer(LiveScorer):

@@ -7,7 +7,8 @@ each model file only says what is particular to it:
 * :func:`resolve_device` turns ``device="auto"`` into CUDA when a GPU is
   present, else the CPU, and rejects names torch cannot use.
 * :func:`seed_everything` makes a run repeatable from ``random_state``, and
-  :func:`deterministic_kernels` keeps it so on CUDA.
+  :func:`deterministic_kernels` keeps it so on CUDA; a fit leaves the caller's
+  torch random state as it found it (:func:`caller_rng_kept`).
 * Early stopping validates on a split carved from the *training* data by
   :func:`recapp.models.holdout_eval.holdout_interactions`, never a test split.
 * :func:`fit_epochs` is the training loop: a tqdm bar over epochs that shows the
@@ -26,7 +27,6 @@ without further code.
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,41 +40,8 @@ from recapp.interactions import Interactions
 from recapp.models.base import check_param
 from recapp.models.holdout_eval import holdout_interactions
 from recapp.models.progress import progress_listened, report_progress
-
-
-# ---- device and seeds ------------------------------------------------------------
-def resolve_device(device="auto") -> torch.device:
-    """``"auto"`` -> ``cuda`` when a GPU is available, else ``cpu``; other names are checked.
-
-    Accepts ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
-    """
-    if isinstance(device, torch.device):
-        return device
-    if not isinstance(device, str):
-        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch sees no CUDA GPU; use device='auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not accepted; accepted values: 'auto', 'cpu', 'cuda', 'cuda:N'")
-    return dev
-
-
-def seed_everything(random_state) -> np.random.Generator:
-    """Seed torch (CPU and CUDA) from ``random_state`` and return a numpy Generator from the same seed.
-
-    ``None`` draws a fresh seed, so runs differ. With a seed, CPU training is
-    bit-for-bit repeatable, whatever torch's thread count; on a GPU some kernels
-    are not deterministic unless run under :func:`deterministic_kernels`.
-    """
-    seed = int(np.random.SeedSequence().entropy % (2**31)) if random_state is None else int(random_state)
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
+from recapp.models.torch_env import (caller_rng_kept, deterministic_kernels, resolve_device,  # noqa: F401
+                                     seed_everything, torch_threads)
 
 
 # ---- the training loop ----------------------------------------------------------------
@@ -184,49 +151,6 @@ def sample_negatives(rng: np.random.Generator, users: np.ndarray, positives: sp.
     return neg
 
 
-@contextmanager
-def deterministic_kernels(enabled: bool = True):
-    """Ask torch for deterministic kernels inside the block (the previous setting is restored on exit).
-
-    On the CPU the kernels recapp's models use are already deterministic, and
-    their results do not depend on the thread count. On CUDA, scatters such as
-    ``index_add_`` with repeated indices add in whatever order the atomics land,
-    so two fits with the same seed differ; inside this block torch uses its
-    deterministic variants (an op without one warns rather than fails).
-    ``enabled=False`` leaves the setting alone.
-    """
-    if not enabled:
-        yield
-        return
-    old, old_warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old, warn_only=old_warn)
-
-
-@contextmanager
-def torch_threads(n: int | None):
-    """Cap torch's intra-op CPU threads at ``n`` inside the block (restored on exit); ``None`` leaves them.
-
-    Training on small tensors (embedding gathers and scatters, batches of a few
-    thousand rows) gains little from a second thread, and on a machine whose
-    cores are shared each multi-threaded op can stall until every thread gets a
-    time slice: measured on a busy 2-core box, ``index_select`` of 4096 x 64
-    took 15 ms with 2 threads against 0.2 ms with 1.
-    """
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(int(n), old)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 # ---- the mixin ---------------------------------------------------------------------------
 class TorchMixin:
     """Device, seeding, common checks and state_dict persistence for torch recommenders.
@@ -284,10 +208,15 @@ class TorchMixin:
             params = {**params, "device": "auto"}
         return params
 
+    def fit(self, data, **kwargs):
+        """``Recommender.fit`` under :func:`caller_rng_kept`: the caller's torch random state is left as it was."""
+        with caller_rng_kept(getattr(self, "device", "auto")):
+            return super().fit(data, **kwargs)
+
     def _setup_torch(self) -> np.random.Generator:
         """Resolve ``self.device`` into ``self.device_`` and seed; returns the numpy Generator to use."""
         self.device_ = resolve_device(getattr(self, "device", "auto"))
-        return seed_everything(getattr(self, "random_state", None))
+        return seed_everything(getattr(self, "random_state", None), self.device_)
 
     def _split_for_early_stopping(self, inter: Interactions, rng: np.random.Generator, mode: str = "random"):
         """``(train, valid)`` when ``self.early_stopping`` is on, else ``(inter, None)``.
