@@ -15,21 +15,12 @@ import time
 from typing import Callable
 
 from recapp.dashboard import views
+from recapp.dashboard.views import duration
 
 log = logging.getLogger(__name__)
 
 #: Who a job is for: the Live tab (its key is the Model selector's), the A/B test, or the Data selector.
 LIVE, AB, DATA = "live", "ab", "data"
-
-
-def duration(seconds: float) -> str:
-    """``seconds`` as the page says it: "42 s", "3 min 05 s", "2 h 01 min"."""
-    s = int(max(0.0, seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 class BackgroundJob:

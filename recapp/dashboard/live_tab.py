@@ -5,6 +5,7 @@ import numpy as np
 
 from recapp.dashboard import figures, views
 from recapp.dashboard.clock import Clock
+from recapp.dashboard.jobs import DATA
 from recapp.dashboard.scenarios import UnknownUserError
 from recapp.dashboard.session import HIT_WINDOW, K, LiveSession
 
@@ -91,8 +92,11 @@ class LiveTab:
         self.reset()
 
     def on_model(self) -> None:
-        """A new model is served: start the session again."""
-        self.reset()
+        """A new model is served: start the session again; the status line says so if one was under way."""
+        played = self.session.n_events if self.session is not None else 0
+        note = (f"started again with model {self.app.model_label} ({played} events played with the previous one)"
+                if played else None)
+        self.reset(note)
 
     def _set_box(self, **values) -> None:
         self._quiet = True
@@ -109,9 +113,13 @@ class LiveTab:
     def select_user(self, text) -> None:
         """Switch to the user that ``text`` names (an id or a list entry) and reset the session.
 
-        Refused with :class:`UnknownUserError` (a message in the page) for an unknown id, or before any data is open.
+        Refused with :class:`UnknownUserError` (a message in the page) for an unknown id, or before any data is
+        open (the message says so, or that the first log is still being read).
         """
-        sc = self.app.scenario
+        app = self.app
+        sc = app.scenario
+        if sc is None and app.job is not None and app.job.purpose == DATA:
+            raise UnknownUserError(f"{app._training_note()}; pick a user when it is open.")
         if sc is None:
             raise UnknownUserError("No data is open: pick one in Data, then a user.")
         uid = sc.parse_user(text)
@@ -121,8 +129,8 @@ class LiveTab:
         self.reset()
 
     # ---- the session -------------------------------------------------------------------------
-    def reset(self) -> None:
-        """Stop the clock and start the session again from the model as trained."""
+    def reset(self, note: str | None = None) -> None:
+        """Stop the clock and start the session again from the model as trained; ``note`` leads the status line."""
         self.clock.reset()
         self.play.interval = int(self.speed_dd.value)
         self.clock.base_interval = int(self.speed_dd.value)
@@ -134,9 +142,12 @@ class LiveTab:
             return
         self.session = LiveSession(app.scenario, app.model, self.user_id, K, app.random_state)
         self.slot.renew()
-        self._render(first=True)
+        self._render(first=True, note=note)
         if self.session.remaining == 0:
-            app.show_message(f"User {self.user_id} has no events in the replay window; pick another user.", "warn")
+            app.show_message(self._no_events(), "warn")
+
+    def _no_events(self) -> str:
+        return f"User {self.user_id} has no events in the replay window; pick another user."
 
     def step(self) -> dict | None:
         """Handle one event: ingest, re-rank, redraw; returns the session's record (None when it is over)."""
@@ -149,8 +160,11 @@ class LiveTab:
         rec = s.step()
         if rec is None:
             self.stop()
-            self.app.show_message(f"Replay finished: {s.n_events} events of user {self.user_id}. "
-                                  "Press Reset to watch again, or pick another user.")
+            if s.n_events == 0:
+                self.app.show_message(self._no_events(), "warn")
+            else:
+                self.app.show_message(f"Replay finished: {s.n_events} events of user {self.user_id}. "
+                                      "Press Reset to watch again, or pick another user.")
             return None
         if rec["rejected"]:
             self.app.show_message(f"The engine rejected an event: {rec['rejected']}", "warn")
@@ -159,14 +173,14 @@ class LiveTab:
             s.record_tick(self.clock.handler_ms[-1])
         return rec
 
-    def _render(self, first: bool) -> None:
+    def _render(self, first: bool, note: str | None = None) -> None:
         s, sc = self.session, self.app.scenario
         if first:
             self.profile.value = views.profile(sc, self.user_id, self.app.model_label)
         self.recs.value = views.recommendations(sc, s.current, first=s.n_events == 0)
         self.feed.value = views.feed(sc, s.feed)
         figures.update_live(self.fig, s.series, sc.source == "simulated")
-        bits = [f"{s.n_events} events"]
+        bits = ([note] if note else []) + [f"{s.n_events} events"]
         if s.tick_ms:
             recent = np.asarray(s.tick_ms)
             bits.append(f"tick p50 {np.percentile(recent, 50):.0f} ms, p99 {np.percentile(recent, 99):.0f} ms")

@@ -66,6 +66,7 @@ class Scenario:
     catalogue_note: str | None = None      # the line about the analyst's catalogue (also among ``notes``)
     _train_by_user: dict = field(default_factory=dict, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    _coverage: dict | None = field(default=None, repr=False)
 
     @property
     def data_fingerprint(self) -> str:
@@ -123,6 +124,20 @@ class Scenario:
             ordered = self.train.sort_values(TIME_COL, kind="stable")
             self._train_by_user.update(dict(tuple(ordered.groupby(USER_COL, sort=False))))
         return self._train_by_user.get(user_id, self.train.iloc[:0])
+
+    def replay_coverage(self) -> dict | None:
+        """What the training split knows of the replay, as ``(known, total)`` pairs; None without a replay.
+
+        ``users``: replayed shoppers with training events (the others start cold, on
+        popularity); ``events``: replayed events whose item has training events.
+        """
+        if self.replay is None:
+            return None
+        if self._coverage is None:
+            shoppers = pd.Series(pd.unique(self.replay[USER_COL]))
+            self._coverage = {"users": (int(shoppers.isin(self.train[USER_COL]).sum()), len(shoppers)),
+                              "events": (int(self.replay[ITEM_COL].isin(self.train[ITEM_COL]).sum()), len(self.replay))}
+        return self._coverage
 
     def replay_events(self, user_id) -> pd.DataFrame:
         """The user's held-out events in time order (empty for simulated scenarios)."""

@@ -52,8 +52,13 @@ class StreamTab:
         self._last = None
 
     def on_model(self) -> None:
-        """A new model: start again."""
+        """A new model: start again; a stream under way is dropped, and the panel says so."""
+        played = self.session.n_events if self.session is not None else 0
         self.reset()
+        if played:
+            self.panel.value = (f"<i>Model {views.esc(self.app.model_label)} is served now: the stream of {played:,} "
+                                "events with the previous model was dropped. Press play to stream again from the "
+                                "first held-out event.</i>")
 
     def on_data(self) -> None:
         """New data: forget the old data's stream at once, before a model is served on the new one."""
@@ -99,5 +104,9 @@ class StreamTab:
         figures.update_stream(self.fig, self.session.series)
         if rec["done"]:
             self.stop()
-            app.show_message(f"Stream finished: all {rec['n_events']:,} held-out events replayed. Press Reset to start again.")
+            # Quarantined rows are not among n_events: the total says every held-out event was streamed.
+            total = self.session.n_events + self.session.n_rejected
+            rejected = int(rec["rejected"].sum())
+            rej = f", {rejected:,} of them rejected (see Rejected events)" if rejected else ""
+            app.show_message(f"Stream finished: all {total:,} held-out events replayed{rej}. Press Reset to start again.")
         return rec

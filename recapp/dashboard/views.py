@@ -12,6 +12,9 @@ from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, SCORE_COL, TIME_COL
 #: Entries in the Live tab's User list: a huge log's every shopper would take seconds to list and
 #: megabytes to send to the browser; any other id can still be typed.
 USER_OPTIONS = 1000
+#: The data report warns when more than this share of replayed shoppers (or replayed events' items)
+#: is unknown to the training split: the Live and Stream tabs would then show mostly cold starts.
+COLD_SHARE = 0.5
 
 CSS = """
 <style>
@@ -56,9 +59,44 @@ def display_explanation(text: str, verb: str = "viewed") -> str:
     return f"because you {verb} " + text[len("because of "):] if text.startswith("because of ") else text
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` as the page says it: "42 s", "3 min 05 s", "2 h 01 min"."""
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{part:,} of {whole:,} ({part / whole:.0%})" if whole else "0 of 0"
+
+
+def coverage(cover: dict | None) -> tuple[str, list]:
+    """A replay's coverage (:meth:`Scenario.replay_coverage`) as ``(line, warnings)``; warnings when most is unknown."""
+    if not cover:
+        return "", []
+    (users, n_users), (events, n_events) = cover["users"], cover["events"]
+    line = (f"the training split knows {_share(users, n_users)} replayed shoppers and the items of "
+            f"{_share(events, n_events)} replayed events")
+    warnings = []
+    if n_users - users > COLD_SHARE * n_users:
+        warnings.append(f"{_share(n_users - users, n_users)} replayed shoppers have no events before the time split: "
+                        "the model does not know them, so the Live and Stream tabs serve them popular items "
+                        "(a cold start) until their own events arrive, and the Stream tab's hit rates count those lists too.")
+    if n_events - events > COLD_SHARE * n_events:
+        warnings.append(f"{_share(n_events - events, n_events)} replayed events are of items with no events before "
+                        "the time split: the model never learned them, so the lists can hold them only once they "
+                        "are popular in the replay.")
+    return line, warnings
+
+
 def data_report(scenario) -> str:
-    """How the selected data was read: rows kept and dropped by reason, the time split, and how many users the list holds."""
-    lines = [f"<b>{esc(scenario.label)}</b>"] + [esc(n) for n in scenario.notes]
+    """How the selected data was read: rows kept and dropped by reason, the time split, how much of the replay the
+    training split knows (with a warning when most of it is unknown), and how many users the list holds."""
+    known, warnings = coverage(scenario.replay_coverage())
+    lines = [f"<b>{esc(scenario.label)}</b>"] + [esc(n) for n in scenario.notes] + ([esc(known)] if known else [])
     if len(scenario.users) > USER_OPTIONS:
         lines.append(f"the User list holds the first {USER_OPTIONS:,} of {len(scenario.users):,} users "
                      "(most interesting first); type any other user's id")
@@ -68,7 +106,7 @@ def data_report(scenario) -> str:
         lines.append(f"<table class='recapp-t' style='width:auto'><tr><th>dropped because</th><th>rows</th></tr>{reasons}</table>")
     if report is not None and report.renamed:
         lines.append("columns read as: " + esc(", ".join(f"{a} → {b}" for a, b in report.renamed.items())))
-    return "<div class='muted'>" + "<br>".join(lines) + "</div>"
+    return "<div class='muted'>" + "<br>".join(lines) + "</div>" + "".join(message(w, "warn") for w in warnings)
 
 
 def profile(scenario, user_id, model_label: str) -> str:
@@ -136,7 +174,7 @@ def status(bits) -> str:
 def training(label: str, elapsed: float, progress: float | None, where: str = "on this data") -> str:
     """What the page says while a model trains; ``where`` says on what or for what (default "on this data")."""
     share = f", {progress:.0%} of its epochs" if progress is not None else ""
-    return f"Training {label} {where}… {elapsed:.0f} s{share}. The page stays usable; the model is cached when done."
+    return f"Training {label} {where}… {duration(elapsed)}{share}. The page stays usable; the model is cached when done."
 
 
 def _kpi(label: str, value: str) -> str:
