@@ -94,6 +94,23 @@ def test_identical_lists_tie_in_expectation(sim):
     assert (p_b > p_a).all()
 
 
+def test_expected_credit_scores_in_blocks_and_refuses_an_enumeration_no_machine_holds(sim, monkeypatch):
+    # Before, every shopper's 2 ** ceil(k / 2) merged lists were built at once: k = 40 asked for about a million
+    # lists per shopper, enough to kill the kernel for a few hundred shoppers.
+    import recapp.experiment.interleaving_sim as interleaving_sim
+
+    users = sim.user_ids[:30]
+    a = np.stack([np.random.default_rng(u).permutation(sim.item_ids)[: sim.k] for u in range(30)])
+    b = np.stack([np.random.default_rng(100 + u).permutation(sim.item_ids)[: sim.k] for u in range(30)])
+    whole = expected_credit(sim, users, a, b)
+    monkeypatch.setattr(interleaving_sim, "CHUNK_ENTRIES", 7 * 2 ** 5 * sim.k)     # blocks of 7 shoppers
+    np.testing.assert_array_equal(np.stack(expected_credit(sim, users, a, b)), np.stack(whole))
+    long_lists = ShopperSimulator(np.random.default_rng(0).normal(size=(5, 80)), k=40, random_state=0)
+    slates = np.tile(np.arange(40), (5, 1))
+    with pytest.raises(ValueError, match=r"2 \*\* 20 team-draft lists per shopper for k=40.*simulate the clicks"):
+        expected_credit(long_lists, long_lists.user_ids, slates, slates)
+
+
 # ---- credit, outcomes and the tests ---------------------------------------------------------------
 def test_credit_and_outcomes_on_a_hand_made_example():
     teams = np.array(["A", "B", "B", "A", "A"])

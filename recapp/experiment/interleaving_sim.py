@@ -37,33 +37,51 @@ from recapp.schema import ITEM_COL, TIME_COL, USER_COL, require_columns
 
 
 # ---- truth in the simulator ---------------------------------------------------------------
+#: At most this many coin patterns (2 ** ceil(k / 2) merged lists per shopper) are enumerated by expected_credit.
+MAX_PATTERNS = 2 ** 16
+#: Merged-list entries (shoppers x patterns x k) scored at once: bounds a call's memory, not its result.
+CHUNK_ENTRIES = 4_000_000
+
+
 def expected_credit(simulator: ShopperSimulator, users, slates_a, slates_b) -> tuple[np.ndarray, np.ndarray]:
     """Exact probabilities that a shopper's click on the team-drafted list goes to A and to B, per shopper.
 
     ``slates_a``/``slates_b`` are item ids, (n, >= k) with distinct items per
     row. Team draft flips a coin at positions 0, 2, 4, ...; every one of the
     ``2 ** ceil(k / 2)`` coin patterns is enumerated and each merged list scored
-    with the simulator's :meth:`~recapp.experiment.simulator.ShopperSimulator.click_probabilities`.
-    ``1 - p_a - p_b`` is the probability of no click. Slates that are not 2-D with one row per
-    shopper and at least k columns are refused, naming their shape.
+    with the simulator's :meth:`~recapp.experiment.simulator.ShopperSimulator.click_probabilities`,
+    a block of shoppers at a time (:data:`CHUNK_ENTRIES`). ``1 - p_a - p_b`` is the probability of no click.
+    Refused: slates that are not 2-D with one row per shopper and at least k columns
+    (naming their shape), and a k whose patterns exceed :data:`MAX_PATTERNS` (k > 32: the
+    enumeration would need memory beyond any machine; simulate the clicks instead).
     """
     users = np.atleast_1d(np.asarray(users))
     k = simulator.k
+    flips = np.arange(0, k, 2)
+    if 2 ** len(flips) > MAX_PATTERNS:
+        raise ValueError(f"expected_credit enumerates 2 ** ceil(k / 2) = 2 ** {len(flips)} team-draft lists per shopper "
+                         f"for k={k}, beyond {MAX_PATTERNS:,}; for lists this long simulate the clicks instead "
+                         "(InterleavingSimulation or run_interleaving)")
     item_pos = pd.Index(simulator.item_ids)
     idx = [item_pos.get_indexer(pd.Index(check_slate_shape(name, s, len(users), min_k=k)[:, :k].ravel())).reshape(len(users), k)
            for name, s in (("slates_a", slates_a), ("slates_b", slates_b))]
     if any((i < 0).any() for i in idx):
         raise ValueError("slates_a / slates_b hold item ids outside the simulator's catalogue")
-    flips = np.arange(0, k, 2)
     patterns = (np.arange(2 ** len(flips))[:, None] >> np.arange(len(flips))) & 1
     coins = np.zeros((len(patterns), k), dtype=bool)
     coins[:, flips] = patterns.astype(bool)
     n, P = len(users), len(patterns)
-    merged, teams = team_draft_many(np.repeat(idx[0], P, axis=0), np.repeat(idx[1], P, axis=0), k,
-                                    coins=np.tile(coins, (n, 1)))
-    p = simulator.click_probabilities(np.repeat(users, P), merged)
-    p_a, p_b = team_clicks(teams, p)
-    return p_a.reshape(n, P).mean(axis=1), p_b.reshape(n, P).mean(axis=1)
+    step = max(1, CHUNK_ENTRIES // (P * k))
+    out_a, out_b = np.zeros(n), np.zeros(n)
+    for start in range(0, n, step):
+        rows = slice(start, start + step)
+        m = len(users[rows])
+        merged, teams = team_draft_many(np.repeat(idx[0][rows], P, axis=0), np.repeat(idx[1][rows], P, axis=0), k,
+                                        coins=np.tile(coins, (m, 1)))
+        p = simulator.click_probabilities(np.repeat(users[rows], P), merged)
+        p_a, p_b = team_clicks(teams, p)
+        out_a[rows], out_b[rows] = p_a.reshape(m, P).mean(axis=1), p_b.reshape(m, P).mean(axis=1)
+    return out_a, out_b
 
 
 # ---- serving ---------------------------------------------------------------------------------
