@@ -27,6 +27,10 @@ import scipy.sparse as sp
 from recapp.models.checks import check_finite_weights, event_codes, history_arrays
 from recapp.rerank import cosine_similarity_matrix
 
+# The most recent events a live history keeps in its sequence (LiveHistory trims older ones): far beyond what a
+# model reads back (sequential models: the last max_len, a few hundred; NeuMF: fold_in_max_items).
+HISTORY_MAX_EVENTS = 10_000
+
 
 @dataclass
 class LiveHistory:
@@ -38,6 +42,14 @@ class LiveHistory:
     weight is multiplied by r at each event; keeping that as one ``scale`` factor
     makes an event cost O(1). ``uidx`` is the shopper's row in the model's
     training data (-1 for a shopper the model never saw).
+
+    The event sequence (``items``, ``events``, ``times``) is bounded so one
+    shopper sending millions of events (a bot, a load test) cannot grow a
+    long-running engine without limit: when it reaches ``2 * HISTORY_MAX_EVENTS``
+    events it is cut back to the last :data:`HISTORY_MAX_EVENTS` (so it holds
+    between N and 2N once it has passed N; cutting in chunks keeps an event O(1)),
+    and ``trimmed`` counts the events cut. The per-item weights (``raw``,
+    ``latest``) still count every event: trimming never changes them.
     """
 
     items: list = field(default_factory=list)
@@ -47,10 +59,17 @@ class LiveHistory:
     latest: dict = field(default_factory=dict)
     scale: float = 1.0
     uidx: int = -1
+    trimmed: int = 0
+
+    def _trim(self) -> None:
+        cut = len(self.items) - HISTORY_MAX_EVENTS
+        if cut > 0:
+            del self.items[:cut], self.events[:cut], self.times[:cut]
+            self.trimmed += cut
 
     @classmethod
     def from_sequence(cls, items, events, times, weights, recency: float = 1.0, uidx: int = -1) -> "LiveHistory":
-        """The history after a time-ordered sequence of events, built at once (same weights as :meth:`add`).
+        """The history after a time-ordered sequence of events, built at once (same weights and sequence bound as :meth:`add`).
 
         Refused (ValueError): items that are not internal indices
         (:func:`~recapp.models.checks.history_arrays`), events that are not event
@@ -65,7 +84,10 @@ class LiveHistory:
         for name, values in (("times", times), ("weights", weights)):
             if len(values) != len(items):
                 raise ValueError(f"{name} has {len(values)} value(s) for {len(items)} item(s); give one per event")
-        h = cls(items=items.tolist(), events=codes.tolist(), times=times.tolist(), uidx=int(uidx))
+        # Only the sequence is cut to the last HISTORY_MAX_EVENTS; the weights below sum every event.
+        cut = max(len(items) - HISTORY_MAX_EVENTS, 0)
+        h = cls(items=items[cut:].tolist(), events=codes[cut:].tolist(), times=times[cut:].tolist(), uidx=int(uidx),
+                trimmed=cut)
         if len(items) == 0:
             return h
         # recency ** (events since), the weights the per-event path gives.
@@ -81,11 +103,15 @@ class LiveHistory:
         """Append one event; returns the (summed, binary) raw weight changes of ``item``, or None after a rebase.
 
         A rebase (every weight rescaled when ``scale`` gets tiny) changes every
-        raw value, so the caller rebuilds whatever it derived from them.
+        raw value, so the caller rebuilds whatever it derived from them. The
+        sequence is cut back to the last :data:`HISTORY_MAX_EVENTS` events when it
+        reaches twice that (see the class docstring); the weights are not.
         """
         self.items.append(item)
         self.events.append(code)
         self.times.append(t)
+        if len(self.items) >= 2 * HISTORY_MAX_EVENTS:
+            self._trim()
         rebased = False
         if recency < 1.0:
             self.scale *= recency
@@ -358,4 +384,4 @@ class ItemItemScorer(LiveScorer):
         return cosine_similarity_matrix(self.M[idx])
 
 
-__all__ = ["LiveHistory", "LiveScorer", "ItemItemScorer"]
+__all__ = ["HISTORY_MAX_EVENTS", "LiveHistory", "LiveScorer", "ItemItemScorer"]

@@ -341,17 +341,19 @@ class Engine:
 
     # ---- inspection ------------------------------------------------------------------
     def history(self, user_id) -> pd.DataFrame:
-        """A user's events as the engine holds them: item_id, event, timestamp (time order)."""
+        """A user's events as the engine holds them: item_id, event, timestamp (time order); a long history holds
+        its most recent events only (:data:`~recapp.models.live.HISTORY_MAX_EVENTS` to twice that; stats() counts the cut)."""
         with self._lock:
             st = self.shoppers.get(self._user(user_id), self.scorer, create=False)
             return history_frame(None if st is None else st.history, self.catalogue.ids)
 
     def stats(self) -> dict:
         """Counters: events ingested and rejected, training events left out of live histories (their weight is
-        one the live model cannot fold in), users and items, cache hits and misses, refits."""
+        one the live model cannot fold in), events trimmed from the held histories' sequences (their weights
+        still count), users and items, cache hits and misses, refits."""
         out = {
             "events_ingested": self.n_ingested_, "events_rejected": self.n_rejected_,
-            "training_events_unread": self.shoppers.n_unread,
+            "training_events_unread": self.shoppers.n_unread, "history_events_trimmed": self.shoppers.n_trimmed,
             "users": self.n_users, "items": self.n_items, "model_items": self.scorer.n_items,
             "cache_hits": self.cache.hits, "cache_misses": self.cache.misses, "ann": self.ann,
         }

@@ -56,6 +56,12 @@ class Shoppers:
     def __len__(self) -> int:
         return len(self.users)
 
+    @property
+    def n_trimmed(self) -> int:
+        """Events cut from the sequences of the histories held now (:class:`LiveHistory` keeps the most recent
+        ``HISTORY_MAX_EVENTS``; their weights still count every event)."""
+        return sum(st.history.trimmed for st in self.users.values())
+
     def training_index(self, user) -> int:
         """The user's row in the model's training data, or -1."""
         return self._pos.get(user, -1) if _hashable(user) else -1
