@@ -56,7 +56,8 @@ def test_session_refuses_settings_it_would_misread(spark):
     with pytest.raises(ValueError, match="log_level='verbose' is not accepted"):
         spark_session(log_level="verbose")
     # A running session is returned as it is: this call's runtime settings do not overwrite its own.
-    again = spark_session(shuffle_partitions=7, conf={"spark.sql.session.timeZone": "Europe/Paris"})
+    with pytest.warns(UserWarning, match=r"already running.*shuffle_partitions='7' \(running: '2'\)"):
+        again = spark_session(shuffle_partitions=7, conf={"spark.sql.session.timeZone": "Europe/Paris"})
     assert again is spark
     assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"

@@ -53,7 +53,9 @@ def _check_values(rating_true: DataFrame, rating_pred: DataFrame, col_user: str,
     """:func:`recapp.metrics.check_ids` on both frames and ``check_scores`` on the predictions, in one Spark job.
 
     A missing id would be dropped by a join unseen; a NaN score would rank first
-    (Spark orders NaN above every number), a null one last. Messages are recapp.metrics',
+    (Spark orders NaN above every number), a null one last; integer or decimal ids that a float id column
+    of the other frame cannot tell apart (past 2**53 for doubles) would be joined to several ids at once,
+    counting hits twice. Messages are recapp.metrics',
     quoting one offending row (a Spark DataFrame has no row labels).
     """
     frames = {"rating_true": (rating_true, [col_user, col_item]),
@@ -61,9 +63,16 @@ def _check_values(rating_true: DataFrame, rating_pred: DataFrame, col_user: str,
     score = _scores(rating_pred, "rating_pred", col_prediction)
     raw = col(col_prediction)
     aggs, checks = [], []
+    names = list(frames)
     for j, (name, (sdf, shown)) in enumerate(frames.items()):
         conds = {f"ids{j}_{n}": missing_cell(sdf.schema[c].dataType, col(c)) for n, c in enumerate((col_user, col_item))}
         checks += [(key, name, c, "id") for key, c in zip(conds, (col_user, col_item))]
+        other = frames[names[1 - j]][0]
+        for n, c in enumerate((col_user, col_item)):
+            lossy = _float_merged(sdf.schema[c].dataType, other.schema[c].dataType, col(c))
+            if lossy is not None:
+                conds[f"lossy{j}_{n}"] = lossy
+                checks.append((f"lossy{j}_{n}", name, c, other.schema[c].dataType.simpleString()))
         if name == "rating_pred":
             conds.update(text=raw.isNotNull() & score.isNull(), nan=raw.isNull() | F.isnan(score))
             checks += [("text", name, col_prediction, "text"), ("nan", name, col_prediction, "nan")]
@@ -76,10 +85,30 @@ def _check_values(rating_true: DataFrame, rating_pred: DataFrame, col_user: str,
         where = f"e.g. the row {quote_row(row[key + '_row'])}"
         if kind == "id":
             raise SchemaError(f"column {c!r} of {name} has {n:,} missing id(s), {where}; accepted: ids present in every row")
+        if kind not in ("text", "nan"):
+            other = names[1 - names.index(name)]
+            digits = "2**24" if kind == "float" else "2**53"
+            raise SchemaError(f"column {c!r} of {name} has {n:,} id(s) that the {kind} ids of {other} cannot tell "
+                              f"apart (a {kind} holds integers exactly only up to {digits}), {where}; accepted: ids "
+                              f"of one exact type in both frames (cast {other}'s {c!r} to "
+                              f"{frames[name][0].schema[c].dataType.simpleString()})")
         if kind == "text":
             raise ScoreError(f"column {c!r} of {name} has {n:,} non-numeric score(s), {where}; accepted: numbers")
         raise ScoreError(f"column {c!r} of {name} has {n:,} NaN score(s), {where}; accepted: numbers "
                          "(NaN from a model usually means its fit diverged)")
+
+
+def _float_merged(dtype: T.DataType, other: T.DataType, c: F.Column) -> F.Column | None:
+    """Where joining exact ids (integers, decimals) with float ids would merge distinct ones; None when it cannot.
+
+    Spark joins such columns as floats, so ids past a float's exact integers (2**53 for a
+    double: a DECIMAL(20,0) or long key) would match several ids of the other frame at once.
+    An id is safe when it survives the trip to the float type and back unchanged.
+    """
+    if not isinstance(other, (T.FloatType, T.DoubleType)) or not isinstance(dtype, (T.IntegralType, T.DecimalType)):
+        return None
+    back = c.cast(other).try_cast(dtype)
+    return c.isNotNull() & (back.isNull() | (back != c))
 
 
 def _literal_array(values: np.ndarray) -> F.Column:
@@ -104,6 +133,9 @@ def per_user_ranking_metrics(
     One Spark job checks the inputs first, as recapp.metrics does: a missing (null or NaN)
     user or item id in either frame raises SchemaError, a NaN, null or non-numeric
     score :class:`~recapp.metrics.ScoreError`, each naming the column, the count and one such row.
+    Integer or decimal ids (a DECIMAL(20,0) key) against float ids in the other frame are matched by value
+    while a float holds them exactly; ids past that (2**53 for doubles) raise SchemaError, as a join in
+    floats would merge them.
     """
     k = check_k(k)
     require_frame(rating_true, "rating_true", col_user, col_item)

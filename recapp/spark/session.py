@@ -117,7 +117,10 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     ``conf`` adds or overrides any Spark setting. The Python workers run
     ``sys.executable``. A session that is already running is returned as it is,
     with none of this call's settings applied, static or runtime (its own time
-    zone, shuffle partitions and log level stay). Refused (ValueError):
+    zone, shuffle partitions and log level stay), nor the environment touched; a
+    UserWarning names each setting asked for (other than its default) that the
+    running session does not have (``driver_memory`` and the other static ones can
+    only change with a new session). Refused (ValueError):
     ``shuffle_partitions`` below 1, ``ui`` other than True/False, a ``conf``
     that is not a dict, an unknown ``log_level``.
     """
@@ -137,7 +140,19 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     if SparkContext._active_spark_context is not None:
         # getOrCreate would write this call's runtime settings (time zone, shuffle partitions, ...) over the
         # running session's own, changing how the caller's later jobs read times and partition data.
-        return SparkSession.builder.getOrCreate()
+        spark = SparkSession.builder.getOrCreate()
+        _warn_unapplied(spark, {"app_name": (app_name, "recapp", spark.sparkContext.appName),
+                                "master": (master, "local[2]", spark.sparkContext.master),
+                                "shuffle_partitions": (str(shuffle_partitions), "4",
+                                                       spark.conf.get("spark.sql.shuffle.partitions", None)),
+                                "driver_memory": (driver_memory, "2g",
+                                                  spark.sparkContext.getConf().get("spark.driver.memory", None)),
+                                "local_dir": (local_dir, None, spark.sparkContext.getConf().get("spark.local.dir", None)),
+                                "ui": (str(bool(ui)).lower(), "false",
+                                       spark.sparkContext.getConf().get("spark.ui.enabled", "true")),
+                                **{f"conf[{k!r}]": (str(v), None, spark.conf.get(k, None))
+                                   for k, v in (conf or {}).items()}})
+        return spark
 
     os.environ["PYSPARK_PYTHON"] = sys.executable
     # The Python workers inherit the environment: the same warning silenced there.
@@ -172,6 +187,20 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
+
+
+def _warn_unapplied(spark, asked: dict) -> None:
+    """Warn, naming each setting, where this call asked for a value the running session does not have.
+
+    ``asked`` maps a setting's name to (the value asked, the signature's default, the running value);
+    a default is not a request, so a plain ``spark_session()`` that joins a session stays quiet.
+    """
+    differ = [f"{name}={value!r} (running: {running!r})" for name, (value, default, running) in asked.items()
+              if value is not None and value != default and value != running]
+    if differ:
+        warnings.warn(f"spark_session: a SparkSession is already running, so these settings of this call were not "
+                      f"applied: {', '.join(differ)}; stop it (spark.stop()) first to start one with them",
+                      UserWarning, stacklevel=3)
 
 
 __all__ = ["JAVA_MISSING", "PYSPARK_MISSING", "java_version", "java_available", "pyspark_available",

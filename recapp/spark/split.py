@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from recapp.schema import ITEM_COL, TIME_COL, USER_COL, SchemaError
-from recapp.spark.checks import count_rows, missing_cell, quote_row
+from recapp.spark.checks import count_rows, missing_cell, refuse_counted
 from recapp.spark.events import col
 from recapp.spark.report import require_frame
 from recapp.split import _as_epoch, _check_min_rating, _check_quantile, _check_ratio, _split_column
@@ -107,12 +107,17 @@ def _check_rows(sdf: DataFrame, ids: tuple, col_timestamp: str, shown: list, ext
     conds = {f"id{j}": missing_cell(sdf.schema[c].dataType, col(c)) for j, c in enumerate(ids)}
     conds["time"] = missing_cell(sdf.schema[col_timestamp].dataType, col(col_timestamp))
     row = count_rows(sdf, conds, shown, *[v.alias(k) for k, v in (extra or {}).items()]).collect()[0]
-    for key, c in [*[(f"id{j}", c) for j, c in enumerate(ids)], ("time", col_timestamp)]:
-        n = int(row[key])
-        if n:
-            what = "missing id(s)" if key != "time" else "missing time(s)"
-            why = "run recapp.spark.validate first" if key != "time" else "a time split cannot place them"
-            raise SchemaError(f"column {c!r} has {n:,} {what}, e.g. the row {quote_row(row[key + '_row'])}; {why}")
+
+    def named(c: str) -> str:
+        # A brace in a column name would be read as a placeholder by refuse_counted's str.format.
+        return repr(c).replace("{", "{{").replace("}", "}}")
+
+    refuse_counted(row, [
+        *[(f"id{j}", SchemaError, f"column {named(c)} has {{n}} missing id(s), e.g. the row {{row}}; "
+           "run recapp.spark.validate first") for j, c in enumerate(ids)],
+        ("time", SchemaError, f"column {named(col_timestamp)} has {{n}} missing time(s), e.g. the row {{row}}; "
+         "a time split cannot place them"),
+    ])
     return row
 
 
