@@ -105,3 +105,20 @@ def test_spark_metrics_equal_pandas_on_duplicates_short_lists_and_users_without_
     for k in (1, 2, 10):
         assert ranking_metrics(spark.createDataFrame(truth), spark.createDataFrame(pred), k) == pytest.approx(
             M.ranking_metrics(truth, pred, k), abs=1e-12)
+
+
+def test_spark_als_recommends_for_decimal_user_ids_given_as_numbers(decimal_events):
+    # Before, users=[9007199254740993] on DECIMAL(20,0) ids failed inside Spark with a bare PySparkTypeError
+    # ("DecimalType(20,0) can not accept object ..."); only Decimal values worked.
+    from recapp.spark import SparkALS
+
+    from pyspark.sql import types as T
+
+    # Each shopper has seen 2 of 5 items, so every one has something left to recommend.
+    rows = [(Decimal(BIG + u), Decimal(BIG + (u + j) % 5), float(j), "view") for u in range(4) for j in range(2)]
+    events = decimal_events.sparkSession.createDataFrame(rows, decimal_events.schema)
+    assert isinstance(events.schema["user_id"].dataType, T.DecimalType)
+    als = SparkALS(factors=2, iterations=2).fit(events)
+    with pytest.warns(UserWarning, match=r"2 of the 5 requested user\(s\) cannot be training ids.*'x'"):
+        got = als.recommend([BIG, Decimal(BIG + 1), 2.0 ** 60, "x", 1.5], k=1).toPandas()
+    assert sorted(int(u) for u in got["user_id"]) == [BIG, BIG + 1]      # 2.0 ** 60 is a valid id no user has

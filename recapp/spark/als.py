@@ -15,6 +15,7 @@ they are, others are mapped to consecutive integers first.
 """
 from __future__ import annotations
 
+import decimal
 import warnings
 
 import numpy as np
@@ -86,7 +87,9 @@ def _as_id(value, dtype: T.DataType):
         return None
     if isinstance(dtype, T.StringType):
         return str(value) if isinstance(value, str) else None
-    if not isinstance(dtype, T.NumericType) or isinstance(dtype, T.DecimalType):
+    if isinstance(dtype, T.DecimalType):
+        return _as_decimal(value, dtype)
+    if not isinstance(dtype, T.NumericType):
         return value
     if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(float(value)):
         return None
@@ -98,6 +101,31 @@ def _as_id(value, dtype: T.DataType):
         value = int(value)
     bits = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32}.get(type(dtype), 64)
     return int(value) if -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1) else None
+
+
+def _as_decimal(value, dtype: T.DecimalType) -> decimal.Decimal | None:
+    """``value`` as a Decimal of the column's precision and scale, or None where the column holds no such id.
+
+    Numbers match by value (``5``, ``5.0`` and ``Decimal(5)`` name one id of a DECIMAL(20,0) column, as
+    a whole float names an integer id above); text, a value with more decimals than the scale, and one
+    with more digits than the precision cannot be ids of the column (Spark refused them with a bare TypeError).
+    """
+    if isinstance(value, decimal.Decimal):
+        d = value
+    elif isinstance(value, (int, np.integer)):
+        d = decimal.Decimal(int(value))
+    elif isinstance(value, (float, np.floating)) and np.isfinite(float(value)):
+        d = decimal.Decimal(float(value))          # the float's exact value, so 2**53 + 0.5 stays apart
+    else:
+        return None
+    if not d.is_finite():
+        return None
+    with decimal.localcontext() as ctx:
+        ctx.prec = 100
+        q = d.quantize(decimal.Decimal(1).scaleb(-dtype.scale))
+    if q != d or len(q.as_tuple().digits) > dtype.precision:
+        return None
+    return q
 
 
 class SparkALS:
