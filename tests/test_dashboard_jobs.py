@@ -61,6 +61,12 @@ def _text(app) -> str:
     return text
 
 
+def _popularity_app(data: dict, tmp_path):
+    """The page over ``data`` serving Popularity, its model cache under ``tmp_path``."""
+    return dash.build_app(data=data, model_factories={"Popularity": lambda sc: Popularity()},
+                          models_root=tmp_path / "models", throttle=False)
+
+
 def _background_reads(monkeypatch):
     # Every log counts as large, so the small test logs take the background path.
     monkeypatch.setattr(choices, "BACKGROUND_BYTES", 0, raising=False)
@@ -69,8 +75,7 @@ def _background_reads(monkeypatch):
 def test_a_large_log_is_read_on_the_background_job(tmp_path, log, gate, monkeypatch):
     _background_reads(monkeypatch)
     data = {"Your log": _gated_log(log, gate), SHOP: _small_shop}
-    app = dash.build_app(data=data, model_factories={"Popularity": lambda sc: Popularity()},
-                         models_root=tmp_path / "models", throttle=False)
+    app = _popularity_app(data, tmp_path)
     # build_app returned while the read is held: the page was never frozen by it.
     assert app.job is not None and app.job.purpose == jobs.DATA and app.scenario is None
     assert "Reading Your log" in _text(app) and app.stop_wait.layout.display != "none"
@@ -96,8 +101,7 @@ def test_a_background_read_that_fails_keeps_the_data_in_use(tmp_path, monkeypatc
     bad = tmp_path / "bad.csv"
     bad.write_text("user_id,item_id,timestamp\n1,2,13/02/2024\n1,3,14/02/2024\n")
     data = {SHOP: _small_shop, "Your log": dash.LogChoice(str(bad))}
-    app = dash.build_app(data=data, model_factories={"Popularity": lambda sc: Popularity()},
-                         models_root=tmp_path / "models", throttle=False)
+    app = _popularity_app(data, tmp_path)
     app.wait_for_training(60)
     shop = app.scenario
     app.data_dd.value = "Your log"
@@ -133,8 +137,7 @@ def test_a_hung_training_can_be_abandoned_and_its_late_result_is_dropped(tmp_pat
 def test_an_abandoned_read_keeps_the_data_in_use(tmp_path, log, gate, monkeypatch):
     _background_reads(monkeypatch)
     data = {SHOP: _small_shop, "Your log": _gated_log(log, gate)}
-    app = dash.build_app(data=data, model_factories={"Popularity": lambda sc: Popularity()},
-                         models_root=tmp_path / "models", throttle=False)
+    app = _popularity_app(data, tmp_path)
     app.wait_for_training(60)
     shop, model = app.scenario, app.model
     app.data_dd.value = "Your log"
@@ -194,8 +197,7 @@ def test_a_factory_that_returns_no_model_is_named(tmp_path):
 def test_the_date_format_waits_for_a_read_under_way(tmp_path, log, gate, monkeypatch):
     _background_reads(monkeypatch)
     data = {SHOP: _small_shop, "Your log": _gated_log(log, gate)}
-    app = dash.build_app(data=data, model_factories={"Popularity": lambda sc: Popularity()},
-                         models_root=tmp_path / "models", throttle=False)
+    app = _popularity_app(data, tmp_path)
     app.wait_for_training(60)
     app.data_dd.value = "Your log"
     app.time_format.value = "%d/%m/%Y"

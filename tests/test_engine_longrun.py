@@ -122,6 +122,14 @@ def _feed(engine, live, n, start):
         assert engine.wait_for_refit(timeout=60)
 
 
+def _feed_until_refit(engine, live: list, most: int = 200) -> None:
+    """Feed one event at a time until a background refit has swapped in (at most ``most`` events)."""
+    for _ in range(most):
+        if engine.stats()["refits"]:
+            return
+        _feed(engine, live, 1, len(live))
+
+
 def test_a_refit_that_keeps_failing_is_counted_warned_once_and_backs_off(caplog):
     model = EASE().fit(TRAIN)
     engine = Engine(model, refit_every=2, explain=False)
@@ -135,10 +143,7 @@ def test_a_refit_that_keeps_failing_is_counted_warned_once_and_backs_off(caplog)
     assert stats["refit_failures"] == 4
     assert len([r for r in caplog.records if "refit failed" in r.getMessage()]) == 1
     model.l2 = 500.0
-    for _ in range(200):
-        if engine.stats()["refits"]:
-            break
-        _feed(engine, live, 1, len(live))
+    _feed_until_refit(engine, live)
     stats = engine.stats()
     assert stats["refits"] == 1 and stats["refit_error"] is None and stats["refit_failures"] == 0
     assert _rows(engine.model.interactions_.frame) == _rows(pd.concat([TRAIN, pd.DataFrame(live)]))
@@ -157,10 +162,7 @@ def test_the_refit_log_is_bounded_and_what_it_drops_is_counted(monkeypatch, capl
     assert engine.stats()["refit_rows_dropped"] == 20
     assert len([r for r in caplog.records if "dropped" in r.getMessage()]) == 1
     model.l2 = 500.0
-    for _ in range(200):
-        if engine.stats()["refits"]:
-            break
-        _feed(engine, live, 1, len(live))
+    _feed_until_refit(engine, live)
     # The refit learns the events its log still held, each once.
     assert _rows(engine.model.interactions_.frame) == _rows(pd.concat([TRAIN, pd.DataFrame(live[-10:])]))
     assert engine.stats()["refit_rows_dropped"] == len(live) - 10

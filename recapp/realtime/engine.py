@@ -260,19 +260,20 @@ class Engine:
 
     def _apply(self, user, item, t: float, event: str, rating) -> str | None:
         """Apply one checked event; or, changing nothing, say why the served model cannot read its weight."""
+        scorer = self.scorer
         weight = event_weight(self.event_weights, event, rating)
         idx = self.catalogue.index(item)
-        st = self.shoppers.get(user, self.scorer, create=False)
+        st = self.shoppers.get(user, scorer, create=False)
         summed = weight if idx is None or st is None else st.history.summed_after(idx, weight, self.recency)
-        problem = self.scorer.weight_problem(summed)
+        problem = scorer.weight_problem(summed)
         if problem is not None:
             return f"{type(self.model).__name__}'s live scorer cannot fold it in: {problem}"
         if idx is None:
             idx = self.catalogue.add(item)
-            self.scorer.add_items(len(self.catalogue))
-        scorer = self.scorer
+            scorer.add_items(len(self.catalogue))
         self.trending.add(idx, t)
-        st = self.shoppers.get(user, scorer, create=True)
+        if st is None:                 # a new shopper: created only once the event is accepted
+            st = self.shoppers.get(user, scorer, create=True)
         first = idx not in st.seen
         code = EVENT_CODES[event]
         delta = st.history.add(idx, code, t, weight, self.recency)
