@@ -122,3 +122,20 @@ def test_spark_als_recommends_for_decimal_user_ids_given_as_numbers(decimal_even
     with pytest.warns(UserWarning, match=r"2 of the 5 requested user\(s\) cannot be training ids.*'x'"):
         got = als.recommend([BIG, Decimal(BIG + 1), 2.0 ** 60, "x", 1.5], k=1).toPandas()
     assert sorted(int(u) for u in got["user_id"]) == [BIG, BIG + 1]      # 2.0 ** 60 is a valid id no user has
+
+
+# ---- the default scratch folder ----------------------------------------------------------------------------
+def test_default_local_dir_is_removed_when_the_process_exits(spark, tmp_path):
+    import subprocess
+    import sys
+
+    script = ("from recapp.spark import spark_session\n"
+              "s = spark_session('recapp-scratch', driver_memory='512m', shuffle_partitions=2)\n"
+              "d = s.sparkContext.getConf().get('spark.local.dir')\n"
+              "import os; print(d, len(os.listdir(d)) > 0)\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    folder, had_files = out.stdout.split()[-2:]
+    assert folder.startswith(str(tmp_path)) and had_files == "True"
+    assert not os.path.exists(folder)

@@ -12,6 +12,7 @@ are and runs unchanged.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
@@ -113,7 +114,8 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     ``master`` defaults to two local cores; None leaves it to ``spark-submit``
     (``--master yarn``, ``--master k8s://...``). ``shuffle_partitions`` sets
     ``spark.sql.shuffle.partitions`` (Spark's 200 suits a cluster, not a laptop);
-    ``local_dir`` is ``spark.local.dir`` (default: a new temporary folder);
+    ``local_dir`` is ``spark.local.dir`` (default: a new temporary folder, removed
+    when the Python process exits);
     ``conf`` adds or overrides any Spark setting. The Python workers run
     ``sys.executable``. A session that is already running is returned as it is,
     with none of this call's settings applied, static or runtime (its own time
@@ -172,7 +174,7 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
         "spark.driver.memory": driver_memory,
-        "spark.local.dir": local_dir or tempfile.mkdtemp(prefix="recapp-spark-"),
+        "spark.local.dir": local_dir or _scratch_folder(),
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
         "spark.sql.adaptive.enabled": "true",
@@ -187,6 +189,19 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
     return spark
+
+
+def _scratch_folder() -> str:
+    """A new temporary folder for ``spark.local.dir``, removed when the Python process exits.
+
+    Spark leaves its block-manager folders behind, so every session would
+    otherwise leave one more folder in the temporary directory. The removal is
+    registered before the session starts: exit handlers run last-in first-out,
+    so the Java gateway (registered while the session starts) is stopped first.
+    """
+    folder = tempfile.mkdtemp(prefix="recapp-spark-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def _warn_unapplied(spark, asked: dict) -> None:
