@@ -9,7 +9,7 @@ cross-entropy over the catalogue at every position (``n_negatives=None``), or
 with a sampled softmax for large catalogues. A log in which no user has two
 events is refused: there is no next item to learn.
 
-Both are served live by :class:`SequenceScorer` (``live_scorer()``), built on
+Both are served live by :class:`~recapp.models.sequential_live.SequenceScorer` (``live_scorer()``), built on
 ``encode(items, events)`` (the state after a history, re-encoded per event) and
 ``item_vectors()`` (the output embeddings, also used for ANN search).
 """
@@ -24,7 +24,7 @@ from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.checks import event_codes, history_arrays
 from recapp.models.holdout_eval import ndcg_from_scores
-from recapp.models.live import LiveScorer
+from recapp.models.sequential_live import SequenceScorer
 from recapp.models.torch_base import TorchMixin, batches
 
 N_EVENT_TYPES = len(EVENT_CODES)
@@ -301,7 +301,7 @@ class _Sequential(TorchMixin, Recommender):
         history_arrays(items, weights)
         return self.item_vectors() @ self.encode(items, events)
 
-    def live_scorer(self) -> "SequenceScorer":
+    def live_scorer(self) -> SequenceScorer:
         """Re-encodes the shopper's last ``max_len`` events after each event (:class:`SequenceScorer`)."""
         self._check_fitted()
         return SequenceScorer(self)
@@ -385,28 +385,3 @@ class SASRec(_Sequential):
 
 
 __all__ = ["GRU4Rec", "SASRec"]
-
-
-
-class SequenceScorer(LiveScorer):
-    """GRU4Rec / SASRec live: the encoder re-reads the shopper's last ``max_len`` events (items and event types)."""
-
-    def __init__(self, model: _Sequential):
-        E = model.item_vectors()
-        super().__init__(model, E.shape[0])
-        self.E = np.ascontiguousarray(E, dtype=np.float32)
-
-    def query(self, state, history):
-        items, events = history.sequence(self.n_items, self.model._seq_len())
-        return self.model.encode(items, events)
-
-    def scores(self, state, history):
-        return self.E @ self.query(state, history)
-
-    def item_vectors(self):
-        return self.E
-
-    def explain_weights(self, history, hist):
-        # The encoder weighs the latest events most.
-        return 0.8 ** np.arange(len(hist))
-
