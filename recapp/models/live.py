@@ -47,9 +47,9 @@ class LiveHistory:
     shopper sending millions of events (a bot, a load test) cannot grow a
     long-running engine without limit: when it reaches ``2 * HISTORY_MAX_EVENTS``
     events it is cut back to the last :data:`HISTORY_MAX_EVENTS` (so it holds
-    between N and 2N once it has passed N; cutting in chunks keeps an event O(1)),
-    and ``trimmed`` counts the events cut. The per-item weights (``raw``,
-    ``latest``) still count every event: trimming never changes them.
+    between N and 2N once it has passed N; cutting in chunks keeps an event O(1)), ``trimmed`` counts
+    the events cut and ``on_trim`` (when set) is called with each cut, so an owner keeps a running total.
+    The per-item weights (``raw``, ``latest``) still count every event: trimming never changes them.
     """
 
     items: list = field(default_factory=list)
@@ -60,12 +60,15 @@ class LiveHistory:
     scale: float = 1.0
     uidx: int = -1
     trimmed: int = 0
+    on_trim: object = field(default=None, repr=False, compare=False)
 
     def _trim(self) -> None:
         cut = len(self.items) - HISTORY_MAX_EVENTS
         if cut > 0:
             del self.items[:cut], self.events[:cut], self.times[:cut]
             self.trimmed += cut
+            if self.on_trim is not None:
+                self.on_trim(cut)
 
     @classmethod
     def from_sequence(cls, items, events, times, weights, recency: float = 1.0, uidx: int = -1) -> "LiveHistory":
@@ -99,6 +102,15 @@ class LiveHistory:
         h.raw = dict(zip(uniq.tolist(), summed.tolist()))
         return h
 
+    def _next(self, item: int, weight: float, recency: float) -> tuple[float, float | None, float]:
+        """(scale, rebase factor or None, ``item``'s raw weight) once an event is added: shared by :meth:`add` and
+        :meth:`summed_after`, so a check made before an event sees the very float the event stores."""
+        scale, factor = (self.scale * recency if recency < 1.0 else self.scale), None
+        if scale < 1e-20:
+            # Rebase while raw weights (1 / scale) still fit a float32 score vector; rankings do not change.
+            factor, scale = scale, 1.0
+        return scale, factor, self.raw.get(item, 0.0) * (1.0 if factor is None else factor) + weight / scale
+
     def add(self, item: int, code: int, t: float, weight: float, recency: float = 1.0) -> tuple[float, float] | None:
         """Append one event; returns the (summed, binary) raw weight changes of ``item``, or None after a rebase.
 
@@ -112,22 +124,25 @@ class LiveHistory:
         self.times.append(t)
         if len(self.items) >= 2 * HISTORY_MAX_EVENTS:
             self._trim()
-        rebased = False
-        if recency < 1.0:
-            self.scale *= recency
-            if self.scale < 1e-20:
-                # Rebase while raw weights (1 / scale) still fit a float32 score vector; rankings do not change.
-                for d in (self.raw, self.latest):
-                    for key in d:
-                        d[key] *= self.scale
-                self.scale = 1.0
-                rebased = True
+        self.scale, factor, new = self._next(item, weight, recency)
+        if factor is not None:
+            for d in (self.raw, self.latest):
+                for key in d:
+                    d[key] *= factor
         old_sum, old_bin = self.raw.get(item, 0.0), self.latest.get(item, 0.0)
-        self.raw[item] = old_sum + weight / self.scale
+        self.raw[item] = new
         self.latest[item] = 1.0 / self.scale
-        if rebased:
-            return None
-        return self.raw[item] - old_sum, self.latest[item] - old_bin
+        return None if factor is not None else (self.raw[item] - old_sum, self.latest[item] - old_bin)
+
+    def drop_items(self, items) -> None:
+        """Forget ``items``: their weights and their events in the sequence (the decay they gave the others stays)."""
+        gone = {int(i) for i in items}
+        if not gone:
+            return
+        for i in gone:
+            self.raw.pop(i, None), self.latest.pop(i, None)
+        keep = [j for j, i in enumerate(self.items) if i not in gone]
+        self.items, self.events, self.times = ([seq[j] for j in keep] for seq in (self.items, self.events, self.times))
 
     def raw_weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, weights / ``scale``) of the distinct items below ``n_items``: summed, or binary (``latest``).
@@ -159,9 +174,10 @@ class LiveHistory:
         return idx, np.fromiter(self.raw.values(), dtype=np.float64, count=len(self.raw)) * self.scale
 
     def summed_after(self, item: int, weight: float, recency: float = 1.0) -> float:
-        """``item``'s summed event weight once an event of ``weight`` is added with ``recency`` (:meth:`add`), unchanged here."""
-        decay = recency if recency < 1.0 else 1.0
-        return self.raw.get(item, 0.0) * self.scale * decay + float(weight)
+        """``item``'s summed event weight once an event of ``weight`` is added with ``recency``, unchanged here: the
+        very float :meth:`summed_weight` gives after :meth:`add` (a check made first decides as the fold-in would)."""
+        scale, _, raw = self._next(item, float(weight), recency)
+        return raw * scale
 
     def weights(self, n_items: int | None = None, binary: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(items, current weights) of the distinct items below ``n_items``: summed, or binary (``latest``)."""

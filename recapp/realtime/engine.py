@@ -349,12 +349,12 @@ class Engine:
             return history_frame(None if st is None else st.history, self.catalogue.ids)
 
     def stats(self) -> dict:
-        """Counters: events ingested and rejected, training events left out of live histories (their weight is
-        one the live model cannot fold in), events trimmed from the held histories' sequences (their weights
-        still count), users and items, cache hits and misses, refits."""
+        """Counters: events ingested and rejected, events left out of live histories (training ones, and those held
+        across swap_model: their summed weight is one the live model cannot fold in), events trimmed from the held
+        histories' sequences (their weights still count), users and items, cache hits and misses, refits."""
         out = {
             "events_ingested": self.n_ingested_, "events_rejected": self.n_rejected_,
-            "training_events_unread": self.shoppers.n_unread, "history_events_trimmed": self.shoppers.n_trimmed,
+            **self.shoppers.counts(),
             "users": self.n_users, "items": self.n_items, "model_items": self.scorer.n_items,
             "cache_hits": self.cache.hits, "cache_misses": self.cache.misses, "ann": self.ann,
         }
@@ -371,9 +371,9 @@ class Engine:
             self.cache.invalidate(user_id)
 
     def swap_model(self, model) -> None:
-        """Serve ``model`` from now on (fitted on this engine's item order, e.g. by the refitter); histories are kept.
-
-        A swap that fails part-way (the scorer, the shoppers' restart or the index) serves the old model again and raises.
+        """Serve ``model`` from now on (fitted on this engine's item order, e.g. by the refitter); histories are kept,
+        less items whose summed weight ``model`` cannot fold in (stats() counts them; still never recommended when
+        consumed). A swap that fails part-way (the scorer, the shoppers' restart or the index) serves the old model again and raises.
         """
         swap_model(self, model)
 

@@ -12,6 +12,15 @@ from recapp.realtime.cache import plain
 
 log = logging.getLogger(__name__)
 
+# Logged the first time each kind of history holds items the live scorer cannot fold in (then only counted).
+_UNREAD = {
+    "training": "the live model cannot fold in some training users' event weights (the first: user %r, item %r); "
+                "those items are left out of their live history (engine.stats()['training_events_unread'] counts them)",
+    "swap": "the swapped-in model cannot fold in the summed event weights of some items held from before the swap "
+            "(the first: user %r, item %r); they are left out of the live history and still never recommended "
+            "again when consumed (engine.stats()['events_unread_after_swap'] counts them)",
+}
+
 
 @dataclass
 class UserState:
@@ -51,28 +60,39 @@ class Shoppers:
         self._weights = inter.frame["weight"].to_numpy(dtype=np.float64)[inter.seq_order]
         self._lru: OrderedDict = OrderedDict()
         self.generation = 0
-        self.n_unread = 0          # training events left out of live histories: the live model cannot read their weight
+        self.unread = dict.fromkeys(_UNREAD, 0)   # events left out of live histories: the live model cannot read their weight
+        self.n_trimmed = 0                        # events cut from the held histories' sequences (reported by LiveHistory)
+        self._warned: set = set()
 
     def __len__(self) -> int:
         return len(self.users)
 
-    @property
-    def n_trimmed(self) -> int:
-        """Events cut from the sequences of the histories held now (:class:`LiveHistory` keeps the most recent
-        ``HISTORY_MAX_EVENTS``; their weights still count every event)."""
-        return sum(st.history.trimmed for st in self.users.values())
+    def counts(self) -> dict:
+        """Events left out of live histories (training ones, and those held across a model swap, counted in the
+        held sequence: their summed weight is one the live model cannot fold in), and events cut from the held
+        histories' sequences (:class:`LiveHistory` keeps the most recent ``HISTORY_MAX_EVENTS``; their weights
+        still count every event)."""
+        return {"training_events_unread": self.unread["training"], "events_unread_after_swap": self.unread["swap"],
+                "history_events_trimmed": self.n_trimmed}
+
+    def _count_trim(self, cut: int) -> None:
+        self.n_trimmed += cut
 
     def training_index(self, user) -> int:
         """The user's row in the model's training data, or -1."""
         return self._pos.get(user, -1) if _hashable(user) else -1
 
     def get(self, user, scorer: LiveScorer, create: bool) -> UserState | None:
-        """The user's state; a training user is loaded, a new one created when ``create``."""
+        """The user's state; a training user is loaded, a new one created when ``create``. A state built for an
+        earlier model is rebuilt, less the items whose summed weight ``scorer`` cannot fold in (counted in :meth:`counts`)."""
         st = self.users.get(user)
         if st is not None:
             if st.generation != self.generation:
-                # The model was swapped since this state was built: rebuild it from the history.
+                # The model was swapped since this state was built: rebuild it from the history, less the items the new
+                # scorer cannot fold in (EASE reads no weight; BPR folds a rating of -7 as a confidence below 0), or the
+                # shopper could never be served again. They stay in seen / consumed, as a training user's do.
                 st.history.uidx = self.training_index(user)
+                st.history.drop_items(self._unread("swap", user, st.history, scorer, st.history.items))
                 st.state, st.vec, st.generation = scorer.start(st.history), None, self.generation
             return st
         u = self.training_index(user)
@@ -81,7 +101,23 @@ class Shoppers:
         st = self._load(u, scorer) if u >= 0 else UserState(LiveHistory())
         st.state, st.generation = scorer.start(st.history), self.generation
         self.users[user] = st
+        # Each later cut reports itself, so stats() need not sum over every shopper.
+        self.n_trimmed += st.history.trimmed
+        st.history.on_trim = self._count_trim
         return st
+
+    def _unread(self, kind: str, user, hist: LiveHistory, scorer: LiveScorer, events) -> np.ndarray:
+        """The items of ``hist`` whose summed weight ``scorer`` cannot fold in; the ``events`` (item indices) on them
+        are counted under ``kind`` and the first such item of each kind is logged. The caller leaves them out."""
+        idx, w = hist.summed()
+        unread = idx[scorer.unreadable(w)] if scorer.personal and len(idx) else idx[:0]
+        if len(unread):
+            if kind not in self._warned:
+                self._warned.add(kind)
+                log.warning(_UNREAD[kind], plain(user), plain(self.inter.item_ids[int(unread[0])])
+                            if unread[0] < len(self.inter.item_ids) else int(unread[0]))
+            self.unread[kind] += int(np.isin(np.asarray(events, dtype=np.int64), unread).sum())
+        return unread
 
     def _load(self, u: int, scorer: LiveScorer) -> UserState:
         inter = self.inter
@@ -89,17 +125,12 @@ class Shoppers:
         items, events = inter.seq_items[a:b], inter.seq_events[a:b].astype(np.int64)
         times, weights = inter.seq_times[a:b], self._weights[a:b]
         hist = LiveHistory.from_sequence(items, events, times, weights, self.recency, uidx=u)
-        idx, w = hist.summed()
-        unread = idx[scorer.unreadable(w)] if scorer.personal and len(idx) else idx[:0]
+        unread = self._unread("training", inter.user_ids[u], hist, scorer, items)
         if len(unread):
-            # A model whose fit ignores weights may fold them in live (BPR: a rating of -5 is a confidence
-            # below 0): those items are left out of the live history, counted, as ingest refuses such events.
+            # A model whose fit ignores weights may fold them in live (BPR: a rating of -5 is a confidence below 0).
+            # Rebuilt from the sequence without them, as if ingest had refused them (a held history, whose per-event
+            # weights are gone, drops them in place instead: LiveHistory.drop_items).
             keep = ~np.isin(items, unread)
-            if not self.n_unread:
-                log.warning("the live model cannot fold in some training users' event weights (the first: user %r, "
-                            "item %r); those items are left out of their live history (engine.stats() counts them)",
-                            plain(inter.user_ids[u]), plain(inter.item_ids[int(unread[0])]))
-            self.n_unread += int((~keep).sum())
             hist = LiveHistory.from_sequence(items[keep], events[keep], times[keep], weights[keep], self.recency, uidx=u)
         consumed = np.isin(events, list(self.exclude_codes))
         return UserState(hist, consumed=set(items[consumed].tolist()), seen=set(items.tolist()))
@@ -142,5 +173,7 @@ class Shoppers:
 
     def drop(self, user) -> None:
         """Forget one user."""
-        self.users.pop(user, None)
+        st = self.users.pop(user, None)
+        if st is not None:
+            self.n_trimmed -= st.history.trimmed
         self._lru.pop(user, None)
