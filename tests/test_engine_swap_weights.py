@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import recapp.models.live as live
+import recapp.models.live_history as live_history
 from recapp.models import BPR, EASE
-from recapp.models.live import LiveHistory
+from recapp.models.live_history import LiveHistory
 from recapp.realtime import Engine
 
 
@@ -129,7 +129,7 @@ def test_the_trimmed_count_follows_the_held_histories(monkeypatch, models):
     # stats() keeps a running count (each cut reports itself) instead of summing over every shopper;
     # it must still equal that sum, through trims at load, trims while serving and reset_user.
     ease, _ = models
-    monkeypatch.setattr(live, "HISTORY_MAX_EVENTS", 5)
+    monkeypatch.setattr(live_history, "HISTORY_MAX_EVENTS", 5)
     ev = _ratings()
     heavy = ev["user_id"].value_counts().index[0]
     engine = Engine(ease, explain=False)

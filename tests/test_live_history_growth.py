@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import recapp.models.live as live
-from recapp.models.live import LiveHistory
+import recapp.models.live_history as live_history
+from recapp.models.live_history import LiveHistory
 from recapp.realtime import Engine
 
 N = 5
@@ -27,7 +27,7 @@ def _fed(n, recency=1.0):
 def test_add_keeps_the_last_events_and_exact_weights(monkeypatch, recency):
     full = _fed(43, recency)          # the default bound is far above 43: nothing trimmed
     assert full.trimmed == 0 and len(full.items) == 43
-    monkeypatch.setattr(live, "HISTORY_MAX_EVENTS", N)
+    monkeypatch.setattr(live_history, "HISTORY_MAX_EVENTS", N)
     h = _fed(43, recency)
     assert N <= len(h.items) < 2 * N
     assert len(h.items) == len(h.events) == len(h.times)
@@ -41,7 +41,7 @@ def test_from_sequence_keeps_the_last_events_and_exact_weights(monkeypatch):
     items, codes, weights = _events(12)
     times = np.arange(12.0)
     full = LiveHistory.from_sequence(items, codes, times, weights, 0.9)
-    monkeypatch.setattr(live, "HISTORY_MAX_EVENTS", N)
+    monkeypatch.setattr(live_history, "HISTORY_MAX_EVENTS", N)
     h = LiveHistory.from_sequence(items, codes, times, weights, 0.9)
     assert h.items == items[-N:] and h.events == codes[-N:] and h.times == times[-N:].tolist()
     assert h.trimmed == 12 - N
@@ -50,7 +50,7 @@ def test_from_sequence_keeps_the_last_events_and_exact_weights(monkeypatch):
 
 def test_readers_of_the_sequence_see_the_recent_events(monkeypatch):
     full = _fed(43)
-    monkeypatch.setattr(live, "HISTORY_MAX_EVENTS", 8)
+    monkeypatch.setattr(live_history, "HISTORY_MAX_EVENTS", 8)
     h = _fed(43)
     assert h.trimmed > 0
     for got, exp in zip(h.sequence(6, 2), full.sequence(6, 2)):
@@ -67,7 +67,7 @@ def test_engine_bounds_one_shoppers_history_and_counts_it(monkeypatch, ease, sho
     plain = Engine(ease, explain=False)
     plain.ingest(batch)
     assert plain.stats()["history_events_trimmed"] == 0
-    monkeypatch.setattr(live, "HISTORY_MAX_EVENTS", N)
+    monkeypatch.setattr(live_history, "HISTORY_MAX_EVENTS", N)
     bounded = Engine(ease, explain=False)
     for row in batch.to_dict("records"):
         bounded.ingest(row)

@@ -343,7 +343,7 @@ class Engine:
     # ---- inspection ------------------------------------------------------------------
     def history(self, user_id) -> pd.DataFrame:
         """A user's events as the engine holds them: item_id, event, timestamp (time order); a long history holds
-        its most recent events only (:data:`~recapp.models.live.HISTORY_MAX_EVENTS` to twice that; stats() counts the cut)."""
+        its most recent events only (:data:`~recapp.models.live_history.HISTORY_MAX_EVENTS` to twice that; stats() counts the cut)."""
         with self._lock:
             st = self.shoppers.get(self._user(user_id), self.scorer, create=False)
             return history_frame(None if st is None else st.history, self.catalogue.ids)
