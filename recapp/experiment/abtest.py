@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize, test_proportions_2indep
@@ -167,8 +167,11 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     When both arms show the same degenerate rate (0 of n in both, or n of n in
     both) there is no evidence of a difference and the Wald/score variance
     is 0: the statistic is 0 and the p-value 1 (not NaN). Where statsmodels'
-    root finder cannot solve the score interval (0 of n in both arms, and some
-    small counts such as 7/1200 vs 3/1000) it is NaN rather than an error;
+    root finder cannot solve the score interval (about half of all small
+    counts, such as 2/50 vs 9/60, and 0 of n in both arms) the same statsmodels
+    score test is inverted here: the ends are the differences whose p-value is
+    ``alpha``. An end stays NaN only where that test is itself NaN between the
+    estimate and the end (an arm with no or few successes, e.g. 11/32 vs 0/39);
     the Newcomb and Agresti-Caffo intervals are always defined.
     Returns a dict of arrays (scalars for scalar input): control, treatment,
     diff, statistic, pvalue, ci_low, ci_high. Counts and nobs must be finite
@@ -186,10 +189,11 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     count_c, nobs_c, count_t, nobs_t = (a.ravel() for a in arrays)
 
     def _one(fn, i, m, **kw):
+        counts = (float(count_t[i]), float(nobs_t[i]), float(count_c[i]), float(nobs_c[i]))
         try:
-            return fn(float(count_t[i]), float(nobs_t[i]), float(count_c[i]), float(nobs_c[i]), compare="diff", method=m, **kw)
-        except ValueError:      # statsmodels' score-interval root finder failed (see the docstring)
-            return (np.nan, np.nan)
+            return fn(*counts, compare="diff", method=m, **kw)
+        except ValueError:      # statsmodels' score-interval bracket starts where its test is NaN: invert it here
+            return _score_interval(*counts, alpha=kw["alpha"])
 
     def _run(fn, m, **kw):
         if m == "score":
@@ -215,6 +219,42 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     pvalue = np.where(same, 1.0, pvalue)
     out = {"control": pc, "treatment": pt, "diff": pt - pc, "statistic": stat, "pvalue": pvalue, "ci_low": low, "ci_high": high}
     return {k: (v.reshape(shape) if shape else v.reshape(())[()]) for k, v in out.items()}
+
+
+def _score_interval(count_t: float, nobs_t: float, count_c: float, nobs_c: float, alpha: float) -> tuple[float, float]:
+    """The differences ``p_t - p_c`` whose score test (``test_proportions_2indep``) has p-value ``alpha``.
+
+    statsmodels brackets each end at -1 or 1, where its test is NaN; here each bracket is found by walking
+    from the estimate toward -1 or 1 until the test rejects. An end the test never reaches is -1 or 1; one
+    with no finite p-value before the rejection, or a NaN inside the bracket, is NaN.
+    """
+    def pvalue(v):
+        return float(test_proportions_2indep(count_t, nobs_t, count_c, nobs_c, value=v, compare="diff", method="score").pvalue)
+
+    diff = count_t / nobs_t - count_c / nobs_c
+    ends = []
+    for end in (-1.0, 1.0):
+        if diff == end:         # all of one arm against none of the other: that end is the estimate
+            ends.append(end)
+            continue
+        inner, outer = None, end
+        # A rate of 0 or 1 can make the test NaN at the estimate itself (0/0): step off it first.
+        for step in (0.0, 1e-9, 1e-6, 1e-3, *(1 - 0.5**k for k in range(1, 60))):
+            v = diff + (end - diff) * step
+            p = pvalue(v)
+            if np.isfinite(p) and p < alpha:
+                outer = v
+                break
+            if np.isfinite(p):
+                inner = v
+        if inner is None or outer == end:
+            ends.append(np.nan if inner is None else end)
+            continue
+        try:
+            ends.append(optimize.brentq(lambda v: pvalue(v) - alpha, min(inner, outer), max(inner, outer), xtol=1e-14))
+        except ValueError:      # the test is NaN somewhere inside the bracket: no end to report
+            ends.append(np.nan)
+    return ends[0], ends[1]
 
 
 def compare_means(x_c, x_t, alpha: float = 0.05) -> dict:

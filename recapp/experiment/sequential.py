@@ -27,6 +27,28 @@ from recapp.models.base import check_param
 SPENDING = ("obrien_fleming", "pocock")
 
 
+def _wald_looks(xc, nc, xt, nt, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wald z, its p-value and the per-pair variance ``pc(1 - pc) + pt(1 - pt)`` the mSPRT uses, per look.
+
+    Where both arms' rates are 0 or 1 and differ (0 of 1 against 1 of 1), that plug-in variance is 0: the Wald z
+    would be infinite and the mixture ratio overflow, so one user per arm would stop the test for good. Such a look
+    uses the pooled (null) variance instead, which is positive there; every other look keeps the Wald numbers.
+    """
+    res = compare_proportions(xc, nc, xt, nt, alpha=alpha, method="wald")
+    z = np.array(res["statistic"], dtype=np.float64)
+    p = np.array(res["pvalue"], dtype=np.float64)
+    pc, pt = xc / nc, xt / nt
+    var = pc * (1 - pc) + pt * (1 - pt)
+    flat = (var == 0) & (pc != pt)
+    if flat.any():
+        pooled = (xc + xt) / (nc + nt)
+        null_var = pooled * (1 - pooled)
+        z = np.where(flat, (pt - pc) / np.sqrt(np.where(flat, null_var * (1 / nc + 1 / nt), 1.0)), z)
+        p = np.where(flat, 2 * stats.norm.sf(np.abs(z)), p)
+        var = np.where(flat, 2 * null_var, var)
+    return z, p, var
+
+
 def alpha_spent(t, alpha: float = 0.05, spending: str = "obrien_fleming") -> np.ndarray:
     """Cumulative two-sided type-I error allowed by information fraction ``t`` in (0, 1].
 
@@ -186,7 +208,8 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
 
     ``looks`` has cumulative columns ``users_c``, ``conversions_c``, ``users_t``,
     ``conversions_t`` (one row per look). ``planned_users`` (per arm) sets the
-    information fraction. Adds columns z (Wald, :func:`~recapp.experiment.abtest.compare_proportions`), naive_p,
+    information fraction. Adds columns z (Wald, :func:`~recapp.experiment.abtest.compare_proportions`; at a look
+    where both rates are 0 or 1 and differ, whose Wald variance is 0, the pooled-variance z), naive_p,
     naive_reject (p < alpha at this look), information, past_plan,
     z_boundary / obf_reject (the alpha-spending boundary), msprt_p (always
     valid) / msprt_reject, and ``stop``.
@@ -239,10 +262,10 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
     nc, xc = out["users_c"].to_numpy(float), out["conversions_c"].to_numpy(float)
     nt, xt = out["users_t"].to_numpy(float), out["conversions_t"].to_numpy(float)
     # The Wald test of abtest.compare_proportions: z 0 and p 1 (not NaN) while both arms have no conversion.
-    res = compare_proportions(xc, nc, xt, nt, alpha=alpha, method="wald")
-    z = np.asarray(res["statistic"], dtype=np.float64).reshape(-1)
+    z, naive_p, var = _wald_looks(xc, nc, xt, nt, alpha)
+    z, naive_p = z.reshape(-1), naive_p.reshape(-1)
     out["z"] = z
-    out["naive_p"] = np.asarray(res["pvalue"], dtype=np.float64).reshape(-1)
+    out["naive_p"] = naive_p
     out["naive_reject"] = out["naive_p"] < alpha
     raw = (nc + nt) / (2.0 * planned_users)
     info = np.minimum(raw, 1.0)
@@ -272,7 +295,6 @@ def monitor(looks: pd.DataFrame, planned_users: int, alpha: float = 0.05, tau: f
             tau = 0.1 * float((xc[seen[0]] + xt[seen[0]]) / (nc[seen[0]] + nt[seen[0]])) if len(seen) else np.nan
     if not tau > 0:
         raise ValueError(f"tau={tau!r} must be > 0 (no conversions yet: pass tau or baseline_rate)")
-    var = pc * (1 - pc) + pt * (1 - pt)
     out["msprt_p"] = always_valid_pvalues(msprt_statistic(pt - pc, var, np.minimum(nc, nt), tau))
     out["msprt_reject"] = out["msprt_p"] < alpha
     either = (np.abs(z) >= _bounds(alpha / 2)) | (out["msprt_p"].to_numpy() < alpha / 2)
@@ -318,7 +340,9 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     ``lift=0`` the rejection rate is the false-positive rate: peeking inflates
     it, the other rules keep it at or below alpha. Returns a DataFrame (rule,
     rejection_rate, ci_low, ci_high, mean_stop_look); with ``return_paths``
-    also the z-statistics (experiments x looks) and the boundaries frame.
+    also the z-statistics (experiments x looks) and the boundaries frame. z and the mSPRT variance are
+    those of :func:`monitor` (pooled where the Wald variance is 0). With a few users per look the normal
+    approximation behind every rule is anti-conservative (tens of users per arm at the first look keep it near alpha).
     ``random_state`` is None, an integer >= 0 or a numpy Generator.
     """
     from statsmodels.stats.proportion import proportion_confint
@@ -338,12 +362,11 @@ def peeking_simulation(n_experiments: int = 2000, n_per_arm: int = 10_000, n_loo
     xc = np.cumsum(rng.binomial(batch, rate, (n_experiments, n_looks)), axis=1).astype(np.float64)
     xt = np.cumsum(rng.binomial(batch, rate * (1 + lift), (n_experiments, n_looks)), axis=1).astype(np.float64)
     nn = np.broadcast_to(n, xc.shape).astype(np.float64)
-    res = compare_proportions(xc, nn, xt, nn, alpha=alpha, method="wald")
-    z, p = res["statistic"], res["pvalue"]
+    z, p, var = _wald_looks(xc, nn, xt, nn, alpha)
     bounds = spending_boundaries(n / n_per_arm, alpha)
     pc, pt = xc / nn, xt / nn
     tau = 0.1 * rate if tau is None else tau
-    msprt_p = always_valid_pvalues(msprt_statistic(pt - pc, pc * (1 - pc) + pt * (1 - pt), nn, tau), axis=1)
+    msprt_p = always_valid_pvalues(msprt_statistic(pt - pc, var, nn, tau), axis=1)
     rules = {
         "fixed horizon": np.c_[np.zeros((n_experiments, n_looks - 1), bool), p[:, -1:] < alpha],
         "naive peeking": p < alpha,
