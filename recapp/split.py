@@ -189,19 +189,17 @@ def _stratify(df, ratio, min_rating, filter_by, order_by, col_user, col_item, ra
     # their input order, exactly as in recommenders.
     data = data.sort_values([split_col, key])
     groups = data.groupby(split_col)
-    rank = (groups.cumcount() + 1) / groups[split_col].transform("count")
+    position = (groups.cumcount() + 1).to_numpy()
+    size = groups[split_col].transform("count").to_numpy()
     data = data.drop(columns=key)
 
-    thresholds = np.cumsum(ratios)
-    # The last share must catch every row even when the ratios' float sum is 0.999...
-    thresholds[-1] = np.inf
-    splits, prev = [], None
-    for t in thresholds:
-        cond = rank <= t
-        if prev is not None:
-            cond &= rank > prev
-        splits.append(data[cond.to_numpy()])
-        prev = t
+    # recommenders (release 1.2.0 on) cuts a group of n rows at round(cumsum(ratio) * n), half to
+    # even as pandas rounds; the last cut is n itself, so no row is lost when the float sum is 0.999...
+    cuts = [np.round(t * size) for t in np.cumsum(ratios)[:-1]] + [size]
+    splits, prev = [], 0
+    for cut in cuts:
+        splits.append(data[(position <= cut) & (position > prev)])
+        prev = cut
     return _result(splits, multi)
 
 
@@ -219,10 +217,10 @@ def stratified_split(
 
     Recommenders' ``python_stratified_split`` exactly: drop groups with fewer than
     ``min_rating`` rows, draw ``np.random.RandomState(random_state).rand(n)``, sort
-    by (group, draw), give each row the rank ``position / group size`` (position
-    1-based) and put it in the first split whose cumulative ratio is >= that rank.
-    A group of ``n`` rows thus puts ``floor(ratio * n)`` rows in train; a group
-    with a single row goes wholly to test. Frames come back sorted by group.
+    by (group, draw) and cut each group of ``n`` rows after its first
+    ``round(cumsum(ratio) * n)`` rows, rounding half to even. With ``ratio=0.75`` a
+    group of 1 or 2 rows goes wholly to train, one of 5 puts 4 in train, one of 6
+    puts 4. Frames come back sorted by group.
     Groups dropped by ``min_rating`` are counted in a UserWarning. ``random_state``
     must be None or an integer in [0, 2**32 - 1] (numpy's seed range).
     """

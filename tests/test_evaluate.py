@@ -13,7 +13,7 @@ def protocol():
 
 def test_protocol_is_the_recommenders_split(protocol):
     assert len(protocol.train) + len(protocol.test) == 100_000
-    assert (len(protocol.train), len(protocol.test)) == (74_331, 25_669)
+    assert (len(protocol.train), len(protocol.test)) == (75_066, 24_934)
     assert set(protocol.train.columns) >= {"user_id", "item_id", "rating", "timestamp", "event"}
     assert (protocol.train.event == "rating").all()
 

@@ -56,12 +56,12 @@ def reference_stratification(data, ratio, min_rating, filter_by, is_random, seed
     data = data.sort_values([col, order_by])
     groups = data.groupby(col)
     data["count"] = groups[col].transform("count")
-    data["rank"] = (groups.cumcount() + 1) / data["count"]
+    data["rank"] = groups.cumcount() + 1
     splits, prev = [], None
     for threshold in np.cumsum(ratio):
-        cond = data["rank"] <= threshold
+        cond = data["rank"] <= round(threshold * data["count"])
         if prev is not None:
-            cond &= data["rank"] > prev
+            cond &= data["rank"] > round(prev * data["count"])
         splits.append(data[cond].index)
         prev = threshold
     return splits
@@ -137,9 +137,9 @@ def test_stratified_split_per_user_guarantees():
     assert_partition([train, test], df)
     n = df.groupby(USER_COL).size()
     n_train = train.groupby(USER_COL).size().reindex(n.index, fill_value=0)
-    # rank j/n <= 0.75 for j = 1..n  =>  floor(0.75 n) rows of each user train
-    assert (n_train == np.floor(0.75 * n).astype(int)).all()
-    assert (train.groupby(USER_COL).size().index.isin(n[n >= 2].index)).all()
+    # each user's first round(0.75 n) rows (half to even) train: a user of one event trains
+    assert (n_train == np.round(0.75 * n).astype(int)).all()
+    assert set(train[USER_COL]) == set(df[USER_COL])
 
 
 def test_stratified_split_determinism_and_seed():
@@ -158,11 +158,10 @@ def test_benchmark_protocol_ml100k_item_stratified(ml100k):
     assert 0.74 <= len(train) / len(ml100k) <= 0.76
     n = ml100k.groupby(ITEM_COL).size()
     in_train = set(train[ITEM_COL])
-    assert set(n[n >= 2].index) <= in_train
-    # single-rating items land wholly in test (rank 1/1 > 0.75), as in recommenders
-    assert not (set(n[n == 1].index) & in_train)
+    # round(0.75 * 1) = 1: single-rating items land wholly in train, as in recommenders
+    assert set(n.index) == in_train
     n_train = train.groupby(ITEM_COL).size().reindex(n.index, fill_value=0)
-    assert (n_train == np.floor(0.75 * n).astype(int)).all()
+    assert (n_train == np.round(0.75 * n).astype(int)).all()
     ref = reference_stratification(ml100k, 0.75, 1, "item", True, 42)
     assert train.index.equals(ref[0]) and test.index.equals(ref[1])
 

@@ -192,7 +192,8 @@ def serendipity(
     users. Similarity is as in :func:`intra_list_diversity`. Relevance is 1 if the
     pair is in ``rating_true`` (when given, e.g. the test split) and 0 otherwise;
     else ``reco_df[col_relevance]`` (a NaN or non-numeric relevance raises
-    ScoreError); else 1 for every item, as recommenders defaults. Recommendations for users with no train history are skipped.
+    ScoreError; kept in float64, where recommenders rounds it to float16); else 1
+    for every item, as recommenders defaults. Recommendations for users with no train history are skipped.
     """
     require_columns(reco_df, "reco_df", col_user, col_item, *([col_relevance] if col_relevance else []))
     require_columns(train_df, "train_df", col_user, col_item)

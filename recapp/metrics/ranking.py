@@ -141,7 +141,9 @@ def map_at_k(rating_true, rating_pred, k=DEFAULT_K, *, col_user=USER_COL, col_it
 
     Per user: the sum of precision@rank over the ranks of the hits in the top k,
     divided by min(n_relevant, k) (recommenders' ``map_at_k``, after Spark's
-    ``meanAveragePrecisionAt``); averaged over users.
+    ``meanAveragePrecisionAt``); averaged over users. Not recommenders' ``map``,
+    which divides by n_relevant and is the MAP column of its benchmark table: the
+    two agree only when no user has more than k relevant items.
     """
     return _mean_of("map_at_k", rating_true, rating_pred, k, col_user, col_item, col_prediction)
 
@@ -182,8 +184,9 @@ def ranking_metrics(
     """Several ranking metrics at once (one pass over the data), as ``{name: value}``.
 
     ``metrics`` names any of :data:`RANKING_METRICS` or their short forms
-    (``"precision"``, ``"recall"``, ``"ndcg"``, ``"map"``, ``"mrr"``, ``"hit_rate"``);
-    keys are the names as given. Every value lies in [0, 1].
+    (``"precision"``, ``"recall"``, ``"ndcg"``, ``"map"``, ``"mrr"``, ``"hit_rate"``;
+    ``"map"`` is :func:`map_at_k`, not recommenders' ``map``); keys are the names
+    as given. Every value lies in [0, 1].
     """
     resolved = resolve_metric_names(metrics)
     table = per_user_ranking_metrics(
@@ -209,8 +212,11 @@ def auc(
     otherwise, so ``rating_pred`` must hold negatives too (e.g. scores for all
     items, or sampled ones). It is not limited to a top k.
 
-    ``per_user=False`` (default) is the global AUC over all rows, as recommenders'
-    ``auc`` computes with ``sklearn.metrics.roc_auc_score``. ``per_user=True``
+    ``per_user=False`` (default) is the global AUC over all rows, with
+    ``sklearn.metrics.roc_auc_score`` as in recommenders' ``auc``, which however
+    reads the labels from ``rating_true``'s rating on the pairs both frames hold:
+    the two agree when recommenders is given 1 for the listed pairs and 0 for the
+    other scored ones. ``per_user=True``
     averages each user's AUC (ties count one half) over users having both a
     relevant and an irrelevant candidate ("group AUC").
     """

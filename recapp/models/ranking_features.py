@@ -57,16 +57,17 @@ def carve_holdout(inter: Interactions, how: str = "time", fraction: float = 0.2,
     max(1, floor(fraction * events))`` of them. ``how="time"``: fold 0 holds out
     each user's last ``n`` events by time, fold 1 the ``n`` before those, and so
     on; the remainder is the user's events *before* the holdout, so the ranker
-    learns to predict what comes next. ``how="random"``: the rule of the
-    benchmark protocol (:func:`recapp.split.stratified_split` by item) with a
-    share of ``fraction``: each item's events in a random order, fold ``k``
-    holding out the ``k``-th ``fraction`` of them counted from the end (one
-    permutation per ``random_state``, so folds are disjoint); the remainder is
-    everything else. ``min_events`` applies to the time holdout only.
+    learns to predict what comes next. ``how="random"``: stratified by item as
+    the benchmark protocol is (:func:`recapp.split.stratified_split`), with a
+    share of ``fraction``: each item's events in a random order, ranked
+    ``position / count``, fold ``k`` holding out the ranks in ``(1 - (k + 1) *
+    fraction, 1 - k * fraction]`` (one permutation per ``random_state``, so
+    folds are disjoint; an item's cut is floored where the protocol's split
+    rounds); the remainder is everything else. ``min_events`` applies to the time holdout only.
     """
     if how == "random":
-        # recapp.split.stratified_split's rule by item: each item's events in a random order, ranked
-        # (j + 1) / count; fold k holds out ranks in (1 - (k + 1) * fraction, 1 - k * fraction].
+        # Each item's events in a random order, ranked (j + 1) / count; fold k holds out ranks in
+        # (1 - (k + 1) * fraction, 1 - k * fraction].
         iidx = inter.frame["iidx"].to_numpy()
         by_item = np.lexsort((np.random.default_rng(random_state).random(len(iidx)), iidx))
         counts = np.bincount(iidx, minlength=inter.n_items)

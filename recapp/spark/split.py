@@ -169,9 +169,8 @@ def chrono_split(
     timestamps by the DataFrame's row order (or by ``order_col`` when given: a
     DataFrame that went through a shuffle, such as :func:`recapp.spark.validate`'s
     de-duplication, has no meaningful row order, so pass one to make ties
-    deterministic); a row of rank
-    ``position / group size`` goes to the first split whose cumulative ratio is
-    >= that rank. A float ``ratio`` returns ``(train, test)``, a list one frame per ratio.
+    deterministic); each group of ``n`` rows is cut after its first
+    ``round(cumsum(ratio) * n)`` rows, half to even. A float ``ratio`` returns ``(train, test)``, a list one frame per ratio.
     One Spark job checks the input as recapp.split does: a missing id in the
     ``filter_by`` column, a missing time or a time column that is not numbers,
     timestamps or dates raises SchemaError; the groups ``min_rating`` drops are counted in a UserWarning.
@@ -199,16 +198,17 @@ def chrono_split(
     else:
         _check_rows(sdf, (split_col,), col_timestamp, shown)
     position = F.row_number().over(Window.partitionBy(col(split_col)).orderBy(col(col_timestamp), F.col(order)))
-    data = data.withColumn("__rank__", position.cast("double") / F.col("__n__").cast("double"))
-    thresholds = np.cumsum(ratios)
-    thresholds[-1] = np.inf
+    data = data.withColumn("__pos__", position)
+    # recapp.split's cut: round(cumsum(ratio) * n) half to even (bround), the last cut n itself.
+    cuts = [F.bround(F.lit(float(t)) * F.col("__n__").cast("double"), 0) for t in np.cumsum(ratios)[:-1]]
+    cuts.append(F.col("__n__"))
     splits, prev = [], None
-    for t in thresholds.tolist():
-        cond = F.col("__rank__") <= F.lit(t)
+    for cut in cuts:
+        cond = F.col("__pos__") <= cut
         if prev is not None:
-            cond = cond & (F.col("__rank__") > F.lit(prev))
-        splits.append(data.filter(cond).drop(order, "__n__", "__rank__"))
-        prev = t
+            cond = cond & (F.col("__pos__") > prev)
+        splits.append(data.filter(cond).drop(order, "__n__", "__pos__"))
+        prev = cut
     return splits if multi else (splits[0], splits[1])
 
 
