@@ -3,7 +3,8 @@
 The reference formulas below are restated from recommenders (commit b02c95e, 2025-09) in small pandas
 code, each naming the file and function it follows: ``recommenders/evaluation/python_evaluation.py``
 and ``recommenders/datasets/python_splitters.py``. The package itself is not installed (it pins old
-libraries). Each test is a match to 1e-10, or a documented difference stated as such.
+libraries). Each test is a match to 1e-10, or a documented difference stated as such. The stratified and
+chronological splits are checked against recommenders' rule in tests/test_split.py.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sklearn.model_selection import train_test_split
 
 from recapp import metrics as M
 from recapp.schema import ITEM_COL, PREDICTION_COL, RATING_COL, SCORE_COL, USER_COL
-from recapp.split import chrono_split, random_split, stratified_split
+from recapp.split import random_split
 
 U, I, P, R = USER_COL, ITEM_COL, SCORE_COL, RATING_COL
 TOL = 1e-10
@@ -162,35 +163,6 @@ def ref_serendipity(sim, train, reco, col_relevance=None, float16=True):
     per_item = m.groupby([U, I]).agg(avg=("sim", "mean")).reset_index().merge(r, on=[U, I])
     per_item["s"] = (1 - per_item["avg"]) * per_item["rel"]
     return per_item.groupby(U)["s"].mean().mean()
-
-
-# ---- reference: python_splitters.py ----------------------------------------------------------
-def ref_stratify(data, ratio, min_rating, filter_by, seed=42, order=None):
-    """_do_stratification (python_stratified_split, python_chrono_split): ``(index per split, sorted frame)``.
-
-    Rows sorted by (group, np.random.seed(seed); np.random.rand) or by (group, timestamp); a row of
-    1-based position ``rank`` in a group of ``count`` goes to the split whose cut
-    ``round(cumsum(ratio) * count)`` (half to even, as pandas' round) first reaches it."""
-    col = U if filter_by == "user" else I
-    ratio = ratio if isinstance(ratio, list) else [ratio, 1 - ratio]
-    if min_rating > 1:
-        data = data.groupby(col).filter(lambda x: len(x) >= min_rating)
-    data = data.copy()
-    if order is None:
-        data["random"] = np.random.RandomState(seed).rand(data.shape[0])
-        order = "random"
-    data = data.sort_values([col, order])
-    groups = data.groupby(col)
-    data["count"] = groups[col].transform("count")
-    data["rank"] = groups.cumcount() + 1
-    splits, prev = [], None
-    for threshold in np.cumsum(ratio):
-        cond = data["rank"] <= round(threshold * data["count"])
-        if prev is not None:
-            cond &= data["rank"] > round(prev * data["count"])
-        splits.append(data[cond].index)
-        prev = threshold
-    return splits, data
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -346,39 +318,3 @@ def test_random_split_matches_recommenders():
     shuffled = df.sample(frac=1, random_state=7).index
     cuts = [round(x * len(df)) for x in np.cumsum([0.33, 0.33, 0.34])[:-1]]
     assert [p.index.tolist() for p in parts] == [a.tolist() for a in np.split(shuffled, cuts)]
-
-
-@pytest.mark.filterwarnings("ignore:min_rating")
-@pytest.mark.parametrize("filter_by", ["user", "item"])
-def test_stratified_and_chrono_split_order_each_group_as_recommenders(filter_by):
-    """Same filtering and per-group order (numpy's seeded draw, or time with ties in row order):
-    each group's train rows are the first ones in the reference's order, its test rows the rest."""
-    df = split_data(2)
-    col = U if filter_by == "user" else I
-    for min_rating in (1, 4):
-        for order in (None, "timestamp"):
-            if order is None:
-                train, test = stratified_split(df, 0.75, filter_by=filter_by, min_rating=min_rating, random_state=42)
-            else:
-                train, test = chrono_split(df, 0.75, filter_by=filter_by, min_rating=min_rating)
-            _, ordered = ref_stratify(df, 0.75, min_rating, filter_by, 42, order)
-            assert train.index.append(test.index).sort_values().equals(ordered.index.sort_values())
-            position = ordered.groupby(col).cumcount()            # 0-based place in the reference order
-            n_train = train.groupby(col).size().reindex(ordered[col].unique(), fill_value=0)
-            assert (position[train.index] < n_train[train[col]].to_numpy()).all()
-            assert (position[test.index] >= n_train[test[col]].to_numpy()).all()
-
-
-@pytest.mark.parametrize("filter_by", ["user", "item"])
-def test_stratified_split_cut_matches_recommenders(filter_by):
-    df = split_data(3)                                          # users of 1..20 rows: groups of 1, 2, 5 rows...
-    col = U if filter_by == "user" else I
-    for order in (None, "timestamp"):
-        if order is None:
-            train, test = stratified_split(df, 0.75, filter_by=filter_by, random_state=42)
-        else:
-            train, test = chrono_split(df, 0.75, filter_by=filter_by)
-        (ref_train, ref_test), _ = ref_stratify(df, 0.75, 1, filter_by, 42, order)
-        n = df.groupby(col).size()
-        assert (train.groupby(col).size().reindex(n.index, fill_value=0) == np.round(0.75 * n)).all()
-        assert train.index.equals(ref_train) and test.index.equals(ref_test)
