@@ -28,6 +28,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,11 +60,27 @@ def search(name: str, train: pd.DataFrame, seeds=SEEDS, ratio: float = 0.75) -> 
     return table.sort_values("mean", ascending=False, ignore_index=True)
 
 
-def test_check(name: str, best: dict, protocol) -> pd.DataFrame:
-    """Test-split NDCG@10 of ``name``'s own defaults and of the grid's ``best`` setting (reported after the choice)."""
+def own_defaults(name: str):
+    """(the baseline as constructed, its own values of the grid's parameters)."""
     cls, grid = GRIDS[name]
     base = cls() if isinstance(cls, type) else cls
-    defaults = {key: base.get_params()[key] for key in grid}
+    return base, {key: base.get_params()[key] for key in grid}
+
+
+def own_defaults_row(name: str, table: pd.DataFrame) -> str:
+    """The line saying where the model's own defaults rank in ``table`` (or that the grid does not hold them)."""
+    _, defaults = own_defaults(name)
+    hit = np.logical_and.reduce([table[key] == value for key, value in defaults.items()])
+    if not hit.any():
+        return f"own defaults {defaults}: not in the grid"
+    rank = int(np.flatnonzero(hit)[0])
+    row = table.iloc[rank]
+    return f"own defaults {defaults}: rank {rank + 1} of {len(table)}, mean {row['mean']:.4f}, std {row['std']:.4f}"
+
+
+def test_check(name: str, best: dict, protocol) -> pd.DataFrame:
+    """Test-split NDCG@10 of ``name``'s own defaults and of the grid's ``best`` setting (reported after the choice)."""
+    base, defaults = own_defaults(name)
     rows = []
     for label, params in (("own defaults", defaults), ("grid's best", best)):
         row = evaluate_model(type(base)(**{**base.get_params(), **params}), protocol)
@@ -88,6 +105,7 @@ def main(argv=None) -> int:
         out[name] = table.to_dict(orient="records")
         print(f"\n{name}: validation NDCG@10 over seeds {list(SEEDS)}, fitted on {args.ratio:.0%} of the training split (best first)")
         print(table.head(8).to_string(index=False, float_format="{:.4f}".format))
+        print(own_defaults_row(name, table))
         if args.test:
             # Column by column, so each keeps its own type (a row would make 128 factors 128.0).
             best = {key: table[key].tolist()[0] for key in GRIDS[name][1]}
