@@ -64,7 +64,7 @@ class BPR(FoldInMixin, TorchMixin, Recommender):
     whatever the thread count (on CUDA the scatters run deterministic kernels).
     Different seeds differ by more than a rounding: on the benchmark protocol
     (ML-100K, item-stratified 75/25, seed 42) NDCG@10 over random_state 0-15 is
-    0.436 +/- 0.003 (0.431-0.440); the default seed 42 gives 0.441. Longer
+    0.434 +/- 0.003 (0.430-0.440); the default seed 42 gives 0.433. Longer
     training does not lift that average on the validation split above (mean
     over seeds 0-2: 100 epochs 0.246, 150 epochs 0.246, 200 epochs 0.239).
     """
