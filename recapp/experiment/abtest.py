@@ -188,16 +188,18 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
     shape = arrays[0].shape
     count_c, nobs_c, count_t, nobs_t = (a.ravel() for a in arrays)
 
-    def _one(fn, i, m, **kw):
+    def _one(fn, i, m, on_error, **kw):
         counts = (float(count_t[i]), float(nobs_t[i]), float(count_c[i]), float(nobs_c[i]))
         try:
             return fn(*counts, compare="diff", method=m, **kw)
-        except ValueError:      # statsmodels' score-interval bracket starts where its test is NaN: invert it here
-            return _score_interval(*counts, alpha=kw["alpha"])
+        except ValueError:
+            if on_error is None:
+                raise
+            return on_error(*counts)
 
-    def _run(fn, m, **kw):
+    def _run(fn, m, on_error=None, **kw):
         if m == "score":
-            return [_one(fn, i, m, **kw) for i in range(len(count_c))]
+            return [_one(fn, i, m, on_error, **kw) for i in range(len(count_c))]
         return fn(count_t, nobs_t, count_c, nobs_c, compare="diff", method=m, **kw)
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -208,7 +210,8 @@ def compare_proportions(count_c, nobs_c, count_t, nobs_t, alpha: float = 0.05, m
         else:
             stat = np.asarray(res.statistic, dtype=np.float64).reshape(-1)
             pvalue = np.asarray(res.pvalue, dtype=np.float64).reshape(-1)
-        ci = _run(confint_proportions_2indep, ci_method, alpha=alpha)
+        # statsmodels' score-interval bracket starts where its test is NaN: there the interval is inverted here.
+        ci = _run(confint_proportions_2indep, ci_method, on_error=lambda *c: _score_interval(*c, alpha=alpha), alpha=alpha)
         if isinstance(ci, list):
             low, high = np.array([float(c[0]) for c in ci]), np.array([float(c[1]) for c in ci])
         else:

@@ -125,7 +125,8 @@ class LiveHistory:
         if not gone:
             return
         for i in gone:
-            self.raw.pop(i, None), self.latest.pop(i, None)
+            self.raw.pop(i, None)
+            self.latest.pop(i, None)
         keep = [j for j, i in enumerate(self.items) if i not in gone]
         self.items, self.events, self.times = ([seq[j] for j in keep] for seq in (self.items, self.events, self.times))
 
