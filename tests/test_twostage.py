@@ -221,3 +221,15 @@ def test_bad_params_raise_clear_errors(planted, params, name):
     train, _, _ = planted
     with pytest.raises(ValueError, match=name):
         TwoStageRanker(**{"retrievers": [Popularity()], **params}).fit(train)
+
+
+def test_log_compares_base_and_boosted_order_on_the_same_early_stopping_users(planted, ranker):
+    train, _, items = planted
+    log = ranker.ranker_log_
+    # The planted category signal is what the trees add over ItemKNN's order, on the same held-out users.
+    assert log["validation_ndcg@10"] > log["validation_base_ndcg@10"] + 0.02, log
+    # Trees that move no score leave the boosted figure equal to the base's: the two are one metric on one set of users.
+    still = TwoStageRanker(retrievers=RETRIEVERS, n_candidates=60, learning_rate=1e-9, n_estimators=2).fit(train, items=items)
+    assert still.ranker_log_["validation_ndcg@10"] == pytest.approx(still.ranker_log_["validation_base_ndcg@10"], abs=1e-9)
+    unwatched = TwoStageRanker(retrievers=RETRIEVERS, n_candidates=60, early_stopping_rounds=None, n_estimators=2).fit(train)
+    assert unwatched.ranker_log_["validation_base_ndcg@10"] is None and unwatched.ranker_log_["validation_ndcg@10"] is None

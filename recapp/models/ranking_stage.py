@@ -80,7 +80,11 @@ class RankingStage:
         """Choose the base and boost on rows grouped by ``group`` (fold * n_users + user, ascending); returns the log.
 
         Groups without a positive are dropped (they teach nothing);
-        ``validation_fraction`` of the users drive early stopping only.
+        ``validation_fraction`` of the users drive early stopping only. The
+        log's ``base_ndcg@10`` is the base's order on the users the trees learn
+        from; ``validation_base_ndcg@10`` and ``validation_ndcg@10`` are the
+        base's and the boosted order on the early-stopping users, the pair that
+        shows what the trees add (None without a base or early stopping).
         """
         keep = np.bincount(group, weights=(y > 0).astype(np.float64))[group] > 0
         group, X, y = group[keep], X[keep], y[keep]
@@ -97,6 +101,8 @@ class RankingStage:
         self.base_retrievers = self.choose_base(init_from, self.retriever_names, quality)
         init = self.base(X)
         base_score = group_ndcg(group[fit], init[fit], y[fit]) if self.base_retrievers else None
+        # The base's order on the early-stopping users: what the boosted validation figure is a change from.
+        valid_base = group_ndcg(group[valid], init[valid], y[valid]) if valid.any() and self.base_retrievers else None
         text, best, score = train_lambdarank(group, X[:, self.columns], y, init, self.used_features, params,
                                              n_rounds, valid, early_stopping_rounds)
         # Keep exactly the trees that are served (and saved): the best iteration's.
@@ -105,7 +111,8 @@ class RankingStage:
         return {"users": int(len(users) - valid_user.sum()), "validation_users": int(valid_user.sum()),
                 "rows": int(len(y)), "positives": int((y > 0).sum()), "base": self.base_name,
                 "retriever_ndcg@10": {k: float(v) for k, v in quality.items()}, "base_ndcg@10": base_score,
-                "best_iteration": int(best), "validation_ndcg@10": None if score is None else float(score)}
+                "best_iteration": int(best), "validation_base_ndcg@10": valid_base,
+                "validation_ndcg@10": None if score is None else float(score)}
 
     @property
     def base_name(self) -> str | None:

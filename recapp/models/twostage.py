@@ -120,9 +120,10 @@ class TwoStageRanker(Recommender):
 
     ``feature_importances_`` (gain, split counts and gain share per feature)
     and ``ranker_log_`` (users, rows, base retrievers, each retriever's and the
-    base's holdout NDCG@10, best iteration, validation NDCG@10, candidate recall) describe the
-    learned ranker. The LightGBM model is saved as its text model string in the
-    JSON config (never pickled).
+    base's holdout NDCG@10, best iteration, the base's and the boosted NDCG@10
+    on the early-stopping users, candidate recall) describe the learned ranker.
+    The LightGBM model is saved as its text model string in the JSON config
+    (never pickled).
     """
 
     def __init__(self, retrievers: list | None = None, n_candidates: int = 50, holdout: str = "random",
