@@ -101,8 +101,8 @@ class Catalogue:
                 self._masks[key] = hit
         return hit
 
-    def categories(self, idx: np.ndarray) -> np.ndarray | None:
-        """The ``category`` of items ``idx`` from the table, or None when there is none."""
-        if self.table is None or "category" not in self.table.columns:
+    def categories(self, idx: np.ndarray, column: str = "category") -> np.ndarray | None:
+        """The ``column`` labels of items ``idx`` from the table, or None when the table has no such column."""
+        if self.table is None or column not in self.table.columns:
             return None
-        return self.table["category"].reindex([self.ids[i] for i in idx.tolist()]).to_numpy(dtype=object)
+        return self.table[column].reindex([self.ids[i] for i in idx.tolist()]).to_numpy(dtype=object)

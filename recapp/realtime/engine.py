@@ -29,7 +29,7 @@ from recapp.realtime.frames import EVENT_NAMES  # noqa: F401 - moved to .frames;
 from recapp.realtime.frames import EXPLANATION_COL, RANK_CHANGE_COL, RESULT_COLUMNS, history_frame, result_frame
 from recapp.realtime.index import faiss_available
 from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows, with_refused
-from recapp.realtime.options import ListOptions
+from recapp.realtime.options import ListOptions, check_category_columns
 from recapp.realtime.ranking import MIN_LAST_LISTS, Ranker
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
@@ -68,6 +68,8 @@ class Engine:
         of the shopper's history, or at ``exposure_target`` (in [0, 1]) for everyone.
         At most one of ``diversity`` < 1, ``calibration`` > 0 and ``exposure`` > 0 may be on.
     categories : the items-table column calibration reads ("A|B" labels for several).
+    diversity_categories : the items-table column MMR compares (same label: similar) where the scorer has no similarity
+        (default "category", used when present; another name ``items`` lacks is refused).
     filters : default business filters (see :func:`recapp.rerank.filter_mask`).
     half_life : seconds of event time for the "popular now" counters to halve (None: no decay).
     recency : per-event decay of history weights in (0, 1]; 1 weighs the whole
@@ -100,15 +102,15 @@ class Engine:
                  store=None, cache_size: int = 1024, explain: bool = True, n_explain: int = 3,
                  event_weights: dict | None = None, max_user_vectors: int | None = None,
                  refit_every: int | None = None, calibration: float = 0.0, exposure: float = 0.0,
-                 categories: str = "category", exposure_target: float | None = None, pseudonymizer=None):
+                 categories: str = "category", exposure_target: float | None = None, pseudonymizer=None,
+                 diversity_categories: str = "category"):
         if not callable(getattr(model, "live_scorer", None)):
             raise TypeError(f"model must be a fitted recapp recommender (recapp.models); got {type(model).__name__}")
         model._check_fitted()
-        options = ListOptions(k, filters, exclude_viewed, diversity, calibration, exposure, categories, exposure_target)
+        options = ListOptions(k, filters, exclude_viewed, diversity, calibration, exposure, categories, exposure_target,
+                              diversity_categories)
         check_event_types("exclude_events", exclude_events)
-        if calibration > 0.0 and (items is None or categories not in items.columns):
-            raise ValueError(f"calibration={calibration!r} needs items=... with a {categories!r} column "
-                             "(categories= names the column)")
+        check_category_columns(options, items)
         if pseudonymizer is not None:
             raw = ~pseudonymizer.looks_like(model.interactions_.user_ids.tolist())
             if raw.any():
@@ -138,7 +140,7 @@ class Engine:
         if max_user_vectors is None:
             # About 256 MB of cached score vectors, and never fewer than 64 users.
             max_user_vectors = max(64, int(256e6 / (4 * max(self.scorer.n_items, 1))))
-        self.shoppers = Shoppers(inter, self.exclude_codes, self.recency, max_user_vectors)
+        self.shoppers = Shoppers(inter, self.exclude_codes, self.recency, max_user_vectors, self.catalogue.ids)
         self.ranker = Ranker(self.catalogue, self.trending, explain=explain, n_explain=n_explain,
                              max_shoppers=max(cache_size, MIN_LAST_LISTS))
         self.cache = ResultCache(cache_size)

@@ -26,6 +26,20 @@ def check_reranking(diversity: float, calibration: float, exposure: float) -> No
                          "(diversity=1, calibration=0 and exposure=0 switch each off)")
 
 
+def check_category_columns(opts: "ListOptions", items) -> None:
+    """Raise ``ValueError`` when ``items`` (a table or None) lacks a column a re-ranker is told to read: ``categories``
+    while calibration is on, or a ``diversity_categories`` other than the default "category" (which MMR reads when
+    present and otherwise does without)."""
+    columns = list(getattr(items, "columns", []))      # what is no table at all, add_items refuses by name
+    if opts.calibration > 0.0 and opts.categories not in columns:
+        raise ValueError(f"calibration={opts.calibration!r} needs items=... with a {opts.categories!r} column "
+                         "(categories= names the column)")
+    if opts.diversity_categories != "category" and opts.diversity_categories not in columns:
+        # Named on purpose, so a typo must not leave MMR silently without categories.
+        raise ValueError(f"diversity_categories={opts.diversity_categories!r} needs items=... with that column; "
+                         f"items columns: {columns}")
+
+
 @dataclass(frozen=True, eq=False)     # filters may hold arrays, so no field-wise == or hash: use cache_key
 class ListOptions:
     """One list's settings, checked when made (see :class:`~recapp.realtime.Engine` for each)."""
@@ -38,6 +52,7 @@ class ListOptions:
     exposure: float = 0.0                  # popularity-tail beta; 0 keeps the model's order
     categories: str = "category"           # the items-table column calibration reads
     exposure_target: float | None = None   # head share every list aims at (None: each shopper's own)
+    diversity_categories: str = "category"  # the items-table column MMR compares when the scorer cannot
 
     def __post_init__(self):
         check_param("k", self.k, low=1, integer=True)
@@ -47,6 +62,9 @@ class ListOptions:
             raise TypeError(f"filters must be a dict {{column: condition}} or a callable items -> mask; "
                             f"got {type(self.filters).__name__} {self.filters!r:.80}")
         check_reranking(self.diversity, self.calibration, self.exposure)
+        if not isinstance(self.diversity_categories, str):
+            raise TypeError(f"diversity_categories must name an items-table column (a str); "
+                            f"got {self.diversity_categories!r:.80}")
         # Frozen: the plain types are set once here, so equal settings make equal cache keys.
         for name, kind in (("k", int), ("exclude_viewed", bool), ("diversity", float), ("calibration", float),
                            ("exposure", float)):
@@ -88,7 +106,7 @@ class ListOptions:
     def cache_key(self) -> tuple:
         """What a cached list for one shopper depends on, hashable (filters frozen)."""
         return (self.k, freeze(self.filters), self.exclude_viewed, self.diversity, self.calibration, self.exposure,
-                self.categories, self.exposure_target)
+                self.categories, self.exposure_target, self.diversity_categories)
 
 
-__all__ = ["ListOptions", "check_reranking"]
+__all__ = ["ListOptions", "check_category_columns", "check_reranking"]

@@ -134,7 +134,8 @@ class Ranker:
                     float(w @ head[hist] / w.sum()) if len(hist) and w.sum() > 0 else 0.5
                 chosen = rerank.exposure_aware(pos, rel, head[cand], k, opts.exposure, user_head_share=share)
             else:
-                chosen = rerank.mmr(pos, rel, self._similarity(scorer, cand), k, opts.diversity)
+                chosen = rerank.mmr(pos, rel, self._similarity(scorer, cand, opts.diversity_categories), k,
+                                    opts.diversity)
         else:
             chosen = np.arange(min(k, len(cand)))
         recs = cand[chosen]
@@ -199,14 +200,15 @@ class Ranker:
         top = rerank.top_k(s, n_cand)
         return top, s[top]
 
-    def _similarity(self, scorer, cand: np.ndarray) -> np.ndarray:
+    def _similarity(self, scorer, cand: np.ndarray, column: str = "category") -> np.ndarray:
+        """MMR's similarity: the scorer's, or same label in the items table's ``column`` when an item is not the model's."""
         in_model = cand < scorer.n_items
         if in_model.all():
             got = scorer.similarity(cand)
             if got is not None:
                 return got
         sim = np.zeros((len(cand), len(cand)))
-        cats = self.catalogue.categories(cand)
+        cats = self.catalogue.categories(cand, column)
         if cats is not None:
             sim = (cats[:, None] == cats[None, :]).astype(float)
         elif in_model.any():

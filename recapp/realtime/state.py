@@ -47,11 +47,14 @@ class Shoppers:
 
     Training users are loaded from the model's Interactions when first touched
     (vectorised, no per-event loop); score vectors live in a bounded LRU so a
-    large audience does not hold one vector each.
+    large audience does not hold one vector each. ``item_ids`` is the engine's id
+    list by internal index (items added live included), which the warnings name items by.
     """
 
-    def __init__(self, inter, exclude_codes: frozenset, recency: float, max_vectors: int):
+    def __init__(self, inter, exclude_codes: frozenset, recency: float, max_vectors: int, item_ids: list | None = None):
         self.inter = inter
+        # The engine's list, appended to in place as items arrive: the model's ids stop at its own catalogue.
+        self.item_ids = item_ids
         self.exclude_codes = exclude_codes
         self.recency = float(recency)
         self.max_vectors = int(max_vectors)
@@ -114,10 +117,16 @@ class Shoppers:
         if len(unread):
             if kind not in self._warned:
                 self._warned.add(kind)
-                log.warning(_UNREAD[kind], plain(user), plain(self.inter.item_ids[int(unread[0])])
-                            if unread[0] < len(self.inter.item_ids) else int(unread[0]))
+                log.warning(_UNREAD[kind], plain(user), self._item_id(int(unread[0])))
             self.unread[kind] += int(np.isin(np.asarray(events, dtype=np.int64), unread).sum())
         return unread
+
+    def _item_id(self, idx: int):
+        """The external id of internal index ``idx`` (the bare index only for an index no id list holds)."""
+        for ids in (self.item_ids, self.inter.item_ids):
+            if ids is not None and idx < len(ids):
+                return plain(ids[idx])
+        return idx
 
     def _load(self, u: int, scorer: LiveScorer) -> UserState:
         inter = self.inter
