@@ -181,6 +181,10 @@ class Recommender:
         known = uidx >= 0
         if not self._can_score_new_users():
             known &= uidx < self.n_users_fit_
+        elif (new := np.flatnonzero(uidx >= self.n_users_fit_)).size:
+            # A user added by update with events on no fitted item has no history the model can read: scored from an
+            # empty one, they would get an arbitrary list flagged as personal.
+            known[new] &= self.interactions_.matrix[uidx[new]][:, : self.n_items_].getnnz(axis=1) > 0
         scores = np.empty((len(uidx), self.interactions_.n_items))
         if known.any():
             scores[known] = self._dense_scores(uidx[known])
@@ -228,7 +232,7 @@ class Recommender:
     def score(self, users, items=None) -> pd.DataFrame:
         """Dense scores: one row per user, one column per item (all items when ``items`` is None).
 
-        Unknown users get the popularity fallback (the number of training users per item).
+        Unknown users, and users added by ``update`` with no event on a fitted item, get the popularity fallback.
         """
         self._check_fitted()
         users = _id_array(users)
@@ -246,8 +250,8 @@ class Recommender:
     def recommend(self, users=None, k: int = 10, exclude_seen: bool = True, batch_size: int = 1024) -> pd.DataFrame:
         """Top-``k`` items per user as DataFrame[user_id, item_id, score, rank, fallback].
 
-        ``users`` defaults to every known user. Unknown users (and users the model
-        cannot score) get the popularity fallback, flagged by ``fallback=True``.
+        ``users`` defaults to every known user. Unknown users (and users the model cannot score, such as new ones
+        whose events are all on items added after fit) get the popularity fallback, flagged by ``fallback=True``.
         With ``exclude_seen`` a user's training (and updated) items never appear.
         """
         self._check_fitted()

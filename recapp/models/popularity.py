@@ -121,7 +121,8 @@ class Popularity(Recommender):
     (for experiments only). The guarantee covers what is served (every list, and the
     engine's "popular now" seeded from ``dp_counts_``), not the model file, which
     keeps the training log like every model. Each ``fit`` or ``update`` is one
-    more release, a refit too; ``privacy_spent_`` adds them up (basic composition). Live
+    more release, a refit too; ``privacy_spent_`` adds up the (epsilon, delta) each was released with
+    (basic composition), so a ``set_params(epsilon=...)`` between releases prices only the later ones. Live
     increments after the release (the engine's events) are exact and not DP.
     DP needs plain distinct-user counts (``half_life=None``, ``weighted=False``).
     A release whose noisy counts are all <= 0 warns (UserWarning naming epsilon
@@ -181,6 +182,11 @@ class Popularity(Recommender):
         self.dp_scale_ = out["scale"]
         self.clipped_share_ = out["clipped_share"]
         self.n_releases_ += 1
+        # Each release's own budget, as [epsilon, delta, count]: a later epsilon must not re-price what was spent.
+        spent = {(e, d): n for e, d, n in getattr(self, "dp_releases_", None) or []}
+        key = (out["epsilon"], out["delta"] or 0.0)
+        spent[key] = spent.get(key, 0) + 1
+        self.dp_releases_ = [[e, d, n] for (e, d), n in spent.items()]
         if not (self.dp_counts_ > 0).any():
             # Judged on the released counts only (post-processing), so the warning costs no privacy.
             warnings.warn(f"{type(self).__name__}(epsilon={self.epsilon!r}): every one of the {len(self.dp_counts_)} "
@@ -190,11 +196,12 @@ class Popularity(Recommender):
 
     @property
     def privacy_spent_(self) -> tuple[float, float] | None:
-        """(epsilon, delta) spent by every release so far (earlier fits too) under basic composition; None without DP."""
-        n = getattr(self, "n_releases_", 0) + getattr(self, "prior_releases_", 0)
-        if self.epsilon is None or not n:
+        """(epsilon, delta) spent by every release so far (earlier fits too), each at the epsilon and delta it was
+        released with, under basic composition; None when nothing was released with DP."""
+        releases = getattr(self, "dp_releases_", None)
+        if not releases:
             return None
-        return (n * float(self.epsilon), n * float(self.delta or 0.0))
+        return (math.fsum(n * e for e, _, n in releases), math.fsum(n * d for _, d, n in releases))
 
     @property
     def counts_distinct_users(self) -> bool:
@@ -257,10 +264,12 @@ class Popularity(Recommender):
         self.dp_counts_ = arrays.get("dp_counts")
 
     def _extra_config(self) -> dict:
+        # A refit without DP still keeps what earlier releases spent.
+        spent = {"dp_releases": self.dp_releases_} if getattr(self, "dp_releases_", None) else {}
         if getattr(self, "dp_counts_", None) is None:
-            return {}
+            return spent
         return {"n_releases": self.n_releases_, "dp_scale": self.dp_scale_, "clipped_share": self.clipped_share_,
-                "prior_releases": getattr(self, "prior_releases_", 0)}
+                "prior_releases": getattr(self, "prior_releases_", 0), **spent}
 
     def _set_extra_config(self, extra: dict) -> None:
         if self.dp_counts_ is not None and "n_releases" not in extra:
@@ -270,6 +279,24 @@ class Popularity(Recommender):
             self.n_releases_, self.dp_scale_ = int(extra["n_releases"]), float(extra["dp_scale"])
             self.clipped_share_ = float(extra["clipped_share"])
             self.prior_releases_ = int(extra.get("prior_releases", 0))  # files saved before refits were counted
+        releases = extra.get("dp_releases")
+        if releases is None and "n_releases" in extra and self.epsilon is not None:
+            # Files saved before each release's budget was kept priced every release at the saved epsilon.
+            releases = [[float(self.epsilon), float(self.delta or 0.0), self.n_releases_ + self.prior_releases_]]
+        self.dp_releases_ = _checked_releases([] if releases is None else releases)
+
+
+def _checked_releases(releases) -> list:
+    """A saved ``dp_releases``: [epsilon > 0, delta >= 0, count >= 1] entries; anything else is a ValueError naming the entry."""
+    if not isinstance(releases, list):
+        # A bad file is a ValueError whatever is wrong in it (TRY004 would have a TypeError here).
+        raise ValueError(f"dp_releases must be a list of [epsilon, delta, count], got {releases!r:.80}")  # noqa: TRY004
+    for r in releases:
+        ok = isinstance(r, list) and len(r) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+        if not (ok and math.isfinite(r[0]) and r[0] > 0 and math.isfinite(r[1]) and r[1] >= 0
+                and isinstance(r[2], int) and r[2] >= 1):
+            raise ValueError(f"dp_releases entry {r!r:.80} is not [epsilon > 0, delta >= 0, count >= 1]")
+    return [[float(e), float(d), int(n)] for e, d, n in releases]
 
 
 class PopularityScorer(LiveScorer):

@@ -7,7 +7,8 @@ model that a cart weighs differently from a view. The output is scored
 against the same item embeddings (tied weights), trained with full softmax
 cross-entropy over the catalogue at every position (``n_negatives=None``), or
 with a sampled softmax for large catalogues. A log in which no user has two
-events is refused: there is no next item to learn.
+events is refused (no next item to learn), and so is a ``max_len`` whose padded
+windows (and SASRec's attention) would not fit in memory (ModelTooLargeError).
 
 Both are served live by :class:`~recapp.models.sequential_live.SequenceScorer` (``live_scorer()``), built on
 ``encode(items, events)`` (the state after a history, re-encoded per event) and
@@ -24,66 +25,10 @@ from recapp.interactions import EVENT_CODES, Interactions
 from recapp.models.base import Recommender, check_param
 from recapp.models.checks import event_codes, history_arrays
 from recapp.models.holdout_eval import ndcg_from_scores
+from recapp.models.memory import check_dense
 from recapp.models.sequential_live import SequenceScorer
+from recapp.models.sequential_nets import GRUNet, SASNet
 from recapp.models.torch_base import TorchMixin, batches
-
-N_EVENT_TYPES = len(EVENT_CODES)
-
-
-class _SeqNet(nn.Module):
-    """Shared parts: item (index 0 = padding) and event embeddings, scoring against the item table."""
-
-    def __init__(self, n_items: int, dim: int, dropout: float):
-        super().__init__()
-        self.items = nn.Embedding(n_items + 1, dim, padding_idx=0)
-        self.events = nn.Embedding(N_EVENT_TYPES + 1, dim, padding_idx=0)
-        self.drop = nn.Dropout(dropout)
-        nn.init.normal_(self.items.weight, std=dim ** -0.5)
-        nn.init.normal_(self.events.weight, std=0.02)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
-            self.events.weight[0].zero_()
-
-    def embed(self, items: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        return self.items(items) + self.events(events)
-
-    def item_table(self) -> torch.Tensor:
-        """Output embeddings of the real items (row i = internal item i)."""
-        return self.items.weight[1:]
-
-
-class _GRUNet(_SeqNet):
-    def __init__(self, n_items: int, dim: int, n_layers: int, dropout: float, max_len: int):
-        super().__init__(n_items, dim, dropout)
-        self.gru = nn.GRU(dim, dim, num_layers=n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0)
-        self.out = nn.Linear(dim, dim)
-
-    def forward(self, items: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        h, _ = self.gru(self.drop(self.embed(items, events)))
-        return self.out(self.drop(h))
-
-
-class _SASNet(_SeqNet):
-    def __init__(self, n_items: int, dim: int, n_layers: int, dropout: float, max_len: int, n_heads: int = 1):
-        super().__init__(n_items, dim, dropout)
-        self.pos = nn.Embedding(max_len, dim)
-        self.scale = dim ** 0.5
-        nn.init.normal_(self.pos.weight, std=0.02)
-        layer = nn.TransformerEncoderLayer(dim, n_heads, dim_feedforward=dim, dropout=dropout, batch_first=True,
-                                           norm_first=True, activation="gelu")
-        self.blocks = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.norm = nn.LayerNorm(dim)
-        self.register_buffer("causal", torch.triu(torch.full((max_len, max_len), float("-inf")), diagonal=1), persistent=False)
-
-    def forward(self, items: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        L = items.shape[1]
-        keep = (items > 0).unsqueeze(-1).float()
-        # Left-padded input: padding positions are zeroed (as in the paper) and only the causal mask is used,
-        # so no row of the attention is ever fully masked.
-        x = (self.embed(items, events) * self.scale + self.pos.weight[-L:]) * keep
-        h = self.blocks(self.drop(x), mask=self.causal[-L:, -L:], is_causal=True)
-        return self.norm(h)
-
 
 class _Sequential(TorchMixin, Recommender):
     """Common training, scoring and encoding for the sequential models."""
@@ -145,6 +90,16 @@ class _Sequential(TorchMixin, Recommender):
                 out_e[r, L - len(it):] = (ev + 1) if self.use_events else 1
         return torch.as_tensor(out_i, device=self.device_), torch.as_tensor(out_e, device=self.device_)
 
+    def _check_memory(self, inter: Interactions) -> None:
+        """Refuse (ModelTooLargeError) a ``max_len`` whose training windows and attention would not fit in memory."""
+        L, lens = int(self.max_len), np.diff(inter.seq_indptr)
+        n_win = int(((lens[lens >= 2] + L - 2) // L).sum())
+        # Windows are padded to max_len + 1 and, for items and events, held as a list and stacked (4 copies).
+        attn = self._net_cls.attention_bytes(L, min(n_win, int(self.batch_size)))
+        check_dense(type(self).__name__, (n_win, L + 1), np.int64, copies=4, extra_bytes=attn,
+                    alternatives=("a smaller max_len",),
+                    what=f"max_len={L:,} (padded training windows{', causal mask and attention' if attn else ''})")
+
     # ---- training ------------------------------------------------------------------------
     def _build_net(self, n_items: int, dim: int, n_layers: int, dropout: float, max_len: int) -> nn.Module:
         return self._net_cls(n_items, dim, n_layers, dropout, max_len)
@@ -158,6 +113,7 @@ class _Sequential(TorchMixin, Recommender):
             if len(valid_users) == 0:
                 self._warn_no_validation("no user has the 3 events needed to hold the last one out")
                 train, valid_rows, valid_users = inter, None, None
+        self._check_memory(inter)
         X_items, X_events = self._windows(train, rng)
         if len(X_items) == 0:
             raise ValueError(f"{type(self).__name__} learns from each user's next event, but none of the "
@@ -323,7 +279,7 @@ class GRU4Rec(_Sequential):
     moves HR@10 from about 0.17 to 0.18-0.20, depending on the seed). Defaults were chosen on that protocol.
     """
 
-    _net_cls = _GRUNet
+    _net_cls = GRUNet
 
     def __init__(self, embedding_dim: int = 64, n_layers: int = 1, dropout: float = 0.2, max_len: int = 200,
                  n_epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
@@ -359,7 +315,7 @@ class SASRec(_Sequential):
     number of epochs, then (``refit``) the model is retrained on all events.
     """
 
-    _net_cls = _SASNet
+    _net_cls = SASNet
 
     def __init__(self, embedding_dim: int = 64, n_layers: int = 2, dropout: float = 0.2, max_len: int = 200,
                  n_epochs: int = 60, batch_size: int = 128, learning_rate: float = 3e-3, weight_decay: float = 0.0,
