@@ -60,12 +60,32 @@ class LightGCNNet(nn.Module):
         return acc[: self.n_users], acc[self.n_users:]
 
 
+def bpr_loss(users: torch.Tensor, items: torch.Tensor, E0: torch.Tensor, u: torch.Tensor, i: torch.Tensor,
+             j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(BPR loss, L2 term) of triples (user ``u``, positive ``i``, negative ``j``).
+
+    The BPR loss is the mean of -log sigmoid(<u, i> - <u, j>) over the final
+    ``users`` / ``items`` embeddings; the L2 term is half the summed squares of
+    the triples' layer-0 rows of ``E0`` (users first, then items) divided by
+    the number of triples, as in the paper and Microsoft Recommenders.
+    """
+    eu, ei, ej = users[u], items[i], items[j]
+    loss = -nn.functional.logsigmoid((eu * ei).sum(1) - (eu * ej).sum(1)).mean()
+    n_users = users.shape[0]
+    l2 = (E0[u].pow(2).sum() + E0[n_users + i].pow(2).sum() + E0[n_users + j].pow(2).sum()) / (2 * len(u))
+    return loss, l2
+
+
 class LightGCN(FoldInMixin, TorchMixin, Recommender):
     """Embeddings smoothed over the user-item graph by ``layers`` parameter-free propagations.
 
     Trained with the BPR loss on (user, item, sampled negative) triples in
     mini-batches of ``batch_size`` by Adam, with L2 ``regularization`` on the
-    layer-0 embeddings of the batch, as in the paper. After training the final
+    layer-0 embeddings of the batch, as in the paper (:func:`bpr_loss`). Each
+    epoch visits every observed (user, item) pair once, with a fresh negative;
+    the paper's and Microsoft Recommenders' samplers draw users uniformly
+    instead, and the layer-0 embeddings start from N(0, 0.1^2) as in the
+    authors' PyTorch code (Recommenders: Xavier). After training the final
     user and item embeddings are stored and a user's scores are dot products.
 
     Updated users keep their learned embedding (their new items are excluded
@@ -127,7 +147,7 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
         opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate)
         coo = X.tocoo()
         pos_u, pos_i = coo.row.astype(np.int64), coo.col.astype(np.int64)
-        n_users, reg = inter.n_users, float(self.regularization)
+        reg = float(self.regularization)
 
         def run_epoch(epoch: int) -> float:
             net.train()
@@ -140,10 +160,7 @@ class LightGCN(FoldInMixin, TorchMixin, Recommender):
                 i = torch.as_tensor(pos_i[sel], device=dev)
                 j = torch.as_tensor(neg[start:start + self.batch_size], device=dev)
                 users, items = net.propagate(A)
-                eu, ei, ej = users[u], items[i], items[j]
-                loss = -nn.functional.logsigmoid((eu * ei).sum(1) - (eu * ej).sum(1)).mean()
-                E0 = net.embedding.weight
-                l2 = (E0[u].pow(2).sum() + E0[n_users + i].pow(2).sum() + E0[n_users + j].pow(2).sum()) / (2 * len(sel))
+                loss, l2 = bpr_loss(users, items, net.embedding.weight, u, i, j)
                 opt.zero_grad(set_to_none=True)
                 (loss + reg * l2).backward()
                 opt.step()

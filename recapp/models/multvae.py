@@ -42,13 +42,30 @@ class VAENet(nn.Module):
         return logits, mu, logvar
 
 
+def vae_loss(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float) -> torch.Tensor:
+    """Negative ELBO of a batch: the multinomial log-likelihood of ``x`` under softmax(``logits``) plus
+    ``beta`` * KL(q || N(0, I)), both averaged over the rows."""
+    nll = -(F.log_softmax(logits, dim=1) * x).sum(1).mean()
+    kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+    return nll + beta * kl
+
+
+def annealed_beta(step: int, beta_max: float, anneal_steps: int) -> float:
+    """KL weight after ``step`` updates: linear from 0 to ``beta_max`` over ``anneal_steps`` updates, then flat
+    (0 steps: ``beta_max`` throughout)."""
+    return beta_max if anneal_steps == 0 else min(beta_max, beta_max * step / anneal_steps)
+
+
 class MultVAE(TorchMixin, Recommender):
     """Mult-VAE^PR: users' item sets encoded to a Gaussian, decoded to a softmax over items.
 
     The loss is the multinomial log-likelihood of the user's items plus
     ``beta`` times the KL term, with ``beta`` annealed linearly from 0 to
     ``beta_max`` over ``anneal_steps`` updates (the paper's partial
-    regularisation); input dropout is ``dropout``. Scores come from the
+    regularisation; :func:`vae_loss`, :func:`annealed_beta`); input dropout is
+    ``dropout``, applied after the L2 normalisation of the input row, and the
+    decoder has none, as in the paper. ``weight_decay`` is Adam's, on every
+    parameter (the paper's L2 term covers the weights only). Scores come from the
     history row alone, so users with new events (and brand-new users) are
     served at once from their updated history, with no refit.
 
@@ -141,10 +158,7 @@ class MultVAE(TorchMixin, Recommender):
             for idx in batches(len(active), self.batch_size, rng):
                 x = to_tensor(X[active[idx]], dev)
                 logits, mu, logvar = net(x)
-                nll = -(F.log_softmax(logits, dim=1) * x).sum(1).mean()
-                kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
-                beta = self.beta_max if self.anneal_steps == 0 else min(self.beta_max, self.beta_max * step[0] / self.anneal_steps)
-                loss = nll + beta * kl
+                loss = vae_loss(logits, x, mu, logvar, annealed_beta(step[0], self.beta_max, self.anneal_steps))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -22,6 +22,21 @@ def time_context(timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return hours % 24, (hours // 24 + 3) % 7
 
 
+def unseen_items(rng: np.random.Generator, seen: np.ndarray, n_items: int, size: int) -> np.ndarray:
+    """``size`` items drawn uniformly from ``range(n_items)`` minus ``seen`` (none when ``seen`` covers it all)."""
+    neg = rng.integers(0, n_items, size=size)
+    hit = np.isin(neg, seen)
+    if hit.any():
+        # A seen item labelled 0 would push down the very items the history says the shopper likes.
+        free = np.ones(n_items, dtype=bool)
+        free[seen] = False
+        pool = np.flatnonzero(free)
+        if len(pool) == 0:
+            return pool
+        neg[hit] = pool[rng.integers(0, len(pool), size=int(hit.sum()))]
+    return neg
+
+
 class NeuMFNet(nn.Module):
     """GMF tower (element-wise product of id embeddings) and MLP tower, joined by one linear layer."""
 
@@ -78,12 +93,20 @@ class NeuMF(TorchMixin, Recommender):
     Served live (``live_scorer``) or asked to ``score_history``, a shopper's two
     user embeddings are fitted to their history with the towers frozen: a few
     Adam steps (``fold_in_steps``, class attributes) on the same loss as training
-    (each history item against ``n_negatives`` sampled items), starting from the
+    (each history item against ``n_negatives`` items drawn uniformly from those
+    outside the history; none left: no steps), starting from the
     shopper's learned embeddings or, for a new shopper, the training users' mean.
     The MLP tower makes a closed form impossible, and gradient steps on the
     shopper's own vector keep the towers as trained; the steps always restart
     from the same point on the last ``fold_in_max_items`` events, so the result
     depends on the history only, not on the order it arrived in.
+
+    Deliberate differences from the paper / Microsoft Recommenders' NCF:
+    ``layers`` are the MLP's hidden widths after the concatenated embeddings
+    (their ``layer_sizes[0]`` is the concatenation's width), the output layer
+    has a bias, ``regularization`` is Adam's weight decay on every parameter,
+    the towers are trained jointly from scratch (no GMF/MLP pre-training), and
+    scores are logits (the sigmoid would not change the ranking).
 
     Updated users keep their learned embeddings (their new items are excluded,
     and their context moves to their latest event); users first seen after
@@ -246,7 +269,8 @@ class NeuMF(TorchMixin, Recommender):
             raise ValueError(f"last_time={last_time!r} must be None or a number of epoch seconds")
         net, dev = self.net_, self.device_
         n_items = self.net_config_["n_items"]
-        items = items[items < n_items][-self.fold_in_max_items:]
+        known = items[items < n_items]
+        items = known[-self.fold_in_max_items:]
         with torch.no_grad():
             if 0 <= uidx < self.net_config_["n_users"]:
                 g0, m0 = net.user_gmf.weight[uidx:uidx + 1], net.user_mlp.weight[uidx:uidx + 1]
@@ -256,8 +280,9 @@ class NeuMF(TorchMixin, Recommender):
         if len(items) == 0:
             return g.detach(), m.detach()
         rng = np.random.default_rng(len(items))
-        n_neg = int(self.n_negatives)
-        neg = rng.integers(0, n_items, size=len(items) * n_neg)
+        neg = unseen_items(rng, known, n_items, len(items) * int(self.n_negatives))
+        if len(neg) == 0:
+            return g.detach(), m.detach()
         i = torch.as_tensor(np.concatenate([items, neg]), device=dev)
         y = torch.as_tensor(np.concatenate([np.ones(len(items)), np.zeros(len(neg))]), dtype=torch.float32, device=dev)
         h, w = self._context(last_time)
