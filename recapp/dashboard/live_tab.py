@@ -150,7 +150,10 @@ class LiveTab:
         return f"User {self.user_id} has no events in the replay window; pick another user."
 
     def step(self) -> dict | None:
-        """Handle one event: ingest, re-rank, redraw; returns the session's record (None when it is over)."""
+        """Handle one event: ingest, re-rank, redraw; returns the session's record (None when it is over).
+
+        An event the engine refuses is counted: the message gives the count so far and the latest reason.
+        """
         s = self.session
         if s is None:
             self.stop()
@@ -163,11 +166,14 @@ class LiveTab:
             if s.n_events == 0:
                 self.app.show_message(self._no_events(), "warn")
             else:
-                self.app.show_message(f"Replay finished: {s.n_events} events of user {self.user_id}. "
+                rej = f" ({s.n_rejected} of them rejected by the engine)" if s.n_rejected else ""
+                self.app.show_message(f"Replay finished: {s.n_events} events of user {self.user_id}{rej}. "
                                       "Press Reset to watch again, or pick another user.")
             return None
         if rec["rejected"]:
-            self.app.show_message(f"The engine rejected an event: {rec['rejected']}", "warn")
+            # One message line: the count keeps the earlier rejections that the latest reason replaces.
+            self.app.show_message(f"The engine rejected {s.n_rejected} event(s) of this replay so far; the latest: "
+                                  f"{rec['rejected']}", "warn")
         self._render(first=False)
         if self.clock.handler_ms:
             s.record_tick(self.clock.handler_ms[-1])
@@ -181,6 +187,8 @@ class LiveTab:
         self.feed.value = views.feed(sc, s.feed)
         figures.update_live(self.fig, s.series, sc.source == "simulated")
         bits = ([note] if note else []) + [f"{s.n_events} events"]
+        if s.n_rejected:
+            bits.append(f"{s.n_rejected} rejected")
         if s.tick_ms:
             recent = np.asarray(s.tick_ms)
             bits.append(f"tick p50 {np.percentile(recent, 50):.0f} ms, p99 {np.percentile(recent, 99):.0f} ms")

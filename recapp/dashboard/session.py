@@ -50,6 +50,8 @@ class LiveSession:
         self.current = self.engine.recommend(user_id, self.k)
         self.source = open_source(scenario, user_id, lambda: self.current[ITEM_COL].tolist(), random_state)
         self.n_events = 0
+        # Events the engine refused (counted among n_events): the page shows the count beside the latest reason.
+        self.n_rejected = 0
         self.done = False
         self.hits: deque = deque(maxlen=HIT_WINDOW)
         self.feed: deque = deque(maxlen=FEED_ROWS)
@@ -68,7 +70,8 @@ class LiveSession:
 
         The record: ``event``, ``hit`` (whether the list on screen before a choice
         held the chosen item; None for funnel steps), ``engine_ms``, ``rejected``
-        (the engine's reason, or None), ``recommendations`` (the new list) and ``ctr``.
+        (the engine's reason, or None), ``n_rejected`` (the session's refused events so far),
+        ``recommendations`` (the new list) and ``ctr``.
         """
         if self.done:
             return None
@@ -97,7 +100,8 @@ class LiveSession:
         s["ctr"].append(ctr)
         self.engine_ms.append(engine_ms)
         rejected = result.rejected["reason"].iloc[0] if result.n_rejected else None
-        return {"event": ev, "hit": hit, "engine_ms": engine_ms, "rejected": rejected,
+        self.n_rejected += rejected is not None
+        return {"event": ev, "hit": hit, "engine_ms": engine_ms, "rejected": rejected, "n_rejected": self.n_rejected,
                 "recommendations": self.current, "ctr": ctr, "n_events": self.n_events}
 
     def record_tick(self, ms: float) -> None:

@@ -46,8 +46,23 @@ def verify(path: Path, expected: str, source: str, algorithm: str = "sha256") ->
         raise DataSourceError(f"{algorithm} mismatch for {path.name} from {source}: expected {expected}, got {got}")
 
 
+def check_file_slot(path: Path) -> None:
+    """Raise :class:`DataSourceError` naming ``path`` when something other than a file (a folder) sits there.
+
+    Nothing could be read or written at that path, and recapp does not delete folders, so the message
+    says to move it away.
+    """
+    if path.exists() and not path.is_file():
+        raise DataSourceError(f"the data cache expects a file at {path} but finds a folder or other non-file there: "
+                              "move it away (or set RECAPP_DATA to another folder) and load again")
+
+
 def atomic_write_bytes(dest: Path, data: bytes, expected_sha256: str | None = None, source: str = "") -> Path:
-    """Write ``data`` to ``dest`` through a temporary file, checking its sha256 first."""
+    """Write ``data`` to ``dest`` through a temporary file, checking its sha256 first.
+
+    A folder at ``dest`` is refused (:class:`DataSourceError` naming it, see :func:`check_file_slot`).
+    """
+    check_file_slot(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if expected_sha256 is not None:
         got = hashlib.sha256(data).hexdigest()
@@ -94,6 +109,7 @@ def fetch_wheel(requirement: str, wheel_sha256: str, *, timeout: float = 600.0) 
     name, _, version = requirement.partition("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     for cached in wheels.glob(pattern):
+        check_file_slot(cached)
         if file_digest(cached) == wheel_sha256:
             return cached
         cached.unlink()
@@ -136,17 +152,17 @@ def cached_files(dest_dir: Path, files: dict[str, str]) -> dict[str, Path] | Non
     """Paths of ``{name: sha256}`` under ``dest_dir`` if all exist and verify, else None.
 
     A file that fails its checksum is removed, so the next fetch replaces it. Something
-    other than a file at a file's path (a folder) raises :class:`DataSourceError`
+    other than a file at any file's path (a folder) raises :class:`DataSourceError`
     naming it: a fetch could not write there either, and recapp does not delete folders.
     """
+    # Every path first: a folder behind a missing file would otherwise surface only as the fetch's write error.
+    for name in files:
+        check_file_slot(dest_dir / name)
     paths = {}
     for name, sha in files.items():
         p = dest_dir / name
         if not p.exists():
             return None
-        if not p.is_file():
-            raise DataSourceError(f"the data cache expects a file at {p} but finds a folder or other non-file there: "
-                                  "move it away (or set RECAPP_DATA to another folder) and load again")
         if file_digest(p) != sha:
             p.unlink()
             return None

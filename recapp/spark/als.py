@@ -15,7 +15,6 @@ they are, others are mapped to consecutive integers first.
 """
 from __future__ import annotations
 
-import decimal
 import warnings
 
 import numpy as np
@@ -31,8 +30,9 @@ from recapp.rerank import top_k_rows
 from recapp.schema import EVENT_COL, ITEM_COL, RANK_COL, RATING_COL, SCORE_COL, USER_COL, SchemaError
 from recapp.spark.checks import bad_amount, check_id_columns, count_rows, id_conditions, quote_row, refuse_counted
 from recapp.spark.events import col, event_weights
+from recapp.spark.ids import as_spark_id
 from recapp.spark.model import ALSWR
-from recapp.spark.report import require_frame
+from recapp.spark.report import persist_counted, require_frame
 
 _INT_TYPES = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
 _U, _I, _W = "__u__", "__i__", "__w__"
@@ -56,9 +56,7 @@ def _index(sdf: DataFrame, column: str, name: str) -> DataFrame:
     schema = T.StructType([ids.schema.fields[0], T.StructField(name, T.IntegerType(), False)])
     index = spark.createDataFrame(ids.rdd.zipWithIndex().map(lambda r: (r[0][0], int(r[1]))), schema)
     # Kept, not recomputed: a second pass could number the ids differently (ALS needs one stable numbering).
-    index = index.persist()
-    index.count()
-    return index
+    return persist_counted(index)[0]
 
 
 def _top_k_block(pdf: pd.DataFrame, Y: np.ndarray, ids: np.ndarray, pos: pd.Index, k: int) -> pd.DataFrame:
@@ -79,53 +77,6 @@ def _top_k_block(pdf: pd.DataFrame, Y: np.ndarray, ids: np.ndarray, pos: pd.Inde
         SCORE_COL: top_scores[valid],
         RANK_COL: np.tile(np.arange(1, k_eff + 1, dtype=np.int32), (n, 1))[valid],
     })
-
-
-def _as_id(value, dtype: T.DataType):
-    """``value`` as a Python value of the Spark id type ``dtype``, or None where no id of that type equals it."""
-    if value is None or isinstance(value, (bool, np.bool_)):
-        return None
-    if isinstance(dtype, T.StringType):
-        return str(value) if isinstance(value, str) else None
-    if isinstance(dtype, T.DecimalType):
-        return _as_decimal(value, dtype)
-    if not isinstance(dtype, T.NumericType):
-        return value
-    if not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(float(value)):
-        return None
-    if isinstance(dtype, (T.FloatType, T.DoubleType)):
-        return float(value)
-    if isinstance(value, (float, np.floating)):
-        if not float(value).is_integer():
-            return None
-        value = int(value)
-    bits = {T.ByteType: 8, T.ShortType: 16, T.IntegerType: 32}.get(type(dtype), 64)
-    return int(value) if -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1) else None
-
-
-def _as_decimal(value, dtype: T.DecimalType) -> decimal.Decimal | None:
-    """``value`` as a Decimal of the column's precision and scale, or None where the column holds no such id.
-
-    Numbers match by value (``5``, ``5.0`` and ``Decimal(5)`` name one id of a DECIMAL(20,0) column, as
-    a whole float names an integer id above); text, a value with more decimals than the scale, and one
-    with more digits than the precision cannot be ids of the column (Spark refused them with a bare TypeError).
-    """
-    if isinstance(value, decimal.Decimal):
-        d = value
-    elif isinstance(value, (int, np.integer)):
-        d = decimal.Decimal(int(value))
-    elif isinstance(value, (float, np.floating)) and np.isfinite(float(value)):
-        d = decimal.Decimal(float(value))          # the float's exact value, so 2**53 + 0.5 stays apart
-    else:
-        return None
-    if not d.is_finite():
-        return None
-    with decimal.localcontext() as ctx:
-        ctx.prec = 100
-        q = d.quantize(decimal.Decimal(1).scaleb(-dtype.scale))
-    if q != d or len(q.as_tuple().digits) > dtype.precision:
-        return None
-    return q
 
 
 class SparkALS:
@@ -316,7 +267,8 @@ class SparkALS:
         user's training items never appear; ties go to the lower item id. Users
         without a factor (never in the training events) get no rows, and so do
         listed ids that no training id equals (``"7"`` where the ids are numbers,
-        ``7.5``, None; a warning counts them). Refused (SchemaError): a users
+        ``7.5``, None; a warning counts them); listed numbers match by value
+        (``5``, ``5.0`` and ``Decimal(5)`` name one id). Refused (SchemaError): a users
         DataFrame without the user column, or whose ids are text where the
         training ids are numbers (or the reverse).
         """
@@ -369,9 +321,9 @@ class SparkALS:
             wanted = users.select(col(c).alias(c)).distinct()
         else:
             values = list(users) if isinstance(users, (set, frozenset)) else list(np.atleast_1d(np.asarray(users, dtype=object)))
-            kept = [v for v in map(lambda v: _as_id(v, dtype), values) if v is not None]
+            kept = [v for v in map(lambda v: as_spark_id(v, dtype), values) if v is not None]
             if len(kept) < len(values):
-                odd = next(v for v in values if _as_id(v, dtype) is None)
+                odd = next(v for v in values if as_spark_id(v, dtype) is None)
                 warnings.warn(f"recommend: {len(values) - len(kept):,} of the {len(values):,} requested user(s) cannot "
                               f"be training ids, which are {dtype.simpleString()} (e.g. {odd!r}); they get no rows",
                               stacklevel=3)

@@ -60,14 +60,7 @@ from recapp.schema.cells import (
     unparseable_times_hint,
 )
 from recapp.spark.checks import check_id_columns
-from recapp.spark.report import (
-    _PART,
-    _ROW,
-    LazyLines,
-    SparkValidationReport,
-    col,
-    line_numbers,
-)
+from recapp.spark.report import _PART, _ROW, LazyLines, SparkValidationReport, col, line_numbers, persist_counted
 
 MISSING_ID = "missing user or item id"
 DUPLICATE = "exact duplicate"
@@ -237,7 +230,8 @@ def validate(
     quoting the first offending lines. Runs a few Spark jobs (counts, the
     distinct event names and, for a text time column, its first non-ISO texts). With ``persist`` the clean DataFrame is persisted
     (memory, then disk) as it is counted, so the splits and fits that follow do
-    not validate again; call ``unpersist()`` on it when done. It has no row order.
+    not validate again (a validation that fails leaves nothing persisted); call ``unpersist()`` on it
+    when done. It has no row order.
     """
     if not isinstance(sdf, DataFrame):
         raise SchemaError(f"expected a Spark DataFrame, got {type(sdf).__name__}")
@@ -323,8 +317,9 @@ def validate(
     deduped = kept_rows.dropDuplicates(keys) if drop_duplicates else kept_rows
     clean = deduped.select(*[col(converted_name.get(c, c)).alias(c) for c in data_cols])
     if persist:
-        clean = clean.persist()
-    n_output = clean.count() if (drop_duplicates or persist) else n_input - n_missing
+        clean, n_output = persist_counted(clean)
+    else:
+        n_output = clean.count() if drop_duplicates else n_input - n_missing
     n_dup = n_input - n_missing - n_output
     if n_dup:
         from pyspark.sql import Window

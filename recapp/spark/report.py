@@ -29,6 +29,17 @@ def require_frame(sdf, name: str, *cols: str) -> None:
         raise SchemaError(f"{name} is missing column(s) {missing}; columns found: {list(sdf.columns)}")
 
 
+def persist_counted(sdf: DataFrame) -> tuple[DataFrame, int]:
+    """``sdf`` persisted and its row count (the count fills the cache); a count that fails unpersists it again."""
+    kept = sdf.persist()
+    try:
+        return kept, kept.count()
+    except BaseException:
+        # A failed (or interrupted) job leaves the plan registered as cached: later jobs would fill it for nobody.
+        kept.unpersist()
+        raise
+
+
 @dataclass
 class SparkValidationReport(ReportSummary):
     """What :func:`validate` did: rows in, rows out, and the dropped rows counted by reason.

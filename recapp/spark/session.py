@@ -29,6 +29,12 @@ JAVA_MISSING = ("Java was not found: Spark 4 needs Java 17 or newer (on Debian: 
 PYSPARK_MISSING = "pyspark is not installed: pip install 'recapp[spark]' (pyspark 4.3)"
 MIN_JAVA = 17
 _LOG_LEVELS = ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE")
+# Spark's byte-size units (JavaUtils.byteStringAs); it reads a number without one in the setting's own
+# default unit (MiB for spark.driver.memory), so 2 would start a JVM with a 2 MiB heap.
+_SIZE = re.compile(r"(\d+)(b|kb?|mb?|gb?|tb?|pb?)?", re.IGNORECASE)
+# The driver's heap is the JVM's -Xmx in local mode, which knows only these units.
+_HEAP = re.compile(r"\d+[kmgt]", re.IGNORECASE)
+_SIZE_POWERS = {"b": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 # pyspark 4.3 warns on every pandas conversion that pandas 3 is "not fully supported"; recapp
 # moves data with Arrow-friendly types and its tests check each conversion, so it is silenced here.
@@ -122,20 +128,26 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     zone, shuffle partitions and log level stay), nor the environment touched; a
     UserWarning names each setting asked for (other than its default) that the
     running session does not have (``driver_memory`` and the other static ones can
-    only change with a new session). Refused (ValueError):
+    only change with a new session); memory sizes count as the same when their
+    bytes are (``"1g"`` and ``"1024m"``). Refused (ValueError):
     ``shuffle_partitions`` below 1, ``ui`` other than True/False, a ``conf``
-    that is not a dict, an unknown ``log_level``.
+    that is not a dict, an unknown ``log_level``, a ``driver_memory`` that is not
+    text with a unit (``"2g"``, ``"512m"``: Spark reads a bare ``2`` as 2 MiB).
     """
-    reason = spark_unavailable_reason()
-    if reason is not None:
-        raise RuntimeError(reason)
     check_param("shuffle_partitions", shuffle_partitions, low=1, integer=True)
     # str(bool("false")) would switch the UI on; a conf that is not a mapping fails later on .items().
     check_param("ui", ui, choices=(True, False))
+    if not isinstance(driver_memory, str) or _HEAP.fullmatch(driver_memory) is None:
+        raise ValueError(f"driver_memory={driver_memory!r} is not a memory size with a unit: give text such as "
+                         "'2g' or '512m' (Spark reads a number without a unit as MiB, so 2 would be a 2 MiB heap)")
     if conf is not None and not isinstance(conf, dict):
         raise ValueError(f"conf must be a dict of Spark settings, got {type(conf).__name__}: {conf!r:.80}")
     if not isinstance(log_level, str) or log_level.upper() not in _LOG_LEVELS:
         raise ValueError(f"log_level={log_level!r} is not accepted; accepted values: {list(_LOG_LEVELS)}")
+    # The arguments are checked first, so a wrong one is named on a machine without Java too.
+    reason = spark_unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(reason)
     from pyspark import SparkContext
     from pyspark.sql import SparkSession
 
@@ -211,11 +223,29 @@ def _warn_unapplied(spark, asked: dict) -> None:
     a default is not a request, so a plain ``spark_session()`` that joins a session stays quiet.
     """
     differ = [f"{name}={value!r} (running: {running!r})" for name, (value, default, running) in asked.items()
-              if value is not None and value != default and value != running]
+              if value is not None and value != default and not _same_setting(value, running, name)]
     if differ:
         warnings.warn(f"spark_session: a SparkSession is already running, so these settings of this call were not "
                       f"applied: {', '.join(differ)}; stop it (spark.stop()) first to start one with them",
                       UserWarning, stacklevel=3)
+
+
+def _size_bytes(text, unit_required: bool = False) -> int | None:
+    """Bytes of a Spark size such as ``"2g"`` (MiB where the unit is left out), or None for anything else."""
+    m = _SIZE.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None or (unit_required and m.group(2) is None):
+        return None
+    return int(m.group(1)) * 1024 ** _SIZE_POWERS[(m.group(2) or "m")[0].lower()]
+
+
+def _same_setting(value, other, name: str) -> bool:
+    """Whether two values of one setting are the same: as text, or as sizes of the same bytes (both with units,
+    except the running ``driver_memory``, which Spark reads in MiB without one)."""
+    if value == other:
+        return True
+    a = _size_bytes(value, unit_required=True)
+    b = _size_bytes(other, unit_required=name != "driver_memory")
+    return a is not None and a == b
 
 
 __all__ = ["JAVA_MISSING", "PYSPARK_MISSING", "java_version", "java_available", "pyspark_available",
