@@ -79,13 +79,15 @@ def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMRe
     """Chi-square goodness-of-fit test of the users per arm against the designed split.
 
     ``observed`` is an assignment Series (one row per user), or counts per arm
-    (dict or Series). A p-value below ``threshold`` means the randomisation or
+    (dict or Series). A Series of bools or labels is an assignment, and so is a
+    numeric one named ``arm`` or indexed by ``user_id`` (arms numbered 0, 1, ...);
+    any other numeric Series holds counts. A p-value below ``threshold`` means the randomisation or
     the logging is broken (bots, redirects, lost events), whatever the metrics say.
     Counts must be whole numbers >= 0 with at least one user, weights > 0; a missing arm is refused.
     """
     check_level("threshold", threshold)
-    # A bool Series is an assignment (treated or not), never counts; a user without an arm must not vanish.
-    labels = isinstance(observed, pd.Series) and (pd.api.types.is_bool_dtype(observed) or not pd.api.types.is_numeric_dtype(observed))
+    labels = _is_assignment(observed)
+    # dropna=False: a user without an arm must not vanish from the counts.
     counts = (observed.value_counts(dropna=False) if labels else pd.Series(observed, dtype="float64")).sort_index()
     if counts.index.isna().any():
         raise ValueError(f"observed has no arm for {counts[counts.index.isna()].sum():g} user(s); every user needs an arm")
@@ -105,6 +107,20 @@ def srm_check(observed, weights=None, threshold: float = SRM_THRESHOLD) -> SRMRe
     expected = w / w.sum() * counts.sum()
     res = stats.chisquare(counts.to_numpy(dtype=np.float64), expected.to_numpy())
     return SRMResult(counts.astype("int64"), expected, float(res.statistic), float(res.pvalue), threshold)
+
+
+def _is_assignment(observed) -> bool:
+    """Whether ``observed`` is one arm per user (to be counted) rather than counts per arm.
+
+    A bool or text Series is an assignment. So is a numeric one named ``arm``
+    (``assign``'s name, a log's arm column) or indexed by ``user_id``: arms
+    numbered 0 and 1 were once read as counts, one "arm" per user, and any
+    split passed as ok.
+    """
+    if not isinstance(observed, pd.Series):
+        return False
+    return (pd.api.types.is_bool_dtype(observed) or not pd.api.types.is_numeric_dtype(observed)
+            or observed.name == ARM_COL or observed.index.name == USER_COL)
 
 
 __all__ = ["ARM_COL", "SRM_THRESHOLD", "SRMResult", "assign", "hash_unit", "srm_check"]

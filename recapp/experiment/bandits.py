@@ -53,6 +53,7 @@ from recapp.experiment._checks import check_feedback, check_slate_size
 from recapp.experiment.policies import check_slate_feedback
 from recapp.experiment.simulator import Environment, OraclePolicy, Policy, RandomPolicy, ShopperSimulator
 from recapp.models.base import check_param
+from recapp.params import check_seed
 from recapp.schema import ITEM_COL, USER_COL, require_columns
 from recapp.schema.cells import _plain
 
@@ -79,6 +80,8 @@ class BanditPolicy(Policy):
     with the item shown there, and refuses anything else before learning.
     The others (the per-item counts and LinUCB) learn from any impression of
     a catalogue item, shown by them or not, and read no request or position.
+    ``random_state`` is None, an integer >= 0, a numpy Generator or SeedSequence; anything
+    else is a ValueError naming it.
     """
 
     #: Feedback columns ``observe`` reads besides the reward columns (``_reward_columns``).
@@ -92,7 +95,8 @@ class BanditPolicy(Policy):
         self.candidates = candidates
         self.n_candidates = n_candidates
         self.reward = reward
-        self.random_state = random_state
+        # numpy's own error names neither the argument nor the value.
+        self.random_state = check_seed(random_state, generators=True)
         self.name = name or type(self).__name__
 
     def reset(self, env: Environment) -> None:
@@ -126,12 +130,12 @@ class BanditPolicy(Policy):
         raise NotImplementedError
 
     def slates(self, users, k):
-        """The k highest-scoring candidates per shopper (ties broken at random)."""
+        """The k highest-scoring candidates per shopper (ties broken at random, +inf ones too: never-shown items)."""
         users = np.asarray(users)
         cand = self._candidate_matrix(users)
         check_slate_size(k, cand.shape[1])
         s = np.asarray(self._scores(users, cand), dtype=np.float64)
-        s = s + 1e-9 * self.rng_.random(s.shape)       # random tie-breaking among equal scores
+        s = _break_ties(s, self.rng_.random(s.shape))
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1)
         pos = np.take_along_axis(top, order, axis=1)      # the shown candidates' columns, best first
@@ -201,10 +205,31 @@ class BanditPolicy(Policy):
         return pd.DataFrame({ITEM_COL: self.env_.item_ids, "shows": self.shows_, "rewards": self.rewards_, "rate": rate})
 
 
+def _break_ties(scores: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """``scores`` with ties broken by ``noise`` (uniform [0, 1), one per score), +inf scores included.
+
+    A nudge of 1e-9 * noise separates equal finite scores without reordering
+    distinct ones; +inf plus a nudge is still +inf, so never-shown items
+    (+inf in epsilon-greedy and UCB1) would be taken in catalogue order, the
+    same ones for every shopper of a batch. They are put, in random order,
+    above every finite score instead.
+    """
+    s = scores + 1e-9 * noise
+    never = np.isposinf(s)
+    if never.any():
+        finite = s[np.isfinite(s)]
+        top = float(finite.max()) if finite.size else 0.0
+        span = max(1.0, abs(top))                  # keeps the noise above the float spacing near a large top score
+        s[never] = top + span * (1.0 + noise[never])
+    return s
+
+
 class EpsilonGreedy(BanditPolicy):
     """Greedy on empirical click rates; with probability ``epsilon`` a slate is random instead.
 
-    Items never shown score +inf, so each is tried once before the greedy phase.
+    Items never shown score +inf, so every item is tried before the greedy
+    phase; several never-shown items are taken in random order, so one batch
+    of shoppers spreads over them (as UCB1 does).
     """
 
     def __init__(self, epsilon: float = 0.1, **kwargs):
@@ -224,6 +249,9 @@ class EpsilonGreedy(BanditPolicy):
 
 class UCB1(BanditPolicy):
     """Empirical rate plus ``sqrt(c * ln(t) / n_i)`` (Auer, Cesa-Bianchi and Fischer 2002; c = 2 is UCB1).
+
+    ``t`` counts every impression observed so far, ``n_i`` those of item i; an
+    item never shown scores +inf, so each is tried first (in random order).
 
     The bonus is scaled for rewards in [0, 1]; with click rates of a few percent
     it keeps exploring for a long time, which is UCB1's known weakness here.

@@ -15,6 +15,7 @@ import numpy as np
 from recapp.experiment.bandits import BanditPolicy
 from recapp.models.base import check_param
 from recapp.models.torch_base import torch_threads
+from recapp.params import check_seed
 
 __all__ = ["ReinforceReRanker"]
 
@@ -30,7 +31,8 @@ class ReinforceReRanker(BanditPolicy):
     slate is sampled without replacement in proportion to ``exp(logit)``
     (Gumbel top-k); after each batch of feedback the policy takes one
     ``optimizer`` step on ``-(reward - baseline) * log P(slate)`` with a
-    moving-average baseline, minus a small entropy bonus.
+    moving-average baseline, minus a small entropy bonus. ``random_state``
+    seeds torch too, so it is None or an integer >= 0 (a Generator is refused).
     """
 
     learns_from_slates = True           # _step reads last_ by the feedback's request
@@ -44,6 +46,8 @@ class ReinforceReRanker(BanditPolicy):
         check_param("entropy", entropy, low=0.0)
         check_param("baseline_decay", baseline_decay, low=0.0, high=1.0)
         check_param("rank_prior", rank_prior)
+        # reset seeds torch with int(random_state): a Generator would fail there, after a run had started.
+        check_seed(kwargs.get("random_state", 0))
         super().__init__(**kwargs)
         self.hidden = hidden
         self.lr = lr
