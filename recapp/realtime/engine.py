@@ -7,7 +7,10 @@ pieces of this package do the rest: per-shopper state (:mod:`.state`), the
 overrides (:mod:`.options`), candidates, filters, MMR, explanations and rank
 changes (:mod:`.ranking`), the frames it returns (:mod:`.frames`), the item space
 (:mod:`.catalogue`), approximate search (:mod:`.index`), the result cache
-(:mod:`.cache`), the model swap (:mod:`.swap`) and the background refit that learns new items (:mod:`.refit`).
+(:mod:`.cache`), how one event changes that state (:mod:`.apply`), what the
+constructor refuses (:mod:`.engine_args`), the sizes and counters it reports
+(:mod:`.engine_summary`), the model swap (:mod:`.swap`) and the background refit
+that learns new items (:mod:`.refit`).
 The engine never asks what kind of model it has.
 
 >>> engine = Engine(EASE().fit(train), items=items_table)
@@ -21,22 +24,25 @@ import threading
 
 import pandas as pd
 
-from recapp.event_weights import EVENT_CODES, event_weight, resolve_event_weights
+from recapp.event_weights import EVENT_CODES, resolve_event_weights
 from recapp.models.base import check_param
+from recapp.realtime.apply import apply_rows
 from recapp.realtime.cache import ResultCache, plain
 from recapp.realtime.catalogue import Catalogue
+from recapp.realtime.engine_args import check_engine_args, check_model
+from recapp.realtime.engine_summary import EngineSummary
 from recapp.realtime.frames import EVENT_NAMES  # noqa: F401 - moved to .frames; still importable from here
 from recapp.realtime.frames import EXPLANATION_COL, RANK_CHANGE_COL, RESULT_COLUMNS, history_frame, result_frame
 from recapp.realtime.index import faiss_available
-from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows, with_refused
-from recapp.realtime.options import ListOptions, check_category_columns
+from recapp.realtime.ingest import IngestResult, SeenIds, event_rows, frame_rows
+from recapp.realtime.options import ListOptions
 from recapp.realtime.ranking import MIN_LAST_LISTS, Ranker
 from recapp.realtime.refit import Refitter
 from recapp.realtime.state import Shoppers
-from recapp.realtime.swap import item_index, swap_model
+from recapp.realtime.swap import build_index, swap_model
 from recapp.realtime.threads import one_blas_thread
 from recapp.realtime.trending import Trending
-from recapp.schema import ITEM_COL, SCORE_COL, check_event_types
+from recapp.schema import ITEM_COL, SCORE_COL
 from recapp.schema.cells import id_problem
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ log = logging.getLogger(__name__)
 DAY = 86_400.0
 
 
-class Engine:
+class Engine(EngineSummary):
     """Serve recommendations that follow each shopper's events as they happen.
 
     Parameters
@@ -104,27 +110,11 @@ class Engine:
                  refit_every: int | None = None, calibration: float = 0.0, exposure: float = 0.0,
                  categories: str = "category", exposure_target: float | None = None, pseudonymizer=None,
                  diversity_categories: str = "category"):
-        if not callable(getattr(model, "live_scorer", None)):
-            raise TypeError(f"model must be a fitted recapp recommender (recapp.models); got {type(model).__name__}")
-        model._check_fitted()
+        check_model(model)
         options = ListOptions(k, filters, exclude_viewed, diversity, calibration, exposure, categories, exposure_target,
                               diversity_categories)
-        check_event_types("exclude_events", exclude_events)
-        check_category_columns(options, items)
-        if pseudonymizer is not None:
-            raw = ~pseudonymizer.looks_like(model.interactions_.user_ids.tolist())
-            if raw.any():
-                # The message never shows the ids: they may be the raw ones the caller wants kept out of logs.
-                raise ValueError(f"pseudonymizer is set but the model was fitted on {int(raw.sum())} user id(s) that "
-                                 "are not pseudonyms; fit it on pseudonymizer.frame(train)")
-        if not 0.0 < recency <= 1.0:
-            raise ValueError(f"recency={recency!r} is out of range; it must be in (0, 1]")
-        if half_life is not None:
-            check_param("half_life", half_life, low=0, low_inclusive=False)   # seconds; text failed in a comparison
-        check_param("cache_size", cache_size, low=0, integer=True)
-        check_param("n_explain", n_explain, low=1, integer=True)
-        if ann not in (None, "faiss", "auto"):
-            raise ValueError(f"ann={ann!r} is not accepted; accepted values: [None, 'faiss', 'auto']")
+        check_engine_args(model, options, items, exclude_events=exclude_events, pseudonymizer=pseudonymizer,
+                          recency=recency, half_life=half_life, cache_size=cache_size, n_explain=n_explain, ann=ann)
         self.model = model
         self.options = options
         self.exclude_codes = frozenset(EVENT_CODES[e] for e in exclude_events)
@@ -152,7 +142,7 @@ class Engine:
         if ann == "auto":
             ann = "faiss" if (len(self.catalogue) >= ann_min_items and faiss_available()) else None
         self.ann = ann
-        self._build_index()
+        build_index(self)
         self.store = None
         if store is not None:
             from recapp.realtime.store import EventStore
@@ -160,36 +150,7 @@ class Engine:
             self.store = EventStore.for_writer(store, pseudonymizer)
         self.refitter = Refitter(self, refit_every) if refit_every is not None else None
 
-    def _build_index(self) -> None:
-        self.ranker.index = None        # and it stays None when the new one cannot be built
-        self.ranker.index = item_index(self.ann, self.scorer, self.model)
-
     # ---- the item space ------------------------------------------------------------
-    @property
-    def k(self) -> int:
-        """Default list length."""
-        return self.options.k
-
-    @property
-    def n_items(self) -> int:
-        """Items the engine knows (the model's plus those first seen in events or ``add_items``)."""
-        return len(self.catalogue)
-
-    @property
-    def n_users(self) -> int:
-        """Shoppers with state in the engine (training users are loaded when first touched)."""
-        return len(self.shoppers)
-
-    @property
-    def item_ids(self) -> list:
-        """External ids of every item, by internal index."""
-        return list(self.catalogue.ids)
-
-    @property
-    def now_(self) -> float:
-        """Event time of the latest event seen (training or live)."""
-        return self.trending.now
-
     def add_items(self, items: pd.DataFrame) -> None:
         """Add or replace catalogue rows (item_id plus attributes); new ids join the item space."""
         with self._lock:
@@ -247,10 +208,7 @@ class Engine:
                 rows, rejected = frame_rows(res.events), res.rejected
             else:
                 rows, rejected = event_rows(events, self._seen_ids)
-            outcome = [(row, self._apply(*row)) for row in rows]
-            rows = [row for row, why in outcome if why is None]
-            if len(rows) < len(outcome):
-                rejected = with_refused(rejected, [(row, why) for row, why in outcome if why is not None])
+            rows, rejected = apply_rows(self, rows, rejected)
             result = IngestResult(len(rows), rejected)
             self.n_ingested_ += len(rows)
             if result.n_rejected:
@@ -259,37 +217,6 @@ class Engine:
         if self.refitter is not None and rows:
             self.refitter.after_ingest(rows)
         return result
-
-    def _apply(self, user, item, t: float, event: str, rating) -> str | None:
-        """Apply one checked event; or, changing nothing, say why the served model cannot read its weight."""
-        scorer = self.scorer
-        weight = event_weight(self.event_weights, event, rating)
-        idx = self.catalogue.index(item)
-        st = self.shoppers.get(user, scorer, create=False)
-        summed = weight if idx is None or st is None else st.history.summed_after(idx, weight, self.recency)
-        problem = scorer.weight_problem(summed)
-        if problem is not None:
-            return f"{type(self.model).__name__}'s live scorer cannot fold it in: {problem}"
-        if idx is None:
-            idx = self.catalogue.add(item)
-            scorer.add_items(len(self.catalogue))
-        self.trending.add(idx, t)
-        if st is None:                 # a new shopper: created only once the event is accepted
-            st = self.shoppers.get(user, scorer, create=True)
-        first = idx not in st.seen
-        code = EVENT_CODES[event]
-        delta = st.history.add(idx, code, t, weight, self.recency)
-        st.seen.add(idx)
-        if code in self.exclude_codes:
-            st.consumed.add(idx)
-        if delta is None:
-            st.state, st.vec = scorer.start(st.history), None
-        elif idx < scorer.n_items and scorer.personal:
-            if not scorer.fold(st.state, st.history, idx, delta, st.vec):
-                st.vec = None
-        scorer.observe(idx, t, weight, first)
-        self.cache.invalidate(user)
-        self.ranker.last_lists.moved(user)
 
     # ---- recommend -----------------------------------------------------------------
     def recommend(self, user_id, k: int | None = None, *, filters=None, exclude_viewed: bool | None = None,
@@ -350,20 +277,6 @@ class Engine:
             st = self.shoppers.get(self._user(user_id), self.scorer, create=False)
             return history_frame(None if st is None else st.history, self.catalogue.ids)
 
-    def stats(self) -> dict:
-        """Counters: events ingested and rejected, events left out of live histories (training ones, and those held
-        across swap_model: their summed weight is one the live model cannot fold in), events trimmed from the held
-        histories' sequences (their weights still count), users and items, cache hits and misses, refits."""
-        out = {
-            "events_ingested": self.n_ingested_, "events_rejected": self.n_rejected_,
-            **self.shoppers.counts(),
-            "users": self.n_users, "items": self.n_items, "model_items": self.scorer.n_items,
-            "cache_hits": self.cache.hits, "cache_misses": self.cache.misses, "ann": self.ann,
-        }
-        if self.refitter is not None:
-            out.update(self.refitter.stats())
-        return out
-
     def reset_user(self, user_id) -> None:
         """Forget the engine's state for one user (they are reloaded from the model's training data)."""
         with self._lock:
@@ -402,10 +315,6 @@ class Engine:
             return store.replay(engine, batch_size)
         with EventStore(store, read_only=True) as st:
             return st.replay(engine, batch_size)
-
-    def __repr__(self) -> str:
-        return (f"Engine({type(self.model).__name__}, k={self.k}, users={self.n_users:,}, items={self.n_items:,}, "
-                f"events={self.n_ingested_:,})")
 
 
 __all__ = ["Engine", "IngestResult", "EXPLANATION_COL", "RANK_CHANGE_COL", "RESULT_COLUMNS"]

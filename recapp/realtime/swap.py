@@ -23,6 +23,12 @@ def item_index(ann: str | None, scorer, model) -> FaissIndex | None:
     return FaissIndex(vectors)
 
 
+def build_index(engine) -> None:
+    """Give ``engine``'s ranker the index its ``ann`` setting asks for over the served scorer (None: exact search)."""
+    engine.ranker.index = None        # and it stays None when the new one cannot be built
+    engine.ranker.index = item_index(engine.ann, engine.scorer, engine.model)
+
+
 def swap_model(engine, model) -> None:
     """Serve ``model`` in ``engine`` from now on; histories are kept (see :meth:`Engine.swap_model`).
 
@@ -35,15 +41,15 @@ def swap_model(engine, model) -> None:
             engine.model, engine.scorer = model, scorer
             scorer.add_items(len(engine.catalogue))
             engine.shoppers.restart(model.interactions_)
-            engine._build_index()
+            build_index(engine)
         except BaseException:
             # Half swapped, the engine would score with one model through the other's state and index.
             engine.model, engine.scorer = old
             engine.shoppers.restart(old[0].interactions_)
-            engine._build_index()
+            build_index(engine)
             raise
         finally:
             engine.cache.clear()
 
 
-__all__ = ["item_index", "swap_model"]
+__all__ = ["build_index", "item_index", "swap_model"]
