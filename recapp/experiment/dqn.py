@@ -42,15 +42,15 @@ value of losing a shopper (zero from then on) is not learned.
 
 Measured (``python benchmarks/dqn.py``, seeds 0-4): in the documented bandit
 setting (60,000 slates) regret per 1,000 slates is 52.5 +- 7.4 (sd), against
-LinUCB 37.6 +- 4.5, greedy 96.0 +- 33.6, REINFORCE 100.3 +- 32.0 and random
+LinUCB 37.6 +- 4.5, greedy 114.4 +- 32.8, REINFORCE 100.3 +- 32.0 and random
 161.1 +- 12.8. With returning shoppers who tire and churn
 (``returning_simulator(seed, **LONG_TERM_EFFECTS)``, 100 hours; ``--part b
 --seeds 10``) about half of the shoppers churn under every policy and a
 shopper sees about 19 slates; the DQN rewarded 0.1 click + 0.3 cart + 1
 purchase makes 0.34 purchases per shopper with ``gamma=0.5`` or ``0.9``,
-against greedy's 0.26 (+0.08, paired 95% CIs -0.00 to +0.17 and +0.02 to
-+0.16 over ten seeds), but no more than with ``gamma=0`` (0.36; -0.02, CI
--0.06 to +0.02); LinUCB makes 0.46 and random 0.19.
+against greedy's 0.15 (+0.19, paired 95% CIs +0.12 to +0.26 and +0.13 to
++0.26 over ten seeds), but no more than with ``gamma=0`` (0.36; -0.02, CI
+-0.06 to +0.01); LinUCB makes 0.46 and random 0.19.
 """
 from __future__ import annotations
 
