@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from recapp.experiment import ABSimulation, RandomPolicy, ShopScenario
+from recapp.experiment import ABSimulation, DQNReranker, RandomPolicy, ShopScenario
 from recapp.experiment.abtest import assign, delta_ratio, hash_unit, srm_check
 from recapp.experiment.bandits import UCB1, EpsilonGreedy, LinUCB, ThompsonSampling
 from recapp.experiment.reinforce import ReinforceReRanker
@@ -227,7 +227,8 @@ def test_a_bad_seed_is_refused_when_the_policy_is_built(make, seed):
         make(random_state=seed)
 
 
-def test_reinforce_refuses_a_generator_it_cannot_seed_torch_with():
+@pytest.mark.parametrize("policy", [ReinforceReRanker, DQNReranker])
+def test_torch_policies_refuse_a_generator_they_cannot_seed_torch_with(policy):
     with pytest.raises(ValueError, match="random_state=Generator"):
-        ReinforceReRanker(random_state=np.random.default_rng(0))
+        policy(random_state=np.random.default_rng(0))
     assert UCB1(random_state=np.random.default_rng(0)).random_state is not None     # the count-based ones take one

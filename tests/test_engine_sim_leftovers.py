@@ -61,3 +61,10 @@ def test_a_named_diversity_column_the_items_lack_is_refused():
         Engine(model, items=GENRES, diversity_categories=5)
     # The default stays optional: an items table without "category" is served as before.
     assert len(Engine(model, k=4, items=GENRES, diversity=0.5).recommend(1)) == 4
+
+
+@pytest.mark.parametrize("recency", ["0.5", None, float("nan"), 0.0, 1.5])
+def test_a_recency_that_is_no_number_in_range_is_refused_naming_it(recency):
+    # Text and None failed inside a comparison with a TypeError that named nothing.
+    with pytest.raises(ValueError, match=r"recency=.* (must be a finite number|is out of range)"):
+        Engine(Popularity().fit(TRAIN), recency=recency)

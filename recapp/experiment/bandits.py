@@ -81,12 +81,15 @@ class BanditPolicy(Policy):
     with the item shown there, and refuses anything else before learning.
     The others (the per-item counts and LinUCB) learn from any impression of
     a catalogue item, shown by them or not, and read no request or position.
-    ``random_state`` is None, an integer >= 0, a numpy Generator or SeedSequence; anything
-    else is a ValueError naming it.
+    ``random_state`` is None, an integer >= 0, a numpy Generator or SeedSequence
+    (no Generator for a policy that seeds torch with it); anything else is a
+    ValueError naming it.
     """
 
     #: Feedback columns ``observe`` reads besides the reward columns (``_reward_columns``).
     feedback_columns: tuple = (ITEM_COL,)
+    #: Whether ``reset`` seeds torch with ``int(random_state)``, so that a Generator cannot be the seed.
+    seeds_torch: bool = False
 
     def __init__(self, candidates=None, n_candidates: int = 50, reward: str = "click", random_state=0,
                  name: str | None = None):
@@ -97,7 +100,7 @@ class BanditPolicy(Policy):
         self.n_candidates = n_candidates
         self.reward = reward
         # numpy's own error names neither the argument nor the value.
-        self.random_state = check_seed(random_state, generators=True)
+        self.random_state = check_seed(random_state, generators=not self.seeds_torch)
         self.name = name or type(self).__name__
 
     def reset(self, env: Environment) -> None:

@@ -112,10 +112,12 @@ class DQNReranker(BanditPolicy):
     synced every ``target_update`` steps; ``history=False`` drops the
     per-shopper counters from the state (context only); ``reward_weights``
     maps click / cart / purchase to weights; ``device="auto"`` uses CUDA when
-    there is a GPU.
+    there is a GPU. ``random_state`` seeds torch too, so it is None or an
+    integer >= 0 (a Generator is refused).
     """
 
     learns_from_slates = True           # _learn reads last_ by the feedback's request and position
+    seeds_torch = True                  # reset seeds torch with int(random_state)
 
     def __init__(self, hidden: int = 32, gamma: float = 0.5, lr: float = 3e-3, epsilon_start: float = 1.0,
                  epsilon_end: float = 0.02, epsilon_decay: int = 3000, buffer_size: int = 20_000, batch_size: int = 64,

@@ -15,7 +15,6 @@ import numpy as np
 from recapp.experiment.bandits import BanditPolicy
 from recapp.models.base import check_param
 from recapp.models.torch_base import torch_threads
-from recapp.params import check_seed
 
 __all__ = ["ReinforceReRanker"]
 
@@ -36,6 +35,7 @@ class ReinforceReRanker(BanditPolicy):
     """
 
     learns_from_slates = True           # _step reads last_ by the feedback's request
+    seeds_torch = True                  # reset seeds torch with int(random_state)
 
     def __init__(self, hidden: int = 16, lr: float = 0.01, optimizer: str = "sgd", entropy: float = 0.0,
                  baseline_decay: float = 0.95, rank_prior: float = 2.0, device: str = "cpu", **kwargs):
@@ -46,8 +46,6 @@ class ReinforceReRanker(BanditPolicy):
         check_param("entropy", entropy, low=0.0)
         check_param("baseline_decay", baseline_decay, low=0.0, high=1.0)
         check_param("rank_prior", rank_prior)
-        # reset seeds torch with int(random_state): a Generator would fail there, after a run had started.
-        check_seed(kwargs.get("random_state", 0))
         super().__init__(**kwargs)
         self.hidden = hidden
         self.lr = lr

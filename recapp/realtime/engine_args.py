@@ -38,8 +38,7 @@ def check_engine_args(model, options: ListOptions, items, *, exclude_events, pse
             # The message never shows the ids: they may be the raw ones the caller wants kept out of logs.
             raise ValueError(f"pseudonymizer is set but the model was fitted on {int(raw.sum())} user id(s) that "
                              "are not pseudonyms; fit it on pseudonymizer.frame(train)")
-    if not 0.0 < recency <= 1.0:
-        raise ValueError(f"recency={recency!r} is out of range; it must be in (0, 1]")
+    check_param("recency", recency, low=0, low_inclusive=False, high=1)   # text failed inside the comparison
     if half_life is not None:
         check_param("half_life", half_life, low=0, low_inclusive=False)   # seconds; text failed in a comparison
     check_param("cache_size", cache_size, low=0, integer=True)
