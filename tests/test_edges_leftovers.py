@@ -137,3 +137,14 @@ def test_the_live_tab_counts_rejected_events_beside_the_latest_reason(tmp_path):
         pass
     assert f"Replay finished: {len(rows)} events of user {uid} (2 of them rejected by the engine)" in \
         html.unescape(app.message.value)
+
+
+@pytest.mark.parametrize("where", ["itself", "above"])
+def test_a_file_where_the_data_cache_folder_belongs_is_named(tmp_path, monkeypatch, where):
+    blocker = tmp_path / "recapp-data"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RECAPP_DATA", str(blocker if where == "itself" else blocker / "cache"))
+    # Before: a bare FileExistsError (or NotADirectoryError) from mkdir, naming neither the cache nor RECAPP_DATA.
+    with pytest.raises(DataSourceError, match=r"data cache folder .*recapp-data.* cannot be created: .*set RECAPP_DATA"):
+        load_movielens(allow_download=False)
+    assert blocker.read_text() == "not a folder"

@@ -24,9 +24,17 @@ class DataSourceError(RuntimeError):
 
 
 def data_dir() -> Path:
-    """The cache folder: ``$RECAPP_DATA`` or ``~/.cache/recapp``, created if needed."""
+    """The cache folder: ``$RECAPP_DATA`` or ``~/.cache/recapp``, created if needed.
+
+    A file at that path (or at a folder above it) is a :class:`DataSourceError` naming the path.
+    """
     root = Path(os.environ.get("RECAPP_DATA") or Path.home() / ".cache" / "recapp").expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        # mkdir's own error names the path but not that it is the data cache, nor RECAPP_DATA.
+        raise DataSourceError(f"the data cache folder {root} cannot be created: {exc.strerror} at {exc.filename}; "
+                              "set RECAPP_DATA to a folder (or remove the file)") from exc
     return root
 
 
