@@ -148,3 +148,21 @@ def test_a_file_where_the_data_cache_folder_belongs_is_named(tmp_path, monkeypat
     with pytest.raises(DataSourceError, match=r"data cache folder .*recapp-data.* cannot be created: .*set RECAPP_DATA"):
         load_movielens(allow_download=False)
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_session_has_a_checkpoint_folder_that_als_cuts_its_lineage_with(spark):
+    # Without one, a 15-iteration ALS's lineage overflowed the JVM's stack now and then when a task over its
+    # factors was serialized (StackOverflowError in the README's Spark block, on a loaded machine).
+    from pathlib import Path
+
+    from recapp.spark import SparkALS
+
+    local = Path(spark.sparkContext.getConf().get("spark.local.dir").split(",")[0])
+    folder = spark.sparkContext.getCheckpointDir()
+    assert folder is not None and Path(folder.removeprefix("file:")).parent == local / "checkpoints"
+    pairs = [(u, (u + j) % 7) for u in range(20) for j in range(3)]
+    events = spark.createDataFrame(pd.DataFrame({"user_id": [u for u, _ in pairs], "item_id": [i for _, i in pairs],
+                                                 "event": "view"}))
+    before = set(Path(folder.removeprefix("file:")).glob("rdd-*"))
+    SparkALS(factors=2, iterations=6, checkpoint_interval=2).fit(events)
+    assert set(Path(folder.removeprefix("file:")).glob("rdd-*")) - before, "ALS wrote no checkpoint"

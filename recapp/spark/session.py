@@ -121,7 +121,8 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
     (``--master yarn``, ``--master k8s://...``). ``shuffle_partitions`` sets
     ``spark.sql.shuffle.partitions`` (Spark's 200 suits a cluster, not a laptop);
     ``local_dir`` is ``spark.local.dir`` (default: a new temporary folder, removed
-    when the Python process exits);
+    when the Python process exits), whose ``checkpoints`` subfolder becomes the
+    checkpoint folder iterative jobs such as ALS cut their lineage with;
     ``conf`` adds or overrides any Spark setting. The Python workers run
     ``sys.executable``. A session that is already running is returned as it is,
     with none of this call's settings applied, static or runtime (its own time
@@ -200,6 +201,11 @@ def spark_session(app_name: str = "recapp", *, master: str | None = "local[2]", 
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(log_level)
+    if spark.sparkContext.getCheckpointDir() is None:
+        # Iterative jobs (ALS's checkpointInterval) cut their lineage only where there is a checkpoint folder;
+        # without one, a 15-iteration ALS's lineage overflowed the JVM's stack when a task over its factors was
+        # serialized (StackOverflowError, now and then on a loaded machine).
+        spark.sparkContext.setCheckpointDir(os.path.join(settings["spark.local.dir"].split(",")[0], "checkpoints"))
     return spark
 
 
