@@ -51,7 +51,7 @@ class Shoppers:
     list by internal index (items added live included), which the warnings name items by.
     """
 
-    def __init__(self, inter, exclude_codes: frozenset, recency: float, max_vectors: int, item_ids: list | None = None):
+    def __init__(self, inter, exclude_codes: frozenset, recency: float, max_vectors: int, item_ids: list):
         self.inter = inter
         # The engine's list, appended to in place as items arrive: the model's ids stop at its own catalogue.
         self.item_ids = item_ids
@@ -117,16 +117,9 @@ class Shoppers:
         if len(unread):
             if kind not in self._warned:
                 self._warned.add(kind)
-                log.warning(_UNREAD[kind], plain(user), self._item_id(int(unread[0])))
+                log.warning(_UNREAD[kind], plain(user), plain(self.item_ids[int(unread[0])]))
             self.unread[kind] += int(np.isin(np.asarray(events, dtype=np.int64), unread).sum())
         return unread
-
-    def _item_id(self, idx: int):
-        """The external id of internal index ``idx`` (the bare index only for an index no id list holds)."""
-        for ids in (self.item_ids, self.inter.item_ids):
-            if ids is not None and idx < len(ids):
-                return plain(ids[idx])
-        return idx
 
     def _load(self, u: int, scorer: LiveScorer) -> UserState:
         inter = self.inter
